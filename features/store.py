@@ -1,0 +1,427 @@
+"""The HDF5 feature store: ``/rgb/<vid>`` and ``/flow/<vid>`` float32 (T, 1024) per video.
+
+Schema (see docs/ARCHITECTURE.md):
+    file attrs      fps, snippet, stride, crop, backbone, weights_sha256, flow_method,
+                    flow_init (required; extra scalar attrs are kept as provenance)
+    /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float)
+    /flow/<vid>     float32 (T, 1024), same T as rgb
+
+Write design (resumable, never a half-written file):
+    ``FeatureStoreWriter(out, attrs=...)`` writes each finished video to its own part file
+    ``<out>.parts/<vid>.h5`` (a one-video store with the same schema) through a temporary
+    name in that folder and ``os.replace``, so a part either exists complete or not at all.
+    A rerun after a crash builds a writer on the same ``out``: ``done(vid)`` is True for the
+    videos whose part exists, so only the missing ones are computed again. The file attrs
+    are recorded in ``<out>.parts/attrs.json``; parts written under different attrs (other
+    weights, other snippet length, ...) are stale and are deleted when the writer opens.
+    ``finalize()`` copies every part into a temporary file beside ``out`` (video by video,
+    never the whole store in memory), ``os.replace``s it onto ``out`` and removes the parts
+    folder. An interruption inside ``finalize`` leaves the parts in place (or, after the
+    replace, the complete ``out``), so rerunning is always safe.
+
+    Different videos may be written concurrently (threads or processes) by writers built
+    with the same ``out`` and attrs; ``finalize`` runs once, after all of them.
+
+Read: ``FeatureStore(path)`` opens the file, checks the schema, and reads one video at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FEATURE_DIM = 1024
+"""Width of one stream's feature vector (I3D Mixed_5c pooled)."""
+
+STREAMS = ("rgb", "flow")
+FILE_ATTR_KEYS = (
+    "fps",
+    "snippet",
+    "stride",
+    "crop",
+    "backbone",
+    "weights_sha256",
+    "flow_method",
+    "flow_init",
+)
+VIDEO_ATTR_KEYS = ("frames", "source_fps")
+
+_TMP_PREFIX = ".tmp-"
+_PARTS_ATTRS = "attrs.json"
+
+
+class FeatureStoreError(ValueError):
+    """A feature store file is missing parts of the schema, truncated or corrupt."""
+
+
+class VideoNotFoundError(FeatureStoreError, KeyError):
+    """A video id is not in the store (a KeyError too, for mapping-style callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def validate_video_id(vid: object) -> str:
+    """Check that a video id can be used as an HDF5 name and as a file name.
+
+    Args:
+        vid: the candidate id.
+
+    Returns:
+        The id, unchanged.
+
+    Raises:
+        ValueError: naming the id, if it is not a non-empty string, contains '/', '\\', '..'
+            or a NUL character, or is '.'.
+    """
+    if not isinstance(vid, str) or not vid:
+        raise ValueError(f"video id {vid!r}: expected a non-empty string")
+    for bad in ("/", "\\", "..", "\x00"):
+        if bad in vid:
+            raise ValueError(f"video id {vid!r}: must not contain {bad!r}")
+    if vid == "." or vid.startswith(_TMP_PREFIX):
+        raise ValueError(f"video id {vid!r}: reserved name")
+    return vid
+
+
+def _temp_name(path: Path) -> Path:
+    """A unique temporary name beside ``path`` (hidden, prefixed ``.tmp-``)."""
+    return path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+
+
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder``.
+
+    Call it when no writer is running on that folder (e.g. at the end of a stage, before DVC
+    caches the folder).
+
+    Args:
+        folder: a folder written to with ``atomic_h5_file``.
+
+    Returns:
+        The removed paths.
+    """
+    removed = sorted(p for p in Path(folder).glob(f"{_TMP_PREFIX}*") if p.is_file())
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_h5_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open a new HDF5 file that appears at ``path`` only once it is complete.
+
+    The file is written under a temporary name in the same folder, flushed to disk and moved
+    onto ``path`` with ``os.replace`` when the block exits normally. On an exception the
+    temporary file is removed and ``path`` is left untouched. A killed process can leave the
+    temporary file behind (``.tmp-<name>.*``); ``remove_temp_files`` clears those.
+
+    Args:
+        path: final location; its folder is created if needed.
+
+    Yields:
+        The open ``h5py.File``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        with h5py.File(tmp, "w-") as h5:
+            yield h5
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush a closed file's data to disk so the rename that follows cannot expose a hole."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _attr_value(value: Any) -> Any:
+    """Convert an HDF5 attribute value to a plain Python scalar."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _check_file_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the store-level attrs: the required keys present, scalar values only."""
+    missing = [k for k in FILE_ATTR_KEYS if k not in attrs]
+    if missing:
+        raise ValueError(f"feature store attrs: missing {missing}; required {list(FILE_ATTR_KEYS)}")
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        value = _attr_value(value)
+        if not isinstance(value, (str, int, float, bool)):
+            raise ValueError(
+                f"feature store attr {key!r}: expected str, int, float or bool, "
+                f"got {type(value).__name__}"
+            )
+        out[str(key)] = value
+    return out
+
+
+def _check_features(vid: str, stream: str, array: np.ndarray) -> np.ndarray:
+    """Validate one stream's (T, 1024) feature matrix and return it as float32."""
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM or arr.shape[0] < 1:
+        raise ValueError(
+            f"video {vid!r}, {stream}: expected shape (T >= 1, {FEATURE_DIM}), got {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"video {vid!r}, {stream}: contains NaN or inf")
+    return arr
+
+
+def _write_video(
+    h5: h5py.File, vid: str, rgb: np.ndarray, flow: np.ndarray, *, frames: int, source_fps: float
+) -> None:
+    """Write one video's two streams and per-video attrs into an open store file."""
+    for stream, arr in (("rgb", rgb), ("flow", flow)):
+        dset = h5.require_group(stream).create_dataset(vid, data=arr)  # (T, 1024)
+        dset.attrs["frames"] = int(frames)
+        dset.attrs["source_fps"] = float(source_fps)
+
+
+class FeatureStoreWriter:
+    """Resumable per-video writer of a feature store (see the module docstring).
+
+    Args:
+        out: path of the final store file.
+        attrs: file attrs; must hold every key of ``FILE_ATTR_KEYS``.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], *, attrs: Mapping[str, Any]) -> None:
+        self.out = Path(out)
+        self.attrs = _check_file_attrs(attrs)
+        self.parts_dir = self.out.with_name(self.out.name + ".parts")
+        self._open_parts_dir()
+
+    def _open_parts_dir(self) -> None:
+        """Create the parts folder, or drop its content if it was written under other attrs."""
+        recorded = self.parts_dir / _PARTS_ATTRS
+        wanted = json.dumps(self.attrs, sort_keys=True)
+        if recorded.exists():
+            if recorded.read_text() == wanted:
+                return
+            log.warning("%s: parts were written with other attrs; discarding them", self.parts_dir)
+            shutil.rmtree(self.parts_dir)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        tmp = _temp_name(recorded)
+        tmp.write_text(wanted)
+        os.replace(tmp, recorded)
+
+    def part_path(self, vid: str) -> Path:
+        """Path of the part file holding video ``vid``."""
+        return self.parts_dir / f"{validate_video_id(vid)}.h5"
+
+    def done(self, vid: str) -> bool:
+        """Whether video ``vid`` is already written (its part file exists)."""
+        return self.part_path(vid).exists()
+
+    def pending(self, vids: Iterable[str]) -> list[str]:
+        """The ids of ``vids`` not written yet, in the given order."""
+        return [v for v in vids if not self.done(v)]
+
+    def finished(self) -> list[str]:
+        """Sorted ids of the videos written so far."""
+        return sorted(
+            p.stem for p in self.parts_dir.glob("*.h5") if not p.name.startswith(_TMP_PREFIX)
+        )
+
+    def write(
+        self,
+        vid: str,
+        *,
+        rgb: np.ndarray,
+        flow: np.ndarray,
+        frames: int,
+        source_fps: float,
+    ) -> Path:
+        """Write one video's features atomically to its part file.
+
+        Args:
+            vid: video id (validated).
+            rgb: (T, 1024) RGB-stream features.
+            flow: (T, 1024) flow-stream features, same T.
+            frames: number of decoded frames the features were computed from.
+            source_fps: frame rate of the source video.
+
+        Returns:
+            The part file path.
+        """
+        path = self.part_path(vid)
+        rgb32 = _check_features(vid, "rgb", rgb)  # (T, 1024)
+        flow32 = _check_features(vid, "flow", flow)  # (T, 1024)
+        if rgb32.shape[0] != flow32.shape[0]:
+            raise ValueError(
+                f"video {vid!r}: rgb has {rgb32.shape[0]} snippets, flow has {flow32.shape[0]}"
+            )
+        if int(frames) < 1 or not float(source_fps) > 0:
+            raise ValueError(
+                f"video {vid!r}: expected frames >= 1 and source_fps > 0, "
+                f"got frames={frames}, source_fps={source_fps}"
+            )
+        with atomic_h5_file(path) as h5:
+            h5.attrs.update(self.attrs)
+            _write_video(h5, vid, rgb32, flow32, frames=frames, source_fps=source_fps)
+        return path
+
+    def finalize(self) -> Path:
+        """Merge every part into ``out`` atomically, then remove the parts folder.
+
+        Returns:
+            The path of the final store.
+
+        Raises:
+            FeatureStoreError: if there is no finished video to merge.
+        """
+        vids = self.finished()
+        if not vids:
+            raise FeatureStoreError(f"{self.parts_dir}: no finished video to merge into {self.out}")
+        with atomic_h5_file(self.out) as dst:
+            dst.attrs.update(self.attrs)
+            groups = {s: dst.create_group(s) for s in STREAMS}
+            for vid in vids:
+                with h5py.File(self.part_path(vid), "r") as src:
+                    for stream in STREAMS:
+                        src.copy(src[stream][vid], groups[stream], name=vid)
+        shutil.rmtree(self.parts_dir)
+        return self.out
+
+
+class FeatureStore:
+    """Read-only access to a feature store, one video at a time.
+
+    Use as a context manager: ``with FeatureStore(path) as fs: x = fs[vid]  # (T, 2048)``.
+
+    Args:
+        path: the store file.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        FeatureStoreError: if the file is truncated, not HDF5, or not in the store schema.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"feature store {self.path}: no such file")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as err:
+            raise FeatureStoreError(
+                f"feature store {self.path}: cannot open (truncated or not an HDF5 file): {err}"
+            ) from err
+        try:
+            self._check_schema()
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _check_schema(self) -> None:
+        """Check groups and attrs; the rgb and flow groups must hold the same videos."""
+        missing = [k for k in FILE_ATTR_KEYS if k not in self._h5.attrs]
+        groups = [s for s in STREAMS if not isinstance(self._h5.get(s), h5py.Group)]
+        if missing or groups:
+            raise FeatureStoreError(
+                f"feature store {self.path}: not in the store schema "
+                f"(missing attrs {missing}, missing groups {groups})"
+            )
+        rgb, flow = set(self._h5["rgb"]), set(self._h5["flow"])
+        if rgb != flow:
+            odd = sorted(rgb ^ flow)[:5]
+            raise FeatureStoreError(
+                f"feature store {self.path}: videos present in only one of rgb/flow: {odd}"
+            )
+        self._videos = sorted(rgb)
+        self._video_set = frozenset(rgb)
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying file."""
+        self._h5.close()
+
+    @property
+    def videos(self) -> list[str]:
+        """Sorted video ids."""
+        return list(self._videos)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """File attrs as plain Python values."""
+        return {k: _attr_value(v) for k, v in self._h5.attrs.items()}
+
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._videos)
+
+    def __contains__(self, vid: object) -> bool:
+        return vid in self._video_set
+
+    def _dataset(self, stream: str, vid: str) -> h5py.Dataset:
+        validate_video_id(vid)
+        if vid not in self._video_set:
+            raise VideoNotFoundError(f"feature store {self.path}: no video {vid!r} in /{stream}")
+        return self._h5[stream][vid]
+
+    def video_attrs(self, vid: str) -> dict[str, Any]:
+        """Per-video attrs (frames, source_fps) of ``vid``."""
+        return {k: _attr_value(v) for k, v in self._dataset("rgb", vid).attrs.items()}
+
+    def __getitem__(self, vid: str) -> np.ndarray:
+        """Features of one video: RGB then flow, (T, 2048) float32.
+
+        Raises:
+            VideoNotFoundError: naming the file and the video, if it is absent.
+            FeatureStoreError: if the stored arrays are unreadable or disagree in shape.
+        """
+        rgb_d, flow_d = self._dataset("rgb", vid), self._dataset("flow", vid)
+        if rgb_d.shape != flow_d.shape or len(rgb_d.shape) != 2 or rgb_d.shape[1] != FEATURE_DIM:
+            raise FeatureStoreError(
+                f"feature store {self.path}, video {vid!r}: expected rgb and flow of shape "
+                f"(T, {FEATURE_DIM}), got {rgb_d.shape} and {flow_d.shape}"
+            )
+        out = np.empty((rgb_d.shape[0], 2 * FEATURE_DIM), dtype=np.float32)  # (T, 2048)
+        try:
+            rgb_d.read_direct(out, dest_sel=np.s_[:, :FEATURE_DIM])
+            flow_d.read_direct(out, dest_sel=np.s_[:, FEATURE_DIM:])
+        except OSError as err:
+            raise FeatureStoreError(
+                f"feature store {self.path}, video {vid!r}: cannot read (corrupt file?): {err}"
+            ) from err
+        return out
