@@ -1,0 +1,192 @@
+"""Evaluation pictures: mAP against tIoU, AP per class, and per-video timelines.
+
+Figures are drawn with matplotlib's object API on an Agg canvas created inside each function
+(no pyplot, no global backend switch, safe in worker threads), and written atomically: to a
+temporary PNG in the target folder, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
+
+_THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1:0.5") do not match
+
+
+def _new_figure(width: float, height: float):
+    """A matplotlib Figure attached to an Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path: str | Path) -> Path:
+    """Writes the figure as PNG via a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            figure.savefig(stream, format="png")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _curve(table: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(thresholds, mAP) from the ``mAP@<t>`` keys of a summary table, sorted by threshold."""
+    points = sorted((float(m.group(1)), float(v)) for k, v in table.items() if (m := _THRESHOLD_KEY.match(k)))
+    if not points:
+        raise ValueError(f"no 'mAP@<tIoU>' keys in the table (keys: {sorted(table)})")
+    thresholds, values = zip(*points)
+    return np.array(thresholds), np.array(values)
+
+
+def plot_map_vs_tiou(
+    table: Mapping[str, float] | Mapping[str, Mapping[str, float]], path: str | Path, *, title: str = "mAP vs tIoU"
+) -> Path:
+    """Line plot of mAP against the tIoU threshold.
+
+    Args:
+        table: a ``summary_table`` dict (``{"mAP@0.1": ..., ...}``; averages are ignored), or
+            a mapping from run names to such dicts to compare several runs on one plot.
+        path: PNG to write.
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: a table without ``mAP@<tIoU>`` keys.
+    """
+    runs = table if all(isinstance(v, Mapping) for v in table.values()) and table else {"": table}
+    figure = _new_figure(6.0, 4.0)
+    axes = figure.add_subplot()
+    for name, run in runs.items():
+        thresholds, values = _curve(run)  # type: ignore[arg-type]
+        axes.plot(thresholds, values, marker="o", label=name or None)
+        if len(runs) == 1:
+            for x, y in zip(thresholds, values):
+                axes.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    axes.set_xlabel("tIoU threshold")
+    axes.set_ylabel("mAP")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    if len(runs) > 1:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_per_class_ap(
+    classes: Sequence[str],
+    ap: np.ndarray,
+    path: str | Path,
+    *,
+    tiou: Sequence[float] | None = None,
+    title: str = "AP per class",
+) -> Path:
+    """Horizontal bars of AP per class.
+
+    Args:
+        classes: (C,) class names.
+        ap: (C,) AP per class, or (C, K) AP per class and threshold: the bars then show the
+            mean over thresholds and a marker per threshold.
+        path: PNG to write.
+        tiou: (K,) threshold labels for the markers of a (C, K) array.
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: ``ap`` does not have C rows.
+    """
+    ap = np.asarray(ap, dtype=np.float64)
+    if ap.ndim not in (1, 2) or ap.shape[0] != len(classes):
+        raise ValueError(f"plot_per_class_ap: ap must be (C,) or (C, K) with C = {len(classes)}, got {ap.shape}")
+    per_threshold = ap.reshape(len(classes), -1)  # (C, K)
+    figure = _new_figure(8.0, max(3.0, 1.0 + 0.3 * len(classes)))
+    axes = figure.add_subplot()
+    rows = np.arange(len(classes))
+    axes.barh(rows, per_threshold.mean(axis=1), color="tab:blue", alpha=0.6, label="mean" if ap.ndim == 2 else None)
+    if ap.ndim == 2:
+        labels = [f"{t:g}" for t in tiou] if tiou is not None else [str(k) for k in range(ap.shape[1])]
+        for k, label in enumerate(labels):
+            axes.scatter(per_threshold[:, k], rows, s=12, label=f"tIoU {label}", zorder=3)
+        axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes.set_yticks(rows, labels=list(classes), fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("AP")
+    axes.set_title(title)
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_timeline(
+    video_id: str,
+    *,
+    gt_segments: np.ndarray | Sequence[Sequence[float]],
+    predictions: Sequence[Mapping],
+    cas: np.ndarray,
+    snippet_seconds: float,
+    path: str | Path,
+    actionness: np.ndarray | None = None,
+    top_k: int = 10,
+) -> Path:
+    """Qualitative picture of one video: ground truth, detections and the activation curve.
+
+    Args:
+        video_id: shown in the title.
+        gt_segments: (N, 2) ground-truth start, end in seconds.
+        predictions: detections ``{"segment": [s, e], "score": float, ...}`` (e.g. of one class).
+        cas: (T,) class activation per sample; sample t spans
+            ``[t * snippet_seconds, (t + 1) * snippet_seconds)``.
+        snippet_seconds: seconds per sample of ``cas`` (16 / 25, or that / 24 when upsampled).
+        path: PNG to write.
+        actionness: optional (T,) curve drawn with the CAS.
+        top_k: draw only this many highest-scoring detections.
+
+    Returns:
+        The path written.
+    """
+    cas = np.asarray(cas, dtype=np.float64).reshape(-1)
+    gt = np.asarray(gt_segments, dtype=np.float64).reshape(-1, 2)
+    shown = sorted(predictions, key=lambda p: -float(p["score"]))[:top_k]
+    times = (np.arange(cas.size) + 0.5) * snippet_seconds
+    end = max(cas.size * snippet_seconds, gt[:, 1].max(initial=0.0), max((p["segment"][1] for p in shown), default=0.0))
+    figure = _new_figure(10.0, 4.0)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
+    top.broken_barh([(s, e - s) for s, e in gt], (1.1, 0.8), color="tab:green", label="ground truth")
+    for p in shown:
+        s, e = (float(v) for v in p["segment"])
+        top.broken_barh([(s, e - s)], (0.1, 0.8), color="tab:red", alpha=0.35)
+        top.text((s + e) / 2, 0.5, f"{float(p['score']):.2f}", ha="center", va="center", fontsize=7)
+    top.set_yticks([0.5, 1.5], labels=[f"top {len(shown)} detections", "ground truth"])
+    top.set_ylim(0, 2)
+    top.set_title(video_id)
+    bottom.plot(times, cas, color="tab:blue", label="class activation")
+    if actionness is not None:
+        bottom.plot(times, np.asarray(actionness, dtype=np.float64).reshape(-1), color="tab:gray", label="actionness")
+    for s, e in gt:
+        bottom.axvspan(s, e, color="tab:green", alpha=0.12)
+    bottom.set_xlim(0, end)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("score")
+    bottom.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    return _save(figure, path)
