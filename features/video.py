@@ -1,0 +1,260 @@
+"""Video decoding: any input video to constant-rate, resized frames, and the compact store.
+
+Decoding goes through pytorchvideo's PyAV backend (`EncodedVideoPyAV`), which opens the
+container and checks for a video stream. Frames are then streamed from that backend's
+container one at a time: pytorchvideo's public `get_clip` drops frame timestamps and casts
+whole clips to float32, while the constant-rate mapping below needs each frame's exact
+presentation time and must run in constant memory on hour-long videos.
+
+Constant frame rate by timestamps (sample and hold): output frame k is shown at
+t_k = k / fps and takes the last source frame whose presentation time is <= t_k. The
+output has every k with t_k < end, where end is the last frame's time plus the interval
+before it (containers disagree on the last frame's duration; this rule does not).
+Times are exact fractions of the stream's time base, so 29.97 fps (30000/1001) and
+variable-frame-rate input map without rounding drift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
+
+
+class VideoDecodeError(ValueError):
+    """A file that cannot be decoded as a video; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the source container says about its video stream."""
+
+    fps: float  # average frame rate of the source
+    width: int
+    height: int
+
+
+def output_frame_count(end_time: Fraction, fps: int) -> int:
+    """Number of output frames k with k / fps < end_time."""
+    return max(0, math.ceil(end_time * fps))
+
+
+def resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side = short_side, both even (H.264 4:2:0 needs even sizes)."""
+    scale = short_side / min(width, height)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
+    """Open a video with pytorchvideo's PyAV backend; returns (video, open file handle).
+
+    Raises:
+        VideoDecodeError: empty file, not a media file, or no video stream.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+    fh = open(path, "rb")
+    try:
+        video = EncodedVideoPyAV(fh, video_name=path.name, decode_audio=False)
+    except RuntimeError as err:
+        fh.close()
+        if "Video stream not found" in str(err):
+            raise VideoDecodeError(f"{path}: no video stream (audio-only or data file?)") from None
+        raise VideoDecodeError(f"{path}: not a readable video container ({err})") from None
+    return video, fh
+
+
+def iter_source_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction, SourceInfo]]:
+    """Stream (frame, presentation time in s, info) for every decodable frame."""
+    video, fh = open_source(path)
+    container = video._container  # the backend's PyAV container: streamed, see module docstring
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        info = SourceInfo(
+            fps=float(rate) if rate else 0.0,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+        )
+        time_base = stream.time_base
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None and time_base is not None:
+                    t = Fraction(frame.pts) * Fraction(time_base)
+                else:  # raw streams without timestamps: fall back to the nominal rate
+                    t = Fraction(index) / Fraction(rate)
+                index += 1
+                yield frame, t, info
+        except av.error.FFmpegError as err:
+            if index == 0:
+                raise VideoDecodeError(f"{path}: no frame could be decoded ({err})") from None
+            raise VideoDecodeError(f"{path}: corrupt or truncated after {index} frames ({err})") from None
+    finally:
+        video.close()
+        fh.close()
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Manifest row of one decoded video."""
+
+    source_fps: float
+    duration: float  # seconds, of the source
+    frames_in: int
+    frames_out: int
+    width: int
+    height: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _SampleAndHold:
+    """Turns a stream of timed source frames into constant-rate output frames."""
+
+    def __init__(self, fps: int):
+        self.fps = fps
+        self.t0: Fraction | None = None
+        self.next_k = 0
+        self.prev: av.VideoFrame | None = None
+
+    def push(self, frame: av.VideoFrame, t: Fraction) -> Iterator[av.VideoFrame]:
+        """Emit the output frames that the previous frame holds, up to (excluding) time t."""
+        if self.t0 is None:
+            self.t0 = t
+        rel = t - self.t0
+        if self.prev is not None:
+            while Fraction(self.next_k, self.fps) < rel:
+                self.next_k += 1
+                yield self.prev
+        self.prev = frame
+
+    def close(self, end_rel: Fraction) -> Iterator[av.VideoFrame]:
+        """Emit the frames the last source frame holds until the end of the video."""
+        if self.prev is None:
+            return
+        n_out = output_frame_count(end_rel, self.fps)
+        while self.next_k < n_out:
+            self.next_k += 1
+            yield self.prev
+
+
+def decode_to_mp4(
+    src: Path,
+    dst: Path,
+    *,
+    fps: int = 25,
+    short_side: int = 256,
+    crf: int = 20,
+    preset: str = "veryfast",
+    min_frames: int = 16,
+) -> DecodedVideo:
+    """Decode `src` to a constant-rate, resized H.264 mp4 at `dst`.
+
+    `dst` should be a temporary path (the caller renames it into place on success).
+
+    Args:
+        src: any video PyAV can read.
+        dst: output .mp4 path.
+        fps: output frame rate.
+        short_side: output shorter side in pixels (longer side keeps the aspect, both even).
+        crf: x264 constant rate factor.
+        preset: x264 speed preset.
+        min_frames: fewer output frames than this is an error (one snippet).
+
+    Returns:
+        The manifest row.
+
+    Raises:
+        VideoDecodeError: unreadable, empty, audio-only, corrupt or too short input.
+    """
+    hold = _SampleAndHold(fps)
+    out = None
+    frames_in = 0
+    frames_out = 0
+    last_t = prev_t = Fraction(0)
+    info: SourceInfo | None = None
+    size: tuple[int, int] | None = None
+    try:
+        for frame, t, info in iter_source_frames(src):
+            if out is None:
+                size = resized_shape(frame.width, frame.height, short_side)
+                out, ostream = _open_writer(dst, size, fps=fps, crf=crf, preset=preset)
+            frames_in += 1
+            prev_t, last_t = last_t, t
+            small = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
+            for held in hold.push(small, t):
+                frames_out += _encode(out, ostream, held, frames_out)
+        if info is None or hold.t0 is None:
+            raise VideoDecodeError(f"{src}: the video stream has no frames")
+        # The last frame lasts as long as the interval before it (containers disagree on it).
+        if frames_in > 1:
+            step = last_t - prev_t
+        else:
+            step = Fraction(1) / Fraction(info.fps) if info.fps else Fraction(1, fps)
+        end_rel = last_t + step - hold.t0
+        for held in hold.close(end_rel):
+            frames_out += _encode(out, ostream, held, frames_out)
+        if frames_out < min_frames:
+            raise VideoDecodeError(
+                f"{src}: too short: {frames_out} frames at {fps} fps, "
+                f"expected at least {min_frames} (one snippet)"
+            )
+        for packet in ostream.encode(None):
+            out.mux(packet)
+    finally:
+        if out is not None:
+            out.close()
+    return DecodedVideo(
+        source_fps=round(info.fps, 6),
+        duration=float(end_rel),
+        frames_in=frames_in,
+        frames_out=frames_out,
+        width=size[0],
+        height=size[1],
+    )
+
+
+def _open_writer(dst: Path, size: tuple[int, int], *, fps: int, crf: int, preset: str):
+    out = av.open(str(dst), mode="w", format="mp4")
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(crf), "preset": preset}
+    stream.codec_context.time_base = Fraction(1, fps)
+    return out, stream
+
+
+def _encode(out, stream, held: av.VideoFrame, index: int) -> int:
+    held.pts = index  # the encoder copies the frame, so a held frame can be sent again
+    held.time_base = stream.codec_context.time_base
+    for packet in stream.encode(held):
+        out.mux(packet)
+    return 1
+
+
+def iter_decoded_frames(path: Path) -> Iterator[np.ndarray]:
+    """Stream the RGB frames (H, W, 3) uint8 of a decoded (constant-rate) video, in order."""
+    for frame, _t, _info in iter_source_frames(path):
+        yield frame.to_ndarray(format="rgb24")
+
+
+def read_decoded_frames(path: Path) -> np.ndarray:
+    """All frames of a decoded video as one (N, H, W, 3) uint8 array (small videos, tests)."""
+    frames = list(iter_decoded_frames(path))
+    if not frames:
+        raise VideoDecodeError(f"{path}: no frames")
+    return np.stack(frames)
