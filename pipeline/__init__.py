@@ -1,0 +1,1 @@
+"""Orchestration: the CLI, the params schema, one Prefect flow per DVC stage, studies."""

@@ -1,0 +1,157 @@
+"""`python -m pipeline ...`: the command line.
+
+Commands:
+    params                      print the resolved, validated params
+    run STAGE                   run one DVC stage as a Prefect flow (what dvc.yaml calls)
+    map GT RESULTS              score any ActivityNet-format results file
+    i3d-check CLIP              top-5 Kinetics-400 classes of a clip (weights sanity check)
+    import-features DIR         import released LACP .npy features into the HDF5 store
+    repro                       `dvc repro` as a Prefect flow (stage runs share a tag)
+    study                       label-distribution study over DVC experiments
+    serve                       Prefect deployments of `repro` and `study` for the UI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("pipeline")
+
+
+def _params(args: argparse.Namespace):
+    from pipeline.params import load_params
+
+    return load_params(args.params)
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    import yaml
+
+    print(yaml.safe_dump(_params(args).model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.flows import run_stage
+
+    summary = run_stage(args.stage, _params(args))
+    print(json.dumps({"stage": args.stage, **summary}, default=str))
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    from lacp.metrics import evaluate_detection, format_table, load_ground_truth, load_results, parse_tiou, summary_table
+
+    gt = load_ground_truth(args.gt, subset=args.subset)
+    result = evaluate_detection(gt, load_results(args.results), tiou=parse_tiou(args.tiou))
+    if args.json:
+        table = summary_table(result)
+        table["per_class_ap"] = {c: [float(a) for a in ap] for c, ap in zip(result.classes, result.ap)}
+        print(json.dumps(table, indent=2))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def cmd_i3d_check(args: argparse.Namespace) -> int:
+    from features.kinetics import classify_clip
+
+    top5 = classify_clip(Path(args.clip), weights=Path(args.weights) if args.weights else None)
+    if args.json:
+        print(json.dumps([{"class": name, "logit": float(logit)} for name, logit in top5]))
+    else:
+        for rank, (name, logit) in enumerate(top5, 1):
+            print(f"{rank}. {name:40s} {logit:8.3f}")
+    return 0
+
+
+def cmd_import_features(args: argparse.Namespace) -> int:
+    from features.lacp_import import import_lacp_features
+
+    summary = import_lacp_features(Path(args.dir), Path(args.out))
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from pipeline.orchestrate import repro
+
+    return repro(list(args.set or []))
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from pipeline.study import run_study
+
+    run_study(
+        distributions=args.distributions.split(","),
+        seeds=[int(s) for s in args.seeds.split(",")],
+        out_dir=Path(args.out),
+        extra=list(args.set or []),
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.orchestrate import serve
+
+    serve()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("params", help="print the resolved params").set_defaults(fn=cmd_params)
+
+    p = sub.add_parser("run", help="run one stage as a Prefect flow")
+    p.add_argument("stage", choices=["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"])
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("map", help="detection mAP of an ActivityNet results file")
+    p.add_argument("gt", help="ground truth JSON ({'database': ...})")
+    p.add_argument("results", help="results JSON ({'results': ...})")
+    p.add_argument("--subset", default="test", help="ground-truth subset to score (default: test)")
+    p.add_argument("--tiou", default="0.1:0.7:0.1", help="thresholds start:stop:step or a,b,c")
+    p.add_argument("--json", action="store_true", help="JSON with per-class AP")
+    p.set_defaults(fn=cmd_map)
+
+    p = sub.add_parser("i3d-check", help="top-5 Kinetics-400 classes of a clip")
+    p.add_argument("clip", help="video or GIF")
+    p.add_argument("--weights", default="", help="converted RGB state_dict (default: fetch DeepMind's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_i3d_check)
+
+    p = sub.add_parser("import-features", help="import released LACP .npy features into HDF5")
+    p.add_argument("dir", help="folder with {train,test}/{rgb,flow}/<video_id>.npy")
+    p.add_argument("--out", default="data/features.h5")
+    p.set_defaults(fn=cmd_import_features)
+
+    p = sub.add_parser("repro", help="dvc repro as a Prefect flow")
+    p.add_argument("--set", "-S", action="append", help="params override key=value (runs dvc exp run)")
+    p.set_defaults(fn=cmd_repro)
+
+    p = sub.add_parser("study", help="label-distribution study over DVC experiments")
+    p.add_argument("--distributions", default="center,gaussian,uniform,beta,manual")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--out", default="study")
+    p.add_argument("--set", "-S", action="append", help="extra params override for every run")
+    p.set_defaults(fn=cmd_study)
+
+    sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,172 @@
+"""Every DVC stage as a Prefect flow named after it.
+
+`run_stage(name, params)` is what `python -m pipeline run <name>` (and so dvc.yaml) calls.
+A stage function in `STAGES` either does its work and returns a summary, or returns a
+`VideoPlan`; a plan is executed here as one Prefect task per video on the task runner chosen
+in `params.pipeline` (threads, or Dask), with retries for transient errors, a progress
+artifact that moves while it works, and a summary table artifact at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any, Callable
+
+from prefect import flow, tags, task
+from prefect.cache_policies import NO_CACHE
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from pipeline.params import Params, PipelineParams
+from stages import decode, evaluate, extract, points, prepare, train, weights
+from stages import flow as flow_stage
+from stages.common import VideoError, VideoPlan, VideoResult, guarded
+
+log = logging.getLogger("pipeline")
+
+Progress = Callable[[int, int], None]
+
+# Stage name -> what its flow runs. DVC (dvc.yaml) owns the order; this is only a lookup.
+STAGES: dict[str, Callable[[Params, Progress], dict[str, Any] | VideoPlan]] = {
+    "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset),
+    "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
+    "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
+    "weights": lambda p, _: weights.run(p.weights, out_dir=p.paths.weights),
+    "extract": lambda p, _: extract.plan(
+        p.extract,
+        decoded_dir=p.paths.decoded,
+        flow_dir=p.paths.flow,
+        weights_dir=p.paths.weights,
+        out_path=p.paths.features,
+    ),
+    "points": lambda p, _: points.run(p.points, dataset_dir=p.paths.dataset, out_dir=p.paths.points),
+    "train": lambda p, progress: train.run(
+        p.train,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        points_dir=p.paths.points,
+        model_dir=p.paths.model,
+        log_dir=p.paths.train_log,
+        on_progress=progress,
+    ),
+    "evaluate": lambda p, _: evaluate.run(
+        p.evaluate,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.model,
+        out_dir=p.paths.evaluation,
+    ),
+}
+
+RUN_TAG_ENV = "LACP_RUN_TAG"  # set by `repro`, so every stage run of one repro shares a tag
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact (0-100 %) that a long loop updates."""
+
+    def __init__(self, stage: str, total: int):
+        self.total = max(total, 1)
+        self.id = create_progress_artifact(
+            progress=0.0, key=artifact_key(stage, "progress"), description=f"{stage}: 0/{total}"
+        )
+
+    def __call__(self, done: int, total: int) -> None:
+        update_progress_artifact(self.id, progress=100.0 * done / max(total, 1), description=f"{done}/{total}")
+
+
+def _is_transient(_task, _task_run, state) -> bool:
+    """Retry a video task unless it failed on its input (those fail the same way again)."""
+    try:
+        state.result()
+    except (VideoError, ValueError):
+        return False
+    except Exception:  # noqa: BLE001 - any other error (I/O, worker lost) is worth a retry
+        return True
+    return False
+
+
+@task(retry_condition_fn=_is_transient, persist_result=False, cache_policy=NO_CACHE)
+def video_task(process: Callable[[str], VideoResult], video_id: str) -> VideoResult:
+    """One video of a per-video stage."""
+    return guarded(process, video_id)
+
+
+def make_task_runner(pipe: PipelineParams):
+    """The task runner params.pipeline asks for (threads, a local Dask cluster, or a scheduler address)."""
+    workers = pipe.max_workers
+    if pipe.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner  # optional engine, imported only when chosen
+
+        if pipe.dask_address:
+            return DaskTaskRunner(address=pipe.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=workers)
+
+
+def execute_plan(plan: VideoPlan, pipe: PipelineParams) -> dict[str, Any]:
+    """Map `video_task` over the plan's videos inside the current flow, then finish."""
+    progress = ProgressArtifact(plan.stage, len(plan.videos))
+    one = video_task.with_options(retries=pipe.retries, retry_delay_seconds=1)
+    in_flight = plan.max_workers or pipe.max_workers  # the plan may ask for fewer (e.g. extract: 1)
+    pending = list(plan.videos)
+    running: list = []
+    results: dict[str, VideoResult] = {}
+    while pending or running:
+        while pending and len(running) < in_flight:
+            vid = pending.pop(0)
+            running.append(one.with_options(task_run_name=f"{plan.stage}-{vid}").submit(plan.process, vid))
+        done = next(as_completed(running))
+        running.remove(done)
+        result = done.result()
+        results[result.video_id] = result
+        progress(len(results), len(plan.videos))
+    ordered = [results[vid] for vid in plan.videos]
+    failed = [[r.video_id, r.reason] for r in ordered if not r.ok]
+    if failed:
+        create_table_artifact(
+            key=artifact_key(plan.stage, "failures"),
+            table=[{"video": v, "reason": why} for v, why in failed],
+            description=f"{plan.stage}: videos that failed (the others finished)",
+        )
+    return plan.finish(ordered)
+
+
+def stage_body(name: str, params: Params) -> dict[str, Any]:
+    """What the flow of stage `name` does; returns the stage summary."""
+    progress = ProgressArtifact(name, 100) if name == "train" else (lambda done, total: None)
+    out = STAGES[name](params, progress)
+    summary = execute_plan(out, params.pipeline) if isinstance(out, VideoPlan) else out
+    create_table_artifact(
+        key=artifact_key(name, "summary"),
+        table=[{"key": k, "value": str(v)} for k, v in summary.items()],
+        description=f"{name}: stage summary",
+    )
+    log.info("%s finished: %s", name, summary)
+    return summary
+
+
+def run_stage(name: str, params: Params) -> dict[str, Any]:
+    """Run one stage as a Prefect flow named after it.
+
+    Args:
+        name: a key of `STAGES`.
+        params: the validated params.
+
+    Returns:
+        The stage summary.
+    """
+    if name not in STAGES:
+        raise ValueError(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    runner = make_task_runner(params.pipeline)
+    stage_flow = flow(name=name, task_runner=runner, log_prints=True, persist_result=False)(stage_body)
+    run_tags = [t for t in [os.environ.get(RUN_TAG_ENV)] if t]
+    with tags("lacp", *run_tags):
+        return stage_flow(name, params)

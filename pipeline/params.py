@@ -1,0 +1,118 @@
+"""The params schema: `params.yaml` validated into one typed object.
+
+Each stage owns the model of its own section (`stages/<stage>.py`); this module only adds
+the orchestration sections (`paths`, `pipeline`) and composes them. Validation errors name
+the key path and what was expected, e.g. ``decode.preset: Input should be 'ultrafast', ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import ValidationError
+
+from stages.common import StageParams
+from stages.decode import DecodeParams
+from stages.evaluate import EvaluateParams
+from stages.extract import ExtractParams
+from stages.flow import FlowParams
+from stages.points import PointsParams
+from stages.prepare import DatasetParams
+from stages.train import TrainParams
+from stages.weights import WeightsParams
+
+
+class PathsParams(StageParams):
+    """Where each artifact lives (dvc.yaml interpolates these same values)."""
+
+    dataset: Path
+    decoded: Path
+    flow: Path
+    weights: Path
+    features: Path
+    points: Path
+    model: Path
+    train_log: Path
+    evaluation: Path
+
+
+class PipelineParams(StageParams):
+    """How per-video tasks execute; never changes any result."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    max_workers: int = 2
+    dask_address: str = ""
+    retries: int = 1
+
+
+class Params(StageParams):
+    """All of params.yaml."""
+
+    paths: PathsParams
+    pipeline: PipelineParams
+    dataset: DatasetParams
+    decode: DecodeParams
+    flow: FlowParams
+    weights: WeightsParams
+    extract: ExtractParams
+    points: PointsParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, not YAML, or does not match the schema."""
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: {err.error_count()} invalid value(s)"]
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against params.yaml's comments)")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(path: Path | str = "params.yaml", overrides: dict | None = None) -> Params:
+    """Read and validate params.yaml.
+
+    Args:
+        path: the YAML file.
+        overrides: nested dict merged over the file's content (tests, studies).
+
+    Returns:
+        The validated `Params`.
+
+    Raises:
+        ParamsError: naming the file and each bad key with what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    if overrides:
+        raw = merge(raw, overrides)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(path, err)) from None
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Recursively merge `over` into a copy of `base`."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

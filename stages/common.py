@@ -1,0 +1,148 @@
+"""What every stage shares: the params base class, the per-video plan, and atomic writes.
+
+A per-video stage (decode, flow, extract) is described by a `VideoPlan`: the videos still to
+do, a picklable function that processes one of them, and a function that writes the stage's
+final outputs from all per-video results. `run_plan` executes a plan serially (tests, plain
+Python); `pipeline.flows` executes the same plan as one Prefect task per video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+
+class StageParams(BaseModel):
+    """Base of every params section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def fingerprint(self) -> str:
+        """A short hash of these params, stored beside per-video outputs so that a rerun
+        with other params redoes the video instead of skipping it."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class VideoError(ValueError):
+    """A video that cannot be processed (corrupt, too short, no video stream...).
+
+    Reported by video id and reason; the other videos of the stage go on.
+    """
+
+    def __init__(self, video_id: str, reason: str):
+        super().__init__(f"video '{video_id}': {reason}")
+        self.video_id = video_id
+        self.reason = reason
+
+
+@dataclass
+class VideoResult:
+    """Outcome of one video: `ok` with a metadata row, or failed with a reason."""
+
+    video_id: str
+    ok: bool
+    info: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    skipped: bool = False  # finished by an earlier run, not redone
+
+
+@dataclass
+class VideoPlan:
+    """A per-video stage, ready to execute.
+
+    Attributes:
+        stage: stage name (also the Prefect flow name).
+        videos: every video id of the stage, in a deterministic order.
+        process: processes one video id; raises `VideoError` for a bad video. Must be
+            picklable (a module-level function or `functools.partial` of one) so that
+            Dask workers can run it.
+        finish: writes the stage's final outputs from all results; returns the summary.
+        max_workers: how many videos may run at once (1 for stages that use every core).
+    """
+
+    stage: str
+    videos: list[str]
+    process: Callable[[str], VideoResult]
+    finish: Callable[[list[VideoResult]], dict[str, Any]]
+    max_workers: int | None = None
+
+
+def guarded(process: Callable[[str], VideoResult], video_id: str) -> VideoResult:
+    """Run `process`, turning a `VideoError` into a failed result; other errors propagate."""
+    try:
+        return process(video_id)
+    except VideoError as err:
+        log.error("%s", err)
+        return VideoResult(video_id=video_id, ok=False, reason=err.reason)
+
+
+def run_plan(plan: VideoPlan, *, on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Execute a plan serially, without Prefect (tests and plain-Python use).
+
+    Args:
+        plan: the stage's plan.
+        on_progress: called with (done, total) after each video.
+
+    Returns:
+        The stage summary returned by `plan.finish`.
+    """
+    results = []
+    for i, vid in enumerate(plan.videos):
+        results.append(guarded(plan.process, vid))
+        if on_progress is not None:
+            on_progress(i + 1, len(plan.videos))
+    return plan.finish(results)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+
+    A crash or kill inside the block leaves at most a `.tmp-*` file, never a half-written
+    `path` that a later stage could read.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (sorted keys, indented, trailing newline)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """Read a JSON file, naming `what` it is when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path} (run the stage that writes it first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
+def remove_stale_tmp(folder: Path) -> None:
+    """Delete temporary files an interrupted run left in `folder`."""
+    for tmp in Path(folder).glob(".tmp-*"):
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,117 @@
+"""decode stage: every dataset video -> constant 25 fps, resized H.264 mp4 + manifest.
+
+Per video `<out>/<vid>.mp4` and a sidecar `<out>/<vid>.json` (the manifest row plus a
+fingerprint of the params and the source file). A rerun skips a video whose sidecar matches;
+`finish` merges the sidecars into `<out>/manifest.json` and lists the failures.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from features.video import VideoDecodeError, decode_to_mp4
+from stages.common import (
+    StageParams,
+    VideoError,
+    VideoPlan,
+    VideoResult,
+    atomic_path,
+    read_json,
+    remove_stale_tmp,
+    write_json,
+)
+from stages.prepare import read_video_paths
+
+
+class DecodeParams(StageParams):
+    fps: int = Field(25, ge=1, description="output frame rate")
+    short_side: int = Field(256, ge=16, le=2160, description="output shorter side (px)")
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
+    min_frames: int = Field(16, ge=1, description="minimum output frames (one snippet)")
+
+
+def source_identity(path: Path) -> dict[str, Any]:
+    """What identifies a source file cheaply: its name and size (not mtime: clones change it)."""
+    return {"name": Path(path).name, "bytes": Path(path).stat().st_size}
+
+
+def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], out_dir: Path) -> VideoResult:
+    """Decode one video unless an identical earlier result exists.
+
+    Raises:
+        VideoError: the source is missing, unreadable or too short.
+    """
+    src = Path(sources[video_id])
+    if not src.is_file():
+        raise VideoError(video_id, f"source file not found: {src}")
+    mp4, sidecar = out_dir / f"{video_id}.mp4", out_dir / f"{video_id}.json"
+    key = {"params": params.fingerprint(), "source": source_identity(src)}
+    if mp4.is_file() and sidecar.is_file():
+        done = read_json(sidecar, what="decode sidecar")
+        if done.get("key") == key:
+            return VideoResult(video_id, ok=True, info=done["info"], skipped=True)
+    try:
+        with atomic_path(mp4) as tmp:
+            row = decode_to_mp4(
+                src,
+                tmp,
+                fps=params.fps,
+                short_side=params.short_side,
+                crf=params.crf,
+                preset=params.preset,
+                min_frames=params.min_frames,
+            )
+    except VideoDecodeError as err:
+        raise VideoError(video_id, str(err)) from None
+    write_json(sidecar, {"key": key, "info": row.as_dict()})
+    return VideoResult(video_id, ok=True, info=row.as_dict())
+
+
+def finish(results: list[VideoResult], *, out_dir: Path) -> dict[str, Any]:
+    """Write manifest.json (ok videos and failures) and drop outputs of failed videos."""
+    videos = {r.video_id: r.info for r in results if r.ok}
+    failed = {r.video_id: r.reason for r in results if not r.ok}
+    for vid in failed:
+        for suffix in (".mp4", ".json"):
+            (out_dir / f"{vid}{suffix}").unlink(missing_ok=True)
+    write_json(out_dir / "manifest.json", {"videos": videos, "failed": failed})
+    return {
+        "videos": len(results),
+        "decoded": sum(r.ok and not r.skipped for r in results),
+        "skipped": sum(r.skipped for r in results),
+        "failed": len(failed),
+        "frames_out": sum(v["frames_out"] for v in videos.values()),
+    }
+
+
+def plan(params: DecodeParams, *, dataset_dir: Path, out_dir: Path) -> VideoPlan:
+    """The decode stage as a per-video plan.
+
+    Args:
+        params: the `decode` params section.
+        dataset_dir: prepare's output (videos.json).
+        out_dir: where decoded videos and the manifest go.
+
+    Returns:
+        A `VideoPlan` over every dataset video.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_dir)
+    sources = read_video_paths(dataset_dir)
+    return VideoPlan(
+        stage="decode",
+        videos=sorted(sources),
+        process=functools.partial(decode_one, params=params, sources=sources, out_dir=out_dir),
+        finish=functools.partial(finish, out_dir=out_dir),
+    )
+
+
+def read_manifest(decoded_dir: Path) -> dict[str, dict[str, Any]]:
+    """The decoded videos (id -> manifest row) that later stages work on."""
+    return read_json(Path(decoded_dir) / "manifest.json", what="decode manifest")["videos"]

@@ -1,0 +1,126 @@
+"""prepare stage: a dataset source -> `annotations.json` + `videos.json` (+ rendered videos).
+
+Sources: `synthetic` renders the embedded dataset here (seeded); `directory` references a
+folder of user videos with an ActivityNet-style gt.json (THUMOS'14 format), without copying.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from sources.annotations import write_annotations
+from sources.directory import prepare_directory
+from sources.synthetic import render_dataset
+from stages.common import StageParams, read_json, write_json
+
+
+class SyntheticParams(StageParams):
+    seed: int = 0
+    num_train: int = Field(40, ge=1)
+    num_test: int = Field(20, ge=1)
+    num_classes: int = Field(4, ge=1, le=8)
+    width: int = Field(128, ge=32)
+    height: int = Field(128, ge=32)
+    fps: float = Field(30.0, gt=0)
+    duration_s: tuple[float, float] = (20.0, 32.0)
+    instance_duration_s: tuple[float, float] = (0.6, 8.0)
+    instances_per_video: tuple[int, int] = (2, 5)
+    two_class_share: float = Field(0.3, ge=0, le=1)
+    crf: int = Field(18, ge=0, le=51)
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "SyntheticParams":
+        for name in ("duration_s", "instance_duration_s", "instances_per_video"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+        return self
+
+
+class DirectoryParams(StageParams):
+    video_dir: str = ""
+    gt_json: str = ""
+    fps_json: str = ""
+    subsets: dict[str, Literal["train", "test"]] = {"train": "train", "test": "test", "validation": "train"}
+    extensions: list[str] = ["mp4", "avi", "mkv", "webm", "mov"]
+    allow_missing: bool = False
+
+
+class DatasetParams(StageParams):
+    source: Literal["synthetic", "directory"] = "synthetic"
+    synthetic: SyntheticParams = SyntheticParams()
+    directory: DirectoryParams = DirectoryParams()
+
+    @model_validator(mode="after")
+    def _directory_complete(self) -> "DatasetParams":
+        if self.source == "directory" and not (self.directory.video_dir and self.directory.gt_json):
+            raise ValueError("source 'directory' needs directory.video_dir and directory.gt_json")
+        return self
+
+
+def run(params: DatasetParams, *, out_dir: Path) -> dict[str, Any]:
+    """Build the dataset folder.
+
+    Args:
+        params: the `dataset` params section.
+        out_dir: prepare's output folder.
+
+    Returns:
+        Summary: videos per subset, instances, classes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if params.source == "synthetic":
+        s = params.synthetic
+        annotations, videos = render_dataset(
+            out_dir / "videos",
+            seed=s.seed,
+            num_train=s.num_train,
+            num_test=s.num_test,
+            num_classes=s.num_classes,
+            width=s.width,
+            height=s.height,
+            fps=s.fps,
+            duration_range_s=s.duration_s,
+            instance_duration_s=s.instance_duration_s,
+            instances_per_video=s.instances_per_video,
+            two_class_share=s.two_class_share,
+            crf=s.crf,
+        )
+        videos = {vid: str(Path(p).resolve().relative_to(out_dir.resolve())) for vid, p in videos.items()}
+    else:
+        d = params.directory
+        annotations, videos = prepare_directory(
+            Path(d.video_dir),
+            Path(d.gt_json),
+            fps_json=Path(d.fps_json) if d.fps_json else None,
+            subsets=dict(d.subsets),
+            extensions=list(d.extensions),
+            allow_missing=d.allow_missing,
+        )
+        videos = {vid: str(Path(p).resolve()) for vid, p in videos.items()}
+    write_annotations(out_dir / "annotations.json", annotations)
+    write_json(out_dir / "videos.json", videos)
+    db = annotations["database"]
+    return {
+        "source": params.source,
+        "train_videos": sum(v["subset"] == "train" for v in db.values()),
+        "test_videos": sum(v["subset"] == "test" for v in db.values()),
+        "instances": sum(len(v["annotations"]) for v in db.values()),
+        "classes": len(annotations["classes"]),
+    }
+
+
+def read_video_paths(dataset_dir: Path) -> dict[str, str]:
+    """videos.json with relative paths resolved against the dataset folder."""
+    dataset_dir = Path(dataset_dir)
+    videos = read_json(dataset_dir / "videos.json", what="dataset video list")
+    return {vid: str((dataset_dir / p) if not Path(p).is_absolute() else Path(p)) for vid, p in videos.items()}
+
+
+def read_annotations(dataset_dir: Path) -> dict[str, Any]:
+    """annotations.json of the prepared dataset."""
+    return read_json(Path(dataset_dir) / "annotations.json", what="dataset annotations")
