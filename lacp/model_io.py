@@ -1,0 +1,56 @@
+"""Saving and loading a trained LACP model: weights plus the settings to rebuild it.
+
+`model.pt` holds only tensors (read with `torch.load(weights_only=True)`: loading runs no
+code); `model.json` holds the class names and the network sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from lacp.model import LACPNet
+
+
+def save_model(model_dir: Path, state_dict: dict[str, torch.Tensor], *, classes: list[str], feature_dim: int, embed_dim: int, dropout: float) -> None:
+    """Write model.pt and model.json atomically (temp name, then rename)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"classes": list(classes), "feature_dim": feature_dim, "embed_dim": embed_dim, "dropout": dropout}
+    for name, write in (
+        ("model.pt", lambda tmp: torch.save(state_dict, tmp)),
+        ("model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n")),
+    ):
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=model_dir)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, model_dir / name)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:
+    """Rebuild the network from model.json and load model.pt (weights only), in eval mode.
+
+    Raises:
+        FileNotFoundError: the folder lacks model.pt or model.json.
+        ValueError: the weights do not fit the network described by model.json.
+    """
+    model_dir = Path(model_dir)
+    for name in ("model.pt", "model.json"):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir / name} not found (run the train stage first)")
+    meta = json.loads((model_dir / "model.json").read_text())
+    model = LACPNet(num_classes=len(meta["classes"]), feature_dim=meta["feature_dim"], embed_dim=meta["embed_dim"], dropout=meta["dropout"])
+    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{model_dir / 'model.pt'} does not match {model_dir / 'model.json'}: {err}") from None
+    return model.to(device).eval()

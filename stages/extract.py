@@ -1,0 +1,167 @@
+"""extract stage: decoded frames + flow -> two-stream I3D features in one HDF5 file.
+
+One Prefect task per video. Each finished video is written to its own part file
+(`<features>.parts/<vid>.h5`), so a killed extraction resumes where it stopped; the parts are
+merged into `<features>` at the end. The network runs on exactly the path `bench/i3d.py`
+measures (`features.i3d.prepare_for_inference`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from features.flow import FlowReader
+from features.i3d import I3DInference, prepare_for_inference
+from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
+from features.store import FeatureStore, FeatureStoreWriter, remove_temp_files
+from features.video import VideoDecodeError, read_decoded_frames
+from features.weights import load_i3d
+from lacp.trainer import resolve_device
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, read_json
+from stages.decode import read_manifest
+
+log = logging.getLogger(__name__)
+
+
+class ExtractParams(StageParams):
+    snippet: int = Field(16, ge=1)
+    stride: int = Field(16, ge=1)
+    crop: int = Field(224, ge=32)
+    batch: int = Field(8, ge=1)
+    precision: Literal["bf16", "fp32"] = "bf16"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@functools.lru_cache(maxsize=4)
+def load_stream(weights: str, in_channels: int, precision: str, device: str) -> I3DInference:
+    """One inference-ready I3D per (weights, stream, precision, device) and process."""
+    model = load_i3d(Path(weights), in_channels=in_channels)
+    dtype = None if precision == "bf16" else torch.float32  # None: bf16 where the hardware has it
+    return prepare_for_inference(model, dtype=dtype, device=device)
+
+
+def stream_features(model: I3DInference, batches) -> np.ndarray:
+    """(T, 1024) float32 features of all snippet batches."""
+    return torch.cat([model.features(b) for b in batches]).float().cpu().numpy()
+
+
+def extract_one(
+    video_id: str,
+    *,
+    params: ExtractParams,
+    decoded_dir: Path,
+    flow_dir: Path,
+    weights_dir: Path,
+    out_path: Path,
+    attrs: dict[str, Any],
+    source_fps: dict[str, float],
+) -> VideoResult:
+    """Features of one video, unless its part file already exists."""
+    writer = FeatureStoreWriter(out_path, attrs=attrs)
+    if writer.done(video_id):
+        return VideoResult(video_id, ok=True, skipped=True)
+    device = str(resolve_device(params.device))
+    rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
+    flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
+    try:
+        frames = read_decoded_frames(decoded_dir / f"{video_id}.mp4")  # (N, H, W, 3) uint8
+    except VideoDecodeError as err:
+        raise VideoError(video_id, str(err)) from None
+    cut = dict(snippet=params.snippet, stride=params.stride, batch=params.batch)
+    with FlowReader(flow_dir / f"{video_id}.h5") as flow:
+        if len(flow) != len(frames):
+            raise VideoError(video_id, f"flow has {len(flow)} frames, the decoded video {len(frames)}: rerun the flow stage")
+        flow_feats = stream_features(
+            flow_model, iter_snippet_batches(flow, transform=functools.partial(preprocess_flow, crop=params.crop), **cut)
+        )
+    rgb_feats = stream_features(
+        rgb_model, iter_snippet_batches(frames, transform=functools.partial(preprocess_rgb, short_side=None, crop=params.crop), **cut)
+    )
+    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=len(frames), source_fps=source_fps[video_id])
+    return VideoResult(video_id, ok=True, info={"snippets": len(rgb_feats)})
+
+
+def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Merge the part files into the feature store."""
+    writer = FeatureStoreWriter(out_path, attrs=attrs)
+    writer.finalize()
+    remove_temp_files(out_path.parent)
+    return {
+        "videos": len(results),
+        "extracted": sum(r.ok and not r.skipped for r in results),
+        "resumed": sum(r.skipped for r in results),
+        "failed": sum(not r.ok for r in results),
+        "snippets": sum(r.info.get("snippets", 0) for r in results),
+    }
+
+
+def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, excluded: dict[str, str]) -> dict[str, Any]:
+    """File attributes of the feature store (provenance of every feature)."""
+    weights = read_json(weights_dir / "weights.json", what="weights info")
+    flow = read_json(flow_dir / "manifest.json", what="flow manifest")
+    return {
+        "fps": 25,
+        "snippet": params.snippet,
+        "stride": params.stride,
+        "crop": params.crop,
+        "backbone": "i3d-inception-v1 (two-stream)",
+        "weights_sha256": f"rgb:{weights['rgb_sha256']} flow:{weights['flow_sha256']}",
+        "flow_method": f"{flow['method']} (bound {flow['bound']})",
+        "flow_init": weights["flow_init"],
+        "precision": params.precision,
+        "excluded_videos": json.dumps(excluded, sort_keys=True),
+    }
+
+
+def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_dir: Path, out_path: Path) -> VideoPlan:
+    """The extract stage as a per-video plan over the videos that decode and flow produced."""
+    decoded_dir, flow_dir, weights_dir, out_path = map(Path, (decoded_dir, flow_dir, weights_dir, out_path))
+    decoded = read_manifest(decoded_dir)
+    flow_manifest = read_json(flow_dir / "manifest.json", what="flow manifest")
+    excluded = {**read_json(decoded_dir / "manifest.json", what="decode manifest")["failed"], **flow_manifest["failed"]}
+    videos = sorted(v for v in decoded if v in flow_manifest["videos"])
+    attrs = store_attrs(params, flow_dir=flow_dir, weights_dir=weights_dir, excluded=excluded)
+    FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
+    source_fps = {v: float(decoded[v]["source_fps"]) for v in videos}
+    common = dict(out_path=out_path, attrs=attrs)
+    return VideoPlan(
+        stage="extract",
+        videos=videos,
+        process=functools.partial(
+            extract_one, params=params, decoded_dir=decoded_dir, flow_dir=flow_dir, weights_dir=weights_dir, source_fps=source_fps, **common
+        ),
+        finish=functools.partial(finish, **common),
+        max_workers=1,  # the network already uses every core
+    )
+
+
+def excluded_videos(store_attrs_: dict[str, Any]) -> dict[str, str]:
+    """Videos that failed upstream (decode or flow), recorded in the store's attributes."""
+    return json.loads(store_attrs_.get("excluded_videos", "{}"))
+
+
+def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, what: str) -> list[str]:
+    """The `wanted` videos present in the store.
+
+    A video missing because decode or flow reported it as failed is left out with a warning;
+    any other missing video is an error that names the features file and the videos.
+    """
+    excluded = excluded_videos(store.attrs)
+    missing = [v for v in wanted if v not in store]
+    unexplained = [v for v in missing if v not in excluded]
+    if unexplained:
+        raise ValueError(
+            f"{features}: no features for {len(unexplained)} {what} video(s) named in the annotations: "
+            f"{', '.join(unexplained[:20])} (rerun the extract stage)"
+        )
+    if missing:
+        log.warning("%d %s video(s) failed upstream and are left out: %s", len(missing), what, ", ".join(missing))
+    return [v for v in wanted if v in store]

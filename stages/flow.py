@@ -1,0 +1,93 @@
+"""flow stage: each decoded video -> uint8-quantised optical flow (one HDF5 file per video).
+
+Per video `<out>/<vid>.h5` (dataset `flow` (N, H, W, 2) uint8, attrs method/bound) and a
+sidecar `<out>/<vid>.json` with the params fingerprint; finished videos are skipped on a
+rerun with the same params. `finish` writes `<out>/manifest.json` with bytes per
+video-minute.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+from pydantic import Field
+
+from features.flow import iter_flow, write_flow_frames
+from features.video import VideoDecodeError, iter_decoded_frames
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, read_json, remove_stale_tmp, write_json
+from stages.decode import read_manifest
+
+
+class TVL1Params(StageParams):
+    tau: float = 0.25
+    lambda_: float = 0.15
+    theta: float = 0.3
+    nscales: int = Field(5, ge=1)
+    warps: int = Field(5, ge=1)
+    epsilon: float = Field(0.01, gt=0)
+
+
+class FlowParams(StageParams):
+    method: Literal["dis", "tvl1"] = "dis"
+    bound: float = Field(20.0, gt=0)
+    dis_preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    tvl1: TVL1Params = TVL1Params()
+
+
+def _gray_frames(path: Path):
+    for rgb in iter_decoded_frames(path):
+        yield cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def flow_one(video_id: str, *, params: FlowParams, decoded_dir: Path, out_dir: Path) -> VideoResult:
+    """Compute and store the flow of one decoded video unless an identical result exists."""
+    src = decoded_dir / f"{video_id}.mp4"
+    dst, sidecar = out_dir / f"{video_id}.h5", out_dir / f"{video_id}.json"
+    key = {"params": params.fingerprint(), "source_bytes": src.stat().st_size}
+    if dst.is_file() and sidecar.is_file():
+        done = read_json(sidecar, what="flow sidecar")
+        if done.get("key") == key:
+            return VideoResult(video_id, ok=True, info=done["info"], skipped=True)
+    tvl1 = params.tvl1.model_dump()
+    flows = iter_flow(_gray_frames(src), method=params.method, bound=params.bound, tvl1=tvl1, dis_preset=params.dis_preset)
+    try:
+        frames = write_flow_frames(dst, flows, method=params.method, bound=params.bound, params=params.model_dump())
+    except VideoDecodeError as err:
+        raise VideoError(video_id, str(err)) from None
+    info = {"frames": frames, "bytes": dst.stat().st_size}
+    write_json(sidecar, {"key": key, "info": info})
+    return VideoResult(video_id, ok=True, info=info)
+
+
+def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> dict[str, Any]:
+    """Write manifest.json and the storage summary."""
+    videos = {r.video_id: r.info for r in results if r.ok}
+    failed = {r.video_id: r.reason for r in results if not r.ok}
+    remove_stale_tmp(out_dir)
+    write_json(out_dir / "manifest.json", {"method": params.method, "bound": params.bound, "videos": videos, "failed": failed})
+    frames = sum(v["frames"] for v in videos.values())
+    stored = sum(v["bytes"] for v in videos.values())
+    return {
+        "videos": len(results),
+        "computed": sum(r.ok and not r.skipped for r in results),
+        "skipped": sum(r.skipped for r in results),
+        "failed": len(failed),
+        "bytes_per_video_minute": round(stored / (frames / 25 / 60)) if frames else 0,
+    }
+
+
+def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
+    """The flow stage as a per-video plan over the successfully decoded videos."""
+    decoded_dir, out_dir = Path(decoded_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_dir)
+    videos = sorted(read_manifest(decoded_dir))
+    return VideoPlan(
+        stage="flow",
+        videos=videos,
+        process=functools.partial(flow_one, params=params, decoded_dir=decoded_dir, out_dir=out_dir),
+        finish=functools.partial(finish, params=params, out_dir=out_dir),
+    )

@@ -1,0 +1,189 @@
+"""train stage: features + points -> LACP model, training log (DVC plots).
+
+Features are streamed from the HDF5 store one video at a time, so memory does not grow with
+the dataset. Resumable: a checkpoint is written every `checkpoint_every` steps to
+`<model_dir>.resume/<key>` (outside the DVC output, which DVC clears before a rerun); the key
+hashes the train params, points.csv and the features, so only an identical run resumes, and
+a rerun after a kill continues bit-identically. The folder is removed once training ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+from pydantic import Field
+
+from features.store import FeatureStore
+from lacp.batching import VideoItem
+from lacp.model_io import save_model
+from lacp.point_formats import read_points_csv
+from lacp.trainer import TrainConfig, train
+from features.weights import sha256_file
+from stages.common import StageParams, atomic_path
+from stages.extract import available_videos
+from stages.prepare import read_annotations
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]
+
+
+class TrainParams(StageParams):
+    steps: int = Field(300, ge=1)
+    batch: int = Field(16, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    lambdas: tuple[float, float, float, float, float] = (1.0, 0.5, 1.0, 1.0, 1.0)
+    r_act: int = Field(8, ge=1)
+    dropout: float = Field(0.7, ge=0, lt=1)
+    completeness: bool = True
+    score_contrast: bool = True
+    feature_contrast: bool = True
+    search_every: int = Field(10, ge=1)
+    search_method: Literal["exact", "beam"] = "exact"
+    search_budget: int = Field(25, ge=1)
+    search_prune: float = 0.1
+    search_workers: int = Field(2, ge=1)
+    feat_last_class_only: bool = False
+    checkpoint_every: int = Field(50, ge=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def config(self, *, feature_dim: int) -> TrainConfig:
+        """The trainer's config for these params."""
+        return TrainConfig(
+            steps=self.steps,
+            batch=self.batch,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            lambdas=tuple(self.lambdas),
+            r_act=self.r_act,
+            dropout=self.dropout,
+            feature_dim=feature_dim,
+            completeness=self.completeness,
+            score_contrast=self.score_contrast,
+            feature_contrast=self.feature_contrast,
+            feat_last_class_only=self.feat_last_class_only,
+            search_every=self.search_every,
+            search_method=self.search_method,
+            search_budget=self.search_budget,
+            search_prune=self.search_prune,
+            search_workers=self.search_workers,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+            device=self.device,
+        )
+
+
+def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str]) -> list[VideoItem]:
+    """One `VideoItem` per training video: labels from the annotations, points from points.csv."""
+    classes = annotations["classes"]
+    by_video: dict[str, list] = defaultdict(list)
+    for point in read_points_csv(points_csv, annotations):
+        by_video[point.video_id].append(point)
+    items = []
+    for vid in videos:
+        entry = annotations["database"][vid]
+        labels = np.zeros(len(classes), dtype=np.float32)
+        for a in entry["annotations"]:
+            labels[classes.index(a["label"])] = 1.0
+        pts = by_video.get(vid, [])
+        items.append(
+            VideoItem(
+                video_id=vid,
+                labels=labels,
+                point_frames=np.array([p.point for p in pts], dtype=np.int64),
+                point_classes=np.array([p.class_index for p in pts], dtype=np.int64),
+                fps=float(entry["fps"]),
+            )
+        )
+    return items
+
+
+def resume_dir(model_dir: Path) -> Path:
+    """Where resumable checkpoints live (beside the model folder, not inside the DVC output)."""
+    return Path(f"{model_dir}.resume")
+
+
+def run_key(params: TrainParams, points_csv: Path, features: Path) -> str:
+    """Identity of a training run: its params and the content of its inputs."""
+    blob = f"{params.fingerprint()}:{sha256_file(points_csv)}:{sha256_file(features)}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def write_log(rows: list[dict[str, float]], path: Path) -> None:
+    """losses.csv: step and each loss term (the DVC plot), plus seconds per step."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", *LOSS_COLUMNS, "seconds", "search_seconds"])
+        for row in rows:
+            writer.writerow(
+                [int(row["step"]), *(round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS),
+                 round(row.get("seconds", 0.0), 4), round(row.get("search_seconds", 0.0), 4)]
+            )
+
+
+def run(
+    params: TrainParams,
+    *,
+    dataset_dir: Path,
+    features: Path,
+    points_dir: Path,
+    model_dir: Path,
+    log_dir: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Train LACP (or the point-only baseline) and write the model and the loss log.
+
+    Args:
+        params: the `train` params section.
+        dataset_dir: prepare's output (annotations.json).
+        features: the HDF5 feature store.
+        points_dir: the points stage's output (points.csv).
+        model_dir: where model.pt, model.json and the resumable checkpoint go.
+        log_dir: where losses.csv goes.
+        on_progress: called with (step, steps).
+
+    Returns:
+        Summary: steps, videos, final losses, seconds per step.
+    """
+    # 1. inputs: annotations, points, the training videos present in the features
+    annotations = read_annotations(dataset_dir)
+    train_ids = sorted(v for v, e in annotations["database"].items() if e["subset"] == "train")
+    with FeatureStore(features) as store:
+        videos = available_videos(store, train_ids, features=Path(features), what="training")
+        items = training_videos(annotations, Path(points_dir) / "points.csv", videos)
+        feature_dim = int(store[videos[0]].shape[1])
+
+        # 2. train (features read per step from the open store)
+        result = train(
+            videos=items,
+            get_features=store,
+            num_classes=len(annotations["classes"]),
+            config=params.config(feature_dim=feature_dim),
+            checkpoint_dir=resume_dir(model_dir) / run_key(params, Path(points_dir) / "points.csv", Path(features)),
+            on_progress=(lambda step, total, row: on_progress(step, total)) if on_progress else None,
+        )
+
+    # 3. outputs
+    save_model(
+        model_dir, result.state_dict, classes=annotations["classes"], feature_dim=feature_dim, embed_dim=2048, dropout=params.dropout
+    )
+    write_log(result.log, Path(log_dir) / "losses.csv")
+    shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
+    last = result.log[-1]
+    return {
+        "steps": result.steps,
+        "videos": len(items),
+        "points": int(sum(len(i.point_frames) for i in items)),
+        "selection": result.selection,
+        "final_loss": round(last.get("loss_total", float("nan")), 5),
+        "seconds_per_step": round(float(np.mean([r.get("seconds", 0.0) for r in result.log])), 4),
+    }
