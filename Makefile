@@ -1,0 +1,39 @@
+# The README's commands. `make run` and `make test` create .venv when it is missing.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+# Stages call `python -m pipeline`: put the venv first on PATH for DVC's shell.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test install ui study clean-tmp
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: the whole DAG on the default params (embedded synthetic dataset), then the metrics
+run: install
+	dvc repro
+	dvc metrics show
+
+## test: the test suite
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+## ui: the Prefect UI on http://127.0.0.1:4200 (same database as the runs)
+ui: install
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+## study: label-distribution study (5 distributions x 2 seeds) -> study/
+study: install
+	$(BIN)/python -m pipeline study --distributions center,gaussian,uniform,beta,manual --seeds 0,1

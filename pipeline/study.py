@@ -1,0 +1,194 @@
+"""Label-distribution studies: a grid of DVC experiments, then one comparison table and plot.
+
+Each (distribution, seed) is one `dvc exp run --temp` (a temporary copy of the repository,
+as for queued experiments), so the workspace is left as it was and `dvc exp show` lists
+every run. Upstream stages (prepare ... extract) are not rerun: their outputs come from the
+DVC cache, and only points, train and evaluate run per experiment. Inputs that neither git
+nor DVC track (e.g. your own manual click files) are copied in with `-C`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipeline.orchestrate import dvc_executable, new_tag, run_logged
+
+METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1:0.5", "mAP@0.3:0.7", "mAP@0.1:0.7"]
+
+
+def untracked_inputs(paths: list[str]) -> list[str]:
+    """Those of `paths` that exist here but git does not track (they must be copied in)."""
+    out = []
+    for p in paths:
+        if not p or Path(p).is_absolute() or not Path(p).exists():
+            continue
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", p], capture_output=True).returncode == 0
+        if not tracked:
+            out.append(p)
+    return out
+
+
+def experiment_argv(distribution: str, seed: int, *, name: str, extra: list[str], copy: list[str]) -> list[str]:
+    """argv of one study run (no shell)."""
+    argv = [dvc_executable(), "exp", "run", "--temp", "--name", name]
+    for item in [f"points.distribution={distribution}", f"points.seed={seed}", f"train.seed={seed}", *extra]:
+        argv += ["-S", item]
+    for path in copy:
+        argv += ["-C", path]
+    return argv
+
+
+def collect_metrics(exp_show: list[dict[str, Any]], names: set[str]) -> dict[str, dict[str, float]]:
+    """Metrics of the named experiments from `dvc exp show --json` output.
+
+    Returns:
+        name -> flat metrics (keys of the evaluate stage's metrics.json).
+    """
+    found: dict[str, dict[str, float]] = {}
+
+    def visit(entry: dict[str, Any]) -> None:
+        name = entry.get("name")
+        data = entry.get("data") or {}
+        if name in names:
+            for source in (data.get("metrics") or {}).values():
+                found.setdefault(name, {}).update(_flat_numbers(source.get("data") or {}))
+        for child in entry.get("experiments") or []:
+            for rev in child.get("revs") or []:
+                visit(rev)
+
+    for entry in exp_show:
+        visit(entry)
+    return found
+
+
+def _flat_numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat_numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def summarise(runs: dict[tuple[str, int], dict[str, float]], distributions: list[str]) -> list[dict[str, Any]]:
+    """Mean and spread (sample std; 0 for one seed) over seeds, one row per distribution."""
+    rows = []
+    for dist in distributions:
+        per_seed = [m for (d, _), m in sorted(runs.items()) if d == dist]
+        row: dict[str, Any] = {"distribution": dist, "seeds": len(per_seed)}
+        for key in METRIC_KEYS:
+            values = np.array([m[key] for m in per_seed if key in m], dtype=float)
+            row[f"{key} mean"] = float(values.mean()) if len(values) else float("nan")
+            row[f"{key} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """mAP (%) mean ± std per distribution."""
+    head = "| distribution | seeds | " + " | ".join(METRIC_KEYS) + " |"
+    rule = "|---|---|" + "---|" * len(METRIC_KEYS)
+    body = [
+        f"| {r['distribution']} | {r['seeds']} | "
+        + " | ".join(f"{100 * r[f'{k} mean']:.1f} ± {100 * r[f'{k} std']:.1f}" for k in METRIC_KEYS)
+        + " |"
+        for r in rows
+    ]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
+    """study.md, study.csv and study.png (mAP against tIoU, one line per distribution, spread shaded)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "study.md", "csv": out_dir / "study.csv", "plot": out_dir / "study.png"}
+    paths["markdown"].write_text(markdown_table(rows))
+    with paths["csv"].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    tiou = np.arange(1, 8) / 10
+    for r in rows:
+        mean = np.array([r[f"mAP@{t:.1f} mean"] for t in tiou]) * 100
+        std = np.array([r[f"mAP@{t:.1f} std"] for t in tiou]) * 100
+        ax.plot(tiou, mean, marker="o", label=r["distribution"])
+        ax.fill_between(tiou, mean - std, mean + std, alpha=0.2)
+    ax.set(xlabel="tIoU", ylabel="mAP (%)", title="Point-label distribution study")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths["plot"], dpi=120)
+    return paths
+
+
+@flow(name="study", log_prints=True)
+def study_flow(
+    distributions: list[str] = ["center", "gaussian", "uniform", "beta", "manual"],  # noqa: B006 - Prefect parameter default
+    seeds: list[int] = [0, 1],  # noqa: B006
+    out_dir: str = "study",
+    extra: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (distribution, seed) as a DVC experiment and compare them.
+
+    Args:
+        distributions: points.distribution values.
+        seeds: seeds (points.seed and train.seed).
+        out_dir: where study.md / study.csv / study.png go.
+        extra: `key=value` overrides applied to every run.
+
+    Returns:
+        One summary row per distribution.
+    """
+    logger = get_run_logger()
+    tag = new_tag("study")
+    if run_logged([dvc_executable(), "repro"], tag=tag) != 0:  # upstream stages cached once, here
+        raise RuntimeError("dvc repro of the base pipeline failed; fix it before running a study")
+    copy = untracked_inputs(_input_paths(extra or []))
+    names = {}
+    for dist in distributions:
+        for seed in seeds:
+            name = f"{tag}-{dist}-s{seed}"
+            code = run_logged(experiment_argv(dist, seed, name=name, extra=list(extra or []), copy=copy), tag=tag)
+            if code != 0:
+                raise RuntimeError(f"experiment {name} failed (dvc exit code {code})")
+            names[name] = (dist, seed)
+    shown = subprocess.run([dvc_executable(), "exp", "show", "--json"], capture_output=True, text=True, check=True)
+    metrics = collect_metrics(json.loads(shown.stdout), set(names))
+    missing = sorted(set(names) - set(metrics))
+    if missing:
+        raise RuntimeError(f"dvc exp show has no metrics for: {', '.join(missing)}")
+    rows = summarise({names[n]: m for n, m in metrics.items()}, distributions)
+    paths = write_outputs(rows, Path(out_dir))
+    create_table_artifact(key="study-table", table=rows, description=f"mAP per distribution over seeds {seeds}")
+    create_markdown_artifact(key="study-report", markdown=paths["markdown"].read_text(), description="study table (%)")
+    logger.info("study written to %s\n%s", out_dir, paths["markdown"].read_text())
+    return rows
+
+
+def _input_paths(extra: list[str]) -> list[str]:
+    """File paths named in overrides (points.file, points.manual_files)."""
+    paths = []
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key in {"points.file", "points.manual_files"}:
+            paths += [v.strip(" []'\"") for v in value.split(",")]
+    return paths
+
+
+def run_study(*, distributions: list[str], seeds: list[int], out_dir: Path, extra: list[str]) -> list[dict[str, Any]]:
+    """CLI entry: `python -m pipeline study ...`."""
+    return study_flow(distributions=distributions, seeds=seeds, out_dir=str(out_dir), extra=extra)
