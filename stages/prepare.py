@@ -29,10 +29,12 @@ class SyntheticParams(StageParams):
     instance_duration_s: tuple[float, float] = (0.6, 8.0)
     instances_per_video: tuple[int, int] = (2, 5)
     two_class_share: float = Field(0.3, ge=0, le=1)
-    crf: int = Field(18, ge=0, le=51)
+    crf: int = Field(23, ge=0, le=51)
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "SyntheticParams":
+        if self.width % 2 or self.height % 2:
+            raise ValueError(f"width and height must be even (H.264 4:2:0), got {self.width}x{self.height}")
         for name in ("duration_s", "instance_duration_s", "instances_per_video"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
