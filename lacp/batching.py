@@ -1,0 +1,272 @@
+"""Training videos, point labels as snippet matrices, and padded batches.
+
+A training video is described by a `VideoItem` (its id, video-level labels and point labels
+at the source frame rate). Its features are read only when a step needs them; `load_sample`
+turns the item plus its (T, D) features into a `VideoSample` whose point labels are a (T, C)
+matrix, and `collate` pads a list of samples into one `Batch`.
+
+Snippet index of a point (METHOD 1, ARCHITECTURE "Conventions"): a point at frame f of a
+source video with frame rate F lies in snippet t = floor(f * 25 / (F * 16)), clipped to T - 1
+(features may end a snippet early when the last frames were dropped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DECODED_FPS",
+    "SNIPPET_FRAMES",
+    "Batch",
+    "FeatureSource",
+    "VideoItem",
+    "VideoSample",
+    "collate",
+    "feature_getter",
+    "load_sample",
+    "point_matrix",
+    "snippet_index",
+]
+
+DECODED_FPS = 25.0
+SNIPPET_FRAMES = 16
+# floor(x) of a value that should be an exact integer may come out as k - 1e-15 in floating
+# point; this tolerance puts such values on the integer (far below one frame's share).
+_FLOOR_EPS = 1e-9
+
+FeatureSource = Callable[[str], np.ndarray] | Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One training video, without its features.
+
+    Attributes:
+        video_id: the id under which `get_features` finds the (T, D) features.
+        labels: (C,) 0/1 video-level labels (classes present in the video).
+        point_frames: (N,) frame index of each point at the source frame rate.
+        point_classes: (N,) class index of each point.
+        fps: frame rate of the source video (frames of `point_frames` per second).
+    """
+
+    video_id: str
+    labels: np.ndarray
+    point_frames: np.ndarray
+    point_classes: np.ndarray
+    fps: float
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    """One video ready to batch.
+
+    Attributes:
+        video_id: id of the video.
+        features: (T, D) float32 features.
+        points: (T, C) bool, True where a point of class c lies in snippet t.
+        labels: (C,) float32 video-level labels.
+    """
+
+    video_id: str
+    features: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded videos; positions t >= lengths[b] are padding (features and points zero).
+
+    Attributes:
+        video_ids: the B video ids, in batch order.
+        features: (B, T, D) float32, T = the longest video.
+        mask: (B, T) bool, True at valid snippets.
+        points: (B, T, C) bool point matrices.
+        labels: (B, C) float32 video-level labels.
+        lengths: (B,) int64 number of valid snippets per video.
+    """
+
+    video_ids: list[str]
+    features: torch.Tensor
+    mask: torch.Tensor
+    points: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Returns the same batch with every tensor on `device`."""
+        return Batch(
+            video_ids=self.video_ids,
+            features=self.features.to(device),
+            mask=self.mask.to(device),
+            points=self.points.to(device),
+            labels=self.labels.to(device),
+            lengths=self.lengths.to(device),
+        )
+
+
+def snippet_index(frames: np.ndarray, *, fps: float) -> np.ndarray:
+    """Snippet index floor(f * 25 / (fps * 16)) of each source frame f (not clipped).
+
+    Args:
+        frames: (N,) frame indices at the source frame rate, >= 0.
+        fps: source frame rate, > 0.
+
+    Returns:
+        (N,) int64 snippet indices.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    position = frames * DECODED_FPS / (fps * SNIPPET_FRAMES)  # (N,)
+    return np.floor(position + _FLOOR_EPS).astype(np.int64)
+
+
+def point_matrix(
+    *,
+    frames: np.ndarray,
+    classes: np.ndarray,
+    fps: float,
+    num_snippets: int,
+    num_classes: int,
+    video_id: str = "",
+) -> np.ndarray:
+    """Point labels of one video as a (T, C) bool matrix.
+
+    Args:
+        frames: (N,) point frames at the source frame rate.
+        classes: (N,) class index of each point.
+        fps: source frame rate.
+        num_snippets: T, the number of feature snippets of the video.
+        num_classes: C.
+        video_id: named in error messages.
+
+    Returns:
+        (T, C) bool, True at (snippet of the point, its class); points past the last snippet
+        are clipped onto it.
+
+    Raises:
+        ValueError: non-positive fps or T, negative frames, classes outside [0, C), or
+            frames and classes of different lengths.
+    """
+    frames = np.asarray(frames)
+    classes = np.asarray(classes)
+    where = f"video '{video_id}'"
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"{where}: fps must be a positive number, got {fps}")
+    if num_snippets < 1:
+        raise ValueError(f"{where}: needs at least one snippet, got T={num_snippets}")
+    if frames.shape != classes.shape or frames.ndim != 1:
+        raise ValueError(
+            f"{where}: point frames {frames.shape} and classes {classes.shape} must be "
+            "1-d arrays of the same length"
+        )
+    if frames.size and frames.min() < 0:
+        raise ValueError(f"{where}: point frames must be >= 0, got {frames.min()}")
+    if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
+        raise ValueError(
+            f"{where}: point classes must lie in [0, {num_classes}), "
+            f"got {classes.min()}..{classes.max()}"
+        )
+    snippets = np.minimum(snippet_index(frames, fps=fps), num_snippets - 1)  # (N,)
+    points = np.zeros((num_snippets, num_classes), dtype=bool)
+    points[snippets, classes.astype(np.int64)] = True
+    return points
+
+
+def feature_getter(source: FeatureSource) -> Callable[[str], np.ndarray]:
+    """A function video_id -> features from a callable or from a mapping (dict, FeatureStore)."""
+    if callable(source):
+        return source
+    return source.__getitem__
+
+
+def load_sample(
+    item: VideoItem,
+    *,
+    get_features: Callable[[str], np.ndarray],
+    num_classes: int,
+    feature_dim: int,
+) -> VideoSample:
+    """Reads one video's features and builds its point matrix.
+
+    Args:
+        item: the video.
+        get_features: video_id -> (T, D) features.
+        num_classes: C.
+        feature_dim: D expected of the features.
+
+    Returns:
+        The `VideoSample`.
+
+    Raises:
+        ValueError: features of the wrong shape or with non-finite values, labels of the
+            wrong length, or bad point labels (see `point_matrix`).
+    """
+    features = np.asarray(get_features(item.video_id), dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != feature_dim:
+        raise ValueError(
+            f"video '{item.video_id}': features must have shape (T >= 1, {feature_dim}), "
+            f"got {features.shape}"
+        )
+    if not np.isfinite(features).all():
+        raise ValueError(f"video '{item.video_id}': features contain NaN or inf")
+    labels = np.asarray(item.labels, dtype=np.float32)
+    if labels.shape != (num_classes,):
+        raise ValueError(
+            f"video '{item.video_id}': labels must have shape ({num_classes},), "
+            f"got {labels.shape}"
+        )
+    points = point_matrix(
+        frames=item.point_frames,
+        classes=item.point_classes,
+        fps=item.fps,
+        num_snippets=features.shape[0],
+        num_classes=num_classes,
+        video_id=item.video_id,
+    )
+    return VideoSample(video_id=item.video_id, features=features, points=points, labels=labels)
+
+
+def collate(samples: Sequence[VideoSample]) -> Batch:
+    """Pads videos of different lengths into one batch (zeros beyond each video's end).
+
+    Args:
+        samples: B >= 1 videos with equal feature dim and class count.
+
+    Returns:
+        The `Batch` (CPU tensors).
+
+    Raises:
+        ValueError: an empty list, or videos whose feature dims or class counts differ.
+    """
+    if not samples:
+        raise ValueError("collate needs at least one video")
+    dim = samples[0].features.shape[1]
+    num_classes = samples[0].points.shape[1]
+    for sample in samples:
+        if sample.features.shape[1] != dim or sample.points.shape[1] != num_classes:
+            raise ValueError(
+                f"video '{sample.video_id}': features (T, {sample.features.shape[1]}) and "
+                f"points (T, {sample.points.shape[1]}) do not match the batch's "
+                f"(T, {dim}) and (T, {num_classes})"
+            )
+    lengths = np.array([s.features.shape[0] for s in samples], dtype=np.int64)  # (B,)
+    batch_size, max_len = len(samples), int(lengths.max())
+    features = np.zeros((batch_size, max_len, dim), dtype=np.float32)  # (B, T, D)
+    points = np.zeros((batch_size, max_len, num_classes), dtype=bool)  # (B, T, C)
+    for b, sample in enumerate(samples):
+        features[b, : lengths[b]] = sample.features
+        points[b, : lengths[b]] = sample.points
+    mask = np.arange(max_len)[None, :] < lengths[:, None]  # (B, T)
+    return Batch(
+        video_ids=[s.video_id for s in samples],
+        features=torch.from_numpy(features),
+        mask=torch.from_numpy(mask),
+        points=torch.from_numpy(points),
+        labels=torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.float32)),
+        lengths=torch.from_numpy(lengths),
+    )

@@ -1,0 +1,506 @@
+"""The LACP training loop (METHOD 3, 4 and 7), readable top to bottom.
+
+`train` runs `config.steps` optimisation steps. Each step:
+  1. picks `config.batch` videos (a fresh seeded permutation of the training videos per epoch)
+     and reads only their features (memory stays flat with the dataset size),
+  2. runs the network on the padded batch,
+  3. selects the pseudo background points from the current q_bg (no gradient),
+  4. computes the losses (completeness terms once a sequence search has run) and takes an
+     Adam step,
+  5. every `search_every` steps, runs the optimal sequence search over all training videos
+     with the model in eval mode and keeps its dense pseudo labels per video,
+  6. optionally evaluates (off by default), logs a row, reports progress, and writes a
+     resumable checkpoint every `checkpoint_every` steps and after the last step.
+
+Determinism: the batch order of epoch e and the feature-contrast samples of step s come from
+numpy generators seeded with (seed, e) and (seed, s), and dropout from torch's global RNG,
+seeded once with `seed` (the caller's RNG state is restored on return) and saved in every
+checkpoint. So two runs with the same inputs are identical on CPU, and a run resumed from a
+checkpoint is bit-identical to an uninterrupted one.
+
+Search timing: the first search runs after step `search_every` (as in the released recipe),
+so steps 1..search_every are point-supervised only.
+
+Model selection: the final step's weights are returned. `select_best_on_test` (with
+`eval_every` > 0 and an `evaluate_fn`) returns instead the weights of the evaluation with the
+highest metric - the released recipe's protocol, which selects on the test set; results
+obtained with it are labelled as such (`TrainResult.selection`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import functools
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from lacp.batching import FeatureSource, VideoItem, collate, feature_getter, load_sample
+from lacp.losses import LAMBDAS, lacp_loss
+from lacp.model import LACPNet
+from lacp.seeds import batch_background_seeds, select_seeds
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "SearchFn",
+    "TrainConfig",
+    "TrainResult",
+    "batch_indices",
+    "default_search_fn",
+    "resolve_device",
+    "train",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+# items: per video (q (T, C+1), action seeds (T, C) bool, background seeds (T,) bool)
+SearchItem = tuple[np.ndarray, np.ndarray, np.ndarray]
+SearchFn = Callable[[list[SearchItem]], list[np.ndarray]]
+EvaluateFn = Callable[[LACPNet, int], float]
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+# TrainConfig fields a resumed run may change (the rest must match the checkpoint)
+_RESUMABLE_CHANGES = {"steps", "checkpoint_every", "device", "search_workers"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of a training run (defaults: the released recipe, METHOD 7).
+
+    Attributes:
+        steps: optimisation steps.
+        batch: videos per step.
+        lr, betas, weight_decay: Adam.
+        lambdas: weights of L_vid, L_point, L_bkg_point, L_score, L_feat.
+        r_act: top-k ratio of the video scores.
+        dropout: dropout before the CAS layer.
+        feature_dim, embed_dim: input feature and embedding sizes.
+        bg_threshold, act_threshold: pseudo background / action point thresholds on q_bg.
+        tau: feature-contrast temperature.
+        completeness: False = point-supervised baseline (no search, no L_score / L_feat).
+        score_contrast, feature_contrast: ablation switches of L_score and L_feat.
+        feat_last_class_only: the released recipe's quirk (feature loss of the last class only).
+        oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD,
+            floor(L/4) each side) or "released" (the recipe's quirk: ceil(L/4) on the left).
+        search_every: steps between optimal sequence searches.
+        search_method, search_budget, search_prune: passed to `lacp.search`.
+        search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
+            the whole run).
+        checkpoint_every: steps between resumable checkpoints (0 = only after the last step).
+        eval_every: steps between calls of `evaluate_fn` (0 = never).
+        select_best_on_test: return the best evaluated weights instead of the final ones
+            (released protocol; selects on whatever `evaluate_fn` measures, usually test).
+        seed: weights init, batch order, sampling, dropout.
+        device: "auto" (cuda when available) | "cpu" | "cuda" | "cuda:N".
+    """
+
+    steps: int = 2000
+    batch: int = 16
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 5e-4
+    lambdas: tuple[float, ...] = LAMBDAS
+    r_act: int = 8
+    dropout: float = 0.7
+    feature_dim: int = 2048
+    embed_dim: int = 2048
+    bg_threshold: float = 0.95
+    act_threshold: float = 0.1
+    tau: float = 0.1
+    completeness: bool = True
+    score_contrast: bool = True
+    feature_contrast: bool = True
+    feat_last_class_only: bool = False
+    oic_outer: Literal["floor", "released"] = "floor"
+    search_every: int = 10
+    search_method: Literal["exact", "beam"] = "exact"
+    search_budget: int = 25
+    search_prune: float = 0.1
+    search_workers: int = 1
+    checkpoint_every: int = 50
+    eval_every: int = 0
+    select_best_on_test: bool = False
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch": self.batch, "r_act": self.r_act,
+                    "search_every": self.search_every, "search_budget": self.search_budget,
+                    "search_workers": self.search_workers, "feature_dim": self.feature_dim,
+                    "embed_dim": self.embed_dim}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"train config: {key} must be >= 1, got {value}")
+        for key in ("checkpoint_every", "eval_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train config: {key} must be >= 0, got {getattr(self, key)}")
+        if len(self.lambdas) != 5:
+            raise ValueError(f"train config: lambdas must hold 5 weights, got {self.lambdas}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"train config: dropout must lie in [0, 1), got {self.dropout}")
+        if self.oic_outer not in ("floor", "released"):
+            raise ValueError(
+                f"train config: oic_outer must be 'floor' or 'released', got {self.oic_outer!r}")
+        if self.search_method not in ("exact", "beam"):
+            raise ValueError(f"train config: search_method must be 'exact' or 'beam', "
+                             f"got {self.search_method!r}")
+        if self.select_best_on_test and self.eval_every == 0:
+            raise ValueError("train config: select_best_on_test needs eval_every > 0")
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        state_dict: the selected model weights (CPU tensors).
+        log: one row per step: step, loss_<term> for every loss term, seconds (the step),
+            search_seconds (0 without a search), and eval_metric on evaluation steps.
+        pseudo_labels: the last search's (T, C) uint8 pseudo labels per video id.
+        steps: steps trained in all (including those before a resume).
+        selection: "final step" or "best on test (step N, metric M)".
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    log: list[dict[str, float]]
+    pseudo_labels: dict[str, np.ndarray]
+    steps: int
+    selection: str
+
+
+@dataclass
+class _State:
+    """Everything a checkpoint restores besides the model and the optimizer."""
+
+    step: int = 0
+    log: list[dict[str, float]] = field(default_factory=list)
+    pseudo_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_step: int = 0
+    best_metric: float = float("-inf")
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; other names as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def default_search_fn(config: TrainConfig, resources: contextlib.ExitStack) -> SearchFn:
+    """`lacp.search` with the config's method, budget, prune, OIC outer region and workers.
+
+    With search_workers > 1 a process pool is opened once and closed with `resources`.
+    """
+    from lacp import search  # imported on first use: only completeness training needs it
+
+    options = dict(method=config.search_method, budget=config.search_budget,
+                   prune=config.search_prune, outer=config.oic_outer)
+    if config.search_workers > 1:
+        pool = resources.enter_context(search.SearchPool(workers=config.search_workers))
+        return functools.partial(pool.search, **options)
+    return functools.partial(search.search_videos, workers=0, **options)
+
+
+def batch_indices(step: int, *, num_videos: int, batch: int, seed: int) -> np.ndarray:
+    """Indices of the videos of a step (1-based).
+
+    Each epoch is a permutation of the videos seeded with (seed, epoch), cut into
+    floor(N / batch) batches (the rest of the permutation is dropped, as in the released
+    recipe); with fewer videos than `batch`, every step takes all of them.
+
+    Returns:
+        (min(batch, N),) int64 indices.
+    """
+    per_epoch = max(1, num_videos // batch)
+    epoch, position = divmod(step - 1, per_epoch)
+    order = np.random.default_rng([seed, 0, epoch]).permutation(num_videos)
+    return order[position * batch : (position + 1) * batch]
+
+
+def train(
+    *,
+    videos: Sequence[VideoItem],
+    get_features: FeatureSource,
+    num_classes: int,
+    config: TrainConfig,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    on_progress: ProgressFn | None = None,
+    search_fn: SearchFn | None = None,
+    evaluate_fn: EvaluateFn | None = None,
+) -> TrainResult:
+    """Trains LACP; resumes from `checkpoint_dir/checkpoint.pt` when it exists.
+
+    Args:
+        videos: the training videos.
+        get_features: video_id -> (T, feature_dim) features (a callable, or a mapping such
+            as `features.store.FeatureStore`); read per step, never all at once.
+        num_classes: C.
+        config: hyperparameters.
+        checkpoint_dir: where checkpoints are written (None = no checkpoints, no resume).
+        on_progress: called after every step with (step, total steps, log row).
+        search_fn: items -> dense pseudo labels (see `SearchFn`); default
+            `default_search_fn(config, ...)` (`lacp.search`).
+        evaluate_fn: (model in eval mode, step) -> metric, higher is better; called every
+            `eval_every` steps.
+
+    Returns:
+        The `TrainResult`.
+
+    Raises:
+        ValueError: no videos, duplicate video ids, bad features or labels (named by video),
+            a checkpoint from a different run, or a search result of the wrong shape.
+    """
+    _check_videos(videos, num_classes)
+    if config.select_best_on_test and evaluate_fn is None:
+        raise ValueError("select_best_on_test needs an evaluate_fn")
+    device = resolve_device(config.device)
+    fetch = feature_getter(get_features)
+    use_completeness = config.completeness and (config.score_contrast or config.feature_contrast)
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    video_ids = [v.video_id for v in videos]
+    rng_devices = [device] if device.type == "cuda" else []
+
+    # the caller's RNG is left untouched; a search pool lives as long as the run
+    with torch.random.fork_rng(devices=rng_devices), contextlib.ExitStack() as resources:
+        if use_completeness and search_fn is None:
+            search_fn = default_search_fn(config, resources)
+
+        # 0. model, optimizer, state (fresh or from the checkpoint)
+        torch.manual_seed(config.seed)
+        model = LACPNet(num_classes=num_classes, feature_dim=config.feature_dim,
+                        embed_dim=config.embed_dim, dropout=config.dropout).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
+                                     weight_decay=config.weight_decay)
+        state = _State()
+        if checkpoint is not None and checkpoint.exists():
+            state = _load_checkpoint(checkpoint, model=model, optimizer=optimizer,
+                                     config=config, video_ids=video_ids, device=device)
+            if state.step > config.steps:
+                raise ValueError(f"checkpoint '{checkpoint}' is at step {state.step}, beyond "
+                                 f"steps={config.steps}; delete it or raise steps")
+
+        for step in range(state.step + 1, config.steps + 1):
+            started = time.perf_counter()
+
+            # 1. the step's videos, read from the feature source now
+            picked = batch_indices(step, num_videos=len(videos), batch=config.batch,
+                                   seed=config.seed)
+            samples = [load_sample(videos[i], get_features=fetch, num_classes=num_classes,
+                                   feature_dim=config.feature_dim) for i in picked]
+            batch = collate(samples).to(device)
+
+            # 2. forward
+            model.train()
+            out = model(batch.features, batch.mask)
+
+            # 3. pseudo background points from the current q_bg (no gradient)
+            bg_seeds = batch_background_seeds(out["q"], batch.points, batch.lengths,
+                                              bg_threshold=config.bg_threshold,
+                                              act_threshold=config.act_threshold)
+
+            # 4. losses, backward, Adam step
+            pseudo = None
+            if use_completeness and state.pseudo_labels:
+                pseudo = [state.pseudo_labels[vid] for vid in batch.video_ids]
+            terms = lacp_loss(
+                out, batch, bg_seeds, pseudo,
+                rng=np.random.default_rng([config.seed, 1, step]),
+                lambdas=config.lambdas, r_act=config.r_act,
+                score_contrast_on=config.score_contrast,
+                feature_contrast_on=config.feature_contrast,
+                feat_last_class_only=config.feat_last_class_only,
+                oic_outer=config.oic_outer, tau=config.tau,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimizer.step()
+            row: dict[str, float] = {"step": step, **terms.as_floats()}
+            row["seconds"] = time.perf_counter() - started
+
+            # 5. optimal sequence search over all training videos
+            row["search_seconds"] = 0.0
+            if use_completeness and step % config.search_every == 0:
+                search_started = time.perf_counter()
+                state.pseudo_labels = _search_all(
+                    model, videos, fetch=fetch, num_classes=num_classes, config=config,
+                    device=device, search_fn=search_fn)
+                row["search_seconds"] = time.perf_counter() - search_started
+
+            # 6. evaluation (off by default), log, progress, checkpoint
+            if evaluate_fn is not None and config.eval_every and step % config.eval_every == 0:
+                model.eval()
+                with torch.no_grad():
+                    metric = float(evaluate_fn(model, step))
+                row["eval_metric"] = metric
+                if config.select_best_on_test and metric > state.best_metric:
+                    state.best_metric, state.best_step = metric, step
+                    state.best_state = _cpu_state(model)
+            state.log.append(row)
+            state.step = step
+            if on_progress is not None:
+                on_progress(step, config.steps, row)
+            due = config.checkpoint_every and step % config.checkpoint_every == 0
+            if checkpoint is not None and (due or step == config.steps):
+                _save_checkpoint(checkpoint, model=model, optimizer=optimizer, state=state,
+                                 config=config, video_ids=video_ids, device=device)
+
+    if config.select_best_on_test and state.best_state is not None:
+        weights = state.best_state
+        selection = f"best on test (step {state.best_step}, metric {state.best_metric:.6g})"
+    else:
+        weights, selection = _cpu_state(model), "final step"
+    return TrainResult(state_dict=weights, log=state.log, pseudo_labels=state.pseudo_labels,
+                       steps=state.step, selection=selection)
+
+
+def _check_videos(videos: Sequence[VideoItem], num_classes: int) -> None:
+    """Raises ValueError for an empty list, duplicate ids or labels of the wrong shape."""
+    if not videos:
+        raise ValueError("train needs at least one training video")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    seen: set[str] = set()
+    for video in videos:
+        if video.video_id in seen:
+            raise ValueError(f"video '{video.video_id}' appears twice in the training videos")
+        seen.add(video.video_id)
+        if np.shape(video.labels) != (num_classes,):
+            raise ValueError(f"video '{video.video_id}': labels must have shape "
+                             f"({num_classes},), got {np.shape(video.labels)}")
+
+
+@torch.no_grad()
+def _search_all(
+    model: LACPNet,
+    videos: Sequence[VideoItem],
+    *,
+    fetch: Callable[[str], np.ndarray],
+    num_classes: int,
+    config: TrainConfig,
+    device: torch.device,
+    search_fn: SearchFn,
+) -> dict[str, np.ndarray]:
+    """Dense pseudo labels of every training video (model in eval mode, videos streamed)."""
+    model.eval()
+    items: list[SearchItem] = []
+    lengths: list[int] = []
+    for first in range(0, len(videos), config.batch):
+        samples = [load_sample(v, get_features=fetch, num_classes=num_classes,
+                               feature_dim=config.feature_dim)
+                   for v in videos[first : first + config.batch]]
+        batch = collate(samples).to(device)
+        q = model(batch.features, batch.mask)["q"].cpu().numpy()  # (B, T, C+1)
+        for b, sample in enumerate(samples):
+            length = sample.features.shape[0]
+            q_video = np.ascontiguousarray(q[b, :length])  # (T, C+1)
+            bg, act = select_seeds(q_video[:, -1], sample.points,
+                                   bg_threshold=config.bg_threshold,
+                                   act_threshold=config.act_threshold)
+            items.append((q_video, act, bg))
+            lengths.append(length)
+    results = search_fn(items)
+    if len(results) != len(videos):
+        raise ValueError(f"search returned {len(results)} results for {len(videos)} videos")
+    labels: dict[str, np.ndarray] = {}
+    for video, length, result in zip(videos, lengths, results):
+        result = np.asarray(result)
+        if result.shape != (length, num_classes):
+            raise ValueError(f"video '{video.video_id}': search result must have shape "
+                             f"({length}, {num_classes}), got {result.shape}")
+        labels[video.video_id] = result.astype(np.uint8)
+    return labels
+
+
+def _cpu_state(model: LACPNet) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's weights."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _save_checkpoint(
+    path: Path,
+    *,
+    model: LACPNet,
+    optimizer: torch.optim.Optimizer,
+    state: _State,
+    config: TrainConfig,
+    video_ids: list[str],
+    device: torch.device,
+) -> None:
+    """Writes everything needed to resume bit-identically, atomically (temp file + rename)."""
+    payload: dict[str, Any] = {
+        "step": state.step,
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "pseudo_labels": {k: torch.from_numpy(v) for k, v in state.pseudo_labels.items()},
+        "log": state.log,
+        "best_state": state.best_state,
+        "best_step": state.best_step,
+        "best_metric": state.best_metric,
+        "config": dataclasses.asdict(config),
+        "video_ids": video_ids,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _load_checkpoint(
+    path: Path,
+    *,
+    model: LACPNet,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    video_ids: list[str],
+    device: torch.device,
+) -> _State:
+    """Restores model, optimizer and RNG states; returns the rest of the state."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved = payload["config"]
+    current = dataclasses.asdict(config)
+    changed = sorted(k for k in current.keys() | saved.keys()
+                     if k not in _RESUMABLE_CHANGES
+                     and _normalised(current.get(k)) != _normalised(saved.get(k)))
+    if changed:
+        raise ValueError(f"checkpoint '{path}' was written with other settings "
+                         f"({', '.join(changed)}); delete it or restore those settings")
+    if payload["video_ids"] != video_ids:
+        raise ValueError(f"checkpoint '{path}' was written for other training videos; "
+                         "delete it to start over")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["torch_rng"])
+    if device.type == "cuda" and payload["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(payload["cuda_rng"], device)
+    return _State(
+        step=int(payload["step"]),
+        log=copy.deepcopy(payload["log"]),
+        pseudo_labels={k: v.numpy() for k, v in payload["pseudo_labels"].items()},
+        best_state=payload["best_state"],
+        best_step=int(payload["best_step"]),
+        best_metric=float(payload["best_metric"]),
+    )
+
+
+def _normalised(value: Any) -> Any:
+    """Lists and tuples compare equal (a checkpoint round trip may turn one into the other)."""
+    return tuple(_normalised(v) for v in value) if isinstance(value, list | tuple) else value
