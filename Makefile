@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Stages call `python -m pipeline`: put the venv first on PATH for DVC's shell.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test install ui study clean-tmp
+.PHONY: run test install ui study compare
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,4 +36,8 @@ ui: install
 
 ## study: label-distribution study (5 distributions x 2 seeds) -> study/
 study: install
-	$(BIN)/python -m pipeline study --distributions center,gaussian,uniform,beta,manual --seeds 0,1
+	$(BIN)/python -m pipeline study --grid points.distribution=center,gaussian,uniform,beta,manual --seeds 0,1
+
+## compare: LACP against the point-only baseline over 3 seeds -> study/compare/
+compare: install
+	$(BIN)/python -m pipeline study --grid train.completeness=true,false --seeds 0,1,2 --out study/compare

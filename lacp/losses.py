@@ -31,8 +31,11 @@ the same switch as `lacp.search`'s `outer`, so that the losses score spans the w
 placed them) is either
 - "floor" (default; METHOD 3.4 read literally, [s - L/4, s) and (e, e + L/4] on integers):
   floor(L/4) snippets on each side, clipped to the video, or
+- "ceil": ceil(L/4) snippets on each side (every snippet the interval [s - L/4, s) touches),
+  so even a 1-snippet span is contrasted with its neighbours, or
 - "released" (the released recipe's quirk: it truncates s - L/4 and e + L/4 to integers):
   ceil(L/4) snippets on the left and floor(L/4) on the right, clipped.
+The widths come from `lacp.search.outer_widths`, shared with the search.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import torch.nn.functional as F
 
 from lacp.batching import Batch
 from lacp.model import video_scores
+from lacp.search import OuterMode, outer_widths
 
 __all__ = [
     "LAMBDAS",
@@ -65,7 +69,6 @@ __all__ = [
 ]
 
 LAMBDAS = (1.0, 0.5, 1.0, 1.0, 1.0)  # L_vid, L_point, L_bkg_point, L_score, L_feat
-OuterMode = Literal["floor", "released"]
 
 
 @dataclass(frozen=True)
@@ -232,13 +235,13 @@ def oic(
         lengths: (B,) valid snippets per video (the outer region is clipped to them).
         spans: the n spans; span i is scored on curve[video_i, :, cls_i].
         on_complement: (n,) bool, True to score the span on 1 - curve instead.
-        outer: outer-region convention, "floor" or "released" (module docstring).
+        outer: outer-region convention, "floor", "ceil" or "released" (module docstring).
 
     Returns:
         (n,) OIC values.
     """
-    if outer not in ("floor", "released"):
-        raise ValueError(f"oic outer must be 'floor' or 'released', got {outer!r}")
+    if outer not in ("floor", "ceil", "released"):
+        raise ValueError(f"oic outer must be 'floor', 'ceil' or 'released', got {outer!r}")
     device = curve.device
     values = curve.to(torch.float64)
     prefix = F.pad(values.cumsum(dim=1), (0, 0, 1, 0))  # (B, T+1, C), prefix[t] = sum a[:t]
@@ -248,9 +251,9 @@ def oic(
     end = torch.as_tensor(spans.end, device=device)
     flip = torch.as_tensor(on_complement, device=device)
     span_len = end - start + 1
-    left = (span_len + 3) // 4 if outer == "released" else span_len // 4
+    left, right = outer_widths(span_len, outer)
     outer_start = torch.clamp(start - left, min=0)
-    outer_end = torch.minimum(end + span_len // 4, lengths.to(device)[video] - 1)
+    outer_end = torch.minimum(end + right, lengths.to(device)[video] - 1)
 
     def window_sum(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
         """Sum over [lo, hi) of the curve (of 1 - curve for the complement spans)."""

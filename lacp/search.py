@@ -24,8 +24,10 @@ Conventions chosen here (METHOD.md leaves them open):
   span k-1 and at or before the first seed of span k.
 - OIC of span [s, e] (inclusive, L = e - s + 1) on a curve a is mean(a[s..e]) minus the
   mean of a over the outer snippets, or minus 0 when there are none. The outer region is
-  ``outer="floor"`` (default, METHOD.md's symmetric "0.25L"): floor(L / 4) snippets on each
-  side, clipped to the video; or ``outer="released"``: ceil(L / 4) on the left and
+  ``outer="floor"`` (METHOD.md's symmetric "0.25L" on whole snippets): floor(L / 4) snippets on
+  each side, clipped to the video; ``outer="ceil"``: ceil(L / 4) on each side (every snippet the
+  continuous interval [s - L/4, s) touches, so short spans keep their contrast); or
+  ``outer="released"``: ceil(L / 4) on the left and
   floor(L / 4) on the right, which is what the released recipe's int() truncation of
   ``s - 0.25 L`` and ``e + 0.25 L`` amounts to. Action spans use a = q_c, background spans
   a = 1 - q_c.
@@ -49,11 +51,11 @@ from typing import Literal
 import numpy as np
 
 Method = Literal["exact", "beam"]
-OuterMode = Literal["floor", "released"]
+OuterMode = Literal["floor", "ceil", "released"]
 VideoItem = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 _METHODS = ("exact", "beam")
-_OUTER_MODES = ("floor", "released")
+_OUTER_MODES = ("floor", "ceil", "released")
 
 
 class SearchInputError(ValueError):
@@ -181,6 +183,22 @@ def build_transcript(action_c: np.ndarray, background_c: np.ndarray) -> Transcri
     return Transcript(labels=labels, lo=lo, hi=hi, length=int(action_c.shape[0]))
 
 
+def outer_widths(span_len, outer: OuterMode):
+    """(left, right) widths in snippets of the OIC outer region of spans of length `span_len`.
+
+    Works on Python ints and on numpy or torch integer arrays (the losses share it).
+    "floor": floor(L/4) each side; "ceil": ceil(L/4) each side, so even a 1-snippet span is
+    contrasted with its neighbours; "released": ceil on the left, floor on the right (the
+    released recipe's int() truncation).
+    """
+    floor, ceil = span_len // 4, (span_len + 3) // 4
+    if outer == "floor":
+        return floor, floor
+    if outer == "ceil":
+        return ceil, ceil
+    return ceil, floor
+
+
 def _oic(
     prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, outer: OuterMode
 ) -> np.ndarray:
@@ -198,9 +216,9 @@ def _oic(
     span_len = ends - starts + 1
     valid = span_len >= 1
     span_len = np.maximum(span_len, 1)
-    quarter = span_len // 4
-    left_width = np.minimum(starts, (span_len + 3) // 4 if outer == "released" else quarter)
-    right_width = np.minimum(length - 1 - ends, quarter)
+    left, right = outer_widths(span_len, outer)
+    left_width = np.minimum(starts, left)
+    right_width = np.minimum(length - 1 - ends, right)
     inner_sum = prefix[ends + 1] - prefix[starts]
     outer_sum = prefix[starts] - prefix[starts - left_width] + prefix[ends + 1 + right_width] - prefix[ends + 1]
     outer_count = left_width + right_width
@@ -357,7 +375,7 @@ def search_class(
         method: "exact" (dynamic programming) or "beam" (released recipe).
         budget: beam width (beam only).
         prune: beam pruning threshold on the running mean OIC (beam only).
-        outer: OIC outer-region convention, "floor" or "released".
+        outer: OIC outer-region convention, "floor", "ceil" or "released".
 
     Returns:
         The chosen sequence, its span starts and its mean OIC.
@@ -415,7 +433,7 @@ def dense_pseudo_labels(
         method: "exact" or "beam".
         budget: beam width (beam only).
         prune: beam pruning threshold (beam only).
-        outer: OIC outer-region convention, "floor" or "released".
+        outer: OIC outer-region convention, "floor", "ceil" or "released".
         where: name of the video, used in error messages.
 
     Returns:

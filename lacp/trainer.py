@@ -89,8 +89,9 @@ class TrainConfig:
         completeness: False = point-supervised baseline (no search, no L_score / L_feat).
         score_contrast, feature_contrast: ablation switches of L_score and L_feat.
         feat_last_class_only: the released recipe's quirk (feature loss of the last class only).
-        oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD,
-            floor(L/4) each side) or "released" (the recipe's quirk: ceil(L/4) on the left).
+        oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD on
+            whole snippets, floor(L/4) each side), "ceil" (ceil(L/4) each side: short spans keep
+            their contrast) or "released" (the recipe's quirk: ceil(L/4) on the left).
         search_every: steps between optimal sequence searches.
         search_method, search_budget, search_prune: passed to `lacp.search`.
         search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
@@ -120,7 +121,7 @@ class TrainConfig:
     score_contrast: bool = True
     feature_contrast: bool = True
     feat_last_class_only: bool = False
-    oic_outer: Literal["floor", "released"] = "floor"
+    oic_outer: Literal["floor", "ceil", "released"] = "floor"
     search_every: int = 10
     search_method: Literal["exact", "beam"] = "exact"
     search_budget: int = 25
@@ -147,9 +148,9 @@ class TrainConfig:
             raise ValueError(f"train config: lambdas must hold 5 weights, got {self.lambdas}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"train config: dropout must lie in [0, 1), got {self.dropout}")
-        if self.oic_outer not in ("floor", "released"):
+        if self.oic_outer not in ("floor", "ceil", "released"):
             raise ValueError(
-                f"train config: oic_outer must be 'floor' or 'released', got {self.oic_outer!r}")
+                f"train config: oic_outer must be 'floor', 'ceil' or 'released', got {self.oic_outer!r}")
         if self.search_method not in ("exact", "beam"):
             raise ValueError(f"train config: search_method must be 'exact' or 'beam', "
                              f"got {self.search_method!r}")

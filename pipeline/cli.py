@@ -7,7 +7,7 @@ Commands:
     i3d-check CLIP              top-5 Kinetics-400 classes of a clip (weights sanity check)
     import-features DIR         import released LACP .npy features into the HDF5 store
     repro                       `dvc repro` as a Prefect flow (stage runs share a tag)
-    study                       label-distribution study over DVC experiments
+    study                       a grid of DVC experiments (label distributions by default)
     serve                       Prefect deployments of `repro` and `study` for the UI
 """
 
@@ -87,7 +87,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from pipeline.study import run_study
 
     run_study(
-        distributions=args.distributions.split(","),
+        grid=list(args.grid or []),
         seeds=[int(s) for s in args.seeds.split(",")],
         out_dir=Path(args.out),
         extra=list(args.set or []),
@@ -136,8 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", "-S", action="append", help="params override key=value (runs dvc exp run)")
     p.set_defaults(fn=cmd_repro)
 
-    p = sub.add_parser("study", help="label-distribution study over DVC experiments")
-    p.add_argument("--distributions", default="center,gaussian,uniform,beta,manual")
+    p = sub.add_parser("study", help="study over DVC experiments (default: the label distributions)")
+    p.add_argument(
+        "--grid", action="append", metavar="KEY=V1,V2",
+        help="params to vary (repeatable); default points.distribution=center,gaussian,uniform,beta,manual",
+    )
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--out", default="study")
     p.add_argument("--set", "-S", action="append", help="extra params override for every run")

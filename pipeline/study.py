@@ -1,6 +1,7 @@
-"""Label-distribution studies: a grid of DVC experiments, then one comparison table and plot.
+"""Studies: a grid of DVC experiments over params (by default the label distribution) and
+seeds, then one comparison table and plot.
 
-Each (distribution, seed) is one `dvc exp run --temp` (a temporary copy of the repository,
+Each (grid point, seed) is one `dvc exp run --temp` (a temporary copy of the repository,
 as for queued experiments), so the workspace is left as it was and `dvc exp show` lists
 every run. Upstream stages (prepare ... extract) are not rerun: their outputs come from the
 DVC cache, and only points, train and evaluate run per experiment. Inputs that neither git
@@ -36,10 +37,37 @@ def untracked_inputs(paths: list[str]) -> list[str]:
     return out
 
 
-def experiment_argv(distribution: str, seed: int, *, name: str, extra: list[str], copy: list[str]) -> list[str]:
+def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of the grid's values, in order (the first key varies slowest)."""
+    points: list[dict[str, str]] = [{}]
+    for key, values in grid.items():
+        points = [{**p, key: str(v)} for p in points for v in values]
+    return points
+
+
+def point_label(point: dict[str, str]) -> str:
+    """Row label of a grid point: the value alone for a one-key grid, else key=value pairs."""
+    if len(point) == 1:
+        return next(iter(point.values()))
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """`["points.distribution=center,uniform", "train.completeness=true,false"]` -> dict."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"grid entry '{item}': expected key=v1,v2,... e.g. points.distribution=center,uniform")
+        grid[key] = values.split(",")
+    return grid
+
+
+def experiment_argv(point: dict[str, str], seed: int, *, name: str, extra: list[str], copy: list[str]) -> list[str]:
     """argv of one study run (no shell)."""
     argv = [dvc_executable(), "exp", "run", "--temp", "--name", name]
-    for item in [f"points.distribution={distribution}", f"points.seed={seed}", f"train.seed={seed}", *extra]:
+    settings = [f"{k}={v}" for k, v in point.items()]
+    for item in [*settings, f"points.seed={seed}", f"train.seed={seed}", *extra]:
         argv += ["-S", item]
     for path in copy:
         argv += ["-C", path]
@@ -79,12 +107,12 @@ def _flat_numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def summarise(runs: dict[tuple[str, int], dict[str, float]], distributions: list[str]) -> list[dict[str, Any]]:
-    """Mean and spread (sample std; 0 for one seed) over seeds, one row per distribution."""
+def summarise(runs: dict[tuple[str, int], dict[str, float]], labels: list[str]) -> list[dict[str, Any]]:
+    """Mean and spread (sample std; 0 for one seed) over seeds, one row per grid point."""
     rows = []
-    for dist in distributions:
-        per_seed = [m for (d, _), m in sorted(runs.items()) if d == dist]
-        row: dict[str, Any] = {"distribution": dist, "seeds": len(per_seed)}
+    for label in labels:
+        per_seed = [m for (d, _), m in sorted(runs.items()) if d == label]
+        row: dict[str, Any] = {"run": label, "seeds": len(per_seed)}
         for key in METRIC_KEYS:
             values = np.array([m[key] for m in per_seed if key in m], dtype=float)
             row[f"{key} mean"] = float(values.mean()) if len(values) else float("nan")
@@ -94,11 +122,11 @@ def summarise(runs: dict[tuple[str, int], dict[str, float]], distributions: list
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """mAP (%) mean ± std per distribution."""
-    head = "| distribution | seeds | " + " | ".join(METRIC_KEYS) + " |"
+    """mAP (%) mean ± std per grid point."""
+    head = "| run | seeds | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|---|" + "---|" * len(METRIC_KEYS)
     body = [
-        f"| {r['distribution']} | {r['seeds']} | "
+        f"| {r['run']} | {r['seeds']} | "
         + " | ".join(f"{100 * r[f'{k} mean']:.1f} ± {100 * r[f'{k} std']:.1f}" for k in METRIC_KEYS)
         + " |"
         for r in rows
@@ -107,7 +135,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
-    """study.md, study.csv and study.png (mAP against tIoU, one line per distribution, spread shaded)."""
+    """study.md, study.csv and study.png (mAP against tIoU, one line per grid point, spread shaded)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -125,9 +153,9 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     for r in rows:
         mean = np.array([r[f"mAP@{t:.1f} mean"] for t in tiou]) * 100
         std = np.array([r[f"mAP@{t:.1f} std"] for t in tiou]) * 100
-        ax.plot(tiou, mean, marker="o", label=r["distribution"])
+        ax.plot(tiou, mean, marker="o", label=r["run"])
         ax.fill_between(tiou, mean - std, mean + std, alpha=0.2)
-    ax.set(xlabel="tIoU", ylabel="mAP (%)", title="Point-label distribution study")
+    ax.set(xlabel="tIoU", ylabel="mAP (%)", title="Study: mAP over seeds (mean, shaded ± std)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -135,46 +163,50 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+DEFAULT_GRID = {"points.distribution": ["center", "gaussian", "uniform", "beta", "manual"]}
+
+
 @flow(name="study", log_prints=True)
 def study_flow(
-    distributions: list[str] = ["center", "gaussian", "uniform", "beta", "manual"],  # noqa: B006 - Prefect parameter default
+    grid: dict[str, list[str]] = DEFAULT_GRID,  # noqa: B006 - Prefect parameter default, never mutated
     seeds: list[int] = [0, 1],  # noqa: B006
     out_dir: str = "study",
     extra: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (distribution, seed) as a DVC experiment and compare them.
+    """Run every (grid point, seed) as a DVC experiment and compare them.
 
     Args:
-        distributions: points.distribution values.
+        grid: params key -> values, e.g. {"points.distribution": ["center", "uniform"]}.
         seeds: seeds (points.seed and train.seed).
         out_dir: where study.md / study.csv / study.png go.
         extra: `key=value` overrides applied to every run.
 
     Returns:
-        One summary row per distribution.
+        One summary row per grid point.
     """
     logger = get_run_logger()
     tag = new_tag("study")
     if run_logged([dvc_executable(), "repro"], tag=tag) != 0:  # upstream stages cached once, here
         raise RuntimeError("dvc repro of the base pipeline failed; fix it before running a study")
-    copy = untracked_inputs(_input_paths(extra or []))
-    names = {}
-    for dist in distributions:
+    copy = untracked_inputs(_input_paths([*(extra or []), *(f"{k}={','.join(v)}" for k, v in grid.items())]))
+    names: dict[str, tuple[str, int]] = {}
+    labels = [point_label(p) for p in grid_points(grid)]
+    for point, label in zip(grid_points(grid), labels):
         for seed in seeds:
-            name = f"{tag}-{dist}-s{seed}"
-            code = run_logged(experiment_argv(dist, seed, name=name, extra=list(extra or []), copy=copy), tag=tag)
+            name = f"{tag}-{len(names):03d}"
+            code = run_logged(experiment_argv(point, seed, name=name, extra=list(extra or []), copy=copy), tag=tag)
             if code != 0:
-                raise RuntimeError(f"experiment {name} failed (dvc exit code {code})")
-            names[name] = (dist, seed)
+                raise RuntimeError(f"experiment {name} ({label}, seed {seed}) failed (dvc exit code {code})")
+            names[name] = (label, seed)
     shown = subprocess.run([dvc_executable(), "exp", "show", "--json"], capture_output=True, text=True, check=True)
     metrics = collect_metrics(json.loads(shown.stdout), set(names))
     missing = sorted(set(names) - set(metrics))
     if missing:
         raise RuntimeError(f"dvc exp show has no metrics for: {', '.join(missing)}")
-    rows = summarise({names[n]: m for n, m in metrics.items()}, distributions)
+    rows = summarise({names[n]: m for n, m in metrics.items()}, labels)
     paths = write_outputs(rows, Path(out_dir))
-    create_table_artifact(key="study-table", table=rows, description=f"mAP per distribution over seeds {seeds}")
-    create_markdown_artifact(key="study-report", markdown=paths["markdown"].read_text(), description="study table (%)")
+    create_table_artifact(key="study-table", table=rows, description=f"mAP (0-1) per grid point over seeds {seeds}")
+    create_markdown_artifact(key="study-report", markdown=paths["markdown"].read_text(), description="study table (mAP %)")
     logger.info("study written to %s\n%s", out_dir, paths["markdown"].read_text())
     return rows
 
@@ -189,6 +221,6 @@ def _input_paths(extra: list[str]) -> list[str]:
     return paths
 
 
-def run_study(*, distributions: list[str], seeds: list[int], out_dir: Path, extra: list[str]) -> list[dict[str, Any]]:
-    """CLI entry: `python -m pipeline study ...`."""
-    return study_flow(distributions=distributions, seeds=seeds, out_dir=str(out_dir), extra=extra)
+def run_study(*, grid: list[str], seeds: list[int], out_dir: Path, extra: list[str]) -> list[dict[str, Any]]:
+    """CLI entry: `python -m pipeline study [--grid key=v1,v2 ...] ...`."""
+    return study_flow(grid=parse_grid(grid) if grid else DEFAULT_GRID, seeds=seeds, out_dir=str(out_dir), extra=extra)

@@ -52,6 +52,7 @@ class TrainParams(StageParams):
     search_prune: float = 0.1
     search_workers: int = Field(2, ge=1)
     feat_last_class_only: bool = False
+    oic_outer: Literal["floor", "ceil", "released"] = "floor"
     checkpoint_every: int = Field(50, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -71,6 +72,7 @@ class TrainParams(StageParams):
             score_contrast=self.score_contrast,
             feature_contrast=self.feature_contrast,
             feat_last_class_only=self.feat_last_class_only,
+            oic_outer=self.oic_outer,
             search_every=self.search_every,
             search_method=self.search_method,
             search_budget=self.search_budget,
