@@ -6,6 +6,7 @@ code); `model.json` holds the class names and the network sizes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -21,18 +22,21 @@ def save_model(model_dir: Path, state_dict: dict[str, torch.Tensor], *, classes:
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {"classes": list(classes), "feature_dim": feature_dim, "embed_dim": embed_dim, "dropout": dropout}
-    for name, write in (
-        ("model.pt", lambda tmp: torch.save(state_dict, tmp)),
-        ("model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n")),
-    ):
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=model_dir)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, model_dir / name)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    weights = io.BytesIO()
+    torch.save(state_dict, weights)
+    _write_atomic(model_dir / "model.pt", weights.getvalue())
+    _write_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:

@@ -42,7 +42,9 @@ STAGES: dict[str, Callable[[Params, Progress], dict[str, Any] | VideoPlan]] = {
         weights_dir=p.paths.weights,
         out_path=p.paths.features,
     ),
-    "points": lambda p, _: points.run(p.points, dataset_dir=p.paths.dataset, out_dir=p.paths.points),
+    "points": lambda p, _: points.run(
+        p.points, dataset_dir=p.paths.dataset, out_dir=p.paths.points, report_dir=p.paths.points_report
+    ),
     "train": lambda p, progress: train.run(
         p.train,
         dataset_dir=p.paths.dataset,

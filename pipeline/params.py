@@ -33,6 +33,7 @@ class PathsParams(StageParams):
     weights: Path
     features: Path
     points: Path
+    points_report: Path
     model: Path
     train_log: Path
     evaluation: Path

@@ -109,7 +109,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     detection = evaluate_detection(gt, results, tiou=np.asarray(params.tiou))
     truth = {vid: {classes.index(a["label"]) for a in annotations["database"][vid]["annotations"]} for vid in videos}
     metrics = summary_table(detection, percent=False)
-    metrics["accuracy"] = classification_accuracy([class_sets[v] for v in videos], [truth[v] for v in videos])
+    metrics["accuracy"] = classification_accuracy(class_sets, truth)
     metrics["per_class_ap"] = {c: [float(a) for a in ap] for c, ap in zip(detection.classes, detection.ap)}
     metrics["videos"] = len(videos)
     write_json(out_dir / "metrics.json", metrics)

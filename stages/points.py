@@ -38,13 +38,14 @@ class PointsParams(StageParams):
         return self
 
 
-def run(params: PointsParams, *, dataset_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(params: PointsParams, *, dataset_dir: Path, out_dir: Path, report_dir: Path) -> dict[str, Any]:
     """Sample the points and write `points.csv`, `report.json` and `relative_position.png`.
 
     Args:
         params: the `points` params section.
         dataset_dir: prepare's output (annotations.json).
-        out_dir: the points folder.
+        out_dir: the points folder (points.csv).
+        report_dir: where report.json and relative_position.png go.
 
     Returns:
         Summary: counts and the relative-position statistics.
@@ -67,7 +68,8 @@ def run(params: PointsParams, *, dataset_dir: Path, out_dir: Path) -> dict[str, 
         points_file=params.file or None,
     )
     write_points_csv(points, out_dir / "points.csv")
-    stats = point_report(points, annotations, out_dir / "relative_position.png", out_dir / "report.json")
+    report_dir = Path(report_dir)
+    stats = point_report(points, annotations, report_dir / "relative_position.png", report_dir / "report.json")
     rel = stats["relative_position"]
     return {
         "distribution": params.distribution,

@@ -121,15 +121,12 @@ def run_key(params: TrainParams, points_csv: Path, features: Path) -> str:
 
 
 def write_log(rows: list[dict[str, float]], path: Path) -> None:
-    """losses.csv: step and each loss term (the DVC plot), plus seconds per step."""
+    """losses.csv: step and each loss term (the DVC plot)."""
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["step", *LOSS_COLUMNS, "seconds", "search_seconds"])
+        writer.writerow(["step", *LOSS_COLUMNS])
         for row in rows:
-            writer.writerow(
-                [int(row["step"]), *(round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS),
-                 round(row.get("seconds", 0.0), 4), round(row.get("search_seconds", 0.0), 4)]
-            )
+            writer.writerow([int(row["step"]), *(round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS)])
 
 
 def run(
