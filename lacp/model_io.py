@@ -17,11 +17,31 @@ import torch
 from lacp.model import LACPNet
 
 
-def save_model(model_dir: Path, state_dict: dict[str, torch.Tensor], *, classes: list[str], feature_dim: int, embed_dim: int, dropout: float) -> None:
-    """Write model.pt and model.json atomically (temp name, then rename)."""
+def save_model(
+    model_dir: Path,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    classes: list[str],
+    feature_dim: int,
+    embed_dim: int,
+    dropout: float,
+    selection: str = "final step",
+) -> None:
+    """Write model.pt and model.json atomically (temp name, then rename).
+
+    Args:
+        selection: how these weights were chosen ("final step", or the released recipe's
+            "best on test (...)" protocol), carried into the metrics as a label.
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"classes": list(classes), "feature_dim": feature_dim, "embed_dim": embed_dim, "dropout": dropout}
+    meta = {
+        "classes": list(classes),
+        "feature_dim": feature_dim,
+        "embed_dim": embed_dim,
+        "dropout": dropout,
+        "selection": selection,
+    }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
     _write_atomic(model_dir / "model.pt", weights.getvalue())
@@ -39,6 +59,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
             os.remove(tmp)
 
 
+def read_model_meta(model_dir: Path) -> dict:
+    """model.json: class names, network sizes and how the weights were selected."""
+    path = Path(model_dir) / "model.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (run the train stage first)")
+    return json.loads(path.read_text())
+
+
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:
     """Rebuild the network from model.json and load model.pt (weights only), in eval mode.
 
@@ -47,10 +75,9 @@ def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNe
         ValueError: the weights do not fit the network described by model.json.
     """
     model_dir = Path(model_dir)
-    for name in ("model.pt", "model.json"):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"{model_dir / name} not found (run the train stage first)")
-    meta = json.loads((model_dir / "model.json").read_text())
+    meta = read_model_meta(model_dir)
+    if not (model_dir / "model.pt").is_file():
+        raise FileNotFoundError(f"{model_dir / 'model.pt'} not found (run the train stage first)")
     model = LACPNet(num_classes=len(meta["classes"]), feature_dim=meta["feature_dim"], embed_dim=meta["embed_dim"], dropout=meta["dropout"])
     state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
     try:

@@ -22,7 +22,7 @@ from lacp.metrics import classification_accuracy, evaluate_detection, format_tab
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import generate_proposals, predicted_classes, to_results_json, video_scores
 from lacp.model import LACPNet
-from lacp.model_io import load_model
+from lacp.model_io import load_model, read_model_meta
 from lacp.trainer import resolve_device
 from stages.common import StageParams, atomic_path, write_json
 from stages.prepare import read_annotations
@@ -112,12 +112,15 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     metrics["accuracy"] = classification_accuracy(class_sets, truth)
     metrics["per_class_ap"] = {c: [float(a) for a in ap] for c, ap in zip(detection.classes, detection.ap)}
     metrics["videos"] = len(videos)
+    metrics["selection"] = read_model_meta(model_dir).get("selection", "final step")
     write_json(out_dir / "metrics.json", metrics)
 
     # 4. pictures and report
     write_plots(out_dir, detection, metrics, annotations, proposals, scores, videos[: params.timelines], classes)
     write_report(out_dir, format_table(detection), videos[: params.timelines])
     log.info("evaluation on %d test videos:\n%s", len(videos), format_table(detection))
+    if metrics["selection"] != "final step":
+        log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
     return {k: v for k, v in metrics.items() if k != "per_class_ap"}
 
 

@@ -53,6 +53,8 @@ class TrainParams(StageParams):
     search_workers: int = Field(2, ge=1)
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
+    eval_every: int = Field(0, ge=0)
+    select_best_on_test: bool = False
     checkpoint_every: int = Field(50, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -73,6 +75,8 @@ class TrainParams(StageParams):
             feature_contrast=self.feature_contrast,
             feat_last_class_only=self.feat_last_class_only,
             oic_outer=self.oic_outer,
+            eval_every=self.eval_every,
+            select_best_on_test=self.select_best_on_test,
             search_every=self.search_every,
             search_method=self.search_method,
             search_budget=self.search_budget,
@@ -107,6 +111,30 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
             )
         )
     return items
+
+
+def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str):
+    """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
+
+    Uses the evaluate stage's default settings (this stage does not read `evaluate` params).
+    Selecting a checkpoint with it (`select_best_on_test`) is the released recipe's protocol;
+    the selection is recorded in model.json and metrics.json so such results stay labelled.
+    """
+    from lacp.metrics import evaluate_detection, load_ground_truth
+    from lacp.proposals import to_results_json
+    from lacp.trainer import resolve_device
+    from stages.evaluate import EvaluateParams, predict
+
+    test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
+    videos = available_videos(store, test, features=features, what="test")
+    gt = load_ground_truth(annotations, subset="test")
+
+    def evaluate(model, step: int) -> float:
+        proposals, _, _ = predict(model, store, videos, EvaluateParams(), resolve_device(device))
+        results = to_results_json(proposals, classes=annotations["classes"])
+        return float(evaluate_detection(gt, results).map.mean())
+
+    return evaluate
 
 
 def resume_dir(model_dir: Path) -> Path:
@@ -162,6 +190,9 @@ def run(
         feature_dim = int(store[videos[0]].shape[1])
 
         # 2. train (features read per step from the open store)
+        evaluate_fn = None
+        if params.eval_every:
+            evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device)
         result = train(
             videos=items,
             get_features=store,
@@ -169,11 +200,18 @@ def run(
             config=params.config(feature_dim=feature_dim),
             checkpoint_dir=resume_dir(model_dir) / run_key(params, Path(points_dir) / "points.csv", Path(features)),
             on_progress=(lambda step, total, row: on_progress(step, total)) if on_progress else None,
+            evaluate_fn=evaluate_fn,
         )
 
     # 3. outputs
     save_model(
-        model_dir, result.state_dict, classes=annotations["classes"], feature_dim=feature_dim, embed_dim=2048, dropout=params.dropout
+        model_dir,
+        result.state_dict,
+        classes=annotations["classes"],
+        feature_dim=feature_dim,
+        embed_dim=2048,
+        dropout=params.dropout,
+        selection=result.selection,
     )
     write_log(result.log, Path(log_dir) / "losses.csv")
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
