@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from lacp.fileio import write_bytes_atomic
 from lacp.model import LACPNet
 
 
@@ -44,19 +43,8 @@ def save_model(
     }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
-    _write_atomic(model_dir / "model.pt", weights.getvalue())
-    _write_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_bytes_atomic(model_dir / "model.pt", weights.getvalue())
+    write_bytes_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def read_model_meta(model_dir: Path) -> dict:

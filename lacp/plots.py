@@ -7,13 +7,14 @@ temporary PNG in the target folder, then renamed into place.
 
 from __future__ import annotations
 
-import os
+import io
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from lacp.fileio import write_bytes_atomic
 
 __all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
 
@@ -33,15 +34,9 @@ def _new_figure(width: float, height: float):
 def _save(figure, path: str | Path) -> Path:
     """Writes the figure as PNG via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    write_bytes_atomic(path, png.getvalue())
     return path
 
 

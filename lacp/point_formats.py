@@ -21,8 +21,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,6 +28,8 @@ from typing import Any, NamedTuple
 LACP_COLUMNS: tuple[str, ...] = ("class", "class_index", "start_frame", "stop_frame", "video_id", "point")
 POINTS_COLUMNS: tuple[str, ...] = LACP_COLUMNS + ("time",)
 _SUBSETS = {"train": "train", "training": "train", "validation": "train", "test": "test", "testing": "test"}
+
+from lacp.fileio import write_bytes_atomic
 
 
 class PointLabelError(ValueError):
@@ -87,25 +87,6 @@ class Click(NamedTuple):
     seconds: float
     class_name: str
     line: int
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename.
-
-    Args:
-        path: target file; its folder is created when missing.
-        data: the complete file content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_points_csv(points: Iterable[Point], path: str | Path) -> None:

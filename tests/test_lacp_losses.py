@@ -246,7 +246,6 @@ def test_lacp_loss_total_is_weighted_sum_and_completeness_gates():
     seeds[0, 4] = seeds[1, 3] = True
     pseudo = [np.array([[1, 0], [1, 0], [0, 0], [1, 0], [1, 0], [0, 0]], np.uint8),
               np.array([[0, 1], [0, 1], [0, 0], [0, 1]], np.uint8)]
-    lambdas = (1.0, 0.5, 1.0, 1.0, 1.0)
     terms = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0), r_act=8)
     weighted = (terms.vid + 0.5 * terms.point + terms.bkg_point + terms.score + terms.feat)
     torch.testing.assert_close(terms.total, weighted)
