@@ -1,0 +1,84 @@
+"""Study helpers: grid expansion, reading `dvc exp show --json`, summaries over seeds, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.study import (
+    METRIC_KEYS,
+    collect_metrics,
+    experiment_argv,
+    grid_points,
+    markdown_table,
+    parse_grid,
+    point_label,
+    summarise,
+    write_outputs,
+)
+
+
+def test_grid_expansion_and_labels():
+    grid = parse_grid(["points.distribution=center,uniform", "train.completeness=true,false"])
+    points = grid_points(grid)
+    assert points == [
+        {"points.distribution": "center", "train.completeness": "true"},
+        {"points.distribution": "center", "train.completeness": "false"},
+        {"points.distribution": "uniform", "train.completeness": "true"},
+        {"points.distribution": "uniform", "train.completeness": "false"},
+    ]
+    assert point_label({"points.distribution": "beta"}) == "beta"
+    assert point_label(points[1]) == "points.distribution=center train.completeness=false"
+
+
+def test_bad_grid_entry_is_explained():
+    with pytest.raises(ValueError, match="expected key=v1,v2"):
+        parse_grid(["points.distribution"])
+
+
+def test_experiment_argv_sets_seeds_and_copies_inputs():
+    argv = experiment_argv({"points.distribution": "manual"}, 2, name="s-001", extra=["train.steps=10"], copy=["clicks.txt"])
+    assert argv[1:6] == ["exp", "run", "--temp", "--name", "s-001"]
+    joined = " ".join(argv)
+    for item in ("-S points.distribution=manual", "-S points.seed=2", "-S train.seed=2", "-S train.steps=10", "-C clicks.txt"):
+        assert item in joined
+
+
+def _exp(name: str, map05: float) -> dict:
+    return {
+        "rev": "abc",
+        "name": name,
+        "data": {"metrics": {"metrics/eval/metrics.json": {"data": {"mAP@0.5": map05, "selection": "final step", "per_class_ap": {"a": [1.0]}}}}},
+    }
+
+
+def test_collect_metrics_walks_dvc_exp_show_json():
+    shown = [
+        {"rev": "workspace", "name": None, "data": {"metrics": {}}},
+        {
+            "rev": "HEAD",
+            "name": "main",
+            "data": {"metrics": {}},
+            "experiments": [{"revs": [_exp("s-000", 0.4)]}, {"revs": [_exp("s-001", 0.6), _exp("other", 0.9)]}],
+        },
+    ]
+    found = collect_metrics(shown, {"s-000", "s-001"})
+    assert found == {"s-000": {"mAP@0.5": 0.4}, "s-001": {"mAP@0.5": 0.6}}  # strings and per-class lists skipped
+
+
+def test_summary_over_seeds_and_outputs(tmp_path: Path):
+    def metrics(v: float) -> dict[str, float]:
+        return {k: v for k in METRIC_KEYS}
+
+    runs = {("center", 0): metrics(0.5), ("center", 1): metrics(0.7), ("uniform", 0): metrics(0.3)}
+    rows = summarise(runs, ["center", "uniform"])
+    assert rows[0]["run"] == "center" and rows[0]["seeds"] == 2
+    assert rows[0]["mAP@0.5 mean"] == pytest.approx(0.6)
+    assert rows[0]["mAP@0.5 std"] == pytest.approx(0.1414213, rel=1e-5)  # sample std of 0.5, 0.7
+    assert rows[1]["mAP@0.5 std"] == 0.0  # one seed
+    table = markdown_table(rows)
+    assert "| center | 2 | 60.0 ± 14.1 |" in table
+    paths = write_outputs(rows, tmp_path)
+    assert paths["csv"].read_text().splitlines()[0].startswith("run,seeds,mAP@0.1 mean")
+    assert paths["plot"].stat().st_size > 1000
