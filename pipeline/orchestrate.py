@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
 
 from pipeline.flows import RUN_TAG_ENV
 
@@ -42,10 +43,21 @@ def dvc_command(sets: list[str], *, name: str = "") -> list[str]:
     return argv
 
 
+def current_api_url() -> str:
+    """The API of the Prefect server this flow reports to (a temporary one included)."""
+    with get_client(sync_client=True) as client:
+        return str(client.api_url).rstrip("/")
+
+
 def run_logged(argv: list[str], *, tag: str, cwd: Path | None = None) -> int:
-    """Run `argv`, streaming its output into the current flow's log; returns the exit code."""
+    """Run `argv`, streaming its output into the current flow's log; returns the exit code.
+
+    The child reports to this flow's Prefect server, so every stage run of one repro or study
+    lands in the same database (and no child starts a temporary server of its own).
+    """
     logger = get_run_logger()
     env = dict(os.environ, **{RUN_TAG_ENV: tag})
+    env.setdefault("PREFECT_API_URL", current_api_url())
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     logger.info("running %s (tag %s)", " ".join(argv), tag)
     with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
