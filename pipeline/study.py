@@ -198,7 +198,9 @@ def study_flow(
             if code != 0:
                 raise RuntimeError(f"experiment {name} ({label}, seed {seed}) failed (dvc exit code {code})")
             names[name] = (label, seed)
-    shown = subprocess.run([dvc_executable(), "exp", "show", "--json"], capture_output=True, text=True, check=True)
+    shown = subprocess.run(  # -A: experiments stay findable by name if HEAD moved meanwhile
+        [dvc_executable(), "exp", "show", "--json", "-A"], capture_output=True, text=True, check=True
+    )
     metrics = collect_metrics(json.loads(shown.stdout), set(names))
     missing = sorted(set(names) - set(metrics))
     if missing:
