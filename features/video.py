@@ -70,9 +70,21 @@ def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
     except RuntimeError as err:
         fh.close()
         if "Video stream not found" in str(err):
-            raise VideoDecodeError(f"{path}: no video stream (audio-only or data file?)") from None
+            raise VideoDecodeError(f"{path}: {_missing_video_reason(path)}") from None
         raise VideoDecodeError(f"{path}: not a readable video container ({err})") from None
     return video, fh
+
+
+def _missing_video_reason(path: Path) -> str:
+    """Why a container that opens has no video stream: other streams only, or none at all."""
+    try:
+        with av.open(str(path)) as container:
+            kinds = sorted({stream.type for stream in container.streams})
+    except av.error.FFmpegError:
+        kinds = []
+    if "audio" in kinds:
+        return f"no video stream (the file holds only {', '.join(kinds)} streams)"
+    return f"no video stream (streams found: {', '.join(kinds) or 'none'}; a truncated file, or not a video?)"
 
 
 def iter_source_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction, SourceInfo]]:

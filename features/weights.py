@@ -353,10 +353,20 @@ def load_piergiaj_state_dict(path: Path) -> dict[str, torch.Tensor]:
         State-dict for `I3D(in_channels=C, num_classes=K)` with C, K as in the file.
 
     Raises:
-        ValueError: an unexpected key, a missing key, or a shape mismatch (naming the file and key).
+        ValueError: not a readable tensor-only file (truncated, or a pickle that would run code), an
+            unexpected key, a missing key, or a shape mismatch (naming the file and key).
     """
     path = Path(path)
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        detail = [line for line in lines if not line.startswith(advice)]
+        raise ValueError(
+            f"{path}: cannot be loaded as a tensor-only checkpoint "
+            f"(torch.load with weights_only=True: {(detail or lines or [type(error).__name__])[0]})"
+        ) from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a state-dict, got {type(raw).__name__}")
     source = {

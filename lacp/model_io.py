@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -60,16 +61,30 @@ def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNe
 
     Raises:
         FileNotFoundError: the folder lacks model.pt or model.json.
-        ValueError: the weights do not fit the network described by model.json.
+        ValueError: model.pt is not a readable tensor-only state_dict (truncated, or a pickle
+            that would run code: refused by `torch.load(weights_only=True)`), or its weights do
+            not fit the network described by model.json.
     """
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
     if not (model_dir / "model.pt").is_file():
         raise FileNotFoundError(f"{model_dir / 'model.pt'} not found (run the train stage first)")
     model = LACPNet(num_classes=len(meta["classes"]), feature_dim=meta["feature_dim"], embed_dim=meta["embed_dim"], dropout=meta["dropout"])
-    state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{model_dir / 'model.pt'}: cannot be loaded as a tensor-only state_dict "
+                         f"(torch.load with weights_only=True: {_first_reason(err)})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"{model_dir / 'model.pt'} does not match {model_dir / 'model.json'}: {err}") from None
     return model.to(device).eval()
+
+
+def _first_reason(err: Exception) -> str:
+    """What torch.load refused (e.g. 'unsupported GLOBAL posix.system'), without its advice to
+    turn the check off."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Please file an issue", "Check the documentation"))]
+    return (useful or lines or [type(err).__name__])[0]

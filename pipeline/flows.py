@@ -12,11 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 from prefect import flow, tags, task
 from prefect.cache_policies import NO_CACHE
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -146,6 +152,11 @@ def stage_body(name: str, params: Params) -> dict[str, Any]:
     progress = ProgressArtifact(name, 100) if name == "train" else (lambda done, total: None)
     out = STAGES[name](params, progress)
     summary = execute_plan(out, params.pipeline) if isinstance(out, VideoPlan) else out
+    report = summary.pop("report", None)  # a stage may name a markdown report to publish
+    if report:
+        create_markdown_artifact(
+            key=artifact_key(name, "report"), markdown=Path(report).read_text(), description=f"{name}: report ({report})"
+        )
     create_table_artifact(
         key=artifact_key(name, "summary"),
         table=[{"key": k, "value": str(v)} for k, v in summary.items()],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,10 +53,26 @@ def video_outputs(model: LACPNet, features: np.ndarray, device: torch.device) ->
 
 
 def predict(
-    model: LACPNet, store: FeatureStore, videos: list[str], params: EvaluateParams, device: torch.device
+    model: LACPNet,
+    store: FeatureStore,
+    videos: list[str],
+    params: EvaluateParams,
+    device: torch.device,
+    *,
+    keep_scores: Collection[str] = (),
 ) -> tuple[dict[str, list[dict]], dict[str, set[int]], dict[str, np.ndarray]]:
-    """Proposals, predicted class sets and fused scores of every video."""
+    """Proposals and predicted class sets of every video, fused scores of the chosen ones.
+
+    Features are read one video at a time; only the proposals (and the (T, C+1) fused
+    scores of the `keep_scores` videos, for the timeline pictures) are kept, so memory does
+    not grow with the number of test videos.
+
+    Returns:
+        (proposals by video, predicted class indices by video, fused scores (T, C+1) of the
+        `keep_scores` videos).
+    """
     proposals, class_sets, scores = {}, {}, {}
+    keep = set(keep_scores)
     c = model.num_classes
     for vid in videos:
         p, q = video_outputs(model, store[vid], device)
@@ -70,7 +87,8 @@ def predict(
             faithful=params.faithful,
         )
         class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=params.class_threshold))
-        scores[vid] = q
+        if vid in keep:
+            scores[vid] = q
     return proposals, class_sets, scores
 
 
@@ -85,7 +103,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
         out_dir: where predictions, metrics and pictures go.
 
     Returns:
-        The metrics (also written to metrics.json).
+        The metrics (also written to metrics.json) and `report`, the path of report.md.
     """
     # 1. inputs
     out_dir = Path(out_dir)
@@ -100,7 +118,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     # 2. predictions (features streamed one video at a time)
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
-        proposals, class_sets, scores = predict(model, store, videos, params, device)
+        proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines])
     results = to_results_json(proposals, classes=classes)
     write_json(out_dir / "predictions.json", results)
 
@@ -121,7 +139,8 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     log.info("evaluation on %d test videos:\n%s", len(videos), format_table(detection))
     if metrics["selection"] != "final step":
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
-    return {k: v for k, v in metrics.items() if k != "per_class_ap"}
+    summary = {k: v for k, v in metrics.items() if k != "per_class_ap"}
+    return {**summary, "report": str(out_dir / "report.md")}
 
 
 def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes) -> None:
@@ -149,7 +168,7 @@ def write_plots(out_dir, detection, metrics, annotations, proposals, scores, tim
 
 
 def write_report(out_dir: Path, table: str, timeline_videos: list[str]) -> None:
-    """report.md: the mAP table and links to the pictures."""
+    """report.md: the mAP table and links to the pictures (the flow publishes it to Prefect)."""
     lines = ["# Evaluation", "", "```", table.rstrip(), "```", "", "![mAP vs tIoU](map_vs_tiou.png)", "", "![AP per class](per_class_ap.png)", ""]
     lines += [f"![{vid}](timelines/{vid}.png)" for vid in timeline_videos]
     with atomic_path(out_dir / "report.md") as tmp:

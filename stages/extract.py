@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from features.flow import FlowReader
+from features.flow import FlowFileError, FlowReader
 from features.i3d import I3DInference, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from features.store import FeatureStore, FeatureStoreWriter, remove_temp_files
@@ -76,7 +76,11 @@ def extract_one(
     except VideoDecodeError as err:
         raise VideoError(video_id, str(err)) from None
     cut = dict(snippet=params.snippet, stride=params.stride, batch=params.batch)
-    with FlowReader(flow_dir / f"{video_id}.h5") as flow:
+    try:
+        flow = FlowReader(flow_dir / f"{video_id}.h5")
+    except FlowFileError as err:
+        raise VideoError(video_id, f"{err} (delete it and rerun the flow stage)") from None
+    with flow:
         if len(flow) != len(frames):
             raise VideoError(video_id, f"flow has {len(flow)} frames, the decoded video {len(frames)}: rerun the flow stage")
         flow_feats = stream_features(

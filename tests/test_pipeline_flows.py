@@ -63,6 +63,7 @@ def test_artifacts_are_published(tiny_run):
         assert f"{stage}-summary" in keys
     for stage in ("decode", "flow", "extract", "train"):
         assert f"{stage}-progress" in keys
+    assert "evaluate-report" in keys
 
 
 def test_rerun_skips_finished_videos(tiny_run):
