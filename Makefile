@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 ## run: the whole DAG on the default params (embedded synthetic dataset), then the metrics
 run: install
 	dvc repro
-	dvc metrics show
+	$(BIN)/python -m pipeline map data/dataset/annotations.json metrics/eval/predictions.json
 
 ## test: the test suite
 test: $(VENV)/.installed-test
