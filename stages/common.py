@@ -9,6 +9,7 @@ Python); `pipeline.flows` executes the same plan as one Prefect task per video.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict
@@ -77,6 +79,19 @@ class VideoPlan:
     process: Callable[[str], VideoResult]
     finish: Callable[[list[VideoResult]], dict[str, Any]]
     max_workers: int | None = None
+
+
+def code_fingerprint(*modules: ModuleType) -> str:
+    """A short hash of the source files of `modules`.
+
+    Stored beside per-video outputs together with the params fingerprint, so that a change
+    of the code that produced them (which makes DVC rerun the stage) also redoes the videos
+    instead of skipping them as finished.
+    """
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(inspect.getsourcefile(module)).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def guarded(process: Callable[[str], VideoResult], video_id: str) -> VideoResult:

@@ -1,18 +1,20 @@
 """decode stage: every dataset video -> constant 25 fps, resized H.264 mp4 + manifest.
 
 Per video `<out>/<vid>.mp4` and a sidecar `<out>/<vid>.json` (the manifest row plus a
-fingerprint of the params and the source file). A rerun skips a video whose sidecar matches;
+fingerprint of the params, the decoding code and the source file). A rerun skips a video whose sidecar matches;
 `finish` merges the sidecars into `<out>/manifest.json` and lists the failures.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
+from features import video
 from features.video import VideoDecodeError, decode_to_mp4
 from stages.common import (
     StageParams,
@@ -20,6 +22,7 @@ from stages.common import (
     VideoPlan,
     VideoResult,
     atomic_path,
+    code_fingerprint,
     read_json,
     remove_stale_tmp,
     write_json,
@@ -50,7 +53,7 @@ def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], 
     if not src.is_file():
         raise VideoError(video_id, f"source file not found: {src}")
     mp4, sidecar = out_dir / f"{video_id}.mp4", out_dir / f"{video_id}.json"
-    key = {"params": params.fingerprint(), "source": source_identity(src)}
+    key = {"params": params.fingerprint(), "code": code_fingerprint(video, sys.modules[__name__]), "source": source_identity(src)}
     if mp4.is_file() and sidecar.is_file():
         done = read_json(sidecar, what="decode sidecar")
         if done.get("key") == key:

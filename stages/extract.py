@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
+import features.i3d
+import features.snippets
+import features.video
 from features.flow import FlowFileError, FlowReader
 from features.i3d import I3DInference, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
@@ -25,7 +29,7 @@ from features.store import FeatureStore, FeatureStoreWriter, remove_temp_files
 from features.video import VideoDecodeError, read_decoded_frames
 from features.weights import load_i3d
 from lacp.trainer import resolve_device
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, read_json
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint, read_json
 from stages.decode import read_manifest
 
 log = logging.getLogger(__name__)
@@ -121,6 +125,8 @@ def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, exc
         "flow_method": f"{flow['method']} (bound {flow['bound']})",
         "flow_init": weights["flow_init"],
         "precision": params.precision,
+        # a change of the extraction code makes every part stale (the writer drops them)
+        "code": code_fingerprint(features.i3d, features.snippets, features.video, sys.modules[__name__]),
         "excluded_videos": json.dumps(excluded, sort_keys=True),
     }
 

@@ -1,23 +1,36 @@
 """flow stage: each decoded video -> uint8-quantised optical flow (one HDF5 file per video).
 
 Per video `<out>/<vid>.h5` (dataset `flow` (N, H, W, 2) uint8, attrs method/bound) and a
-sidecar `<out>/<vid>.json` with the params fingerprint; finished videos are skipped on a
-rerun with the same params. `finish` writes `<out>/manifest.json` with bytes per
+sidecar `<out>/<vid>.json` with the fingerprint of the params, the flow code and the decoded
+video; finished videos are skipped on a rerun where all three are unchanged. `finish` writes `<out>/manifest.json` with bytes per
 video-minute.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 from pydantic import Field
 
+import features.flow
+import features.video
 from features.flow import iter_flow, write_flow_frames
 from features.video import VideoDecodeError, iter_decoded_frames
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, read_json, remove_stale_tmp, write_json
+from features.weights import sha256_file
+from stages.common import (
+    StageParams,
+    VideoError,
+    VideoPlan,
+    VideoResult,
+    code_fingerprint,
+    read_json,
+    remove_stale_tmp,
+    write_json,
+)
 from stages.decode import read_manifest
 
 
@@ -46,7 +59,11 @@ def flow_one(video_id: str, *, params: FlowParams, decoded_dir: Path, out_dir: P
     """Compute and store the flow of one decoded video unless an identical result exists."""
     src = decoded_dir / f"{video_id}.mp4"
     dst, sidecar = out_dir / f"{video_id}.h5", out_dir / f"{video_id}.json"
-    key = {"params": params.fingerprint(), "source_bytes": src.stat().st_size}
+    key = {
+        "params": params.fingerprint(),
+        "code": code_fingerprint(features.flow, features.video, sys.modules[__name__]),
+        "source": sha256_file(src),
+    }
     if dst.is_file() and sidecar.is_file():
         done = read_json(sidecar, what="flow sidecar")
         if done.get("key") == key:

@@ -76,3 +76,14 @@ def test_interrupted_write_leaves_no_output(dataset: Path, tmp_path: Path, monke
     monkeypatch.undo()
     summary = run_plan(plan(DecodeParams(short_side=48), dataset_dir=dataset, out_dir=out))
     assert summary["decoded"] == 2
+
+
+def test_code_change_redoes_finished_videos(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """DVC reruns the stage when its code changes; the stage must then redo, not skip, videos."""
+    import stages.decode as decode
+
+    out = tmp_path / "decoded"
+    run_plan(plan(DecodeParams(short_side=48), dataset_dir=dataset, out_dir=out))
+    monkeypatch.setattr(decode, "code_fingerprint", lambda *modules: "another-code-version")
+    summary = run_plan(plan(DecodeParams(short_side=48), dataset_dir=dataset, out_dir=out))
+    assert summary["decoded"] == 2 and summary["skipped"] == 0
