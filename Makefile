@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 
 ## run: the whole DAG on the default params (embedded synthetic dataset), then the metrics
 run: install
-	dvc repro
+	$(BIN)/python -m pipeline repro
 	$(BIN)/python -m pipeline map data/dataset/annotations.json metrics/eval/predictions.json
 
 ## test: the test suite

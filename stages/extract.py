@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import features.i3d
 import features.snippets
 import features.video
 from features.flow import FlowFileError, FlowReader
-from features.i3d import I3DInference, prepare_for_inference
+from features.i3d import I3DInference, default_batch, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from features.store import FeatureStore, FeatureStoreWriter, remove_temp_files
 from features.video import VideoDecodeError, read_decoded_frames
@@ -39,7 +39,7 @@ class ExtractParams(StageParams):
     snippet: int = Field(16, ge=1)
     stride: int = Field(16, ge=1)
     crop: int = Field(224, ge=32)
-    batch: int = Field(8, ge=1)
+    batch: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # "auto": features.i3d.default_batch
     precision: Literal["bf16", "fp32"] = "bf16"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -79,7 +79,8 @@ def extract_one(
         frames = read_decoded_frames(decoded_dir / f"{video_id}.mp4")  # (N, H, W, 3) uint8
     except VideoDecodeError as err:
         raise VideoError(video_id, str(err)) from None
-    cut = dict(snippet=params.snippet, stride=params.stride, batch=params.batch)
+    batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
+    cut = dict(snippet=params.snippet, stride=params.stride, batch=batch)
     try:
         flow = FlowReader(flow_dir / f"{video_id}.h5")
     except FlowFileError as err:

@@ -15,6 +15,7 @@ from features.i3d import (
     SamePadMaxPool3d,
     ScalelessBatchNorm3d,
     Unit3D,
+    default_batch,
     fuse_for_inference,
     prepare_for_inference,
     same_padding,
@@ -140,6 +141,13 @@ def test_i3d_shapes_and_fused_paths_match_plain_model() -> None:
     assert bf16.dtype == torch.float32
     assert F.cosine_similarity(bf16, reference, dim=1).min() > 0.99
     assert isinstance(model.Conv3d_1a_7x7.bn, ScalelessBatchNorm3d)  # the input model is untouched
+
+
+def test_default_batch_follows_measured_fastest() -> None:
+    assert default_batch(torch.bfloat16, "cpu") == 1  # AMX: batch 1 fastest
+    assert default_batch(torch.float32, "cpu") == 8  # AVX2 fp32: batch 8 fastest
+    assert default_batch(torch.bfloat16, "cuda") == 32
+    assert default_batch(torch.float32, torch.device("cuda", 0)) == 32
 
 
 def test_i3d_rejects_wrong_input() -> None:
