@@ -27,6 +27,7 @@ class SyntheticParams(StageParams):
     fps: float = Field(30.0, gt=0)
     duration_s: tuple[float, float] = (20.0, 32.0)
     instance_duration_s: tuple[float, float] = (0.6, 8.0)
+    duration_law: Literal["thumos14", "loguniform"] = "thumos14"
     instances_per_video: tuple[int, int] = (2, 5)
     two_class_share: float = Field(0.3, ge=0, le=1)
     crf: int = Field(23, ge=0, le=51)
@@ -91,6 +92,7 @@ def run(params: DatasetParams, *, out_dir: Path) -> dict[str, Any]:
             instances_per_video=s.instances_per_video,
             two_class_share=s.two_class_share,
             crf=s.crf,
+            duration_law=s.duration_law,
         )
         videos = {vid: str(Path(p).resolve().relative_to(out_dir.resolve())) for vid, p in videos.items()}
     else:
