@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -73,6 +74,10 @@ def extract_one(
     if writer.done(video_id):
         return VideoResult(video_id, ok=True, skipped=True)
     device = str(resolve_device(params.device))
+    # fp32 convolutions sum in an order that depends on the thread count: use every core the
+    # process may run on, whatever the runner (a Dask worker starts with OMP_NUM_THREADS=1),
+    # so that a video's features do not depend on where it ran
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
     flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
     try:
