@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from statistics import NormalDist
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,14 @@ class SyntheticSpec:
             raise ValueError("synthetic spec 'noise_std' and 'min_gap_s' must be >= 0")
         if self.duration_law not in DURATION_LAWS:
             raise ValueError(f"synthetic spec 'duration_law': expected one of {DURATION_LAWS}, got {self.duration_law!r}")
+        if self.duration_law == "thumos14":  # the redraw loop needs the range to hold real mass
+            law = NormalDist(*THUMOS14_LOG_SECONDS)
+            low, high = np.log(self.instance_duration_s)
+            if law.cdf(high) - law.cdf(low) < 1e-3:
+                raise ValueError(
+                    f"synthetic spec 'instance_duration_s' {self.instance_duration_s}: under duration_law "
+                    "'thumos14' fewer than 0.1 % of lengths fall in this range; use 'loguniform'"
+                )
 
     @property
     def classes(self) -> tuple[ActionClass, ...]:
