@@ -170,6 +170,7 @@ def iter_snippet_batches(
     snippet: int = 16,
     stride: int = 16,
     batch: int = 8,
+    frame_step: int = 1,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[torch.Tensor]:
     """Cut frames into snippets and yield them in batches, ready for I3D.
@@ -182,16 +183,20 @@ def iter_snippet_batches(
         snippet: frames per snippet.
         stride: frames between snippet starts.
         batch: snippets per yielded tensor (the last batch may be smaller).
+        frame_step: keep every `frame_step`-th frame of each snippet (1 = all of them): the
+            network sees ceil(snippet / frame_step) frames spanning the same time.
         transform: applied to each slice of frames (M, H, W, C) before cutting, e.g.
             `functools.partial(preprocess_rgb, short_side=256, crop=224)`; None keeps values as
             they are (cast to float32).
 
     Yields:
-        (B, C, snippet, H', W') float32 tensors; their memory is channels-last-3d (a view of a
+        (B, C, ceil(snippet / frame_step), H', W') float32 tensors; their memory is channels-last-3d (a view of a
         (B, snippet, H', W', C) array), the layout the fast I3D path uses.
     """
     if batch < 1:
         raise ValueError(f"iter_snippet_batches: batch must be >= 1, got {batch}")
+    if not 1 <= frame_step <= snippet:
+        raise ValueError(f"iter_snippet_batches: frame_step must be in [1, snippet={snippet}], got {frame_step}")
     n_frames = len(frames)
     starts = snippet_starts(n_frames, snippet=snippet, stride=stride)
     for first in range(0, len(starts), batch):
@@ -202,7 +207,7 @@ def iter_snippet_batches(
         if transform is not None:
             block = transform(block)
         block = np.asarray(block, dtype=np.float32)  # (M, H', W', C)
-        index = chunk_starts[:, None] + np.arange(snippet)[None, :]  # (B, snippet)
+        index = chunk_starts[:, None] + np.arange(0, snippet, frame_step)[None, :]  # (B, S)
         index = np.minimum(index, n_frames - 1) - lo
-        snippets = torch.from_numpy(block[index])  # (B, snippet, H', W', C)
-        yield snippets.permute(0, 4, 1, 2, 3)  # (B, C, snippet, H', W')
+        snippets = torch.from_numpy(block[index])  # (B, S, H', W', C)
+        yield snippets.permute(0, 4, 1, 2, 3)  # (B, C, S, H', W')

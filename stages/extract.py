@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import features.i3d
 import features.snippets
@@ -39,10 +39,17 @@ log = logging.getLogger(__name__)
 class ExtractParams(StageParams):
     snippet: int = Field(16, ge=1)
     stride: int = Field(16, ge=1)
+    frame_step: int = Field(1, ge=1)
     crop: int = Field(224, ge=32)
     batch: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # "auto": features.i3d.default_batch
     precision: Literal["bf16", "fp32"] = "bf16"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _step_within_snippet(self) -> "ExtractParams":
+        if self.frame_step > self.snippet:
+            raise ValueError(f"extract.frame_step ({self.frame_step}) must not exceed extract.snippet ({self.snippet})")
+        return self
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,7 +92,7 @@ def extract_one(
     except VideoDecodeError as err:
         raise VideoError(video_id, str(err)) from None
     batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
-    cut = dict(snippet=params.snippet, stride=params.stride, batch=batch)
+    cut = dict(snippet=params.snippet, stride=params.stride, frame_step=params.frame_step, batch=batch)
     try:
         flow = FlowReader(flow_dir / f"{video_id}.h5")
     except FlowFileError as err:
@@ -125,6 +132,7 @@ def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, exc
         "fps": 25,
         "snippet": params.snippet,
         "stride": params.stride,
+        "frame_step": params.frame_step,
         "crop": params.crop,
         "backbone": "i3d-inception-v1 (two-stream)",
         "weights_sha256": f"rgb:{weights['rgb_sha256']} flow:{weights['flow_sha256']}",

@@ -78,6 +78,22 @@ def test_iter_snippet_batches_overlapping_stride_and_short_video() -> None:
     assert short[0, 2, :, 0, 0].tolist() == [0.0, 1.0, 2.0, 2.0]
 
 
+def test_iter_snippet_batches_frame_step_keeps_every_kth_frame_of_each_snippet() -> None:
+    frames = _index_frames(37)  # snippets start at 0, 16, 32; the last one pads with frame 36
+    batches = list(iter_snippet_batches(frames, snippet=16, stride=16, batch=2, frame_step=2))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 8, 2, 3), (1, 3, 8, 2, 3)]
+    frame_values = torch.cat(batches)[:, 0, :, 0, 0]  # (3, 8)
+    expected = torch.tensor(
+        [list(range(0, 16, 2)), list(range(16, 32, 2)), [32, 34, 36, 36, 36, 36, 36, 36]], dtype=torch.float32
+    )
+    assert torch.equal(frame_values, expected)
+    assert batches[0].is_contiguous(memory_format=torch.channels_last_3d)
+    (odd,) = iter_snippet_batches(_index_frames(10), snippet=5, stride=5, batch=4, frame_step=3)
+    assert odd[:, 0, :, 0, 0].tolist() == [[0.0, 3.0], [5.0, 8.0]]  # ceil(5 / 3) = 2 frames each
+    with pytest.raises(ValueError, match="frame_step must be in \\[1, snippet=16\\], got 17"):
+        next(iter_snippet_batches(frames, snippet=16, stride=16, frame_step=17))
+
+
 def test_iter_snippet_batches_applies_transform_and_reads_h5py(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     flow = rng.integers(0, 256, size=(10, 6, 8, 2), dtype=np.uint8)

@@ -77,6 +77,12 @@ def test_out_of_range_is_named(tmp_path: Path, raw: dict):
         load_params(_write(tmp_path, raw))
 
 
+def test_frame_step_longer_than_snippet_is_named(tmp_path: Path, raw: dict):
+    raw["extract"]["frame_step"] = 32
+    with pytest.raises(ParamsError, match=r"extract\.frame_step \(32\) must not exceed extract\.snippet \(16\)"):
+        load_params(_write(tmp_path, raw))
+
+
 def test_directory_source_needs_its_paths(tmp_path: Path, raw: dict):
     raw["dataset"]["source"] = "directory"
     with pytest.raises(ParamsError, match="directory.video_dir and directory.gt_json"):
