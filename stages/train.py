@@ -149,12 +149,16 @@ def run_key(params: TrainParams, points_csv: Path, features: Path) -> str:
 
 
 def write_log(rows: list[dict[str, float]], path: Path) -> None:
-    """losses.csv: step and each loss term (the DVC plot)."""
+    """losses.csv: step and each loss term (the DVC plot); with `eval_every`, also a `test_map`
+    column (mean test mAP over tIoU 0.1:0.7, filled at the evaluated steps, empty elsewhere)."""
+    evaluated = any("eval_metric" in row for row in rows)
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["step", *LOSS_COLUMNS])
+        writer.writerow(["step", *LOSS_COLUMNS, *(["test_map"] if evaluated else [])])
         for row in rows:
-            writer.writerow([int(row["step"]), *(round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS)])
+            losses = [round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS]
+            test_map = [round(row["eval_metric"], 6) if "eval_metric" in row else ""] if evaluated else []
+            writer.writerow([int(row["step"]), *losses, *test_map])
 
 
 def run(
