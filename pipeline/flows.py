@@ -37,7 +37,7 @@ Progress = Callable[[int, int], None]
 
 # Stage name -> what its flow runs. DVC (dvc.yaml) owns the order; this is only a lookup.
 STAGES: dict[str, Callable[[Params, Progress], dict[str, Any] | VideoPlan]] = {
-    "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset),
+    "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
     "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
     "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
     "weights": lambda p, _: weights.run(p.weights, out_dir=p.paths.weights),

@@ -64,12 +64,13 @@ class DatasetParams(StageParams):
         return self
 
 
-def run(params: DatasetParams, *, out_dir: Path) -> dict[str, Any]:
+def run(params: DatasetParams, *, out_dir: Path, workers: int = 1) -> dict[str, Any]:
     """Build the dataset folder.
 
     Args:
         params: the `dataset` params section.
         out_dir: prepare's output folder.
+        workers: processes rendering synthetic videos at once (same videos for any number).
 
     Returns:
         Summary: videos per subset, instances, classes.
@@ -93,6 +94,7 @@ def run(params: DatasetParams, *, out_dir: Path) -> dict[str, Any]:
             two_class_share=s.two_class_share,
             crf=s.crf,
             duration_law=s.duration_law,
+            workers=workers,
         )
         videos = {vid: str(Path(p).resolve().relative_to(out_dir.resolve())) for vid, p in videos.items()}
     else:
