@@ -132,9 +132,9 @@ class SyntheticSpec:
     width: int = 128
     height: int = 128
     fps: float = 30.0
-    duration_s: tuple[float, float] = (20.0, 32.0)
+    duration_s: tuple[float, float] = (14.0, 22.0)
     instance_duration_s: tuple[float, float] = (0.6, 8.0)
-    instances_per_video: tuple[int, int] = (2, 5)
+    instances_per_video: tuple[int, int] = (2, 4)
     two_class_share: float = 0.3
     crf: int = 23
     preset: str = "veryfast"

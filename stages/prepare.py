@@ -25,10 +25,10 @@ class SyntheticParams(StageParams):
     width: int = Field(128, ge=32)
     height: int = Field(128, ge=32)
     fps: float = Field(30.0, gt=0)
-    duration_s: tuple[float, float] = (20.0, 32.0)
+    duration_s: tuple[float, float] = (14.0, 22.0)
     instance_duration_s: tuple[float, float] = (0.6, 8.0)
     duration_law: Literal["thumos14", "loguniform"] = "thumos14"
-    instances_per_video: tuple[int, int] = (2, 5)
+    instances_per_video: tuple[int, int] = (2, 4)
     two_class_share: float = Field(0.3, ge=0, le=1)
     crf: int = Field(23, ge=0, le=51)
 
