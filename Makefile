@@ -4,6 +4,8 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 # Stages call `python -m pipeline`: put the venv first on PATH for DVC's shell.
 export PATH := $(abspath $(BIN)):$(PATH)
+# Prefect's server would otherwise try to send usage analytics (DVC's are off in .dvc/config).
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: run test install ui study compare
 
