@@ -190,8 +190,8 @@ def iter_snippet_batches(
             they are (cast to float32).
 
     Yields:
-        (B, C, ceil(snippet / frame_step), H', W') float32 tensors; their memory is channels-last-3d (a view of a
-        (B, snippet, H', W', C) array), the layout the fast I3D path uses.
+        (B, C, S, H', W') float32 tensors, S = ceil(snippet / frame_step); their memory is
+        channels-last-3d (a view of a (B, S, H', W', C) array), the layout the fast I3D path uses.
     """
     if batch < 1:
         raise ValueError(f"iter_snippet_batches: batch must be >= 1, got {batch}")
