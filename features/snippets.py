@@ -203,11 +203,12 @@ def iter_snippet_batches(
         chunk_starts = starts[first : first + batch]  # (B,)
         lo = int(chunk_starts[0])
         hi = min(int(chunk_starts[-1]) + snippet, n_frames)
-        block = np.asarray(frames[lo:hi])
+        index = chunk_starts[:, None] + np.arange(0, snippet, frame_step)[None, :]  # (B, S)
+        index = np.minimum(index, n_frames - 1) - lo
+        used, index = np.unique(index, return_inverse=True)  # transform only the frames kept
+        block = np.asarray(frames[lo:hi])[used]
         if transform is not None:
             block = transform(block)
         block = np.asarray(block, dtype=np.float32)  # (M, H', W', C)
-        index = chunk_starts[:, None] + np.arange(0, snippet, frame_step)[None, :]  # (B, S)
-        index = np.minimum(index, n_frames - 1) - lo
-        snippets = torch.from_numpy(block[index])  # (B, S, H', W', C)
+        snippets = torch.from_numpy(block[index.reshape(len(chunk_starts), -1)])  # (B, S, H', W', C)
         yield snippets.permute(0, 4, 1, 2, 3)  # (B, C, S, H', W')
