@@ -26,6 +26,7 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from pipeline.artifacts import embed_pngs
 from pipeline.params import Params, PipelineParams
 from stages import decode, evaluate, extract, points, prepare, train, weights
 from stages import flow as flow_stage
@@ -154,8 +155,9 @@ def stage_body(name: str, params: Params) -> dict[str, Any]:
     summary = execute_plan(out, params.pipeline) if isinstance(out, VideoPlan) else out
     report = summary.pop("report", None)  # a stage may name a markdown report to publish
     if report:
+        markdown = embed_pngs(Path(report).read_text(), base_dir=Path(report).parent)
         create_markdown_artifact(
-            key=artifact_key(name, "report"), markdown=Path(report).read_text(), description=f"{name}: report ({report})"
+            key=artifact_key(name, "report"), markdown=markdown, description=f"{name}: report ({report})"
         )
     create_table_artifact(
         key=artifact_key(name, "summary"),

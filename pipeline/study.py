@@ -20,6 +20,7 @@ import numpy as np
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipeline.artifacts import png_data_uri
 from pipeline.orchestrate import dvc_executable, new_tag, run_logged
 
 METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1:0.5", "mAP@0.3:0.7", "mAP@0.1:0.7"]
@@ -163,6 +164,11 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def report_markdown(paths: dict[str, Path]) -> str:
+    """The study-report artifact: study.md's table, then the plot carried inside the text."""
+    return paths["markdown"].read_text() + f"\n![mAP against tIoU]({png_data_uri(paths['plot'])})\n"
+
+
 DEFAULT_GRID = {"points.distribution": ["center", "gaussian", "uniform", "beta", "manual"]}
 
 
@@ -208,7 +214,9 @@ def study_flow(
     rows = summarise({names[n]: m for n, m in metrics.items()}, labels)
     paths = write_outputs(rows, Path(out_dir))
     create_table_artifact(key="study-table", table=rows, description=f"mAP (0-1) per grid point over seeds {seeds}")
-    create_markdown_artifact(key="study-report", markdown=paths["markdown"].read_text(), description="study table (mAP %)")
+    create_markdown_artifact(
+        key="study-report", markdown=report_markdown(paths), description="study table (mAP %) and plot"
+    )
     logger.info("study written to %s\n%s", out_dir, paths["markdown"].read_text())
     return rows
 

@@ -58,12 +58,16 @@ def test_artifacts_are_published(tiny_run):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="-")))}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="-")))
+    keys = {a.key for a in artifacts}
     for stage in STAGES:
         assert f"{stage}-summary" in keys
     for stage in ("decode", "flow", "extract", "train"):
         assert f"{stage}-progress" in keys
-    assert "evaluate-report" in keys
+    # the report shows in the UI with its pictures: mAP curve, per-class AP, timelines inside the text
+    report = next(a.data for a in artifacts if a.key == "evaluate-report")
+    assert "mAP (%)" in report
+    assert report.count("](data:image/png;base64,") == 2 + tiny_run[0].evaluate.timelines
 
 
 def test_rerun_skips_finished_videos(tiny_run):

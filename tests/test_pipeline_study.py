@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pipeline.study import (
     markdown_table,
     parse_grid,
     point_label,
+    report_markdown,
     summarise,
     write_outputs,
 )
@@ -82,3 +84,7 @@ def test_summary_over_seeds_and_outputs(tmp_path: Path):
     paths = write_outputs(rows, tmp_path)
     assert paths["csv"].read_text().splitlines()[0].startswith("run,seeds,mAP@0.1 mean")
     assert paths["plot"].stat().st_size > 1000
+    report = report_markdown(paths)  # the Prefect artifact: the table, then the plot itself
+    assert report.startswith(table)
+    uri = report.split("![mAP against tIoU](", 1)[1].split(")", 1)[0]
+    assert base64.b64decode(uri.removeprefix("data:image/png;base64,")) == paths["plot"].read_bytes()
