@@ -19,8 +19,21 @@ from tests.conftest import REPO, TINY
 pytestmark = pytest.mark.slow
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+@pytest.fixture(scope="module")
+def env(prefect_harness) -> dict[str, str]:
+    """The venv first on PATH (DVC's shell calls `python`); the stages DVC starts report to the
+    session's test server, not to a temporary one on the user's own Prefect database."""
+    from prefect.settings import PREFECT_API_URL
+
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -38,39 +51,50 @@ def _copy_worktree(dst: Path) -> None:
             shutil.copy2(src, dst / rel)
 
 
+def _evaluate_runs() -> int:
+    """How many `evaluate` flow runs the session's test server holds."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["evaluate"]))))
+
+
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory, env) -> Path:
     root = tmp_path_factory.mktemp("repo")
     _copy_worktree(root)
     raw = merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    _run(["git", "init", "-q"], root)
-    _run(["git", "config", "user.email", "test@localhost"], root)
-    _run(["git", "config", "user.name", "test"], root)
-    _run(["git", "add", "-A"], root)
-    _run(["git", "commit", "-qm", "tiny"], root)
+    _run(["git", "init", "-q"], root, env)
+    _run(["git", "config", "user.email", "test@localhost"], root, env)
+    _run(["git", "config", "user.name", "test"], root, env)
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "tiny"], root, env)
     return root
 
 
-def test_repro_then_experiment(repo: Path):
-    # 1. the whole DAG from raw (rendered) videos
-    _run([sys.executable, "-m", "dvc", "repro"], repo)
+def test_repro_then_experiment(repo: Path, env: dict[str, str]):
+    # 1. the whole DAG from raw (rendered) videos; its stage runs land on the test server
+    evaluations = _evaluate_runs()
+    _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    assert _evaluate_runs() == evaluations + 1
     metrics = json.loads((repo / "metrics" / "eval" / "metrics.json").read_text())
     for t in ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"):
         assert 0.0 <= metrics[f"mAP@{t}"] <= 1.0
 
     # 2. nothing to do a second time
-    again = _run([sys.executable, "-m", "dvc", "repro"], repo)
+    again = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
     assert "Running stage" not in again.stdout
 
     # 3. a distribution experiment reruns points, train and evaluate only
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "baseline run"], repo)
-    exp = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "points.distribution=uniform"], repo)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "baseline run"], repo, env)
+    exp = _run([sys.executable, "-m", "dvc", "exp", "run", "-S", "points.distribution=uniform"], repo, env)
     ran = {line.split("'")[1] for line in exp.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"points", "train", "evaluate"}
 
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo).stdout)
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], repo, env).stdout)
     distributions = []
     for entry in shown:
         for rev in [entry] + [r for e in entry.get("experiments") or [] for r in e.get("revs") or []]:
