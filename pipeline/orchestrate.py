@@ -1,7 +1,8 @@
 """Whole-DAG flows for the Prefect UI: `repro` (dvc repro / dvc exp run) and `serve`.
 
 DVC decides which stages run; each stage it runs is its own flow run (`python -m pipeline run
-<stage>`), tagged with this repro's tag so the UI can filter one repro's runs.
+<stage>`), tagged, like the repro's own run, with this repro's tag so the UI can filter one
+repro's runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
 
 from pipeline.flows import RUN_TAG_ENV
 
@@ -66,9 +68,23 @@ def run_logged(argv: list[str], *, tag: str, cwd: Path | None = None) -> int:
     return proc.returncode
 
 
-def new_tag(prefix: str) -> str:
-    """A tag unique to one repro, readable in the UI."""
-    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+def tag_this_run(prefix: str) -> str:
+    """A new tag, unique to this repro or study, added to the current flow run.
+
+    The stage runs it starts carry the same tag (`run_logged`), so filtering the UI by it shows
+    the whole repro or study: its own run first, then every stage run under it.
+
+    Args:
+        prefix: what kind of run this is ("repro", "study").
+
+    Returns:
+        The tag, e.g. `repro-20261129-204712-3fa9c1`.
+    """
+    tag = f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.get_id())
+        client.update_flow_run(run.id, tags=[*run.tags, tag])
+    return tag
 
 
 @flow(name="repro", log_prints=True)
@@ -88,7 +104,7 @@ def repro_flow(distribution: str = "", seed: int | None = None, extra: list[str]
         sets.append(f"points.distribution={distribution}")
     if seed is not None:
         sets += [f"points.seed={seed}", f"train.seed={seed}"]
-    code = run_logged(dvc_command(sets), tag=new_tag("repro"))
+    code = run_logged(dvc_command(sets), tag=tag_this_run("repro"))
     if code != 0:
         raise RuntimeError(f"dvc exited with code {code}; see the log above for the failing stage")
     return code

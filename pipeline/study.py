@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.artifacts import png_data_uri
-from pipeline.orchestrate import dvc_executable, new_tag, run_logged
+from pipeline.orchestrate import dvc_executable, run_logged, tag_this_run
 
 METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1:0.5", "mAP@0.3:0.7", "mAP@0.1:0.7"]
 
@@ -191,7 +191,7 @@ def study_flow(
         One summary row per grid point.
     """
     logger = get_run_logger()
-    tag = new_tag("study")
+    tag = tag_this_run("study")
     if run_logged([dvc_executable(), "repro"], tag=tag) != 0:  # upstream stages cached once, here
         raise RuntimeError("dvc repro of the base pipeline failed; fix it before running a study")
     copy = untracked_inputs(_input_paths([*(extra or []), *(f"{k}={','.join(v)}" for k, v in grid.items())]))

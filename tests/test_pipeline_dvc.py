@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,17 @@ def _evaluate_runs() -> int:
         return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["evaluate"]))))
 
 
+def _flows_tagged(tag: str) -> list[str]:
+    """Sorted flow names of the runs on the session's test server that carry `tag`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    with get_client(sync_client=True) as client:
+        names = {f.id: f.name for f in client.read_flows()}
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+    return sorted(names[r.flow_id] for r in runs)
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, env) -> Path:
     root = tmp_path_factory.mktemp("repo")
@@ -102,3 +114,13 @@ def test_repro_then_experiment(repo: Path, env: dict[str, str]):
             if params:
                 distributions.append(params["points"]["distribution"])
     assert "gaussian" in distributions and "uniform" in distributions
+
+    # 4. the same through Prefect (`make run`'s command): the repro's own flow run and the stage
+    #    runs under it share one tag, the filter the UI offers for one repro
+    done = _run([sys.executable, "-m", "pipeline", "repro", "-S", "points.distribution=beta"], repo, env)
+    log = done.stdout + done.stderr
+    ran = set(re.findall(r"Running stage '(\w+)'", log))
+    assert {"points", "train"} <= ran <= {"points", "train", "evaluate"}  # evaluate: unless DVC's run cache has it
+    tag = re.search(r"\(tag (repro-[\w-]+)\)", log)
+    assert tag, "the repro flow logs no tag"
+    assert _flows_tagged(tag[1]) == sorted(ran | {"repro"})
