@@ -13,24 +13,25 @@ from pydantic import Field, model_validator
 
 from sources.annotations import check_video_id, write_annotations
 from sources.directory import prepare_directory
-from sources.synthetic import render_dataset
+from sources.synthetic import SyntheticSpec, render_dataset
 from stages.common import StageParams, read_json, write_json
 
 
 class SyntheticParams(StageParams):
-    seed: int = 0
-    num_train: int = Field(40, ge=1)
-    num_test: int = Field(20, ge=1)
-    num_classes: int = Field(4, ge=1, le=8)
-    width: int = Field(128, ge=32)
-    height: int = Field(128, ge=32)
-    fps: float = Field(30.0, gt=0)
-    duration_s: tuple[float, float] = (14.0, 22.0)
-    instance_duration_s: tuple[float, float] = (0.6, 8.0)
-    duration_law: Literal["thumos14", "loguniform"] = "thumos14"
-    instances_per_video: tuple[int, int] = (2, 4)
-    two_class_share: float = Field(0.3, ge=0, le=1)
-    crf: int = Field(23, ge=0, le=51)
+    # Defaults are the renderer's own (SyntheticSpec), so the two cannot drift apart.
+    seed: int = SyntheticSpec.seed
+    num_train: int = Field(SyntheticSpec.num_train, ge=1)
+    num_test: int = Field(SyntheticSpec.num_test, ge=1)
+    num_classes: int = Field(SyntheticSpec.num_classes, ge=1, le=8)
+    width: int = Field(SyntheticSpec.width, ge=32)
+    height: int = Field(SyntheticSpec.height, ge=32)
+    fps: float = Field(SyntheticSpec.fps, gt=0)
+    duration_s: tuple[float, float] = SyntheticSpec.duration_s
+    instance_duration_s: tuple[float, float] = SyntheticSpec.instance_duration_s
+    duration_law: Literal["thumos14", "loguniform"] = SyntheticSpec.duration_law
+    instances_per_video: tuple[int, int] = SyntheticSpec.instances_per_video
+    two_class_share: float = Field(SyntheticSpec.two_class_share, ge=0, le=1)
+    crf: int = Field(SyntheticSpec.crf, ge=0, le=51)
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "SyntheticParams":
