@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,8 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with prefect_test_harness():
+    # None: the start-up allowance of prefect.toml (a fresh database migrates slowly on a busy machine)
+    with prefect_test_harness(server_startup_timeout=None):
         yield
 
 
@@ -74,3 +77,29 @@ def tiny_params_file(root: Path) -> Path:
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def tiny_repo(root: Path) -> Path:
+    """A fresh git repository at `root` holding this checkout's files with the tiny params.
+
+    The files git tracks or would track (not ignored), without results (`metrics/`, `study/`,
+    `dvc.lock`), committed with a local identity, so that `dvc repro` and `dvc exp run` work.
+    """
+    import yaml
+
+    from pipeline.params import merge
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("metrics/", "study/")) and rel != "dvc.lock":
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    raw = merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for argv in (["git", "init", "-q"], ["git", "config", "user.email", "test@localhost"],
+                 ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+        subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    return root
