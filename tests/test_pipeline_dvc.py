@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from pipeline.params import merge
-from tests.conftest import REPO, TINY
+from tests.conftest import tiny_repo
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +37,6 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return result
 
 
-def _copy_worktree(dst: Path) -> None:
-    """The files git tracks or would track (not ignored), as a fresh repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode().split("\0")
-    for rel in filter(None, listed):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("metrics/", "study/")) and rel != "dvc.lock":
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-
-
 def _evaluate_runs() -> int:
     """How many `evaluate` flow runs the session's test server holds."""
     from prefect.client.orchestration import get_client
@@ -73,17 +58,8 @@ def _flows_tagged(tag: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, env) -> Path:
-    root = tmp_path_factory.mktemp("repo")
-    _copy_worktree(root)
-    raw = merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    _run(["git", "init", "-q"], root, env)
-    _run(["git", "config", "user.email", "test@localhost"], root, env)
-    _run(["git", "config", "user.name", "test"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "tiny"], root, env)
-    return root
+def repo(tmp_path_factory) -> Path:
+    return tiny_repo(tmp_path_factory.mktemp("repo"))
 
 
 def test_repro_then_experiment(repo: Path, env: dict[str, str]):
@@ -121,6 +97,6 @@ def test_repro_then_experiment(repo: Path, env: dict[str, str]):
     log = done.stdout + done.stderr
     ran = set(re.findall(r"Running stage '(\w+)'", log))
     assert {"points", "train"} <= ran <= {"points", "train", "evaluate"}  # evaluate: unless DVC's run cache has it
-    tag = re.search(r"\(tag (repro-[\w-]+)\)", log)
+    tag = re.search(r"\(Prefect tag (repro-[\w-]+)\)", log)
     assert tag, "the repro flow logs no tag"
     assert _flows_tagged(tag[1]) == sorted(ran | {"repro"})
