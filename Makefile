@@ -23,10 +23,9 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-## run: the whole DAG on the default params (embedded synthetic dataset), then the metrics
+## run: the whole DAG on the default params (embedded synthetic dataset); ends with the metrics
 run: install
 	$(BIN)/python -m pipeline repro
-	$(BIN)/python -m pipeline map data/dataset/annotations.json metrics/eval/predictions.json
 
 ## test: the test suite
 test: $(VENV)/.installed-test

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 
-log = logging.getLogger("pipeline")
+from pipeline.console import VERBOSE_ENV, configure_logging, verbose_requested
 
 
 def _params(args: argparse.Namespace):
@@ -39,7 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.flows import run_stage
 
     summary = run_stage(args.stage, _params(args))
-    print(json.dumps({"stage": args.stage, **summary}, default=str))
+    if args.json:
+        print(json.dumps({"stage": args.stage, **summary}, default=str))
     return 0
 
 
@@ -78,9 +79,12 @@ def cmd_import_features(args: argparse.Namespace) -> int:
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
-    from pipeline.orchestrate import repro
+    from pipeline.orchestrate import print_results, repro
 
-    return repro(list(args.set or []))
+    params = _params(args)  # refuse bad params before DVC starts
+    code = repro(list(args.set or []))
+    print_results(_params(args) if args.set else params)
+    return code
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -105,12 +109,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help=f"also print Prefect's own INFO lines (flow and task run states); {VERBOSE_ENV}=1 does the same",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("params", help="print the resolved params").set_defaults(fn=cmd_params)
 
     p = sub.add_parser("run", help="run one stage as a Prefect flow")
     p.add_argument("stage", choices=["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"])
+    p.add_argument("--json", action="store_true", help="print the stage summary as one JSON line on stdout")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("map", help="detection mAP of an ActivityNet results file")
@@ -151,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ[VERBOSE_ENV] = "1"  # the stages that `repro` starts inherit it
+    configure_logging(verbose=verbose_requested())
     try:
         return args.fn(args)
     except (ValueError, FileNotFoundError) as err:

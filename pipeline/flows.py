@@ -4,7 +4,8 @@
 A stage function in `STAGES` either does its work and returns a summary, or returns a
 `VideoPlan`; a plan is executed here as one Prefect task per video on the task runner chosen
 in `params.pipeline` (threads, or Dask), with retries for transient errors, a progress
-artifact that moves while it works, and a summary table artifact at the end.
+artifact that moves while it works, and a summary table artifact at the end. The terminal
+gets a start line, a progress bar (or plain lines) and an end line (`pipeline.console`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +29,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.artifacts import embed_pngs
+from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams
 from stages import decode, evaluate, extract, points, prepare, train, weights
 from stages import flow as flow_stage
@@ -34,10 +37,10 @@ from stages.common import VideoError, VideoPlan, VideoResult, guarded
 
 log = logging.getLogger("pipeline")
 
-Progress = Callable[[int, int], None]
+StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
 
 # Stage name -> what its flow runs. DVC (dvc.yaml) owns the order; this is only a lookup.
-STAGES: dict[str, Callable[[Params, Progress], dict[str, Any] | VideoPlan]] = {
+STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] = {
     "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
     "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
     "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
@@ -78,17 +81,51 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
-class ProgressArtifact:
-    """A Prefect progress artifact (0-100 %) that a long loop updates."""
+class StageProgress:
+    """Progress of a stage's loop, in both places a person looks: a Prefect progress artifact
+    (0-100 %) in the UI and `pipeline.console.Progress` on the terminal.
 
-    def __init__(self, stage: str, total: int):
+    Args:
+        stage: the stage's name.
+        total: units of work in all.
+        unit: what one unit is ("video", "step").
+        initial: units already done (a resumed run).
+    """
+
+    def __init__(self, stage: str, total: int, *, unit: str, initial: int = 0):
         self.total = max(total, 1)
         self.id = create_progress_artifact(
-            progress=0.0, key=artifact_key(stage, "progress"), description=f"{stage}: 0/{total}"
+            progress=100.0 * initial / self.total, key=artifact_key(stage, "progress"),
+            description=f"{stage}: {initial}/{total}",
         )
+        self.console = Progress(stage, total, unit=unit, initial=initial)
 
-    def __call__(self, done: int, total: int) -> None:
-        update_progress_artifact(self.id, progress=100.0 * done / max(total, 1), description=f"{done}/{total}")
+    def update(self, done: int, *, short: str = "", detail: str = "") -> None:
+        update_progress_artifact(self.id, progress=100.0 * done / self.total, description=f"{done}/{self.total}")
+        self.console.update(done, short=short, detail=detail)
+
+    def close(self) -> None:
+        self.console.close()
+
+
+class TrainingProgress:
+    """The `on_progress` of train: steps with the loss terms of each (`loss_<term>` keys)."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.progress: StageProgress | None = None
+
+    def __call__(self, step: int, steps: int, row: dict[str, float]) -> None:
+        if self.progress is None:  # the first reported step tells where a resumed run starts
+            self.progress = StageProgress(self.stage, steps, unit="step", initial=step - 1)
+        terms = {k.removeprefix("loss_"): v for k, v in row.items() if k.startswith("loss_")}
+        total = terms.pop("total", float("nan"))
+        detail = f"loss {total:.4f} (" + ", ".join(f"{k} {v:.4f}" for k, v in terms.items()) + ")"
+        self.progress.update(step, short=f"loss {total:.4f}", detail=detail)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
 
 
 def _is_transient(_task, _task_run, state) -> bool:
@@ -122,7 +159,7 @@ def make_task_runner(pipe: PipelineParams):
 
 def execute_plan(plan: VideoPlan, pipe: PipelineParams) -> dict[str, Any]:
     """Map `video_task` over the plan's videos inside the current flow, then finish."""
-    progress = ProgressArtifact(plan.stage, len(plan.videos))
+    progress = StageProgress(plan.stage, len(plan.videos), unit="video")
     one = video_task.with_options(retries=pipe.retries, retry_delay_seconds=1)
     in_flight = plan.max_workers or pipe.max_workers  # the plan may ask for fewer (e.g. extract: 1)
     pending = list(plan.videos)
@@ -136,7 +173,8 @@ def execute_plan(plan: VideoPlan, pipe: PipelineParams) -> dict[str, Any]:
         running.remove(done)
         result = done.result()
         results[result.video_id] = result
-        progress(len(results), len(plan.videos))
+        progress.update(len(results))
+    progress.close()
     ordered = [results[vid] for vid in plan.videos]
     failed = [[r.video_id, r.reason] for r in ordered if not r.ok]
     if failed:
@@ -150,8 +188,13 @@ def execute_plan(plan: VideoPlan, pipe: PipelineParams) -> dict[str, Any]:
 
 def stage_body(name: str, params: Params) -> dict[str, Any]:
     """What the flow of stage `name` does; returns the stage summary."""
-    progress = ProgressArtifact(name, 100) if name == "train" else (lambda done, total: None)
-    out = STAGES[name](params, progress)
+    started = time.monotonic()
+    say(f"[{name}] started")
+    progress = TrainingProgress(name)
+    try:
+        out = STAGES[name](params, progress)
+    finally:
+        progress.close()
     summary = execute_plan(out, params.pipeline) if isinstance(out, VideoPlan) else out
     report = summary.pop("report", None)  # a stage may name a markdown report to publish
     if report:
@@ -164,7 +207,7 @@ def stage_body(name: str, params: Params) -> dict[str, Any]:
         table=[{"key": k, "value": str(v)} for k, v in summary.items()],
         description=f"{name}: stage summary",
     )
-    log.info("%s finished: %s", name, summary)
+    say(f"[{name}] done in {format_seconds(time.monotonic() - started)}: {format_summary(summary)}")
     return summary
 
 

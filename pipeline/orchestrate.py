@@ -2,7 +2,8 @@
 
 DVC decides which stages run; each stage it runs is its own flow run (`python -m pipeline run
 <stage>`), tagged, like the repro's own run, with this repro's tag so the UI can filter one
-repro's runs.
+repro's runs. DVC's output (and so every stage's) reaches the terminal as it comes and the
+repro run's log in the UI line by line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
+from pipeline.console import PROGRESS_ENV, progress_mode, relay, terminal_columns
 from pipeline.flows import RUN_TAG_ENV
+from pipeline.params import Params
 
 
 def dvc_executable() -> str:
@@ -52,19 +55,24 @@ def current_api_url() -> str:
 
 
 def run_logged(argv: list[str], *, tag: str, cwd: Path | None = None) -> int:
-    """Run `argv`, streaming its output into the current flow's log; returns the exit code.
+    """Run `argv`: its output goes to the terminal as it comes and, line by line, into the
+    current flow run's log (the UI); returns the exit code.
 
     The child reports to this flow's Prefect server, so every stage run of one repro or study
-    lands in the same database (and no child starts a temporary server of its own).
+    lands in the same database (and no child starts a temporary server of its own). It draws
+    progress bars exactly when this process's own output is a terminal.
     """
     logger = get_run_logger()
-    env = dict(os.environ, **{RUN_TAG_ENV: tag})
+    env = dict(os.environ, **{RUN_TAG_ENV: tag, PROGRESS_ENV: progress_mode()})
     env.setdefault("PREFECT_API_URL", current_api_url())
+    env.setdefault("COLUMNS", terminal_columns())
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    logger.info("running %s (tag %s)", " ".join(argv), tag)
-    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            logger.info(line.rstrip())
+    shown = " ".join([Path(argv[0]).name, *argv[1:]])
+    sys.stderr.write(f"running {shown} (Prefect tag {tag})\n")  # not print: a flow may send prints to its log
+    logger.info("running %s (tag %s)", " ".join(argv), tag, extra={"relayed": True})
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in relay(proc.stdout, sys.stderr):
+            logger.info(line, extra={"relayed": True})  # the UI only: the terminal has it already
     return proc.returncode
 
 
@@ -111,8 +119,35 @@ def repro_flow(distribution: str = "", seed: int | None = None, extra: list[str]
 
 
 def repro(sets: list[str]) -> int:
-    """CLI entry: `python -m pipeline repro [-S key=value ...]`."""
-    return repro_flow(extra=sets)
+    """CLI entry: `python -m pipeline repro [-S key=value ...]`; returns DVC's exit code."""
+    state = repro_flow(extra=sets, return_state=True)
+    if state.is_completed():
+        return 0
+    print(f"error: {state.message or 'dvc repro failed'}", file=sys.stderr)
+    return 1
+
+
+def print_results(params: Params) -> None:
+    """After a repro: the test mAP table and where to look next."""
+    import numpy as np
+
+    from lacp.metrics import evaluate_detection, format_table, load_ground_truth, load_results
+
+    annotations = params.paths.dataset / "annotations.json"
+    predictions = params.paths.evaluation / "predictions.json"
+    if not (annotations.is_file() and predictions.is_file()):
+        return
+    result = evaluate_detection(load_ground_truth(annotations, subset="test"), load_results(predictions),
+                                tiou=np.asarray(params.evaluate.tiou))
+    print(f"\nTest-set detection mAP ({predictions}):\n{format_table(result)}\n")
+    print("Where to look next:")
+    for what, where in [
+        ("make ui", "the Prefect UI on http://127.0.0.1:4200: every stage run, its logs, tables and report"),
+        ("dvc plots show", "every plot as one HTML page (dvc_plots/index.html): losses, mAP vs tIoU, AP per class"),
+        (str(params.paths.evaluation / "report.md"), "the evaluation report with its pictures and timelines"),
+        ("dvc metrics show", "the metrics of this run (dvc exp show to compare runs)"),
+    ]:
+        print(f"  {what:<28} {where}")
 
 
 def serve() -> None:

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.artifacts import png_data_uri
+from pipeline.console import say
 from pipeline.orchestrate import dvc_executable, run_logged, tag_this_run
 
-METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1:0.5", "mAP@0.3:0.7", "mAP@0.1:0.7"]
+METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7"]
 
 
 def untracked_inputs(paths: list[str]) -> list[str]:
@@ -190,7 +191,6 @@ def study_flow(
     Returns:
         One summary row per grid point.
     """
-    logger = get_run_logger()
     tag = tag_this_run("study")
     if run_logged([dvc_executable(), "repro"], tag=tag) != 0:  # upstream stages cached once, here
         raise RuntimeError("dvc repro of the base pipeline failed; fix it before running a study")
@@ -217,7 +217,7 @@ def study_flow(
     create_markdown_artifact(
         key="study-report", markdown=report_markdown(paths), description="study table (mAP %) and plot"
     )
-    logger.info("study written to %s\n%s", out_dir, paths["markdown"].read_text())
+    say(f"study written to {out_dir}/ (study.md, study.csv, study.png)\n{paths['markdown'].read_text()}")
     return rows
 
 

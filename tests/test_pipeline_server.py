@@ -145,13 +145,13 @@ def test_stage_flow_runs_tasks_and_artifacts_reach_the_server(server, tmp_path):
     params_file = tiny_params_file(tmp_path)
     env = client_env(server, tmp_path / "home")
     assert (
-        run_cli(["--params", str(params_file), "run", "prepare"], env=env)[
+        run_cli(["--params", str(params_file), "run", "prepare", "--json"], env=env)[
             "train_videos"
         ]
         == 4
     )
     assert (
-        run_cli(["--params", str(params_file), "run", "decode"], env=env)["decoded"]
+        run_cli(["--params", str(params_file), "run", "decode", "--json"], env=env)["decoded"]
         == 6
     )
     videos = sorted(
