@@ -26,7 +26,7 @@ from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
 from lacp.trainer import TrainConfig, train
 from features.weights import sha256_file
-from stages.common import StageParams, atomic_path
+from stages.common import StageParams
 from stages.extract import available_videos
 from stages.prepare import read_annotations
 
@@ -148,17 +148,68 @@ def run_key(params: TrainParams, points_csv: Path, features: Path) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def write_log(rows: list[dict[str, float]], path: Path) -> None:
-    """losses.csv: step and each loss term (the DVC plot); with `eval_every`, also a `test_map`
-    column (mean test mAP over tIoU 0.1:0.7, filled at the evaluated steps, empty elsewhere)."""
-    evaluated = any("eval_metric" in row for row in rows)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", *LOSS_COLUMNS, *(["test_map"] if evaluated else [])])
-        for row in rows:
-            losses = [round(row.get(f"loss_{k}", 0.0), 6) for k in LOSS_COLUMNS]
-            test_map = [round(row["eval_metric"], 6) if "eval_metric" in row else ""] if evaluated else []
-            writer.writerow([int(row["step"]), *losses, *test_map])
+class TrainingLog:
+    """The per-step training log, through DVCLive, in `log_dir`.
+
+    Files (DVCLive's layout): `plots/metrics/loss/<term>.tsv` for each of `LOSS_COLUMNS`
+    (columns timestamp, step, <term>; the DVC plots) and, with `eval_every`,
+    `plots/metrics/test_map.tsv` (mean test mAP over tIoU 0.1:0.7 at the evaluated steps);
+    `metrics.json`: the latest step's values, rewritten at every step, so that `dvc exp show`
+    shows how far a running experiment is. Rows are logged as training goes; a run resumed
+    from a checkpoint logs only its new steps, so `finish` then rewrites the files from the
+    whole log (the checkpoint carries it). Values are rounded to 6 decimals.
+
+    Args:
+        log_dir: the folder (DVCLive removes its own files there first).
+    """
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = Path(log_dir)
+        self.first_step: int | None = None
+        self.live = self._open()
+
+    def _open(self):
+        from dvclive import Live  # imported on use: only the train stage needs it
+
+        # report/dvcyaml None: dvc.yaml declares these plots itself; no experiment of its own
+        return Live(dir=str(self.log_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+
+    def log(self, row: dict[str, float]) -> None:
+        """One step's row of `lacp.trainer.TrainResult.log`."""
+        step = int(row["step"])
+        if self.first_step is None:
+            self.first_step = step
+        self.live.step = step
+        for term in LOSS_COLUMNS:
+            self.live.log_metric(f"loss/{term}", round(row[f"loss_{term}"], 6))
+        if "eval_metric" in row:
+            self.live.log_metric("test_map", round(row["eval_metric"], 6))
+        self.live.make_summary()
+
+    def finish(self, rows: list[dict[str, float]]) -> None:
+        """Make the files hold every row of `rows` (rewritten if the run was resumed)."""
+        if self.first_step != 1:
+            self.live = self._open()
+            self.first_step = None
+            for row in rows:
+                self.log(row)
+        self.live.end()
+
+
+def read_training_log(log_dir: Path) -> dict[str, dict[int, float]]:
+    """The training log that `TrainingLog` wrote: metric name -> {step: value}.
+
+    Names are `loss/<term>` for each of `LOSS_COLUMNS`, and `test_map` when it was logged.
+    """
+    found: dict[str, dict[int, float]] = {}
+    plots = Path(log_dir) / "plots" / "metrics"
+    for tsv in sorted(plots.rglob("*.tsv")):
+        name = tsv.relative_to(plots).with_suffix("").as_posix()
+        with tsv.open(newline="") as fh:
+            found[name] = {int(r["step"]): float(r[tsv.stem]) for r in csv.DictReader(fh, delimiter="\t")}
+    if not found:
+        raise FileNotFoundError(f"{plots}: no training log (run the train stage)")
+    return found
 
 
 def run(
@@ -169,7 +220,7 @@ def run(
     points_dir: Path,
     model_dir: Path,
     log_dir: Path,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train LACP (or the point-only baseline) and write the model and the loss log.
 
@@ -179,8 +230,9 @@ def run(
         features: the HDF5 feature store.
         points_dir: the points stage's output (points.csv).
         model_dir: where model.pt, model.json and the resumable checkpoint go.
-        log_dir: where losses.csv goes.
-        on_progress: called with (step, steps).
+        log_dir: where the training log goes (`TrainingLog`).
+        on_progress: called after every step with (step, steps, that step's log row: the
+            `loss_<term>` values, seconds).
 
     Returns:
         Summary: steps, videos, final losses, seconds per step.
@@ -194,6 +246,15 @@ def run(
         feature_dim = int(store[videos[0]].shape[1])
 
         # 2. train (features read per step from the open store)
+        log.info("training: %d steps, batch %d, %d videos, %d points", params.steps, params.batch,
+                 len(items), sum(len(i.point_frames) for i in items))
+        training_log = TrainingLog(Path(log_dir))
+
+        def logged(step: int, steps: int, row: dict[str, float]) -> None:
+            training_log.log(row)
+            if on_progress is not None:
+                on_progress(step, steps, row)
+
         evaluate_fn = None
         if params.eval_every:
             evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device)
@@ -203,7 +264,7 @@ def run(
             num_classes=len(annotations["classes"]),
             config=params.config(feature_dim=feature_dim),
             checkpoint_dir=resume_dir(model_dir) / run_key(params, Path(points_dir) / "points.csv", Path(features)),
-            on_progress=(lambda step, total, row: on_progress(step, total)) if on_progress else None,
+            on_progress=logged,
             evaluate_fn=evaluate_fn,
         )
 
@@ -217,7 +278,7 @@ def run(
         dropout=params.dropout,
         selection=result.selection,
     )
-    write_log(result.log, Path(log_dir) / "losses.csv")
+    training_log.finish(result.log)
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
     last = result.log[-1]
     return {

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from pipeline.params import Params, load_params
+from stages.train import read_training_log
 from tests.conftest import REPO
 from tests.test_reliability_determinism import (
     assert_same_h5,
@@ -219,14 +220,16 @@ def test_train_killed_then_resumes_from_checkpoint(tmp_path: Path, reference: Pa
     assert step == params.train.checkpoint_every < params.train.steps  # the first checkpoint, part-way
 
     steps: list[int] = []
-    summary = run_stage_directly("train", params, progress=lambda done, total: steps.append(done))
+    summary = run_stage_directly("train", params, progress=lambda step, total, row: steps.append(step))
     assert steps == list(range(step + 1, params.train.steps + 1)), "the rerun should resume after the checkpoint"
     assert summary["steps"] == params.train.steps
     # Steps 1-3 ran in another process than the reference: bit-identical resume is asserted
     # in-process (tests/test_lacp_trainer.py); across processes, once in the full suite, the
     # weights differed in the last bits, so this comparison allows float rounding only.
     assert_same_state_dict(model / "model.pt", reference.paths.model / "model.pt", atol=1e-5)
-    ours = np.loadtxt(params.paths.train_log / "losses.csv", delimiter=",", skiprows=1)
-    theirs = np.loadtxt(reference.paths.train_log / "losses.csv", delimiter=",", skiprows=1)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    ours, theirs = read_training_log(params.paths.train_log), read_training_log(reference.paths.train_log)
+    assert sorted(ours) == sorted(theirs) and all(sorted(ours[k]) == sorted(theirs[k]) for k in ours)  # every step
+    for name in ours:
+        np.testing.assert_allclose([ours[name][s] for s in sorted(ours[name])],
+                                   [theirs[name][s] for s in sorted(theirs[name])], rtol=1e-4, atol=1e-5, err_msg=name)
     assert not resume.exists() and not temp_files(model)
