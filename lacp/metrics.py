@@ -537,12 +537,13 @@ def summary_table(result: DetectionResult, *, percent: bool = True) -> dict[str,
         percent: report in percent (as the paper does) instead of fractions.
 
     Returns:
-        ``{"mAP@0.1": ..., ..., "mAP@0.1:0.5": ..., "mAP@0.3:0.7": ..., "mAP@0.1:0.7": ...}``;
+        ``{"mAP@0.1": ..., ..., "mAP@0.1-0.5": ..., "mAP@0.3-0.7": ..., "mAP@0.1-0.7": ...}``;
         an average is present only when all of 0.1, 0.2, ... in its range were evaluated,
-        and it averages exactly those.
+        and it averages exactly those. The averages' keys hold no ":" (DVC reads
+        ``--sort-by file:key``), so ``dvc exp show --sort-by mAP@0.1-0.7`` works.
     """
     scale = 100.0 if percent else 1.0
-    names = [_threshold_name(t) for t in result.tiou] + list(_average_positions(result.tiou))
+    names = [_threshold_name(t) for t in result.tiou] + [span.replace(":", "-") for span in _average_positions(result.tiou)]
     return {f"mAP@{name}": value * scale for name, value in zip(names, _with_averages(result.map, result.tiou))}
 
 

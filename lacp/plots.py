@@ -18,7 +18,7 @@ from lacp.fileio import write_bytes_atomic
 
 __all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
 
-_THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1:0.5") do not match
+_THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1-0.5") do not match
 
 
 def _new_figure(width: float, height: float):

@@ -2,8 +2,9 @@
 
 Outputs in the evaluation folder: `predictions.json` (ActivityNet results format),
 `metrics.json` (DVC metrics: mAP at each tIoU in [0, 1], the three averages, classification
-accuracy, per-class AP), `map_vs_tiou.csv/.png`, `per_class_ap.png`, `timelines/<vid>.png`
-and `report.md` (the table and the pictures, published to Prefect by the flow).
+accuracy), `per_class_ap.csv` (AP of each class at each tIoU and averaged; a DVC plot),
+`map_vs_tiou.csv/.png`, `per_class_ap.png`, `timelines/<vid>.png` and `report.md` (the
+table and the pictures, published to Prefect by the flow).
 """
 
 from __future__ import annotations
@@ -128,7 +129,6 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     truth = {vid: {classes.index(a["label"]) for a in annotations["database"][vid]["annotations"]} for vid in videos}
     metrics = summary_table(detection, percent=False)
     metrics["accuracy"] = classification_accuracy(class_sets, truth)
-    metrics["per_class_ap"] = {c: [float(a) for a in ap] for c, ap in zip(detection.classes, detection.ap)}
     metrics["videos"] = len(videos)
     metrics["selection"] = read_model_meta(model_dir).get("selection", "final step")
     write_json(out_dir / "metrics.json", metrics)
@@ -136,20 +136,23 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     # 4. pictures and report
     write_plots(out_dir, detection, metrics, annotations, proposals, scores, videos[: params.timelines], classes)
     write_report(out_dir, format_table(detection), videos[: params.timelines])
-    log.info("evaluation on %d test videos:\n%s", len(videos), format_table(detection))
     if metrics["selection"] != "final step":
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
-    summary = {k: v for k, v in metrics.items() if k != "per_class_ap"}
-    return {**summary, "report": str(out_dir / "report.md")}
+    return {**metrics, "report": str(out_dir / "report.md")}
 
 
 def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes) -> None:
-    """map_vs_tiou.csv/.png, per_class_ap.png and one timeline per chosen test video."""
+    """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video."""
     with atomic_path(out_dir / "map_vs_tiou.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["tiou", "map"])
         for t, m in zip(detection.tiou, detection.map):
             writer.writerow([round(float(t), 2), float(m)])
+    with atomic_path(out_dir / "per_class_ap.csv") as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", "mean_ap", *(f"ap@{float(t):g}" for t in detection.tiou)])
+        for name, ap in zip(detection.classes, detection.ap):  # ap: (K,) over the thresholds
+            writer.writerow([name, float(np.mean(ap)), *(float(a) for a in ap)])
     plot_map_vs_tiou({k: v for k, v in metrics.items() if isinstance(v, float)}, out_dir / "map_vs_tiou.png")
     plot_per_class_ap(detection.classes, detection.ap, out_dir / "per_class_ap.png", tiou=detection.tiou)
     for vid in timeline_videos:

@@ -218,8 +218,8 @@ def test_summary_and_text_tables():
     res = results_doc({"v": [("A", 0.9, 0.0, 10.0), ("A", 0.8, 0.0, 10.0), ("A", 0.7, 20.0, 30.0)]})
     result = evaluate(gt, res, tiou=np.arange(0.1, 0.75, 0.1))
     table = summary_table(result)
-    assert list(table) == [f"mAP@0.{i}" for i in range(1, 8)] + ["mAP@0.1:0.5", "mAP@0.3:0.7", "mAP@0.1:0.7"]
-    assert table["mAP@0.3"] == pytest.approx(500 / 6) and table["mAP@0.1:0.7"] == pytest.approx(500 / 6)
+    assert list(table) == [f"mAP@0.{i}" for i in range(1, 8)] + ["mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7"]
+    assert table["mAP@0.3"] == pytest.approx(500 / 6) and table["mAP@0.1-0.7"] == pytest.approx(500 / 6)
     assert summary_table(result, percent=False)["mAP@0.7"] == pytest.approx(5 / 6)
     only_half = evaluate(gt, res, tiou=[0.5])
     assert list(summary_table(only_half)) == ["mAP@0.5"]

@@ -17,12 +17,12 @@ def assert_png(path):
 
 
 def test_map_vs_tiou_single_and_several_runs(tmp_path):
-    table = {"mAP@0.1": 75.7, "mAP@0.3": 64.6, "mAP@0.5": 45.3, "mAP@0.7": 21.8, "mAP@0.1:0.7": 52.8}
+    table = {"mAP@0.1": 75.7, "mAP@0.3": 64.6, "mAP@0.5": 45.3, "mAP@0.7": 21.8, "mAP@0.1-0.7": 52.8}
     assert_png(plot_map_vs_tiou(table, tmp_path / "map.png"))
     runs = {"gaussian": table, "uniform": {k: v - 5 for k, v in table.items()}}
     assert_png(plot_map_vs_tiou(runs, tmp_path / "sub" / "study.png"))
     with pytest.raises(ValueError, match="mAP@"):
-        plot_map_vs_tiou({"mAP@0.1:0.7": 1.0}, tmp_path / "bad.png")
+        plot_map_vs_tiou({"mAP@0.1-0.7": 1.0}, tmp_path / "bad.png")
 
 
 def test_per_class_ap_vector_and_matrix(tmp_path):
