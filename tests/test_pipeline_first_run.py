@@ -45,6 +45,7 @@ def test_first_repro_with_an_empty_prefect_home_under_load(tmp_path: Path) -> No
     finally:
         for spinner in spinners:
             spinner.kill()
+            spinner.join()
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert "Timed out while attempting to connect" not in log

@@ -74,3 +74,26 @@ def test_rerun_skips_finished_videos(tiny_run):
     params, _ = tiny_run
     again = run_stage("decode", params)
     assert again["skipped"] == 6 and again["decoded"] == 0
+
+
+def test_training_log_and_metrics_files(tiny_run):
+    """What DVC reads: every loss term at every step, metrics keys `dvc exp show --sort-by` takes,
+    per-class AP in its own file whose mean column is the mean over the thresholds."""
+    import csv
+
+    from stages.train import LOSS_COLUMNS, read_training_log
+
+    params, summaries = tiny_run
+    log = read_training_log(params.paths.train_log)
+    assert sorted(log) == sorted(f"loss/{k}" for k in LOSS_COLUMNS)
+    assert all(sorted(v) == list(range(1, params.train.steps + 1)) for v in log.values())
+    assert json.loads((params.paths.train_log / "metrics.json").read_text())["step"] == params.train.steps
+
+    metrics = json.loads((params.paths.evaluation / "metrics.json").read_text())
+    assert not [k for k in metrics if ":" in k] and "per_class_ap" not in metrics
+    assert metrics["mAP@0.1-0.7"] == pytest.approx(np.mean([metrics[f"mAP@0.{i}"] for i in range(1, 8)]))
+    rows = list(csv.DictReader((params.paths.evaluation / "per_class_ap.csv").open()))
+    assert len(rows) == 2 and list(rows[0])[:3] == ["class", "mean_ap", "ap@0.1"]
+    for row in rows:
+        per_tiou = [float(row[f"ap@0.{i}"]) for i in range(1, 8)]
+        assert float(row["mean_ap"]) == pytest.approx(np.mean(per_tiou))
