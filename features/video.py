@@ -20,11 +20,13 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import av
 import numpy as np
-from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
+
+if TYPE_CHECKING:
+    from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
 
 
 class VideoDecodeError(ValueError):
@@ -56,9 +58,15 @@ def resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
 def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
     """Open a video with pytorchvideo's PyAV backend; returns (video, open file handle).
 
+    pytorchvideo is imported here, on first use: its package imports torchvision's models
+    and torch._dynamo (several seconds), which every stage would otherwise pay at start-up,
+    since the pipeline imports all stage modules to build its params.
+
     Raises:
         VideoDecodeError: empty file, not a media file, or no video stream.
     """
+    from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
+
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(f"{path}: file not found")
