@@ -50,7 +50,7 @@ class TrainParams(StageParams):
     search_method: Literal["exact", "beam"] = "exact"
     search_budget: int = Field(25, ge=1)
     search_prune: float = 0.1
-    search_workers: int = Field(2, ge=1)
+    search_workers: int = Field(1, ge=1)
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
     eval_every: int = Field(0, ge=0)
