@@ -4,8 +4,9 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 # Stages call `python -m pipeline`: put the venv first on PATH for DVC's shell.
 export PATH := $(abspath $(BIN)):$(PATH)
-# Prefect's server would otherwise try to send usage analytics (DVC's are off in .dvc/config).
+# Prefect's server and client would otherwise try to send usage data (DVC's is off in .dvc/config).
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
 
 .PHONY: run test install ui study compare
 

@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # No network here, and no usage data leaves the machine: Prefect's client-side telemetry
+    # obeys DO_NOT_TRACK (its server's analytics are off in prefect.toml); the stages that
+    # `repro` starts inherit it.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     if args.verbose:
         os.environ[VERBOSE_ENV] = "1"  # the stages that `repro` starts inherit it
     configure_logging(verbose=verbose_requested())

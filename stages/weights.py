@@ -48,7 +48,7 @@ def run(params: WeightsParams, *, out_dir: Path) -> dict[str, Any]:
     else:
         rgb = load_piergiaj_state_dict(Path(params.rgb))
     if params.flow == "cross_modality":
-        log.warning("no flow checkpoint given: the flow stream is initialised from the RGB weights (cross-modality)")
+        log.info("flow stream initialised from the RGB weights (cross-modality); weights.flow: PATH takes a Kinetics flow checkpoint")
         flow = flow_from_rgb(rgb)
     else:
         flow = load_piergiaj_state_dict(Path(params.flow))

@@ -38,6 +38,7 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry, as the CLI sets it
     # None: the start-up allowance of prefect.toml (a fresh database migrates slowly on a busy machine)
     with prefect_test_harness(server_startup_timeout=None):
         yield
