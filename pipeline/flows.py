@@ -10,7 +10,6 @@ gets a start line, a progress bar (or plain lines) and an end line (`pipeline.co
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -35,7 +34,6 @@ from stages import decode, evaluate, extract, points, prepare, train, weights
 from stages import flow as flow_stage
 from stages.common import VideoError, VideoPlan, VideoResult, guarded
 
-log = logging.getLogger("pipeline")
 
 StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
 
@@ -190,11 +188,11 @@ def stage_body(name: str, params: Params) -> dict[str, Any]:
     """What the flow of stage `name` does; returns the stage summary."""
     started = time.monotonic()
     say(f"[{name}] started")
-    progress = TrainingProgress(name)
+    step_progress = TrainingProgress(name)  # train reports its steps; the other stages ignore it
     try:
-        out = STAGES[name](params, progress)
+        out = STAGES[name](params, step_progress)
     finally:
-        progress.close()
+        step_progress.close()
     summary = execute_plan(out, params.pipeline) if isinstance(out, VideoPlan) else out
     report = summary.pop("report", None)  # a stage may name a markdown report to publish
     if report:
