@@ -253,7 +253,12 @@ def _open_writer(dst: Path, size: tuple[int, int], *, fps: int, crf: int, preset
     stream = out.add_stream("libx264", rate=fps)
     stream.width, stream.height = size
     stream.pix_fmt = "yuv420p"
-    stream.options = {"crf": str(crf), "preset": preset}
+    # One thread and no macroblock-tree rate control, as the synthetic renderer does: with
+    # mbtree on and x264's own threads, identical input gave different bytes now and then at
+    # small sizes (at 64x64 on an AVX-512 CPU: one video of six, from its 34th frame, in one
+    # of six runs of tests/test_pipeline_dask.py).
+    stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
+    stream.codec_context.thread_count = 1
     stream.codec_context.time_base = Fraction(1, fps)
     return out, stream
 
