@@ -81,9 +81,10 @@ def cmd_import_features(args: argparse.Namespace) -> int:
 def cmd_repro(args: argparse.Namespace) -> int:
     from pipeline.orchestrate import print_results, repro
 
-    params = _params(args)  # refuse bad params before DVC starts
+    _params(args)  # refuse bad params before DVC starts
     code = repro(list(args.set or []))
-    print_results(_params(args) if args.set else params)
+    if code == 0:
+        print_results(_params(args))  # read again: `-S` overrides land in params.yaml
     return code
 
 
