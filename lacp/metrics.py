@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,22 +167,29 @@ def _parse_segment(raw: object, *, where: str) -> tuple[float, float]:
     return start, end
 
 
-def load_ground_truth(source: JsonSource, *, subset: str = "test") -> GroundTruth:
+def load_ground_truth(
+    source: JsonSource, *, subset: str = "test", videos: Collection[str] | None = None
+) -> GroundTruth:
     """Reads the instances of one subset of an ActivityNet ground-truth document.
 
     Args:
         source: path to the JSON file, or the parsed document.
         subset: value of each video's ``"subset"`` key to keep.
+        videos: keep only these videos of the subset (e.g. the validation videos held out
+            of the ``"train"`` subset); None = the whole subset.
 
     Returns:
-        The subset's ground truth; labels seen only in other subsets (or in the optional
-        top-level ``"classes"`` list) are known labels but not evaluated classes.
+        The subset's ground truth; labels seen only in other subsets or videos (or in the
+        optional top-level ``"classes"`` list) are known labels but not evaluated classes.
 
     Raises:
-        ValueError: malformed document (the message names the file, video and key), or a
-            subset without videos.
+        ValueError: malformed document (the message names the file, video and key), a
+            subset without videos, or requested videos that are not in the subset.
     """
+    wanted = None if videos is None else set(videos)
     document, name = _read_json(source, what="ground truth")
+    if wanted is not None and not wanted:
+        raise ValueError(f"{name}: no videos requested from subset {subset!r}")
     database = document.get("database")
     if not isinstance(database, Mapping):
         raise ValueError(f"{name}: expected a top-level 'database' object mapping video ids to entries")
@@ -194,7 +201,7 @@ def load_ground_truth(source: JsonSource, *, subset: str = "test") -> GroundTrut
         if not isinstance(entry, Mapping) or "subset" not in entry or "annotations" not in entry:
             raise ValueError(f"{name}: video {vid!r} needs the keys 'subset' and 'annotations'")
         subsets_seen.add(str(entry["subset"]))
-        in_subset = entry["subset"] == subset
+        in_subset = entry["subset"] == subset and (wanted is None or vid in wanted)
         if in_subset:
             video_ids.append(vid)
         for number, annotation in enumerate(entry["annotations"]):
@@ -205,6 +212,9 @@ def load_ground_truth(source: JsonSource, *, subset: str = "test") -> GroundTrut
             known.add(label)
             if in_subset:
                 rows.append((len(video_ids) - 1, label, *_parse_segment(annotation["segment"], where=where)))
+    if wanted is not None and len(video_ids) < len(wanted):
+        strays = sorted(wanted - set(video_ids))
+        raise ValueError(f"{name}: {len(strays)} requested video(s) are not {subset!r} videos: {', '.join(strays[:20])}")
     if not video_ids:
         raise ValueError(f"{name}: no video has subset {subset!r}; subsets present: {sorted(subsets_seen)}")
     classes = tuple(sorted({label for _, label, _, _ in rows}))

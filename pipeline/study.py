@@ -24,7 +24,7 @@ from pipeline.artifacts import png_data_uri
 from pipeline.console import say
 from pipeline.orchestrate import dvc_executable, run_logged, tag_this_run
 
-METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7"]
+METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "val_mAP@0.1-0.7", "val_accuracy"]
 
 
 def untracked_inputs(paths: list[str]) -> list[str]:
@@ -124,7 +124,7 @@ def summarise(runs: dict[tuple[str, int], dict[str, float]], labels: list[str]) 
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """mAP (%) mean ± std per grid point."""
+    """mAP (test and validation) and validation accuracy, in %, mean ± std per grid point."""
     head = "| run | seeds | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|---|" + "---|" * len(METRIC_KEYS)
     body = [

@@ -1,10 +1,12 @@
 """evaluate stage: model + features + annotations -> predictions, metrics and pictures.
 
-Outputs in the evaluation folder: `predictions.json` (ActivityNet results format),
-`metrics.json` (DVC metrics: mAP at each tIoU in [0, 1], the three averages, classification
-accuracy), `per_class_ap.csv` (AP of each class at each tIoU and averaged; a DVC plot),
-`map_vs_tiou.csv/.png`, `per_class_ap.png`, `timelines/<vid>.png` and `report.md` (the
-table and the pictures, published to Prefect by the flow).
+Outputs in the evaluation folder: `predictions.json` (ActivityNet results format, test
+videos), `metrics.json` (DVC metrics: mAP at each tIoU in [0, 1], the three averages,
+classification accuracy on the test videos; the same prefixed `val_` on the validation videos
+that the train stage held out, when its split has any), `per_class_ap.csv` (AP of each class
+at each tIoU and averaged; a DVC plot), `map_vs_tiou.csv/.png`, `per_class_ap.png`,
+`timelines/<vid>.png` and `report.md` (the tables and the pictures, published to Prefect by
+the flow). Pictures and per-class files are of the test videos.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ import torch
 from pydantic import Field
 
 from features.store import FeatureStore
-from lacp.metrics import classification_accuracy, evaluate_detection, format_table, load_ground_truth, summary_table
+from lacp.metrics import (
+    DetectionResult,
+    classification_accuracy,
+    evaluate_detection,
+    format_table,
+    load_ground_truth,
+    summary_table,
+)
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import generate_proposals, predicted_classes, to_results_json, video_scores
 from lacp.model import LACPNet
 from lacp.model_io import load_model, read_model_meta
+from lacp.splits import SPLIT_FILE, read_split
 from lacp.trainer import resolve_device
 from stages.common import StageParams, atomic_path, write_json
 from stages.prepare import read_annotations
@@ -93,18 +103,68 @@ def predict(
     return proposals, class_sets, scores
 
 
+def validation_videos(model_dir: Path, annotations: dict[str, Any]) -> list[str]:
+    """The validation videos that the train stage held out (`SPLIT_FILE` in the model folder).
+
+    Args:
+        model_dir: train's output.
+        annotations: prepare's annotations; the videos must be among its training videos.
+
+    Returns:
+        Their ids, sorted; none (with a warning) for a model folder without a split file,
+        i.e. one not written by the train stage.
+
+    Raises:
+        ValueError: the split names videos that are not training videos of the annotations.
+    """
+    path = Path(model_dir) / SPLIT_FILE
+    if not path.is_file():
+        log.warning("%s not found: no validation metrics", path)
+        return []
+    videos = list(read_split(model_dir).validation)
+    database = annotations["database"]
+    strays = [v for v in videos if v not in database or database[v]["subset"] != "train"]
+    if strays:
+        raise ValueError(f"{path}: {len(strays)} validation video(s) are not training videos of the annotations: "
+                         f"{', '.join(strays[:20])} (rerun the train stage)")
+    return videos
+
+
+def subset_metrics(
+    detection: DetectionResult, class_sets: dict[str, set[int]], annotations: dict[str, Any], videos: list[str]
+) -> dict[str, float | int]:
+    """The metrics of one set of videos: mAP per tIoU and averages, accuracy, video count.
+
+    Args:
+        detection: `evaluate_detection` against the set's ground truth.
+        class_sets: predicted class indices by video (`predict`).
+        annotations: prepare's annotations (the true classes).
+        videos: the videos predicted (present in the features).
+
+    Returns:
+        `summary_table` (fractions) plus `accuracy` and `videos`.
+    """
+    classes = annotations["classes"]
+    truth = {vid: {classes.index(a["label"]) for a in annotations["database"][vid]["annotations"]} for vid in videos}
+    metrics: dict[str, float | int] = dict(summary_table(detection, percent=False))
+    metrics["accuracy"] = classification_accuracy(class_sets, truth)
+    metrics["videos"] = len(videos)
+    return metrics
+
+
 def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Evaluate the trained model on the test subset.
+    """Evaluate the trained model on the test subset and on the held-out validation videos.
 
     Args:
         params: the `evaluate` params section.
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
-        model_dir: train's output.
+        model_dir: train's output (model and validation split).
         out_dir: where predictions, metrics and pictures go.
 
     Returns:
-        The metrics (also written to metrics.json) and `report`, the path of report.md.
+        The metrics (also written to metrics.json; validation ones prefixed `val_`) and
+        `report`, the path of report.md.
     """
     # 1. inputs
     out_dir = Path(out_dir)
@@ -115,27 +175,34 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     if model.num_classes != len(classes):
         raise ValueError(f"{model_dir}: model has {model.num_classes} classes, annotations have {len(classes)}")
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
+    gt = load_ground_truth(annotations, subset="test")
+    validation = validation_videos(model_dir, annotations)
+    val_gt = load_ground_truth(annotations, subset="train", videos=validation) if validation else None
 
     # 2. predictions (features streamed one video at a time)
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
         proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines])
+        held_out = available_videos(store, validation, features=features, what="validation")
+        val_proposals, val_class_sets, _ = predict(model, store, held_out, params, device)
     results = to_results_json(proposals, classes=classes)
     write_json(out_dir / "predictions.json", results)
 
-    # 3. metrics against every test instance (a video missing upstream counts as missed)
-    gt = load_ground_truth(annotations, subset="test")
+    # 3. metrics against every instance of the set (a video missing upstream counts as missed)
     detection = evaluate_detection(gt, results, tiou=np.asarray(params.tiou))
-    truth = {vid: {classes.index(a["label"]) for a in annotations["database"][vid]["annotations"]} for vid in videos}
-    metrics = summary_table(detection, percent=False)
-    metrics["accuracy"] = classification_accuracy(class_sets, truth)
-    metrics["videos"] = len(videos)
+    metrics: dict[str, Any] = subset_metrics(detection, class_sets, annotations, videos)
     metrics["selection"] = read_model_meta(model_dir).get("selection", "final step")
+    val_table = ""
+    if val_gt is not None:
+        val_detection = evaluate_detection(val_gt, to_results_json(val_proposals, classes=classes), tiou=np.asarray(params.tiou))
+        metrics |= {f"val_{k}": v for k, v in subset_metrics(val_detection, val_class_sets, annotations, held_out).items()}
+        val_table = format_table(val_detection)
     write_json(out_dir / "metrics.json", metrics)
 
-    # 4. pictures and report
-    write_plots(out_dir, detection, metrics, annotations, proposals, scores, videos[: params.timelines], classes)
-    write_report(out_dir, format_table(detection), videos[: params.timelines])
+    # 4. pictures (test videos) and report
+    test_metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
+    write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes)
+    write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
     if metrics["selection"] != "final step":
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
     return {**metrics, "report": str(out_dir / "report.md")}
@@ -170,9 +237,13 @@ def write_plots(out_dir, detection, metrics, annotations, proposals, scores, tim
         )
 
 
-def write_report(out_dir: Path, table: str, timeline_videos: list[str]) -> None:
-    """report.md: the mAP table and links to the pictures (the flow publishes it to Prefect)."""
-    lines = ["# Evaluation", "", "```", table.rstrip(), "```", "", "![mAP vs tIoU](map_vs_tiou.png)", "", "![AP per class](per_class_ap.png)", ""]
+def write_report(out_dir: Path, table: str, timeline_videos: list[str], *, validation_table: str = "") -> None:
+    """report.md: the test mAP table, the validation one (when given) and links to the pictures
+    (the flow publishes it to Prefect)."""
+    lines = ["# Evaluation", "", "```", table.rstrip(), "```", ""]
+    if validation_table:
+        lines += ["Validation (training videos held out by the train stage):", "", "```", validation_table.rstrip(), "```", ""]
+    lines += ["![mAP vs tIoU](map_vs_tiou.png)", "", "![AP per class](per_class_ap.png)", ""]
     lines += [f"![{vid}](timelines/{vid}.png)" for vid in timeline_videos]
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -5,6 +5,10 @@ the dataset. Resumable: a checkpoint is written every `checkpoint_every` steps t
 `<model_dir>.resume/<key>` (outside the DVC output, which DVC clears before a rerun); the key
 hashes the train params, points.csv and the features, so only an identical run resumes, and
 a rerun after a kill continues bit-identically. The folder is removed once training ends.
+
+Validation: `validation_share` of the annotated training videos (seeded by `validation_seed`,
+see `lacp.splits.validation_split`) are held out and never trained on; the split is written to
+`lacp.splits.SPLIT_FILE` in the model folder, where the evaluate stage reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from features.store import FeatureStore
 from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
+from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
 from features.weights import sha256_file
 from stages.common import StageParams
@@ -57,6 +62,8 @@ class TrainParams(StageParams):
     select_best_on_test: bool = False
     checkpoint_every: int = Field(50, ge=0)
     seed: int = 0
+    validation_share: float = Field(0.2, ge=0, lt=1)
+    validation_seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def config(self, *, feature_dim: int) -> TrainConfig:
@@ -86,6 +93,11 @@ class TrainParams(StageParams):
             seed=self.seed,
             device=self.device,
         )
+
+
+def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
+    """Class names of the instances of each of `videos` (empty for a video without any)."""
+    return {vid: {a["label"] for a in annotations["database"][vid]["annotations"]} for vid in videos}
 
 
 def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str]) -> list[VideoItem]:
@@ -229,19 +241,29 @@ def run(
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         points_dir: the points stage's output (points.csv).
-        model_dir: where model.pt, model.json and the resumable checkpoint go.
+        model_dir: where model.pt, model.json, the validation split (`lacp.splits.SPLIT_FILE`)
+            and the resumable checkpoint go.
         log_dir: where the training log goes (`TrainingLog`).
         on_progress: called after every step with (step, steps, that step's log row: the
             `loss_<term>` values, seconds).
 
     Returns:
-        Summary: steps, videos, final losses, seconds per step.
+        Summary: steps, videos (trained on), validation_videos (held out), final losses,
+        seconds per step.
     """
-    # 1. inputs: annotations, points, the training videos present in the features
+    # 1. inputs: annotations, points, the training part (present in the features) of the split
     annotations = read_annotations(dataset_dir)
-    train_ids = sorted(v for v, e in annotations["database"].items() if e["subset"] == "train")
+    annotated = sorted(v for v, e in annotations["database"].items() if e["subset"] == "train")
+    train_ids, validation_ids = validation_split(
+        annotated, share=params.validation_share, seed=params.validation_seed, labels=video_labels(annotations, annotated)
+    )
+    log.info("validation split: %d of %d training videos held out (share %g, seed %d)",
+             len(validation_ids), len(annotated), params.validation_share, params.validation_seed)
     with FeatureStore(features) as store:
-        videos = available_videos(store, train_ids, features=Path(features), what="training")
+        present = set(available_videos(store, annotated, features=Path(features), what="training"))
+        videos = [v for v in train_ids if v in present]
+        if not videos:
+            raise ValueError(f"{features}: none of the {len(train_ids)} videos of the split's training part has features")
         items = training_videos(annotations, Path(points_dir) / "points.csv", videos)
         feature_dim = int(store[videos[0]].shape[1])
 
@@ -278,12 +300,15 @@ def run(
         dropout=params.dropout,
         selection=result.selection,
     )
+    write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
+                seed=params.validation_seed)
     training_log.finish(result.log)
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
     last = result.log[-1]
     return {
         "steps": result.steps,
         "videos": len(items),
+        "validation_videos": len(validation_ids),
         "points": int(sum(len(i.point_frames) for i in items)),
         "selection": result.selection,
         "final_loss": round(last.get("loss_total", float("nan")), 5),
