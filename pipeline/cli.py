@@ -2,6 +2,7 @@
 
 Commands:
     params                      print the resolved, validated params
+    preset NAME | --list        write a named partial params overlay (presets/) into params.yaml
     run STAGE                   run one DVC stage as a Prefect flow (what dvc.yaml calls)
     map GT RESULTS              score any ActivityNet-format results file
     i3d-check CLIP              top-5 Kinetics-400 classes of a clip (weights sanity check)
@@ -32,6 +33,23 @@ def cmd_params(args: argparse.Namespace) -> int:
     import yaml
 
     print(yaml.safe_dump(_params(args).model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_preset(args: argparse.Namespace) -> int:
+    from pipeline.presets import apply_preset, format_value, list_presets
+
+    if args.list:
+        presets = list_presets()
+        width = max(map(len, presets), default=0)
+        for name, header in presets.items():
+            print(f"{name:{width}s}  {header}")
+        return 0
+    changes = apply_preset(args.params, args.name)
+    for change in changes:
+        print(f"{change.key}: {format_value(change.old)} -> {format_value(change.new)}")
+    if not changes:
+        print(f"{args.params} already holds every value of preset '{args.name}'")
     return 0
 
 
@@ -89,13 +107,15 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from pipeline.presets import preset_set_args
     from pipeline.study import run_study
 
+    preset = preset_set_args(args.preset) if args.preset else []
     run_study(
         grid=list(args.grid or []),
         seeds=[int(s) for s in args.seeds.split(",")],
         out_dir=Path(args.out),
-        extra=list(args.set or []),
+        extra=[*preset, *(args.set or [])],  # --set after the preset: DVC applies them in order
     )
     return 0
 
@@ -117,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("params", help="print the resolved params").set_defaults(fn=cmd_params)
+
+    p = sub.add_parser("preset", help="write a named preset (presets/NAME.yaml) into the params file")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="preset name, e.g. heldout (prints each key: old -> new)")
+    which.add_argument("--list", action="store_true", help="list the presets and what each is for")
+    p.set_defaults(fn=cmd_preset)
 
     p = sub.add_parser("run", help="run one stage as a Prefect flow")
     p.add_argument("stage", choices=["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"])
@@ -154,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--out", default="study")
     p.add_argument("--set", "-S", action="append", help="extra params override for every run")
+    p.add_argument("--preset", default="", help="a preset's values as overrides of every run (before --set)")
     p.set_defaults(fn=cmd_study)
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)

@@ -47,7 +47,7 @@ SUBSET_CODES = {"train": 0, "test": 1}
 _PLAN, _SCENE, _NOISE = 0, 1, 2  # rng components of a video
 _CHUNK = 64  # frames rendered at once
 _NOISE_BANK = 32  # distinct sensor-noise frames per video
-_OPTIONS = ("preset", "distractors", "noise_std", "min_gap_s", "max_coverage", "duration_law")  # render_dataset extras
+_OPTIONS = ("preset", "distractors", "noise_std", "min_gap_s", "max_coverage", "duration_law", "class_offset")  # render_dataset extras
 # Log-normal fit of the 6,318 THUMOS'14 instance durations of ../shared/datasets/thumos14/gt.json
 # (mean and std of log seconds; median 3.0 s). Truncated to 0.6-8 s it has median 2.7 s and
 # 15 % of instances no longer than two 0.64-s snippets (THUMOS'14 inside that range: 2.7 s, 17 %).
@@ -61,8 +61,8 @@ class ActionClass:
 
     Attributes:
         name: class name in the annotations.
-        shape: disk | square | triangle | ring | cross | stripes | checker | bar.
-        motion: orbit | bounce | zigzag | pulse | spin | shake | figure8 | sweep.
+        shape: disk | square | triangle | ring | cross | stripes | checker | bar | star | crescent.
+        motion: orbit | bounce | zigzag | pulse | spin | shake | figure8 | sweep | wobble | swing.
         hue: base hue in [0, 1); instances jitter around it.
     """
 
@@ -81,8 +81,10 @@ CLASS_LIBRARY: tuple[ActionClass, ...] = (
     ActionClass("ShakeStripes", "stripes", "shake", 0.50),
     ActionClass("EightChecker", "checker", "figure8", 0.95),
     ActionClass("SweepBar", "bar", "sweep", 0.17),
+    ActionClass("WobbleStar", "star", "wobble", 0.70),
+    ActionClass("SwingCrescent", "crescent", "swing", 0.42),
 )
-"""All classes, in the order `SyntheticSpec.num_classes` takes them."""
+"""All classes, in the order `SyntheticSpec.class_offset` and `num_classes` take them."""
 
 
 def _pair(value: Any, name: str, *, cast: type) -> tuple:
@@ -103,7 +105,9 @@ class SyntheticSpec:
         seed: same seed, same dataset.
         num_train: training videos.
         num_test: test videos.
-        num_classes: action classes, the first ones of `CLASS_LIBRARY`.
+        num_classes: action classes: `CLASS_LIBRARY[class_offset : class_offset + num_classes]`.
+        class_offset: index in `CLASS_LIBRARY` of the first class (0 = the default dataset's;
+            a held-out dataset takes classes the defaults were never tuned on).
         width: frame width (px, even).
         height: frame height (px, even).
         fps: frame rate of the rendered videos.
@@ -129,6 +133,7 @@ class SyntheticSpec:
     num_train: int = 40
     num_test: int = 20
     num_classes: int = 4
+    class_offset: int = 0
     width: int = 128
     height: int = 128
     fps: float = 30.0
@@ -155,6 +160,11 @@ class SyntheticSpec:
         set_(self, "distractors", (int(low), int(high)))
         if not 1 <= self.num_classes <= len(CLASS_LIBRARY):
             raise ValueError(f"synthetic spec 'num_classes': expected 1..{len(CLASS_LIBRARY)}, got {self.num_classes}")
+        if not 0 <= self.class_offset <= len(CLASS_LIBRARY) - self.num_classes:
+            raise ValueError(
+                f"synthetic spec 'class_offset': expected 0..{len(CLASS_LIBRARY) - self.num_classes} "
+                f"({self.num_classes} classes of the {len(CLASS_LIBRARY)} in CLASS_LIBRARY), got {self.class_offset}"
+            )
         if self.num_train < 1 or self.num_test < 1:
             raise ValueError(
                 f"synthetic spec 'num_train'/'num_test': expected >= 1, got {self.num_train}/{self.num_test}"
@@ -187,7 +197,7 @@ class SyntheticSpec:
     @property
     def classes(self) -> tuple[ActionClass, ...]:
         """The classes of this dataset."""
-        return CLASS_LIBRARY[: self.num_classes]
+        return CLASS_LIBRARY[self.class_offset : self.class_offset + self.num_classes]
 
 
 @dataclass(frozen=True)
@@ -446,6 +456,12 @@ def _track(inst: SyntheticInstance, cls: ActionClass, fps: float) -> _Track:
         x, y = inst.cx + a * np.sin(phase), inst.cy + 0.6 * a * np.sin(2 * phase)
     elif cls.motion == "sweep":
         x = inst.cx + d * inst.amplitude * (2.0 * travel - 1.0)
+    elif cls.motion == "wobble":  # rocks back and forth in place (spin turns one way)
+        angle = inst.angle + d * 0.6 * strength * np.sin(2 * phase)
+    elif cls.motion == "swing":  # pendulum: along an arc, tilting with it
+        swing = 0.9 * strength * np.sin(phase)
+        x, y = inst.cx + inst.amplitude * np.sin(swing), inst.cy + d * inst.amplitude * (1.0 - np.cos(swing))
+        angle = inst.angle + swing
     else:
         raise ValueError(f"class '{cls.name}': unknown motion {cls.motion!r}")
     radius = inst.radius * (0.55 + 0.45 * env) * scale
@@ -486,6 +502,10 @@ def _shape(shape: str, a: np.ndarray, b: np.ndarray, r: np.ndarray) -> tuple[np.
         return np.maximum(np.abs(a), np.abs(b)) - 0.85 * r, 0.675 + 0.325 * np.clip(4.0 * cells, -1.0, 1.0)
     if shape == "bar":
         return np.maximum(np.abs(a) - r, np.abs(b) - 0.4 * r), None
+    if shape == "star":  # five points: the radius swings between 0.45 r and r with the polar angle
+        return rho - r * (0.725 + 0.275 * np.cos(5 * np.arctan2(b, a))), None
+    if shape == "crescent":  # a disk with an offset disk cut out
+        return np.maximum(rho - r, 0.8 * r - np.sqrt((a - 0.45 * r) ** 2 + b * b)), None
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -724,7 +744,7 @@ def render_dataset(
         workers: processes rendering videos at once.
         progress: called with each video id once its file is written.
         **options: further `SyntheticSpec` fields (preset, distractors, noise_std,
-            min_gap_s, max_coverage); their defaults otherwise.
+            min_gap_s, max_coverage, duration_law, class_offset); their defaults otherwise.
 
     Returns:
         (annotations, videos) as `render_videos` returns them.

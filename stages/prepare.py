@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from sources.annotations import check_video_id, write_annotations
 from sources.directory import prepare_directory
-from sources.synthetic import SyntheticSpec, render_dataset
+from sources.synthetic import CLASS_LIBRARY, SyntheticSpec, render_dataset
 from stages.common import StageParams, read_json, write_json
 
 
@@ -22,7 +22,8 @@ class SyntheticParams(StageParams):
     seed: int = SyntheticSpec.seed
     num_train: int = Field(SyntheticSpec.num_train, ge=1)
     num_test: int = Field(SyntheticSpec.num_test, ge=1)
-    num_classes: int = Field(SyntheticSpec.num_classes, ge=1, le=8)
+    num_classes: int = Field(SyntheticSpec.num_classes, ge=1, le=len(CLASS_LIBRARY))
+    class_offset: int = Field(SyntheticSpec.class_offset, ge=0, le=len(CLASS_LIBRARY) - 1)
     width: int = Field(SyntheticSpec.width, ge=32)
     height: int = Field(SyntheticSpec.height, ge=32)
     fps: float = Field(SyntheticSpec.fps, gt=0)
@@ -41,6 +42,11 @@ class SyntheticParams(StageParams):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+        if self.class_offset + self.num_classes > len(CLASS_LIBRARY):
+            raise ValueError(
+                f"class_offset {self.class_offset} + num_classes {self.num_classes} exceeds the "
+                f"{len(CLASS_LIBRARY)} classes of sources.synthetic.CLASS_LIBRARY"
+            )
         return self
 
 
@@ -95,6 +101,7 @@ def run(params: DatasetParams, *, out_dir: Path, workers: int = 1) -> dict[str, 
             two_class_share=s.two_class_share,
             crf=s.crf,
             duration_law=s.duration_law,
+            class_offset=s.class_offset,
             workers=workers,
         )
         videos = {vid: str(Path(p).resolve().relative_to(out_dir.resolve())) for vid, p in videos.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -145,6 +146,26 @@ def test_annotations_deterministic_and_consistent() -> None:
             assert 0.3 < (a["salient"] - start) / (end - start) < 0.7
 
 
+def test_class_offset_selects_classes_and_keeps_the_default_dataset() -> None:
+    assert [c.name for c in SyntheticSpec(num_classes=5, class_offset=5).classes] == [
+        "ShakeStripes", "EightChecker", "SweepBar", "WobbleStar", "SwingCrescent",
+    ]
+    spec = SyntheticSpec()
+    assert spec.class_offset == 0 and spec.classes == CLASS_LIBRARY[:4]
+    plan = plan_dataset(spec)
+    # sha256 of the default dataset's annotations as the code before class_offset drew them
+    digest = hashlib.sha256(json.dumps(dataset_annotations(plan, spec)).encode()).hexdigest()
+    assert digest == "4ca2c7b5c314d2de815969e9486e8b085854558b6b8eadbeca2bef6d995bb6b5"
+    # an offset draws the same videos (rng streams do not depend on it) with the classes shifted
+    shifted = SyntheticSpec(class_offset=4)
+    index = {c.name: i for i, c in enumerate(CLASS_LIBRARY)}
+    for video, other in zip(plan, plan_dataset(shifted), strict=True):
+        assert [(i.start_frame, i.end_frame, i.cx, i.radius) for i in video.instances] == [
+            (i.start_frame, i.end_frame, i.cx, i.radius) for i in other.instances
+        ]
+        assert [index[i.label] + 4 for i in video.instances] == [index[i.label] for i in other.instances]
+
+
 def test_envelope_values() -> None:
     u = np.array([0.0, 0.2, 0.4, 0.7, 1.0])
     # peak 0.4: x = u / 0.4 left, (1 - u) / 0.6 right; smoothstep x^2 (3 - 2x)
@@ -184,7 +205,7 @@ def test_actions_only_inside_segments_with_gradual_onset() -> None:
 
 
 def _motion_signature(cls_name: str) -> dict[str, float]:
-    spec = SyntheticSpec(num_classes=8, width=96, height=96, distractors=(0, 0), noise_std=0.0)
+    spec = SyntheticSpec(num_classes=len(CLASS_LIBRARY), width=96, height=96, distractors=(0, 0), noise_std=0.0)
     mask = _object_layer(_single(cls_name, spec), spec)[45:75]  # around the peak
     ys, xs = np.mgrid[0:96, 0:96]
     area = mask.sum(axis=(1, 2)).astype(float)
@@ -205,11 +226,18 @@ def test_classes_move_differently() -> None:
     assert spin["x"] < 0.5 and spin["area_cv"] < 0.1 and spin["iou"] < 0.8  # turns in place
     sweep = _motion_signature("SweepBar")
     assert sweep["x"] > 3 and sweep["y"] < 0.5  # travels sideways
+    wobble = _motion_signature("WobbleStar")
+    assert wobble["x"] < 0.5 and wobble["y"] < 0.5 and wobble["area_cv"] < 0.1 and wobble["iou"] < 0.8  # rocks in place
+    swing = _motion_signature("SwingCrescent")
+    assert swing["x"] > 5 and 0.5 < swing["y"] < swing["x"] / 2  # along a shallow arc
 
 
 def test_spec_validation() -> None:
-    with pytest.raises(ValueError, match="'num_classes': expected 1..8, got 9"):
-        SyntheticSpec(num_classes=9)
+    size = len(CLASS_LIBRARY)
+    with pytest.raises(ValueError, match=f"'num_classes': expected 1..{size}, got {size + 1}"):
+        SyntheticSpec(num_classes=size + 1)
+    with pytest.raises(ValueError, match=f"'class_offset': expected 0..{size - 4} .*, got {size - 3}"):
+        SyntheticSpec(num_classes=4, class_offset=size - 3)
     with pytest.raises(ValueError, match="'width': expected an even number"):
         SyntheticSpec(width=127)
     with pytest.raises(ValueError, match=r"'duration_s': expected 0 < low <= high"):
