@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ __all__ = [
     "LossTerms",
     "OuterMode",
     "Spans",
+    "VideoEnd",
     "background_point_loss",
     "feature_contrast",
     "focal_bce",
@@ -64,10 +66,12 @@ __all__ = [
     "point_loss",
     "pseudo_label_spans",
     "score_contrast",
+    "trim_video_end",
     "video_loss",
 ]
 
 LAMBDAS = (1.0, 0.5, 1.0, 1.0, 1.0)  # L_vid, L_point, L_bkg_point, L_score, L_feat
+VideoEnd = Literal["full", "released"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,27 @@ def pseudo_label_spans(
     video, cls, start, end, action = (np.concatenate(parts) for parts in zip(*rows))
     return Spans(video.astype(np.int64), cls.astype(np.int64), start.astype(np.int64),
                  end.astype(np.int64), action.astype(bool))
+
+
+def trim_video_end(spans: Spans, lengths: np.ndarray) -> Spans:
+    """The released recipe's end-of-video rule: a run that reaches the last snippet ends one
+    snippet early.
+
+    Its losses find runs from the changes of the pseudo labels, and the run after the last
+    change is closed at snippet T - 2 instead of T - 1 (in the score and the feature
+    contrast alike); a run of that one last snippet is then empty and dropped.
+
+    Args:
+        spans: the pseudo-label instances of a batch.
+        lengths: (B,) valid snippets per video.
+
+    Returns:
+        The trimmed spans, in the same order.
+    """
+    last = np.asarray(lengths)[spans.video] - 1  # (n,) last snippet of each span's video
+    end = np.where(spans.end == last, spans.end - 1, spans.end)  # (n,)
+    trimmed = Spans(spans.video, spans.cls, spans.start, end, spans.action)
+    return trimmed.select(end >= spans.start)
 
 
 def oic(
@@ -412,6 +437,7 @@ def lacp_loss(
     feature_contrast_on: bool = True,
     feat_last_class_only: bool = False,
     oic_outer: OuterMode = "floor",
+    video_end: VideoEnd = "full",
     tau: float = 0.1,
 ) -> LossTerms:
     """All LACP losses of one batch, averaged over its videos.
@@ -429,6 +455,7 @@ def lacp_loss(
         feature_contrast_on: include L_feat.
         feat_last_class_only: the released recipe's per-video feature-loss quirk.
         oic_outer: OIC outer-region convention of the score contrast.
+        video_end: "full" (runs keep their last snippet) or "released" (`trim_video_end`).
         tau: feature-contrast temperature.
 
     Returns:
@@ -445,6 +472,8 @@ def lacp_loss(
     score_act = score_bkg = loss_score = loss_feat = zeros
     if pseudo_labels is not None and (score_contrast_on or feature_contrast_on):
         spans = pseudo_label_spans(pseudo_labels, batch.labels.cpu().numpy())
+        if video_end == "released":
+            spans = trim_video_end(spans, batch.lengths.cpu().numpy())
         if score_contrast_on:
             score_act, score_bkg, loss_score = score_contrast(q, batch.lengths, spans,
                                                               outer=oic_outer)

@@ -92,6 +92,9 @@ class TrainConfig:
         oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD on
             whole snippets, floor(L/4) each side), "ceil" (ceil(L/4) each side: short spans keep
             their contrast) or "released" (the recipe's quirk: ceil(L/4) on the left).
+        video_end: "full" (a pseudo-label run reaching the video's last snippet keeps it) or
+            "released" (the recipe's quirk: its losses end such a run one snippet early;
+            `lacp.losses.trim_video_end`).
         search_every: steps between optimal sequence searches.
         search_method, search_budget, search_prune: passed to `lacp.search`.
         search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
@@ -122,6 +125,7 @@ class TrainConfig:
     feature_contrast: bool = True
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
+    video_end: Literal["full", "released"] = "full"
     search_every: int = 10
     search_method: Literal["exact", "beam"] = "exact"
     search_budget: int = 25
@@ -151,6 +155,9 @@ class TrainConfig:
         if self.oic_outer not in ("floor", "ceil", "released"):
             raise ValueError(
                 f"train config: oic_outer must be 'floor', 'ceil' or 'released', got {self.oic_outer!r}")
+        if self.video_end not in ("full", "released"):
+            raise ValueError(
+                f"train config: video_end must be 'full' or 'released', got {self.video_end!r}")
         if self.search_method not in ("exact", "beam"):
             raise ValueError(f"train config: search_method must be 'exact' or 'beam', "
                              f"got {self.search_method!r}")
@@ -321,7 +328,7 @@ def train(
                 score_contrast_on=config.score_contrast,
                 feature_contrast_on=config.feature_contrast,
                 feat_last_class_only=config.feat_last_class_only,
-                oic_outer=config.oic_outer, tau=config.tau,
+                oic_outer=config.oic_outer, video_end=config.video_end, tau=config.tau,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()

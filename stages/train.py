@@ -58,6 +58,7 @@ class TrainParams(StageParams):
     search_workers: int = Field(1, ge=1)
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
+    video_end: Literal["full", "released"] = "full"
     eval_every: int = Field(0, ge=0)
     select_best_on_test: bool = False
     checkpoint_every: int = Field(50, ge=0)
@@ -82,6 +83,7 @@ class TrainParams(StageParams):
             feature_contrast=self.feature_contrast,
             feat_last_class_only=self.feat_last_class_only,
             oic_outer=self.oic_outer,
+            video_end=self.video_end,
             eval_every=self.eval_every,
             select_best_on_test=self.select_best_on_test,
             search_every=self.search_every,

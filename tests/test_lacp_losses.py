@@ -20,6 +20,7 @@ from lacp.losses import (
     point_loss,
     pseudo_label_spans,
     score_contrast,
+    trim_video_end,
     video_loss,
 )
 from lacp.model import fuse_scores
@@ -168,6 +169,35 @@ def test_score_contrast_by_hand(outer):
     torch.testing.assert_close(loss_act, torch.tensor([act, 0.0]))
     torch.testing.assert_close(loss_bkg, torch.tensor([bkg, 0.0]))
     torch.testing.assert_close(loss_score, torch.tensor([(act + bkg) ** 2, 0.0]))
+
+
+def test_trim_video_end_shortens_runs_that_reach_the_last_snippet():
+    # video 0 (T = 6): background 0..1, action 2..5 (reaches the end); video 1 (T = 4, in a
+    # batch padded to 6): action 0..2, background 3 (a one-snippet run at the end)
+    dense_0 = np.array([0, 0, 1, 1, 1, 1], dtype=np.uint8)[:, None]
+    dense_1 = np.array([1, 1, 1, 0], dtype=np.uint8)[:, None]
+    spans = pseudo_label_spans([dense_0, dense_1], np.array([[1], [1]]))
+    trimmed = trim_video_end(spans, np.array([6, 4]))
+    got = list(zip(trimmed.video.tolist(), trimmed.start.tolist(), trimmed.end.tolist(),
+                   trimmed.action.tolist()))
+    # the action ends at 4 instead of 5; the background run {3} of video 1 is gone
+    assert got == [(0, 0, 1, False), (0, 2, 4, True), (1, 0, 2, True)]
+
+
+def test_video_end_released_scores_the_shortened_run_with_the_last_snippet_outside():
+    qc = [0.1, 0.2, 0.8, 0.9, 0.6, 0.3]
+    q = torch.zeros(1, 6, 2)
+    q[0, :, 0] = torch.tensor(qc)
+    dense = np.array([0, 0, 1, 1, 1, 1], dtype=np.uint8)[:, None]
+    spans = trim_video_end(pseudo_label_spans([dense], np.array([[1]])), np.array([6]))
+    loss_act, _, _ = score_contrast(q, torch.tensor([6]), spans, outer="released")
+    # action 2..4 (L = 3): outer ceil(3/4) = 1 on the left ({1}), floor(3/4) = 0 on the right
+    inner = (0.8 + 0.9 + 0.6) / 3
+    torch.testing.assert_close(loss_act, torch.tensor([1 - (inner - 0.2)]))
+    spans_ceil = trim_video_end(pseudo_label_spans([dense], np.array([[1]])), np.array([6]))
+    loss_ceil, _, _ = score_contrast(q, torch.tensor([6]), spans_ceil, outer="ceil")
+    # ceil: one outer snippet each side: {1} and the dropped last snippet {5}
+    torch.testing.assert_close(loss_ceil, torch.tensor([1 - (inner - (0.2 + 0.3) / 2)]))
 
 
 def _feature_case() -> tuple[torch.Tensor, np.ndarray]:

@@ -276,3 +276,23 @@ def test_bad_inputs_name_the_item_and_the_expectation() -> None:
         dense_pseudo_labels(np.full((6, 3), np.nan), action, background)
     with pytest.raises(SearchInputError, match="method='greedy'"):
         dense_pseudo_labels(q, action, background, method="greedy")
+
+
+def test_floor_truncates_a_six_snippet_action_that_released_and_ceil_cover() -> None:
+    # a 6-snippet action (4..9) peaking in its middle, one point at 6, background seeds at 1, 14
+    q_c = np.full(16, 0.2)
+    q_c[4:10] = [0.7, 0.8, 0.9, 0.9, 0.8, 0.7]
+    q_c[[3, 10]] = 0.0
+    point, background = _mask(16, [6]), _mask(16, [1, 14])
+    found = {outer: search_class(q_c, point, background, method="exact", outer=outer)
+             for outer in ("floor", "released", "ceil")}
+    # floor: a 2-snippet span has no outer region, so its plain mean 0.9 wins
+    assert found["floor"].starts.tolist() == [0, 6, 8]
+    assert found["floor"].objective == pytest.approx(0.6792, abs=1e-4)
+    # released: ceil(7/4) = 2 snippets on the left, floor(7/4) = 1 on the right -> 3..9
+    assert found["released"].starts.tolist() == [0, 3, 10]
+    # ceil: the action exactly
+    assert found["ceil"].starts.tolist() == [0, 4, 10]
+    labels = dense_pseudo_labels(q_c[:, None].repeat(2, axis=1), point[:, None], background,
+                                 method="exact", outer="ceil")
+    assert np.flatnonzero(labels[:, 0]).tolist() == [4, 5, 6, 7, 8, 9]

@@ -28,6 +28,7 @@ RELEASED = {  # the released LACP code's value of each documented departure swit
     "train.oic_outer": "released",
     "train.search_method": "beam",
     "train.feat_last_class_only": True,
+    "train.video_end": "released",
     "evaluate.faithful": True,
 }
 
