@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "DECODED_FPS",
     "SNIPPET_FRAMES",
+    "SNIPPET_SECONDS",
     "Batch",
     "FeatureSource",
     "VideoItem",
@@ -35,6 +36,7 @@ __all__ = [
 
 DECODED_FPS = 25.0
 SNIPPET_FRAMES = 16
+SNIPPET_SECONDS = SNIPPET_FRAMES / DECODED_FPS  # 0.64 s: one feature snippet
 # floor(x) of a value that should be an exact integer may come out as k - 1e-15 in floating
 # point; this tolerance puts such values on the integer (far below one frame's share).
 _FLOOR_EPS = 1e-9

@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lacp.batching import SNIPPET_SECONDS
+
 __all__ = [
     "ACT_THRESHOLDS",
     "CAS_THRESHOLDS",
@@ -49,7 +51,6 @@ __all__ = [
 
 CAS_THRESHOLDS = np.round(np.arange(10) * 0.025, 3)  # 0.000, 0.025, ..., 0.225
 ACT_THRESHOLDS = np.round(0.5 + np.arange(9) * 0.025, 3)  # 0.500, 0.525, ..., 0.700
-SNIPPET_SECONDS = 16 / 25  # one snippet: 16 frames at 25 fps
 
 
 def video_scores(p: np.ndarray, *, r_act: float = 8) -> np.ndarray:

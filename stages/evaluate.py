@@ -22,6 +22,7 @@ import torch
 from pydantic import Field
 
 from features.store import FeatureStore
+from lacp.batching import SNIPPET_SECONDS
 from lacp.metrics import (
     DetectionResult,
     classification_accuracy,
@@ -42,7 +43,6 @@ from stages.extract import available_videos
 
 log = logging.getLogger(__name__)
 
-SNIPPET_SECONDS = 16 / 25
 
 
 class EvaluateParams(StageParams):

@@ -28,6 +28,7 @@ from features.store import FeatureStore
 from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
+from lacp.pseudo_quality import pseudo_label_quality
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
 from features.weights import sha256_file
@@ -100,6 +101,13 @@ class TrainParams(StageParams):
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
     """Class names of the instances of each of `videos` (empty for a video without any)."""
     return {vid: {a["label"] for a in annotations["database"][vid]["annotations"]} for vid in videos}
+
+
+def training_instances(annotations: dict[str, Any], videos: list[str]) -> dict[str, list[tuple[int, float, float]]]:
+    """Ground-truth instances (class index, start s, end s) of `videos` (pseudo-label quality)."""
+    classes = annotations["classes"]
+    return {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
+                  for a in annotations["database"][vid]["annotations"]] for vid in videos}
 
 
 def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str]) -> list[VideoItem]:
@@ -200,13 +208,16 @@ class TrainingLog:
             self.live.log_metric("test_map", round(row["eval_metric"], 6))
         self.live.make_summary()
 
-    def finish(self, rows: list[dict[str, float]]) -> None:
-        """Make the files hold every row of `rows` (rewritten if the run was resumed)."""
+    def finish(self, rows: list[dict[str, float]], *, summary: dict[str, float] | None = None) -> None:
+        """Make the files hold every row of `rows` (rewritten if the run was resumed), and add
+        `summary` (e.g. the pseudo-label quality) to metrics.json."""
         if self.first_step != 1:
             self.live = self._open()
             self.first_step = None
             for row in rows:
                 self.log(row)
+        for key, value in (summary or {}).items():
+            self.live.summary[key] = round(value, 6)
         self.live.end()
 
 
@@ -304,7 +315,8 @@ def run(
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)
-    training_log.finish(result.log)
+    quality = pseudo_label_quality(result.pseudo_labels, training_instances(annotations, videos))
+    training_log.finish(result.log, summary=quality)
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
     last = result.log[-1]
     return {
@@ -315,4 +327,5 @@ def run(
         "selection": result.selection,
         "final_loss": round(last.get("loss_total", float("nan")), 5),
         "seconds_per_step": round(float(np.mean([r.get("seconds", 0.0) for r in result.log])), 4),
+        **{k: round(v, 4) for k, v in quality.items()},
     }
