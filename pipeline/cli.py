@@ -116,6 +116,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         seeds=[int(s) for s in args.seeds.split(",")],
         out_dir=Path(args.out),
         extra=[*preset, *(args.set or [])],  # --set after the preset: DVC applies them in order
+        departures=args.departures,
     )
     return 0
 
@@ -181,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="study")
     p.add_argument("--set", "-S", action="append", help="extra params override for every run")
     p.add_argument("--preset", default="", help="a preset's values as overrides of every run (before --set)")
+    p.add_argument("--departures", default="", metavar="PRESET",
+                   help="instead of --grid: the defaults, the recipe preset, and each of its keys alone")
     p.set_defaults(fn=cmd_study)
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)

@@ -24,7 +24,8 @@ from pipeline.artifacts import png_data_uri
 from pipeline.console import say
 from pipeline.orchestrate import dvc_executable, run_logged, tag_this_run
 
-METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "val_mAP@0.1-0.7", "val_accuracy"]
+METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy",
+               "val_mAP@0.1-0.7", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
 
 
 def untracked_inputs(paths: list[str]) -> list[str]:
@@ -44,6 +45,24 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     points: list[dict[str, str]] = [{}]
     for key, values in grid.items():
         points = [{**p, key: str(v)} for p in points for v in values]
+    return points
+
+
+def departure_points(preset: str) -> dict[str, dict[str, str]]:
+    """The departures study of a recipe preset: the project's defaults, the whole preset, and
+    each of its keys alone (label -> overrides).
+
+    Args:
+        preset: preset name, e.g. "released" (presets/released.yaml).
+
+    Returns:
+        {"defaults": {}, "<preset> preset": every key, "<key>=<value>": that key alone, ...}.
+    """
+    from pipeline.presets import preset_set_args
+
+    pairs = [item.partition("=")[::2] for item in preset_set_args(preset)]
+    points = {"defaults": {}, f"{preset} preset": dict(pairs)}
+    points.update({f"{key}={value}": {key: value} for key, value in pairs})
     return points
 
 
@@ -179,11 +198,13 @@ def study_flow(
     seeds: list[int] = [0, 1],  # noqa: B006
     out_dir: str = "study",
     extra: list[str] | None = None,
+    points: dict[str, dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (grid point, seed) as a DVC experiment and compare them.
 
     Args:
         grid: params key -> values, e.g. {"points.distribution": ["center", "uniform"]}.
+        points: instead of the grid, labelled runs: label -> overrides (`departure_points`).
         seeds: seeds (points.seed and train.seed).
         out_dir: where study.md / study.csv / study.png go.
         extra: `key=value` overrides applied to every run.
@@ -196,8 +217,10 @@ def study_flow(
         raise RuntimeError("dvc repro of the base pipeline failed; fix it before running a study")
     copy = untracked_inputs(_input_paths([*(extra or []), *(f"{k}={','.join(v)}" for k, v in grid.items())]))
     names: dict[str, tuple[str, int]] = {}
-    labels = [point_label(p) for p in grid_points(grid)]
-    for point, label in zip(grid_points(grid), labels):
+    if points is None:
+        points = {point_label(p): p for p in grid_points(grid)}
+    labels = list(points)
+    for label, point in points.items():
         for seed in seeds:
             name = f"{tag}-{len(names):03d}"
             code = run_logged(experiment_argv(point, seed, name=name, extra=list(extra or []), copy=copy), tag=tag)
@@ -231,6 +254,10 @@ def _input_paths(extra: list[str]) -> list[str]:
     return paths
 
 
-def run_study(*, grid: list[str], seeds: list[int], out_dir: Path, extra: list[str]) -> list[dict[str, Any]]:
-    """CLI entry: `python -m pipeline study [--grid key=v1,v2 ...] ...`."""
-    return study_flow(grid=parse_grid(grid) if grid else DEFAULT_GRID, seeds=seeds, out_dir=str(out_dir), extra=extra)
+def run_study(
+    *, grid: list[str], seeds: list[int], out_dir: Path, extra: list[str], departures: str = ""
+) -> list[dict[str, Any]]:
+    """CLI entry: `python -m pipeline study [--grid key=v1,v2 ... | --departures PRESET] ...`."""
+    points = departure_points(departures) if departures else None
+    return study_flow(grid=parse_grid(grid) if grid else DEFAULT_GRID, seeds=seeds, out_dir=str(out_dir),
+                      extra=extra, points=points)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.study import (
+    departure_points,
     METRIC_KEYS,
     collect_metrics,
     experiment_argv,
@@ -32,6 +33,19 @@ def test_grid_expansion_and_labels():
     ]
     assert point_label({"points.distribution": "beta"}) == "beta"
     assert point_label(points[1]) == "points.distribution=center train.completeness=false"
+
+
+def test_departures_study_is_the_defaults_the_preset_and_each_key_alone():
+    points = departure_points("released")
+    keys = ["train.oic_outer", "train.search_method", "train.feat_last_class_only", "train.video_end",
+            "evaluate.faithful"]
+    assert list(points)[:2] == ["defaults", "released preset"]
+    assert points["defaults"] == {}
+    assert sorted(points["released preset"]) == sorted(keys)
+    alone = {label: p for label, p in points.items() if label not in ("defaults", "released preset")}
+    assert sorted(k for p in alone.values() for k in p) == sorted(keys)  # one key each
+    assert alone["train.oic_outer=released"] == {"train.oic_outer": "released"}
+    assert alone["evaluate.faithful=true"] == {"evaluate.faithful": "true"}
 
 
 def test_bad_grid_entry_is_explained():
