@@ -92,6 +92,11 @@ class TrainConfig:
         oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD on
             whole snippets, floor(L/4) each side), "ceil" (ceil(L/4) each side: short spans keep
             their contrast) or "released" (the recipe's quirk: ceil(L/4) on the left).
+        label_delay: "none" (a search's pseudo labels are used from the next step) or
+            "released" (the recipe's data-loader quirk: its loader workers copy the labels when
+            the loader is rebuilt, every floor(N / batch) steps, so a search's labels are
+            used from the first step t after it with (t - 1) % floor(N / batch) == 0; no delay
+            while floor(N / batch) <= 2 and search_every is even).
         video_end: "full" (a pseudo-label run reaching the video's last snippet keeps it) or
             "released" (the recipe's quirk: its losses end such a run one snippet early;
             `lacp.losses.trim_video_end`).
@@ -126,6 +131,7 @@ class TrainConfig:
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
     video_end: Literal["full", "released"] = "full"
+    label_delay: Literal["none", "released"] = "none"
     search_every: int = 10
     search_method: Literal["exact", "beam"] = "exact"
     search_budget: int = 25
@@ -155,6 +161,9 @@ class TrainConfig:
         if self.oic_outer not in ("floor", "ceil", "released"):
             raise ValueError(
                 f"train config: oic_outer must be 'floor', 'ceil' or 'released', got {self.oic_outer!r}")
+        if self.label_delay not in ("none", "released"):
+            raise ValueError(
+                f"train config: label_delay must be 'none' or 'released', got {self.label_delay!r}")
         if self.video_end not in ("full", "released"):
             raise ValueError(
                 f"train config: video_end must be 'full' or 'released', got {self.video_end!r}")
@@ -192,6 +201,7 @@ class _State:
     step: int = 0
     log: list[dict[str, float]] = field(default_factory=list)
     pseudo_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    pending_labels: dict[str, np.ndarray] = field(default_factory=dict)  # label_delay "released"
     best_state: dict[str, torch.Tensor] | None = None
     best_step: int = 0
     best_metric: float = float("-inf")
@@ -301,6 +311,10 @@ def train(
         for step in range(state.step + 1, config.steps + 1):
             started = time.perf_counter()
 
+            # 0. with label_delay "released", a search's labels arrive when the loader is rebuilt
+            if state.pending_labels and (step - 1) % max(1, len(videos) // config.batch) == 0:
+                state.pseudo_labels, state.pending_labels = state.pending_labels, {}
+
             # 1. the step's videos, read from the feature source now
             picked = batch_indices(step, num_videos=len(videos), batch=config.batch,
                                    seed=config.seed)
@@ -340,9 +354,13 @@ def train(
             row["search_seconds"] = 0.0
             if use_completeness and step % config.search_every == 0:
                 search_started = time.perf_counter()
-                state.pseudo_labels = _search_all(
+                labels = _search_all(
                     model, videos, fetch=fetch, num_classes=num_classes, config=config,
                     device=device, search_fn=search_fn)
+                if config.label_delay == "released":
+                    state.pending_labels = labels
+                else:
+                    state.pseudo_labels = labels
                 row["search_seconds"] = time.perf_counter() - search_started
 
             # 6. evaluation (off by default), log, progress, checkpoint
@@ -453,6 +471,7 @@ def _save_checkpoint(
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "pseudo_labels": {k: torch.from_numpy(v) for k, v in state.pseudo_labels.items()},
+        "pending_labels": {k: torch.from_numpy(v) for k, v in state.pending_labels.items()},
         "log": state.log,
         "best_state": state.best_state,
         "best_step": state.best_step,
@@ -504,6 +523,7 @@ def _load_checkpoint(
         step=int(payload["step"]),
         log=copy.deepcopy(payload["log"]),
         pseudo_labels={k: v.numpy() for k, v in payload["pseudo_labels"].items()},
+        pending_labels={k: v.numpy() for k, v in payload.get("pending_labels", {}).items()},
         best_state=payload["best_state"],
         best_step=int(payload["best_step"]),
         best_metric=float(payload["best_metric"]),

@@ -60,6 +60,7 @@ class TrainParams(StageParams):
     feat_last_class_only: bool = False
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
     video_end: Literal["full", "released"] = "full"
+    label_delay: Literal["none", "released"] = "none"
     eval_every: int = Field(0, ge=0)
     select_best_on_test: bool = False
     checkpoint_every: int = Field(50, ge=0)
@@ -85,6 +86,7 @@ class TrainParams(StageParams):
             feat_last_class_only=self.feat_last_class_only,
             oic_outer=self.oic_outer,
             video_end=self.video_end,
+            label_delay=self.label_delay,
             eval_every=self.eval_every,
             select_best_on_test=self.select_best_on_test,
             search_every=self.search_every,

@@ -137,6 +137,22 @@ def test_search_schedule_and_completeness_terms():
         assert result.pseudo_labels[video.video_id].shape == (len(features[video.video_id]), C)
 
 
+def test_released_label_delay_waits_for_the_loader_rebuild():
+    # 12 videos, batch 3: the released loader is rebuilt every 4 steps (steps 1, 5, 9); searches
+    # after steps 2, 4, 6 and 8. Without delay the labels are used from step 3; with it from
+    # step 5 (the search of step 4) and then from step 9 (the search of step 8).
+    videos, features = _dataset(num_videos=12)
+    used = {}
+    for delay in ("none", "released"):
+        result = train(videos=videos, get_features=features, num_classes=C,
+                       config=_config(steps=10, label_delay=delay), search_fn=_seed_search)
+        used[delay] = [row["loss_score"] > 0 for row in result.log]
+    assert used["none"] == [False, False] + [True] * 8
+    assert used["released"] == [False] * 4 + [True] * 6
+    with pytest.raises(ValueError, match="label_delay"):
+        _config(label_delay="late")
+
+
 def test_point_only_baseline_never_searches():
     def search(items):
         raise AssertionError("the baseline must not search")

@@ -38,7 +38,7 @@ def test_grid_expansion_and_labels():
 def test_departures_study_is_the_defaults_the_preset_and_each_key_alone():
     points = departure_points("released")
     keys = ["train.oic_outer", "train.search_method", "train.feat_last_class_only", "train.video_end",
-            "evaluate.faithful"]
+            "train.label_delay", "evaluate.faithful"]
     assert list(points)[:2] == ["defaults", "released preset"]
     assert points["defaults"] == {}
     assert sorted(points["released preset"]) == sorted(keys)
