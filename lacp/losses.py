@@ -58,6 +58,7 @@ __all__ = [
     "OuterMode",
     "Spans",
     "VideoEnd",
+    "AbsentScore",
     "background_point_loss",
     "feature_contrast",
     "focal_bce",
@@ -72,6 +73,7 @@ __all__ = [
 
 LAMBDAS = (1.0, 0.5, 1.0, 1.0, 1.0)  # L_vid, L_point, L_bkg_point, L_score, L_feat
 VideoEnd = Literal["full", "released"]
+AbsentScore = Literal["mean", "topk"]
 
 
 @dataclass(frozen=True)
@@ -438,6 +440,7 @@ def lacp_loss(
     feat_last_class_only: bool = False,
     oic_outer: OuterMode = "floor",
     video_end: VideoEnd = "full",
+    absent_class_score: AbsentScore = "mean",
     tau: float = 0.1,
 ) -> LossTerms:
     """All LACP losses of one batch, averaged over its videos.
@@ -456,6 +459,9 @@ def lacp_loss(
         feat_last_class_only: the released recipe's per-video feature-loss quirk.
         oic_outer: OIC outer-region convention of the score contrast.
         video_end: "full" (runs keep their last snippet) or "released" (`trim_video_end`).
+        absent_class_score: video score of a class absent from the video in L_vid: "mean" (the
+            recipe, METHOD 2.4: mean over all snippets, so only its average is pushed down) or
+            "topk" (the same top-k mean as at test time, so its peaks are pushed down too).
         tau: feature-contrast temperature.
 
     Returns:
@@ -464,7 +470,8 @@ def lacp_loss(
     if len(lambdas) != 5:
         raise ValueError(f"lambdas must hold 5 weights, got {len(lambdas)}")
     q = out["q"]
-    scores = video_scores(out["p"], batch.mask, batch.labels, r_act=r_act)
+    labels = batch.labels if absent_class_score == "mean" else None  # None: top-k for every class
+    scores = video_scores(out["p"], batch.mask, labels, r_act=r_act)
     loss_vid = video_loss(scores, batch.labels)
     loss_point = point_loss(q, batch.points)
     loss_bkg = background_point_loss(q, bg_seeds)

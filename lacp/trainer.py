@@ -97,6 +97,8 @@ class TrainConfig:
             the loader is rebuilt, every floor(N / batch) steps, so a search's labels are
             used from the first step t after it with (t - 1) % floor(N / batch) == 0; no delay
             while floor(N / batch) <= 2 and search_every is even).
+        absent_class_score: L_vid's score of an absent class: "mean" over all snippets (the
+            recipe) or "topk" (as at test time; `lacp.losses.lacp_loss`).
         video_end: "full" (a pseudo-label run reaching the video's last snippet keeps it) or
             "released" (the recipe's quirk: its losses end such a run one snippet early;
             `lacp.losses.trim_video_end`).
@@ -132,6 +134,7 @@ class TrainConfig:
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
     video_end: Literal["full", "released"] = "full"
     label_delay: Literal["none", "released"] = "none"
+    absent_class_score: Literal["mean", "topk"] = "mean"
     search_every: int = 10
     search_method: Literal["exact", "beam"] = "exact"
     search_budget: int = 25
@@ -161,6 +164,9 @@ class TrainConfig:
         if self.oic_outer not in ("floor", "ceil", "released"):
             raise ValueError(
                 f"train config: oic_outer must be 'floor', 'ceil' or 'released', got {self.oic_outer!r}")
+        if self.absent_class_score not in ("mean", "topk"):
+            raise ValueError(f"train config: absent_class_score must be 'mean' or 'topk', "
+                             f"got {self.absent_class_score!r}")
         if self.label_delay not in ("none", "released"):
             raise ValueError(
                 f"train config: label_delay must be 'none' or 'released', got {self.label_delay!r}")
@@ -342,7 +348,8 @@ def train(
                 score_contrast_on=config.score_contrast,
                 feature_contrast_on=config.feature_contrast,
                 feat_last_class_only=config.feat_last_class_only,
-                oic_outer=config.oic_outer, video_end=config.video_end, tau=config.tau,
+                oic_outer=config.oic_outer, video_end=config.video_end,
+                absent_class_score=config.absent_class_score, tau=config.tau,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()

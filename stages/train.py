@@ -61,6 +61,7 @@ class TrainParams(StageParams):
     oic_outer: Literal["floor", "ceil", "released"] = "floor"
     video_end: Literal["full", "released"] = "full"
     label_delay: Literal["none", "released"] = "none"
+    absent_class_score: Literal["mean", "topk"] = "mean"
     eval_every: int = Field(0, ge=0)
     select_best_on_test: bool = False
     checkpoint_every: int = Field(50, ge=0)
@@ -87,6 +88,7 @@ class TrainParams(StageParams):
             oic_outer=self.oic_outer,
             video_end=self.video_end,
             label_delay=self.label_delay,
+            absent_class_score=self.absent_class_score,
             eval_every=self.eval_every,
             select_best_on_test=self.select_best_on_test,
             search_every=self.search_every,

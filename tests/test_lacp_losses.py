@@ -314,3 +314,20 @@ def test_score_contrast_agrees_with_the_search_objective(outer):
                  spans, on_complement=~spans.action, outer=outer)
     assert len(spans) == len(sequence.labels)
     assert float(values.mean()) == pytest.approx(sequence.objective, abs=1e-12)
+
+
+def test_absent_class_score_topk_pushes_down_the_peaks_of_absent_classes():
+    # one video, T = 8, r_act 8 -> k = 1; class 0 present, class 1 absent with one peak of 0.9
+    p = torch.full((1, 8, 3), 0.1)
+    p[0, 2, 0] = 0.8
+    p[0, 5, 1] = 0.9
+    out = {"p": p, "q": fuse_scores(p), "embeddings": torch.zeros(1, 8, 2)}
+    sample = VideoSample("v", np.zeros((8, 4), np.float32), np.zeros((8, 2), bool),
+                         np.array([1.0, 0.0], np.float32))
+    batch = collate([sample])
+    seeds = torch.zeros(1, 8, dtype=torch.bool)
+    mean = lacp_loss(out, batch, seeds, None, rng=np.random.default_rng(0))
+    topk = lacp_loss(out, batch, seeds, None, rng=np.random.default_rng(0), absent_class_score="topk")
+    absent_mean = (0.9 + 7 * 0.1) / 8  # 0.2: the peak is averaged away
+    torch.testing.assert_close(mean.vid, torch.tensor((-ln(0.8) - ln(1 - absent_mean)) / 2))
+    torch.testing.assert_close(topk.vid, torch.tensor((-ln(0.8) - ln(1 - 0.9)) / 2))
