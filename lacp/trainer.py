@@ -130,13 +130,13 @@ class TrainConfig:
     completeness: bool = True
     score_contrast: bool = True
     feature_contrast: bool = True
-    feat_last_class_only: bool = False
-    oic_outer: Literal["floor", "ceil", "released"] = "floor"
-    video_end: Literal["full", "released"] = "full"
+    feat_last_class_only: bool = True
+    oic_outer: Literal["floor", "ceil", "released"] = "released"
+    video_end: Literal["full", "released"] = "released"
     label_delay: Literal["none", "released"] = "none"
     absent_class_score: Literal["mean", "topk"] = "mean"
     search_every: int = 10
-    search_method: Literal["exact", "beam"] = "exact"
+    search_method: Literal["exact", "beam"] = "beam"
     search_budget: int = 25
     search_prune: float = 0.1
     search_workers: int = 1

@@ -49,7 +49,7 @@ class EvaluateParams(StageParams):
     r_act: int = Field(8, ge=1)
     class_threshold: float = Field(0.5, gt=0, lt=1)
     nms_tiou: float = Field(0.7, gt=0, le=1)
-    faithful: bool = False
+    faithful: bool = True
     tiou: list[float] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     timelines: int = Field(4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -53,13 +53,13 @@ class TrainParams(StageParams):
     score_contrast: bool = True
     feature_contrast: bool = True
     search_every: int = Field(10, ge=1)
-    search_method: Literal["exact", "beam"] = "exact"
+    search_method: Literal["exact", "beam"] = "beam"
     search_budget: int = Field(25, ge=1)
     search_prune: float = 0.1
     search_workers: int = Field(1, ge=1)
-    feat_last_class_only: bool = False
-    oic_outer: Literal["floor", "ceil", "released"] = "floor"
-    video_end: Literal["full", "released"] = "full"
+    feat_last_class_only: bool = True
+    oic_outer: Literal["floor", "ceil", "released"] = "released"
+    video_end: Literal["full", "released"] = "released"
     label_delay: Literal["none", "released"] = "none"
     absent_class_score: Literal["mean", "topk"] = "mean"
     eval_every: int = Field(0, ge=0)
