@@ -231,6 +231,7 @@ def test_serve_registers_repro_and_study_deployments(server, tmp_path):
         "seeds",
         "out_dir",
         "extra",
+        "points",
     }
     flows = {f["id"]: f["name"] for f in api_filter(server, "flows", {})}
     assert (
