@@ -57,6 +57,7 @@ __all__ = [
     "batch_indices",
     "default_search_fn",
     "resolve_device",
+    "steps_per_epoch",
     "train",
 ]
 
@@ -235,6 +236,11 @@ def default_search_fn(config: TrainConfig, resources: contextlib.ExitStack) -> S
     return functools.partial(search.search_videos, workers=0, **options)
 
 
+def steps_per_epoch(num_videos: int, batch: int) -> int:
+    """floor(N / batch) steps per epoch (at least 1): the released loader's rebuild period."""
+    return max(1, num_videos // batch)
+
+
 def batch_indices(step: int, *, num_videos: int, batch: int, seed: int) -> np.ndarray:
     """Indices of the videos of a step (1-based).
 
@@ -245,7 +251,7 @@ def batch_indices(step: int, *, num_videos: int, batch: int, seed: int) -> np.nd
     Returns:
         (min(batch, N),) int64 indices.
     """
-    per_epoch = max(1, num_videos // batch)
+    per_epoch = steps_per_epoch(num_videos, batch)
     epoch, position = divmod(step - 1, per_epoch)
     order = np.random.default_rng([seed, 0, epoch]).permutation(num_videos)
     return order[position * batch : (position + 1) * batch]
@@ -318,7 +324,7 @@ def train(
             started = time.perf_counter()
 
             # 0. with label_delay "released", a search's labels arrive when the loader is rebuilt
-            if state.pending_labels and (step - 1) % max(1, len(videos) // config.batch) == 0:
+            if state.pending_labels and (step - 1) % steps_per_epoch(len(videos), config.batch) == 0:
                 state.pseudo_labels, state.pending_labels = state.pending_labels, {}
 
             # 1. the step's videos, read from the feature source now

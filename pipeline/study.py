@@ -58,11 +58,11 @@ def departure_points(preset: str) -> dict[str, dict[str, str]]:
     Returns:
         {"defaults": {}, "<preset> preset": every key, "<key>=<value>": that key alone, ...}.
     """
-    from pipeline.presets import preset_set_args
+    from pipeline.presets import format_value, load_preset
 
-    pairs = [item.partition("=")[::2] for item in preset_set_args(preset)]
-    points = {"defaults": {}, f"{preset} preset": dict(pairs)}
-    points.update({f"{key}={value}": {key: value} for key, value in pairs})
+    values = {key: format_value(value) for key, value in load_preset(preset).items()}
+    points = {"defaults": {}, f"{preset} preset": values}
+    points.update({f"{key}={value}": {key: value} for key, value in values.items()})
     return points
 
 
