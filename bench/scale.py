@@ -10,7 +10,7 @@ inherit the parent's high-water mark; ru_maxrss elsewhere):
 - train: `lacp.trainer.train` with the FeatureStore as `get_features` (features streamed per
   step), `--steps` steps of batch 16 over 20 classes, with one optimal sequence search over
   every video at the last step (the search reads every video, as in a real run).
-- evaluate: `stages.evaluate.predict` over every video (a seeded `LACPNet`), keeping the fused
+- evaluate: `lacp.inference.predict` over every video (a seeded `LACPNet`), keeping the fused
   scores of the 4 timeline videos as the evaluate stage does. The class threshold is 0.9 so that
   about one class is predicted per video, as with a trained model (an untrained network scores
   every class near 0.5: at the default 0.5 it predicts most classes, and the proposals kept
@@ -136,7 +136,8 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
 
     from features.store import FeatureStore
     from lacp.model import LACPNet
-    from stages.evaluate import EvaluateParams, predict
+    from lacp.inference import predict
+    from stages.evaluate import EvaluateParams
 
     imported = peak_mib()
     started = time.perf_counter()

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +39,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from core.files import TMP_PREFIX, atomic_path, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ FILE_ATTR_KEYS = (
 )
 VIDEO_ATTR_KEYS = ("frames", "source_fps")
 
-_TMP_PREFIX = ".tmp-"
 _PARTS_ATTRS = "attrs.json"
 
 
@@ -92,42 +92,18 @@ def validate_video_id(vid: object) -> str:
     for bad in ("/", "\\", "..", "\x00"):
         if bad in vid:
             raise ValueError(f"video id {vid!r}: must not contain {bad!r}")
-    if vid == "." or vid.startswith(_TMP_PREFIX):
+    if vid == "." or vid.startswith(TMP_PREFIX):
         raise ValueError(f"video id {vid!r}: reserved name")
     return vid
-
-
-def _temp_name(path: Path) -> Path:
-    """A unique temporary name beside ``path`` (hidden, prefixed ``.tmp-``)."""
-    return path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
-
-
-def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files that killed writers left in ``folder``.
-
-    Call it when no writer is running on that folder (e.g. at the end of a stage, before DVC
-    caches the folder).
-
-    Args:
-        folder: a folder written to with ``atomic_h5_file``.
-
-    Returns:
-        The removed paths.
-    """
-    removed = sorted(p for p in Path(folder).glob(f"{_TMP_PREFIX}*") if p.is_file())
-    for p in removed:
-        p.unlink(missing_ok=True)
-    return removed
 
 
 @contextlib.contextmanager
 def atomic_h5_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     """Open a new HDF5 file that appears at ``path`` only once it is complete.
 
-    The file is written under a temporary name in the same folder, flushed to disk and moved
-    onto ``path`` with ``os.replace`` when the block exits normally. On an exception the
-    temporary file is removed and ``path`` is left untouched. A killed process can leave the
-    temporary file behind (``.tmp-<name>.*``); ``remove_temp_files`` clears those.
+    Written through `core.files.atomic_path` (a temporary name in the same folder, flushed to
+    disk, then ``os.replace``); on an exception ``path`` is left untouched. A killed process
+    can leave the temporary file behind (``.tmp-*``); `core.files.remove_stale_tmp` clears those.
 
     Args:
         path: final location; its folder is created if needed.
@@ -135,26 +111,9 @@ def atomic_h5_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
     Yields:
         The open ``h5py.File``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        with h5py.File(tmp, "w-") as h5:
+    with atomic_path(path, fsync=True) as tmp:
+        with h5py.File(tmp, "w") as h5:
             yield h5
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    """Flush a closed file's data to disk so the rename that follows cannot expose a hole."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _attr_value(value: Any) -> Any:
@@ -229,9 +188,7 @@ class FeatureStoreWriter:
             log.warning("%s: parts were written with other attrs; discarding them", self.parts_dir)
             shutil.rmtree(self.parts_dir)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(recorded)
-        tmp.write_text(wanted)
-        os.replace(tmp, recorded)
+        write_bytes_atomic(recorded, wanted.encode())
 
     def part_path(self, vid: str) -> Path:
         """Path of the part file holding video ``vid``."""
@@ -248,7 +205,7 @@ class FeatureStoreWriter:
     def finished(self) -> list[str]:
         """Sorted ids of the videos written so far."""
         return sorted(
-            p.stem for p in self.parts_dir.glob("*.h5") if not p.name.startswith(_TMP_PREFIX)
+            p.stem for p in self.parts_dir.glob("*.h5") if not p.name.startswith(TMP_PREFIX)
         )
 
     def write(

@@ -248,17 +248,36 @@ def decode_to_mp4(
     )
 
 
-def _open_writer(dst: Path, size: tuple[int, int], *, fps: int, crf: int, preset: str):
-    out = av.open(str(dst), mode="w", format="mp4")
-    stream = out.add_stream("libx264", rate=fps)
-    stream.width, stream.height = size
+def add_h264_stream(container, *, width: int, height: int, rate: int | Fraction, crf: int, preset: str):
+    """Add the project's deterministic H.264 stream (yuv420p) to an output container.
+
+    Every mp4 the project writes (decoded videos, rendered synthetic videos) goes through
+    here. One thread and no macroblock-tree rate control: with mbtree on and x264's own
+    threads, identical input gave different bytes now and then at small sizes (at 64x64 on
+    an AVX-512 CPU: one video of six, from its 34th frame, in one of six runs of
+    tests/test_pipeline_dask.py; at 64x48, 64x64 and 80x60 in the renderer).
+
+    Args:
+        container: a PyAV output container.
+        width, height: frame size in pixels.
+        rate: frames per second.
+        crf: x264 constant rate factor.
+        preset: x264 preset name.
+
+    Returns:
+        The PyAV video stream.
+    """
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
-    # One thread and no macroblock-tree rate control, as the synthetic renderer does: with
-    # mbtree on and x264's own threads, identical input gave different bytes now and then at
-    # small sizes (at 64x64 on an AVX-512 CPU: one video of six, from its 34th frame, in one
-    # of six runs of tests/test_pipeline_dask.py).
     stream.options = {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
     stream.codec_context.thread_count = 1
+    return stream
+
+
+def _open_writer(dst: Path, size: tuple[int, int], *, fps: int, crf: int, preset: str):
+    out = av.open(str(dst), mode="w", format="mp4")
+    stream = add_h264_stream(out, width=size[0], height=size[1], rate=fps, crf=crf, preset=preset)
     stream.codec_context.time_base = Fraction(1, fps)
     return out, stream
 

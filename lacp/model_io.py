@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from lacp.fileio import write_bytes_atomic
+from core.files import write_bytes_atomic
 from lacp.model import LACPNet
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lacp.fileio import write_bytes_atomic
+from core.files import write_bytes_atomic
 
 __all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
 

@@ -9,8 +9,7 @@ Formats handled here:
   VolleyballSpiking = 19), which `read_points_csv` checks row by row.
 - SF-Net clicks (`manual_THUMOS{1..4}.txt`): `video_id,seconds,class` per line; CRLF line ends,
   blank lines and stray spaces around fields occur in the release and are accepted.
-- THUMOS'14 `gt.json` (ActivityNet style with string segments and no durations) plus
-  `fps_dict.json`, converted to the project's annotations dict by `thumos_annotations`.
+Ground-truth files (THUMOS'14 `gt.json`, fps tables) are read by `sources.annotations`.
 
 All writers write a temporary file beside the target and `os.replace` it into place.
 """
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,9 +25,8 @@ from typing import Any, NamedTuple
 
 LACP_COLUMNS: tuple[str, ...] = ("class", "class_index", "start_frame", "stop_frame", "video_id", "point")
 POINTS_COLUMNS: tuple[str, ...] = LACP_COLUMNS + ("time",)
-_SUBSETS = {"train": "train", "training": "train", "validation": "train", "test": "test", "testing": "test"}
 
-from lacp.fileio import write_bytes_atomic
+from core.files import write_bytes_atomic
 
 
 class PointLabelError(ValueError):
@@ -239,53 +236,3 @@ def read_sfnet_clicks(path: str | Path) -> list[Click]:
             raise PointFileError(path, line, f"click time must be >= 0 s, got {seconds}")
         clicks.append(Click(fields[0], seconds, fields[2], line))
     return clicks
-
-
-def thumos_annotations(
-    gt_json: str | Path,
-    fps_dict: str | Path,
-    *,
-    durations: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """Convert THUMOS'14 `gt.json` + `fps_dict.json` into the project's annotations dict.
-
-    Segments become floats; subsets `validation`/`training` map to `train` and `testing` to
-    `test`; classes are the sorted label names (the order of the released points file).
-    `gt.json` holds no durations: without `durations`, a video's duration is the end of its
-    last segment (a lower bound, only used to clip offset noise).
-
-    Args:
-        gt_json: the ActivityNet-style ground truth file.
-        fps_dict: JSON `{video_id: source_fps}`.
-        durations: optional `{video_id: seconds}` (e.g. from the decode manifest).
-
-    Returns:
-        `{"database": {vid: {"subset", "duration", "fps", "annotations"}}, "classes": [...]}`.
-
-    Raises:
-        PointFileError: a video without fps, an unknown subset or a malformed segment.
-    """
-    gt_path, fps_path = Path(gt_json), Path(fps_dict)
-    database_in = json.loads(gt_path.read_text())["database"]
-    fps_of = json.loads(fps_path.read_text())
-    database: dict[str, Any] = {}
-    for vid in sorted(database_in):
-        entry = database_in[vid]
-        if vid not in fps_of:
-            raise PointFileError(fps_path, None, f"video '{vid}' of {gt_path} has no fps")
-        subset = _SUBSETS.get(str(entry.get("subset")))
-        if subset is None:
-            raise PointFileError(gt_path, None, f"video '{vid}': subset {entry.get('subset')!r} is not one of "
-                                 f"{sorted(_SUBSETS)}")
-        anns = []
-        for a in entry["annotations"]:
-            try:
-                seg = [float(a["segment"][0]), float(a["segment"][1])]
-            except (KeyError, IndexError, TypeError, ValueError):
-                raise PointFileError(gt_path, None, f"video '{vid}': malformed segment {a!r}") from None
-            anns.append({"segment": seg, "label": str(a["label"])})
-        ends = [a["segment"][1] for a in anns]
-        duration = float(durations[vid]) if durations and vid in durations else max(ends, default=0.0)
-        database[vid] = {"subset": subset, "duration": duration, "fps": float(fps_of[vid]), "annotations": anns}
-    classes = sorted({a["label"] for e in database.values() for a in e["annotations"]})
-    return {"database": database, "classes": classes}

@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from core.files import write_bytes_atomic
 from lacp.point_formats import (
     Click,
     Point,
@@ -62,7 +63,6 @@ from lacp.point_formats import (
     PointLabelError,
     read_points_csv,
     read_sfnet_clicks,
-    write_bytes_atomic,
 )
 
 DISTRIBUTIONS: tuple[str, ...] = ("center", "gaussian", "uniform", "beta", "manual", "file")

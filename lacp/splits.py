@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lacp.fileio import write_bytes_atomic
+from core.files import write_bytes_atomic
 
 __all__ = ["SPLIT_FILE", "Split", "read_split", "validation_split", "write_split"]
 

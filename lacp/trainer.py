@@ -34,7 +34,6 @@ import copy
 import dataclasses
 import functools
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from core.device import resolve_device
+from core.files import atomic_path
 from lacp.batching import FeatureSource, VideoItem, collate, feature_getter, load_sample
 from lacp.losses import LAMBDAS, lacp_loss
 from lacp.model import LACPNet
@@ -56,7 +57,6 @@ __all__ = [
     "TrainResult",
     "batch_indices",
     "default_search_fn",
-    "resolve_device",
     "steps_per_epoch",
     "train",
 ]
@@ -212,13 +212,6 @@ class _State:
     best_state: dict[str, torch.Tensor] | None = None
     best_step: int = 0
     best_metric: float = float("-inf")
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; other names as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def default_search_fn(config: TrainConfig, resources: contextlib.ExitStack) -> SearchFn:
@@ -492,17 +485,8 @@ def _save_checkpoint(
         "config": dataclasses.asdict(config),
         "video_ids": video_ids,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
 
 
 def _load_checkpoint(

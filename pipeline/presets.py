@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from pipeline.params import Params, ParamsError, load_params
-from stages.common import atomic_path
+from core.files import atomic_path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of the project's presets, one `<name>.yaml` each."""

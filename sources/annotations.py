@@ -22,12 +22,12 @@ import copy
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from core.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -432,26 +432,6 @@ def read_annotations(path: Path) -> dict[str, Any]:
     return annotations
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then ``os.replace``.
-
-    Args:
-        path: destination; its folder is created when missing.
-        obj: JSON-serialisable object (written indented, keys in insertion order).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_annotations(path: Path, annotations: dict[str, Any]) -> None:
     """Validate project annotations and write them atomically as JSON.
 
@@ -463,4 +443,4 @@ def write_annotations(path: Path, annotations: dict[str, Any]) -> None:
         AnnotationError: the annotations are incomplete or inconsistent.
     """
     validate_annotations(annotations, where=str(path))
-    write_json(path, annotations)
+    write_json(path, annotations, indent=1, sort_keys=False)

@@ -28,8 +28,6 @@ from __future__ import annotations
 import colorsys
 import math
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -40,6 +38,9 @@ from typing import Any
 
 import av
 import numpy as np
+
+from core.files import atomic_path
+from features.video import add_h264_stream
 
 SUBSET_CODES = {"train": 0, "test": 1}
 """Subset part of the rng key of a video."""
@@ -642,20 +643,11 @@ def render_video(video: SyntheticVideo, path: Path, *, spec: SyntheticSpec) -> N
         path: destination mp4.
         spec: the dataset spec (size, fps, crf, preset).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        rate = Fraction(spec.fps).limit_denominator(1001)
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-            # One thread and no macroblock-tree rate control: with mbtree on, x264 gave
-            # run-to-run different bytes for identical input at several small sizes (e.g.
-            # 64x48, 64x64, 80x60); without it, identical bytes in every repeat.
-            stream.options = {"crf": str(spec.crf), "preset": spec.preset, "x264-params": "mbtree=0"}
-            stream.codec_context.thread_count = 1
+    rate = Fraction(spec.fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            stream = add_h264_stream(container, width=spec.width, height=spec.height, rate=rate,
+                                     crf=spec.crf, preset=spec.preset)
             index = 0
             for chunk in render_frames(video, spec):
                 for image in chunk:
@@ -664,10 +656,6 @@ def render_video(video: SyntheticVideo, path: Path, *, spec: SyntheticSpec) -> N
                     container.mux(stream.encode(frame))
                     index += 1
             container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def render_videos(

@@ -1,4 +1,6 @@
-"""What every stage shares: the params base class, the per-video plan, and atomic writes.
+"""What every stage shares: the params base class, and the per-video plan.
+
+Atomic writes and JSON files are `core.files`.
 
 A per-video stage (decode, flow, extract) is described by a `VideoPlan`: the videos still to
 do, a picklable function that processes one of them, and a function that writes the stage's
@@ -12,13 +14,10 @@ import hashlib
 import inspect
 import json
 import logging
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -121,43 +120,3 @@ def run_plan(plan: VideoPlan, *, on_progress: Callable[[int, int], None] | None 
     return plan.finish(results)
 
 
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
-
-    A crash or kill inside the block leaves at most a `.tmp-*` file, never a half-written
-    `path` that a later stage could read.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (sorted keys, indented, trailing newline)."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: Path, *, what: str) -> Any:
-    """Read a JSON file, naming `what` it is when it is missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path} (run the stage that writes it first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
-
-
-def remove_stale_tmp(folder: Path) -> None:
-    """Delete temporary files an interrupted run left in `folder`."""
-    for tmp in Path(folder).glob(".tmp-*"):
-        tmp.unlink(missing_ok=True)

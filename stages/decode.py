@@ -16,18 +16,9 @@ from pydantic import Field
 
 from features import video
 from features.video import VideoDecodeError, decode_to_mp4
-from stages.common import (
-    StageParams,
-    VideoError,
-    VideoPlan,
-    VideoResult,
-    atomic_path,
-    code_fingerprint,
-    read_json,
-    remove_stale_tmp,
-    write_json,
-)
-from stages.prepare import read_video_paths
+from core.files import atomic_path, read_json, remove_stale_tmp, write_json
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
+from stages.artifacts import read_video_paths
 
 
 class DecodeParams(StageParams):
@@ -113,8 +104,3 @@ def plan(params: DecodeParams, *, dataset_dir: Path, out_dir: Path) -> VideoPlan
         process=functools.partial(decode_one, params=params, sources=sources, out_dir=out_dir),
         finish=functools.partial(finish, out_dir=out_dir),
     )
-
-
-def read_manifest(decoded_dir: Path) -> dict[str, dict[str, Any]]:
-    """The decoded videos (id -> manifest row) that later stages work on."""
-    return read_json(Path(decoded_dir) / "manifest.json", what="decode manifest")["videos"]

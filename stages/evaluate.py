@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from features.store import FeatureStore
@@ -32,75 +30,27 @@ from lacp.metrics import (
     summary_table,
 )
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
-from lacp.proposals import generate_proposals, predicted_classes, to_results_json, video_scores
-from lacp.model import LACPNet
+from lacp.proposals import to_results_json
+from lacp.inference import DetectionConfig, predict
 from lacp.model_io import load_model, read_model_meta
 from lacp.splits import SPLIT_FILE, read_split
-from lacp.trainer import resolve_device
-from stages.common import StageParams, atomic_path, write_json
-from stages.prepare import read_annotations
-from stages.extract import available_videos
+from core.device import resolve_device
+from core.files import atomic_path, write_json
+from stages.common import StageParams
+from stages.artifacts import available_videos, read_annotations
 
 log = logging.getLogger(__name__)
-
+_DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.inference
 
 
 class EvaluateParams(StageParams):
-    r_act: int = Field(8, ge=1)
-    class_threshold: float = Field(0.5, gt=0, lt=1)
-    nms_tiou: float = Field(0.7, gt=0, le=1)
-    faithful: bool = True
+    r_act: int = Field(_DETECTION.r_act, ge=1)
+    class_threshold: float = Field(_DETECTION.class_threshold, gt=0, lt=1)
+    nms_tiou: float = Field(_DETECTION.nms_tiou, gt=0, le=1)
+    faithful: bool = _DETECTION.faithful
     tiou: list[float] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     timelines: int = Field(4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-
-
-@torch.no_grad()
-def video_outputs(model: LACPNet, features: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(p, q) of one video: (T, C+1) sigmoid scores and fused scores."""
-    x = torch.from_numpy(features).to(device)[None]  # (1, T, D)
-    out = model(x)
-    return out["p"][0].float().cpu().numpy(), out["q"][0].float().cpu().numpy()
-
-
-def predict(
-    model: LACPNet,
-    store: FeatureStore,
-    videos: list[str],
-    params: EvaluateParams,
-    device: torch.device,
-    *,
-    keep_scores: Collection[str] = (),
-) -> tuple[dict[str, list[dict]], dict[str, set[int]], dict[str, np.ndarray]]:
-    """Proposals and predicted class sets of every video, fused scores of the chosen ones.
-
-    Features are read one video at a time; only the proposals (and the (T, C+1) fused
-    scores of the `keep_scores` videos, for the timeline pictures) are kept, so memory does
-    not grow with the number of test videos.
-
-    Returns:
-        (proposals by video, predicted class indices by video, fused scores (T, C+1) of the
-        `keep_scores` videos).
-    """
-    proposals, class_sets, scores = {}, {}, {}
-    keep = set(keep_scores)
-    c = model.num_classes
-    for vid in videos:
-        p, q = video_outputs(model, store[vid], device)
-        vscore = video_scores(p[:, :c], r_act=params.r_act)
-        proposals[vid] = generate_proposals(
-            q,
-            video_score=vscore,
-            r_act=params.r_act,
-            class_threshold=params.class_threshold,
-            nms_tiou=params.nms_tiou,
-            snippet_seconds=SNIPPET_SECONDS,
-            faithful=params.faithful,
-        )
-        class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=params.class_threshold))
-        if vid in keep:
-            scores[vid] = q
-    return proposals, class_sets, scores
 
 
 def validation_videos(model_dir: Path, annotations: dict[str, Any]) -> list[str]:

@@ -26,12 +26,13 @@ import features.video
 from features.flow import FlowFileError, FlowReader
 from features.i3d import I3DInference, default_batch, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
-from features.store import FeatureStore, FeatureStoreWriter, remove_temp_files
+from features.store import FeatureStoreWriter
 from features.video import VideoDecodeError, read_decoded_frames
 from features.weights import load_i3d
-from lacp.trainer import resolve_device
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint, read_json
-from stages.decode import read_manifest
+from core.device import resolve_device
+from core.files import remove_stale_tmp
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
+from stages.artifacts import read_decode_manifest, read_decoded_videos, read_flow_manifest, read_weights_info
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any])
     """Merge the part files into the feature store."""
     writer = FeatureStoreWriter(out_path, attrs=attrs)
     writer.finalize()
-    remove_temp_files(out_path.parent)
+    remove_stale_tmp(out_path.parent)
     return {
         "videos": len(results),
         "extracted": sum(r.ok and not r.skipped for r in results),
@@ -126,8 +127,8 @@ def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any])
 
 def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, excluded: dict[str, str]) -> dict[str, Any]:
     """File attributes of the feature store (provenance of every feature)."""
-    weights = read_json(weights_dir / "weights.json", what="weights info")
-    flow = read_json(flow_dir / "manifest.json", what="flow manifest")
+    weights = read_weights_info(weights_dir)
+    flow = read_flow_manifest(flow_dir)
     return {
         "fps": 25,
         "snippet": params.snippet,
@@ -148,9 +149,9 @@ def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, exc
 def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_dir: Path, out_path: Path) -> VideoPlan:
     """The extract stage as a per-video plan over the videos that decode and flow produced."""
     decoded_dir, flow_dir, weights_dir, out_path = map(Path, (decoded_dir, flow_dir, weights_dir, out_path))
-    decoded = read_manifest(decoded_dir)
-    flow_manifest = read_json(flow_dir / "manifest.json", what="flow manifest")
-    excluded = {**read_json(decoded_dir / "manifest.json", what="decode manifest")["failed"], **flow_manifest["failed"]}
+    decoded = read_decoded_videos(decoded_dir)
+    flow_manifest = read_flow_manifest(flow_dir)
+    excluded = {**read_decode_manifest(decoded_dir)["failed"], **flow_manifest["failed"]}
     videos = sorted(v for v in decoded if v in flow_manifest["videos"])
     attrs = store_attrs(params, flow_dir=flow_dir, weights_dir=weights_dir, excluded=excluded)
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
@@ -165,27 +166,3 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
         finish=functools.partial(finish, **common),
         max_workers=1,  # the network already uses every core
     )
-
-
-def excluded_videos(store_attrs_: dict[str, Any]) -> dict[str, str]:
-    """Videos that failed upstream (decode or flow), recorded in the store's attributes."""
-    return json.loads(store_attrs_.get("excluded_videos", "{}"))
-
-
-def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, what: str) -> list[str]:
-    """The `wanted` videos present in the store.
-
-    A video missing because decode or flow reported it as failed is left out with a warning;
-    any other missing video is an error that names the features file and the videos.
-    """
-    excluded = excluded_videos(store.attrs)
-    missing = [v for v in wanted if v not in store]
-    unexplained = [v for v in missing if v not in excluded]
-    if unexplained:
-        raise ValueError(
-            f"{features}: no features for {len(unexplained)} {what} video(s) named in the annotations: "
-            f"{', '.join(unexplained[:20])} (rerun the extract stage)"
-        )
-    if missing:
-        log.warning("%d %s video(s) failed upstream and are left out: %s", len(missing), what, ", ".join(missing))
-    return [v for v in wanted if v in store]

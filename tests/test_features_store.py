@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import features.store as store
+from core.files import remove_stale_tmp
 from features.store import (
     FeatureStore,
     FeatureStoreError,
     FeatureStoreWriter,
     VideoNotFoundError,
     atomic_h5_file,
-    remove_temp_files,
     validate_video_id,
 )
 
@@ -206,5 +206,5 @@ def test_atomic_file_permissions_and_temp_cleanup(tmp_path: Path) -> None:
     assert (tmp_path / "a.h5").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     (tmp_path / ".tmp-b.h5.123.abc").write_bytes(b"killed")
     (tmp_path / "keep.h5").write_bytes(b"")
-    assert remove_temp_files(tmp_path) == [tmp_path / ".tmp-b.h5.123.abc"]
+    assert remove_stale_tmp(tmp_path) == [tmp_path / ".tmp-b.h5.123.abc"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "keep.h5"]

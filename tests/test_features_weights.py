@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 import features.weights as weights
 from features.i3d import I3D
+from core.files import sha256_file
 from features.weights import (
     UnsafePickleError,
     WeightsHashError,
@@ -29,7 +30,6 @@ from features.weights import (
     load_piergiaj_state_dict,
     safe_unpickle,
     save_state_dict,
-    sha256_file,
     verify_sha256,
 )
 

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 from lacp.point_formats import (
     LACP_COLUMNS,
     Click,
     Point,
     PointFileError,
-    PointLabelError,
     read_points_csv,
     read_sfnet_clicks,
-    thumos_annotations,
     write_points_csv,
 )
 
-THUMOS = Path(__file__).parents[2] / "shared" / "datasets" / "thumos14"
-needs_thumos = pytest.mark.skipif(not (THUMOS / "gt.json").is_file(), reason="shared THUMOS'14 files absent")
 
 
 def _annotations() -> dict:
@@ -127,41 +123,11 @@ def test_read_sfnet_clicks_errors(tmp_path, line, expected):
     assert expected in str(err.value)
 
 
-def test_thumos_annotations_converts_strings_subsets_and_durations(tmp_path):
-    gt = {"database": {
-        "video_validation_2": {"subset": "validation", "annotations": [
-            {"segment": ["3.5", "4.0"], "label": "Run"}, {"segment": ["0.0", "1.25"], "label": "Jump"}]},
-        "video_test_1": {"subset": "test", "annotations": [{"segment": ["1", "2"], "label": "Dive"}]},
-    }}
-    gt_path = _write(tmp_path / "gt.json", json.dumps(gt))
-    fps_path = _write(tmp_path / "fps.json", json.dumps({"video_validation_2": 30.0, "video_test_1": 29.97}))
-    ann = thumos_annotations(gt_path, fps_path, durations={"video_test_1": 12.0})
-    assert ann["classes"] == ["Dive", "Jump", "Run"]
-    assert list(ann["database"]) == ["video_test_1", "video_validation_2"]
-    assert ann["database"]["video_validation_2"] == {
-        "subset": "train", "duration": 4.0, "fps": 30.0,
-        "annotations": [{"segment": [3.5, 4.0], "label": "Run"}, {"segment": [0.0, 1.25], "label": "Jump"}],
-    }
-    assert ann["database"]["video_test_1"]["duration"] == 12.0
-    assert ann["database"]["video_test_1"]["subset"] == "test"
-
-
-def test_thumos_annotations_errors(tmp_path):
-    gt_path = _write(tmp_path / "gt.json", json.dumps(
-        {"database": {"a": {"subset": "val", "annotations": []}}}))
-    with pytest.raises(PointFileError, match="video 'a' of .*gt.json has no fps"):
-        thumos_annotations(gt_path, _write(tmp_path / "f.json", "{}"))
-    with pytest.raises(PointFileError, match=r"video 'a': subset 'val' is not one of"):
-        thumos_annotations(gt_path, _write(tmp_path / "f.json", '{"a": 30}'))
-    gt_path = _write(tmp_path / "gt.json", json.dumps(
-        {"database": {"a": {"subset": "test", "annotations": [{"segment": ["x", "1"], "label": "Run"}]}}}))
-    with pytest.raises(PointLabelError, match="video 'a': malformed segment"):
-        thumos_annotations(gt_path, _write(tmp_path / "f.json", '{"a": 30}'))
 
 
 @needs_thumos
 def test_released_thumos_points_read_back_inside_their_instances():
-    ann = thumos_annotations(THUMOS / "gt.json", THUMOS / "fps_dict.json")
+    ann = thumos_annotations()
     points = read_points_csv(THUMOS / "point_labels_gaussian.csv", ann)
     assert len(points) == 3003
     assert len({p.video_id for p in points}) == 200
@@ -176,7 +142,7 @@ def test_released_thumos_frames_are_rounded_seconds_times_fps():
     """The released file's instance frames are rint(seconds * fps), except that a segment
     starting at 0.0 s is written with start frame 1; four ground-truth instances (two videos)
     have no row."""
-    ann = thumos_annotations(THUMOS / "gt.json", THUMOS / "fps_dict.json")
+    ann = thumos_annotations()
     points = read_points_csv(THUMOS / "point_labels_gaussian.csv", ann)
     released = {(p.video_id, p.class_name, p.start_frame, p.stop_frame) for p in points}
     missing = []

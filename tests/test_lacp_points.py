@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from lacp.point_formats import Point, PointFileError, read_points_csv, thumos_annotations, write_points_csv
+from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
+from lacp.point_formats import Point, PointFileError, read_points_csv, write_points_csv
 from lacp.points import (
     DISTRIBUTIONS,
     AnnotationError,
@@ -24,8 +25,6 @@ from lacp.points import (
     sample_points,
 )
 
-THUMOS = Path(__file__).parents[2] / "shared" / "datasets" / "thumos14"
-needs_thumos = pytest.mark.skipif(not (THUMOS / "gt.json").is_file(), reason="shared THUMOS'14 files absent")
 
 
 def _synthetic(n_videos: int, per_video: int, *, seed: int = 7, min_len: float = 16.0, max_len: float = 40.0,
@@ -343,7 +342,7 @@ def test_every_distribution_is_tested():
 def test_released_thumos_gaussian_points_spread_and_default_sigma():
     """Measure the released points: relative-position std 0.0347, i.e. a constant ~1 frame of
     jitter about 1.5 frames before the centre; the default sigma reproduces the aggregate std."""
-    ann = thumos_annotations(THUMOS / "gt.json", THUMOS / "fps_dict.json")
+    ann = thumos_annotations()
     released = read_points_csv(THUMOS / "point_labels_gaussian.csv", ann)
     rel = relative_positions(released)
     offset = np.array([p.point - (p.start_frame + p.stop_frame) / 2 for p in released])
@@ -361,7 +360,7 @@ def test_released_thumos_gaussian_points_spread_and_default_sigma():
 @needs_thumos
 @pytest.mark.parametrize("annotator", [0, 1, 2, 3])
 def test_released_manual_clicks_map_onto_ground_truth(annotator):
-    ann = thumos_annotations(THUMOS / "gt.json", THUMOS / "fps_dict.json")
+    ann = thumos_annotations()
     files = [THUMOS / f"manual_THUMOS{i}.txt" for i in range(1, 5)]
     result = sample_points(ann, distribution="manual", manual_files=files, annotator=annotator, seed=0)
     m = result.summary.manual

@@ -30,7 +30,8 @@ from features.flow import FlowReader
 from features.i3d import I3D
 from features.store import FeatureStoreError, FeatureStoreWriter
 from features.video import read_decoded_frames
-from features.weights import flow_from_rgb, save_state_dict, sha256_file
+from core.files import sha256_file
+from features.weights import flow_from_rgb, save_state_dict
 from lacp.model import LACPNet
 from lacp.model_io import save_model
 from lacp.point_formats import PointFileError
@@ -38,7 +39,8 @@ from sources.annotations import AnnotationError, write_annotations
 from sources.directory import DatasetError
 from stages import decode, evaluate, extract, points, prepare, train
 from stages import flow as flow_stage
-from stages.common import run_plan, write_json
+from core.files import write_json
+from stages.common import run_plan
 from tests.conftest import REPO
 from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import run_plan, write_json
+from core.files import write_json
+from stages.common import run_plan
 from stages.decode import DecodeParams, plan
 from tests.videos import write_indexed_video
 

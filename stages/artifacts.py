@@ -1,0 +1,103 @@
+"""Readers of the artifacts one stage hands to the next: one reader per artifact, validated.
+
+Stages import these instead of each other, so no stage depends on another stage's module:
+
+    artifact                      written by   reader here
+    <dataset>/annotations.json    prepare      `read_annotations`
+    <dataset>/videos.json         prepare      `read_video_paths`
+    <decoded>/manifest.json       decode       `read_decode_manifest`, `read_decoded_videos`
+    <flow>/manifest.json          flow         `read_flow_manifest`
+    <weights>/weights.json        weights      `read_weights_info`
+    features.h5 (its attrs)       extract      `excluded_videos`, `available_videos`
+    <points>/points.csv           points       `lacp.point_formats.read_points_csv`
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.files import read_json
+from features.store import FeatureStore
+from sources import annotations as annotations_file
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "available_videos",
+    "excluded_videos",
+    "read_annotations",
+    "read_decode_manifest",
+    "read_decoded_videos",
+    "read_flow_manifest",
+    "read_video_paths",
+    "read_weights_info",
+]
+
+
+def read_annotations(dataset_dir: Path) -> dict[str, Any]:
+    """The prepared dataset's `annotations.json`, validated (`sources.annotations`).
+
+    Raises:
+        FileNotFoundError: prepare has not run.
+        sources.annotations.AnnotationError: naming the file, the video and the key.
+    """
+    path = Path(dataset_dir) / "annotations.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset annotations not found: {path} (run the prepare stage first)")
+    return annotations_file.read_annotations(path)
+
+
+def read_video_paths(dataset_dir: Path) -> dict[str, str]:
+    """`videos.json` of the prepared dataset, relative paths resolved against its folder."""
+    dataset_dir = Path(dataset_dir)
+    videos = read_json(dataset_dir / "videos.json", what="dataset video list")
+    for vid in videos:  # ids become output file names: no path separators or '..'
+        annotations_file.check_video_id(vid, where=str(dataset_dir / "videos.json"))
+    return {vid: str((dataset_dir / p) if not Path(p).is_absolute() else Path(p)) for vid, p in videos.items()}
+
+
+def read_decode_manifest(decoded_dir: Path) -> dict[str, Any]:
+    """The decode manifest: `{"videos": {vid: row}, "failed": {vid: reason}, ...}`."""
+    return read_json(Path(decoded_dir) / "manifest.json", what="decode manifest")
+
+
+def read_decoded_videos(decoded_dir: Path) -> dict[str, dict[str, Any]]:
+    """The decoded videos (id -> manifest row) that later stages work on."""
+    return read_decode_manifest(decoded_dir)["videos"]
+
+
+def read_flow_manifest(flow_dir: Path) -> dict[str, Any]:
+    """The flow manifest: `{"videos": {vid: row}, "failed": {vid: reason}, ...}`."""
+    return read_json(Path(flow_dir) / "manifest.json", what="flow manifest")
+
+
+def read_weights_info(weights_dir: Path) -> dict[str, Any]:
+    """`weights.json`: where the I3D weights came from and their SHA-256."""
+    return read_json(Path(weights_dir) / "weights.json", what="weights info")
+
+
+def excluded_videos(store_attrs: dict[str, Any]) -> dict[str, str]:
+    """Videos that failed upstream (decode or flow), recorded in the store's attributes."""
+    return json.loads(store_attrs.get("excluded_videos", "{}"))
+
+
+def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, what: str) -> list[str]:
+    """The `wanted` videos present in the store.
+
+    A video missing because decode or flow reported it as failed is left out with a warning;
+    any other missing video is an error that names the features file and the videos.
+    """
+    excluded = excluded_videos(store.attrs)
+    missing = [v for v in wanted if v not in store]
+    unexplained = [v for v in missing if v not in excluded]
+    if unexplained:
+        raise ValueError(
+            f"{features}: no features for {len(unexplained)} {what} video(s) named in the annotations: "
+            f"{', '.join(unexplained[:20])} (rerun the extract stage)"
+        )
+    if missing:
+        log.warning("%d %s video(s) failed upstream and are left out: %s", len(missing), what, ", ".join(missing))
+    return [v for v in wanted if v in store]
