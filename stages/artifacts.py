@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.files import read_json
-from features.store import FeatureStore
 from sources import annotations as annotations_file
+
+if TYPE_CHECKING:  # a type only: readers of earlier artifacts need not load h5py
+    from features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
