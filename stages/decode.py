@@ -23,7 +23,7 @@ from stages.artifacts import read_video_paths
 
 class DecodeParams(StageParams):
     fps: int = Field(25, ge=1, description="output frame rate")
-    short_side: int = Field(256, ge=16, le=2160, description="output shorter side (px)")
+    short_side: int = Field(128, ge=16, le=2160, description="output shorter side (px); 256 for real data")
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
     min_frames: int = Field(16, ge=1, description="minimum output frames (one snippet)")

@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 class ExtractParams(StageParams):
     snippet: int = Field(16, ge=1)
     stride: int = Field(16, ge=1)
-    frame_step: int = Field(1, ge=1)
-    crop: int = Field(224, ge=32)
+    frame_step: int = Field(2, ge=1)  # 1 for real data
+    crop: int = Field(112, ge=32)  # 224 for real data (short side 256)
     batch: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # "auto": features.i3d.default_batch
     precision: Literal["bf16", "fp32"] = "bf16"
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel, TypeAdapter
 
-from pipeline.params import ParamsError, load_params
+from pipeline.params import Params, ParamsError, load_params
 from tests.conftest import REPO
 
 
@@ -109,3 +110,33 @@ def test_fingerprint_changes_with_values():
     b = load_params(REPO / "params.yaml", overrides={"decode": {"crf": 30}})
     assert a.decode.fingerprint() != b.decode.fingerprint()
     assert a.flow.fingerprint() == b.flow.fingerprint()
+
+
+def _defaults_differing(model: type[BaseModel], data: dict, prefix: str) -> list[str]:
+    """Keys of `data` (a params.yaml section) whose value is not the model field's default."""
+    out = []
+    for key, value in data.items():
+        field = model.model_fields[key]
+        nested = field.annotation
+        if isinstance(value, dict) and isinstance(nested, type) and issubclass(nested, BaseModel):
+            out += _defaults_differing(nested, value, f"{prefix}{key}.")
+            continue
+        adapter = TypeAdapter(field.annotation)
+        default = adapter.dump_python(field.get_default(call_default_factory=True), mode="json")
+        given = adapter.dump_python(adapter.validate_python(value), mode="json")
+        if given != default:
+            out.append(f"{prefix}{key}: params.yaml {value!r}, code default {default!r}")
+    return out
+
+
+def test_params_yaml_equals_the_models_defaults_key_by_key():
+    """Each default is stated once: the shipped params.yaml is exactly the models' defaults
+    (paths, which have none, excepted), so the YAML and the code cannot drift apart."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    differing = []
+    for section, data in raw.items():
+        if section == "paths":
+            continue
+        differing += _defaults_differing(Params.model_fields[section].annotation, data, f"{section}.")
+    assert differing == []
+    assert Params.model_fields.keys() == raw.keys()
