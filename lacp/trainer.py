@@ -115,7 +115,7 @@ class TrainConfig:
         device: "auto" (cuda when available) | "cpu" | "cuda" | "cuda:N".
     """
 
-    steps: int = 2000
+    steps: int = 300
     batch: int = 16
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)

@@ -12,24 +12,25 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from lacp.point_formats import write_points_csv
-from lacp.points import point_report, sample_points
+from lacp.points import SAMPLING, point_report, sample_points
 from stages.common import StageParams
 from stages.artifacts import read_annotations
 
 
 class PointsParams(StageParams):
-    distribution: Literal["center", "gaussian", "uniform", "beta", "manual", "file"] = "gaussian"
-    seed: int = 0
-    sigma: float = Field(0.035, ge=0, le=1)
-    beta_a: float = Field(2.0, gt=0)
-    beta_b: float = Field(5.0, gt=0)
+    # Defaults are the sampler's own (lacp.points.SAMPLING), so the two cannot drift apart.
+    distribution: Literal["center", "gaussian", "uniform", "beta", "manual", "file"] = SAMPLING.distribution
+    seed: int = SAMPLING.seed
+    sigma: float = Field(SAMPLING.sigma, ge=0, le=1)
+    beta_a: float = Field(SAMPLING.beta_a, gt=0)
+    beta_b: float = Field(SAMPLING.beta_b, gt=0)
     manual_files: list[str] = []
-    annotator: Literal["random"] | int = "random"
-    manual_jitter_s: float = Field(0.3, ge=0)
+    annotator: Literal["random"] | int = SAMPLING.annotator
+    manual_jitter_s: float = Field(SAMPLING.manual_jitter_s, ge=0)
     file: str = ""
-    drop_rate: float = Field(0.0, ge=0, lt=1)
-    offset_std: float = Field(0.0, ge=0)
-    min_instance_frames: int = Field(1, ge=0)
+    drop_rate: float = Field(SAMPLING.drop_rate, ge=0, lt=1)
+    offset_std: float = Field(SAMPLING.offset_std, ge=0)
+    min_instance_frames: int = Field(SAMPLING.min_instance_frames, ge=0)
 
     @model_validator(mode="after")
     def _file_given(self) -> "PointsParams":

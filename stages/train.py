@@ -14,6 +14,7 @@ see `lacp.splits.validation_split`) are held out and never trained on; the split
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -41,64 +42,39 @@ LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]
 
 
 class TrainParams(StageParams):
-    steps: int = Field(300, ge=1)
-    batch: int = Field(16, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    lambdas: tuple[float, float, float, float, float] = (1.0, 0.5, 1.0, 1.0, 1.0)
-    r_act: int = Field(8, ge=1)
-    dropout: float = Field(0.7, ge=0, lt=1)
-    completeness: bool = True
-    score_contrast: bool = True
-    feature_contrast: bool = True
-    search_every: int = Field(10, ge=1)
-    search_method: Literal["exact", "beam"] = "beam"
-    search_budget: int = Field(25, ge=1)
-    search_prune: float = 0.1
-    search_workers: int = Field(1, ge=1)
-    feat_last_class_only: bool = True
-    oic_outer: Literal["floor", "ceil", "released"] = "released"
-    video_end: Literal["full", "released"] = "released"
-    label_delay: Literal["none", "released"] = "none"
-    absent_class_score: Literal["mean", "topk"] = "mean"
-    eval_every: int = Field(0, ge=0)
-    select_best_on_test: bool = False
-    checkpoint_every: int = Field(50, ge=0)
-    seed: int = 0
-    validation_share: float = Field(0.2, ge=0, lt=1)
+    # Defaults are the trainer's own (lacp.trainer.TrainConfig), so the two cannot drift apart.
+    steps: int = Field(TrainConfig.steps, ge=1)
+    batch: int = Field(TrainConfig.batch, ge=1)
+    lr: float = Field(TrainConfig.lr, gt=0)
+    weight_decay: float = Field(TrainConfig.weight_decay, ge=0)
+    lambdas: tuple[float, float, float, float, float] = TrainConfig.lambdas
+    r_act: int = Field(TrainConfig.r_act, ge=1)
+    dropout: float = Field(TrainConfig.dropout, ge=0, lt=1)
+    completeness: bool = TrainConfig.completeness
+    score_contrast: bool = TrainConfig.score_contrast
+    feature_contrast: bool = TrainConfig.feature_contrast
+    search_every: int = Field(TrainConfig.search_every, ge=1)
+    search_method: Literal["exact", "beam"] = TrainConfig.search_method
+    search_budget: int = Field(TrainConfig.search_budget, ge=1)
+    search_prune: float = TrainConfig.search_prune
+    search_workers: int = Field(TrainConfig.search_workers, ge=1)
+    feat_last_class_only: bool = TrainConfig.feat_last_class_only
+    oic_outer: Literal["floor", "ceil", "released"] = TrainConfig.oic_outer
+    video_end: Literal["full", "released"] = TrainConfig.video_end
+    label_delay: Literal["none", "released"] = TrainConfig.label_delay
+    absent_class_score: Literal["mean", "topk"] = TrainConfig.absent_class_score
+    eval_every: int = Field(TrainConfig.eval_every, ge=0)
+    select_best_on_test: bool = TrainConfig.select_best_on_test
+    checkpoint_every: int = Field(TrainConfig.checkpoint_every, ge=0)
+    seed: int = TrainConfig.seed
+    validation_share: float = Field(0.2, ge=0, lt=1)  # the split is the stage's (lacp/splits.py), not the trainer's
     validation_seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = TrainConfig.device
 
     def config(self, *, feature_dim: int) -> TrainConfig:
-        """The trainer's config for these params."""
-        return TrainConfig(
-            steps=self.steps,
-            batch=self.batch,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            lambdas=tuple(self.lambdas),
-            r_act=self.r_act,
-            dropout=self.dropout,
-            feature_dim=feature_dim,
-            completeness=self.completeness,
-            score_contrast=self.score_contrast,
-            feature_contrast=self.feature_contrast,
-            feat_last_class_only=self.feat_last_class_only,
-            oic_outer=self.oic_outer,
-            video_end=self.video_end,
-            label_delay=self.label_delay,
-            absent_class_score=self.absent_class_score,
-            eval_every=self.eval_every,
-            select_best_on_test=self.select_best_on_test,
-            search_every=self.search_every,
-            search_method=self.search_method,
-            search_budget=self.search_budget,
-            search_prune=self.search_prune,
-            search_workers=self.search_workers,
-            checkpoint_every=self.checkpoint_every,
-            seed=self.seed,
-            device=self.device,
-        )
+        """The trainer's config for these params: every field the two share, plus the feature width."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name in type(self).model_fields}
+        return TrainConfig(**shared, feature_dim=feature_dim)
 
 
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
