@@ -41,6 +41,7 @@ import h5py
 import numpy as np
 
 from core.files import TMP_PREFIX, atomic_path, write_bytes_atomic
+from features.timegrid import TimeGrid
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,11 @@ class FeatureStore:
         if vid not in self._video_set:
             raise VideoNotFoundError(f"feature store {self.path}: no video {vid!r} in /{stream}")
         return self._h5[stream][vid]
+
+    @property
+    def time_grid(self) -> TimeGrid:
+        """The snippets' time grid recorded by extract (`features.timegrid`)."""
+        return TimeGrid.from_attrs(self.attrs, where=f"feature store {self.path}")
 
     def video_attrs(self, vid: str) -> dict[str, Any]:
         """Per-video attrs (frames, source_fps) of ``vid``."""

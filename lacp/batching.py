@@ -5,8 +5,9 @@ at the source frame rate). Its features are read only when a step needs them; `l
 turns the item plus its (T, D) features into a `VideoSample` whose point labels are a (T, C)
 matrix, and `collate` pads a list of samples into one `Batch`.
 
-Snippet index of a point (METHOD 1, ARCHITECTURE "Conventions"): a point at frame f of a
-source video with frame rate F lies in snippet t = floor(f * 25 / (F * 16)), clipped to T - 1
+Snippet index of a point (docs/METHOD.md, "Points"): a point at frame f of a source video
+with frame rate F lies in snippet t = floor(f * fps / (F * stride)) of the features' time grid
+(`features.timegrid`; 25 fps and stride 16 in the released recipe), clipped to T - 1
 (features may end a snippet early when the last frames were dropped).
 """
 
@@ -19,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from features.timegrid import RELEASED_GRID, TimeGrid
+
 __all__ = [
-    "DECODED_FPS",
-    "SNIPPET_FRAMES",
-    "SNIPPET_SECONDS",
     "Batch",
     "FeatureSource",
     "VideoItem",
@@ -33,13 +33,6 @@ __all__ = [
     "point_matrix",
     "snippet_index",
 ]
-
-DECODED_FPS = 25.0
-SNIPPET_FRAMES = 16
-SNIPPET_SECONDS = SNIPPET_FRAMES / DECODED_FPS  # 0.64 s: one feature snippet
-# floor(x) of a value that should be an exact integer may come out as k - 1e-15 in floating
-# point; this tolerance puts such values on the integer (far below one frame's share).
-_FLOOR_EPS = 1e-9
 
 FeatureSource = Callable[[str], np.ndarray] | Mapping[str, np.ndarray]
 
@@ -54,6 +47,7 @@ class VideoItem:
         point_frames: (N,) frame index of each point at the source frame rate.
         point_classes: (N,) class index of each point.
         fps: frame rate of the source video (frames of `point_frames` per second).
+        grid: the time grid of the video's features (from the feature store's attributes).
     """
 
     video_id: str
@@ -61,6 +55,7 @@ class VideoItem:
     point_frames: np.ndarray
     point_classes: np.ndarray
     fps: float
+    grid: TimeGrid = RELEASED_GRID
 
 
 @dataclass(frozen=True)
@@ -112,19 +107,18 @@ class Batch:
         )
 
 
-def snippet_index(frames: np.ndarray, *, fps: float) -> np.ndarray:
-    """Snippet index floor(f * 25 / (fps * 16)) of each source frame f (not clipped).
+def snippet_index(frames: np.ndarray, *, fps: float, grid: TimeGrid = RELEASED_GRID) -> np.ndarray:
+    """Snippet index floor(f * grid.fps / (fps * grid.stride)) of each source frame f (not clipped).
 
     Args:
         frames: (N,) frame indices at the source frame rate, >= 0.
         fps: source frame rate, > 0.
+        grid: the features' time grid.
 
     Returns:
         (N,) int64 snippet indices.
     """
-    frames = np.asarray(frames, dtype=np.float64)
-    position = frames * DECODED_FPS / (fps * SNIPPET_FRAMES)  # (N,)
-    return np.floor(position + _FLOOR_EPS).astype(np.int64)
+    return grid.snippet_of_frames(frames, source_fps=fps)
 
 
 def point_matrix(
@@ -135,6 +129,7 @@ def point_matrix(
     num_snippets: int,
     num_classes: int,
     video_id: str = "",
+    grid: TimeGrid = RELEASED_GRID,
 ) -> np.ndarray:
     """Point labels of one video as a (T, C) bool matrix.
 
@@ -145,6 +140,7 @@ def point_matrix(
         num_snippets: T, the number of feature snippets of the video.
         num_classes: C.
         video_id: named in error messages.
+        grid: the features' time grid.
 
     Returns:
         (T, C) bool, True at (snippet of the point, its class); points past the last snippet
@@ -173,7 +169,7 @@ def point_matrix(
             f"{where}: point classes must lie in [0, {num_classes}), "
             f"got {classes.min()}..{classes.max()}"
         )
-    snippets = np.minimum(snippet_index(frames, fps=fps), num_snippets - 1)  # (N,)
+    snippets = np.minimum(snippet_index(frames, fps=fps, grid=grid), num_snippets - 1)  # (N,)
     points = np.zeros((num_snippets, num_classes), dtype=bool)
     points[snippets, classes.astype(np.int64)] = True
     return points
@@ -229,6 +225,7 @@ def load_sample(
         num_snippets=features.shape[0],
         num_classes=num_classes,
         video_id=item.video_id,
+        grid=item.grid,
     )
     return VideoSample(video_id=item.video_id, features=features, points=points, labels=labels)
 

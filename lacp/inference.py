@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from features.store import FeatureStore
-from lacp.batching import SNIPPET_SECONDS
 from lacp.model import LACPNet
 from lacp.proposals import generate_proposals, predicted_classes, video_scores
 
@@ -74,6 +73,7 @@ def predict(
     proposals, class_sets, scores = {}, {}, {}
     keep = set(keep_scores)
     c = model.num_classes
+    snippet_seconds = store.time_grid.seconds_per_snippet
     for vid in videos:
         p, q = video_outputs(model, store[vid], device)  # (T, C+1) each
         vscore = video_scores(p[:, :c], r_act=config.r_act)  # (C,)
@@ -83,7 +83,7 @@ def predict(
             r_act=config.r_act,
             class_threshold=config.class_threshold,
             nms_tiou=config.nms_tiou,
-            snippet_seconds=SNIPPET_SECONDS,
+            snippet_seconds=snippet_seconds,
             faithful=config.faithful,
         )
         class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=config.class_threshold))

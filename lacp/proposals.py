@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lacp.batching import SNIPPET_SECONDS
 
 __all__ = [
     "ACT_THRESHOLDS",
@@ -204,7 +203,7 @@ def generate_proposals(
     cas_thresholds: Sequence[float] | np.ndarray = CAS_THRESHOLDS,
     act_thresholds: Sequence[float] | np.ndarray = ACT_THRESHOLDS,
     upsample: int = 24,
-    snippet_seconds: float = SNIPPET_SECONDS,
+    snippet_seconds: float,
     nms_tiou: float = 0.7,
     outer_ratio: float = 0.25,
     score_weight: float = 0.2,
@@ -222,7 +221,8 @@ def generate_proposals(
         cas_thresholds: thresholds on the upsampled class CAS.
         act_thresholds: thresholds on the upsampled actionness 1 - q_bg.
         upsample: upsampling factor.
-        snippet_seconds: duration of one snippet (16 / 25 s).
+        snippet_seconds: seconds between snippets (`features.timegrid.TimeGrid.seconds_per_snippet`;
+            16 / 25 s in the released recipe).
         nms_tiou: per-class NMS threshold.
         outer_ratio: OIC outer window as a share of the run length.
         score_weight: weight of the video score added to the OIC.

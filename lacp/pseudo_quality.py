@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lacp.batching import SNIPPET_SECONDS
 
 __all__ = ["pseudo_label_quality"]
 
@@ -41,7 +40,7 @@ def pseudo_label_quality(
     pseudo_labels: Mapping[str, np.ndarray],
     instances: Mapping[str, Sequence[Instance]],
     *,
-    snippet_seconds: float = SNIPPET_SECONDS,
+    snippet_seconds: float,
 ) -> dict[str, float]:
     """Pseudo-label spans against the ground-truth instances of the same videos.
 

@@ -10,6 +10,7 @@ Commands:
     repro                       `dvc repro` as a Prefect flow (stage runs share a tag)
     study                       a grid of DVC experiments (label distributions by default)
     serve                       Prefect deployments of `repro` and `study` for the UI
+    code-deps [--write]         check (or rewrite) dvc.yaml's code deps: each stage's import closure
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from pipeline.console import VERBOSE_ENV, configure_logging, verbose_requested
+from stages import STAGE_NAMES
 
 
 def _params(args: argparse.Namespace):
@@ -121,6 +123,28 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_code_deps(args: argparse.Namespace) -> int:
+    import yaml
+
+    from pipeline.code_deps import missing_deps, stage_closure, stage_code_deps, write_code_deps
+
+    root, dvc_yaml = Path.cwd(), Path("dvc.yaml")
+    if args.write:
+        for stage, deps in write_code_deps(root, dvc_yaml).items():
+            print(f"{stage}: {len(deps)} code deps")
+        return 0
+    listed = stage_code_deps(yaml.safe_load(dvc_yaml.read_text()))
+    stale = False
+    for stage, deps in listed.items():
+        closure = stage_closure(root, stage)
+        missing, extra = missing_deps(closure, deps), sorted(set(deps) - closure)
+        stale |= bool(missing or extra)
+        print(f"{stage}: " + ("ok" if not (missing or extra) else f"missing {missing}, not imported {extra}"))
+    if stale:
+        print("dvc.yaml's code deps are stale: python -m pipeline code-deps --write")
+    return 1 if stale else 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.orchestrate import serve
 
@@ -146,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_preset)
 
     p = sub.add_parser("run", help="run one stage as a Prefect flow")
-    p.add_argument("stage", choices=["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"])
+    p.add_argument("stage", choices=STAGE_NAMES)
     p.add_argument("--json", action="store_true", help="print the stage summary as one JSON line on stdout")
     p.set_defaults(fn=cmd_run)
 
@@ -187,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_study)
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("code-deps", help="check (or --write) dvc.yaml's code deps against each stage's imports")
+    p.add_argument("--write", action="store_true", help="rewrite the code deps of dvc.yaml to the import closures")
+    p.set_defaults(fn=cmd_code_deps)
     return parser
 
 

@@ -15,10 +15,11 @@ change anywhere in `features/`. The closure reruns exactly the stages whose code
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["PROJECT_PACKAGES", "missing_deps", "module_file", "stage_closure"]
+__all__ = ["PROJECT_PACKAGES", "missing_deps", "module_file", "stage_closure", "stage_code_deps", "write_code_deps"]
 
 PROJECT_PACKAGES = ("core", "features", "lacp", "sources", "stages")
 """Top-level packages whose files count as code deps (`pipeline` only orchestrates)."""
@@ -103,3 +104,36 @@ def stage_code_deps(dvc_yaml: Mapping) -> dict[str, list[str]]:
     for name, stage in dvc_yaml["stages"].items():
         out[name] = [d for d in stage.get("deps", []) if isinstance(d, str) and d.split("/")[0] in PROJECT_PACKAGES]
     return out
+
+
+def write_code_deps(root: Path, dvc_yaml: Path) -> dict[str, list[str]]:
+    """Rewrite the code deps of every stage in `dvc_yaml` to its import closure.
+
+    Only the `deps:` lines naming files of `PROJECT_PACKAGES` are replaced (sorted, after the
+    stage's data deps); comments and every other line stay as they are.
+
+    Returns:
+        stage -> the code deps written.
+    """
+    lines = Path(dvc_yaml).read_text().split("\n")
+    out: list[str] = []
+    written: dict[str, list[str]] = {}
+    stage, in_deps = None, False
+    for line in lines:
+        header = re.match(r"^  (\w+):\s*$", line)
+        if header:
+            stage = header.group(1)
+        if in_deps:
+            item = re.match(r"^      - (\S+)\s*$", line)
+            if item:
+                if item.group(1).split("/")[0] not in PROJECT_PACKAGES:
+                    out.append(line)
+                continue
+            written[stage] = sorted(stage_closure(root, stage))
+            out.extend(f"      - {f}" for f in written[stage])
+            in_deps = False
+        if re.match(r"^    deps:\s*$", line):
+            in_deps = True
+        out.append(line)
+    Path(dvc_yaml).write_text("\n".join(out))
+    return written

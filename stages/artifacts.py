@@ -62,8 +62,17 @@ def read_video_paths(dataset_dir: Path) -> dict[str, str]:
 
 
 def read_decode_manifest(decoded_dir: Path) -> dict[str, Any]:
-    """The decode manifest: `{"videos": {vid: row}, "failed": {vid: reason}, ...}`."""
-    return read_json(Path(decoded_dir) / "manifest.json", what="decode manifest")
+    """The decode manifest: `{"fps": decoded frame rate, "videos": {vid: row}, "failed": {vid: reason}}`.
+
+    Raises:
+        ValueError: a manifest without one of those keys (written by an older version: rerun decode).
+    """
+    path = Path(decoded_dir) / "manifest.json"
+    manifest = read_json(path, what="decode manifest")
+    missing = [k for k in ("fps", "videos", "failed") if k not in manifest]
+    if missing:
+        raise ValueError(f"{path}: decode manifest without key(s) {missing} (rerun the decode stage)")
+    return manifest
 
 
 def read_decoded_videos(decoded_dir: Path) -> dict[str, dict[str, Any]]:

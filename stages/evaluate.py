@@ -20,7 +20,6 @@ import numpy as np
 from pydantic import Field
 
 from features.store import FeatureStore
-from lacp.batching import SNIPPET_SECONDS
 from lacp.metrics import (
     DetectionResult,
     classification_accuracy,
@@ -132,6 +131,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     # 2. predictions (features streamed one video at a time)
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
+        snippet_seconds = store.time_grid.seconds_per_snippet
         proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines])
         held_out = available_videos(store, validation, features=features, what="validation")
         val_proposals, val_class_sets, _ = predict(model, store, held_out, params, device)
@@ -151,14 +151,16 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
 
     # 4. pictures (test videos) and report
     test_metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
-    write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes)
+    write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes,
+                snippet_seconds=snippet_seconds)
     write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
     if metrics["selection"] != "final step":
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
     return {**metrics, "report": str(out_dir / "report.md")}
 
 
-def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes) -> None:
+def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes, *,
+                snippet_seconds: float) -> None:
     """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video."""
     with atomic_path(out_dir / "map_vs_tiou.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -182,7 +184,7 @@ def write_plots(out_dir, detection, metrics, annotations, proposals, scores, tim
             predictions=[p for p in proposals[vid] if p["label_index"] == main],
             cas=scores[vid][:, main],
             actionness=1.0 - scores[vid][:, -1],
-            snippet_seconds=SNIPPET_SECONDS,
+            snippet_seconds=snippet_seconds,
             path=out_dir / "timelines" / f"{vid}.png",
         )
 

@@ -27,6 +27,7 @@ from features.flow import FlowFileError, FlowReader
 from features.i3d import I3DInference, default_batch, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from features.store import FeatureStoreWriter
+from features.timegrid import TimeGrid
 from features.video import VideoDecodeError, read_decoded_frames
 from features.weights import load_i3d
 from core.device import resolve_device
@@ -125,14 +126,15 @@ def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any])
     }
 
 
-def store_attrs(params: ExtractParams, *, flow_dir: Path, weights_dir: Path, excluded: dict[str, str]) -> dict[str, Any]:
-    """File attributes of the feature store (provenance of every feature)."""
+def store_attrs(
+    params: ExtractParams, *, decoded_fps: int, flow_dir: Path, weights_dir: Path, excluded: dict[str, str]
+) -> dict[str, Any]:
+    """File attributes of the feature store: its time grid (`features.timegrid`, the decoded
+    frame rate and this stage's snippet and stride) and the provenance of every feature."""
     weights = read_weights_info(weights_dir)
     flow = read_flow_manifest(flow_dir)
     return {
-        "fps": 25,
-        "snippet": params.snippet,
-        "stride": params.stride,
+        **TimeGrid(fps=decoded_fps, snippet=params.snippet, stride=params.stride).as_attrs(),
         "frame_step": params.frame_step,
         "crop": params.crop,
         "backbone": "i3d-inception-v1 (two-stream)",
@@ -151,9 +153,11 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
     decoded_dir, flow_dir, weights_dir, out_path = map(Path, (decoded_dir, flow_dir, weights_dir, out_path))
     decoded = read_decoded_videos(decoded_dir)
     flow_manifest = read_flow_manifest(flow_dir)
-    excluded = {**read_decode_manifest(decoded_dir)["failed"], **flow_manifest["failed"]}
+    decode_manifest = read_decode_manifest(decoded_dir)
+    excluded = {**decode_manifest["failed"], **flow_manifest["failed"]}
     videos = sorted(v for v in decoded if v in flow_manifest["videos"])
-    attrs = store_attrs(params, flow_dir=flow_dir, weights_dir=weights_dir, excluded=excluded)
+    attrs = store_attrs(params, decoded_fps=decode_manifest["fps"], flow_dir=flow_dir, weights_dir=weights_dir,
+                        excluded=excluded)
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
     source_fps = {v: float(decoded[v]["source_fps"]) for v in videos}
     common = dict(out_path=out_path, attrs=attrs)

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from features.store import FeatureStore
+from features.timegrid import TimeGrid
 from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
@@ -89,8 +90,9 @@ def training_instances(annotations: dict[str, Any], videos: list[str]) -> dict[s
                   for a in annotations["database"][vid]["annotations"]] for vid in videos}
 
 
-def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str]) -> list[VideoItem]:
-    """One `VideoItem` per training video: labels from the annotations, points from points.csv."""
+def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str], *, grid: TimeGrid) -> list[VideoItem]:
+    """One `VideoItem` per training video: labels from the annotations, points from points.csv,
+    mapped onto the features' time `grid`."""
     classes = annotations["classes"]
     by_video: dict[str, list] = defaultdict(list)
     for point in read_points_csv(points_csv, annotations):
@@ -109,6 +111,7 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
                 point_frames=np.array([p.point for p in pts], dtype=np.int64),
                 point_classes=np.array([p.class_index for p in pts], dtype=np.int64),
                 fps=float(entry["fps"]),
+                grid=grid,
             )
         )
     return items
@@ -257,7 +260,8 @@ def run(
         videos = [v for v in train_ids if v in present]
         if not videos:
             raise ValueError(f"{features}: none of the {len(train_ids)} videos of the split's training part has features")
-        items = training_videos(annotations, Path(points_dir) / "points.csv", videos)
+        grid = store.time_grid
+        items = training_videos(annotations, Path(points_dir) / "points.csv", videos, grid=grid)
         feature_dim = int(store[videos[0]].shape[1])
 
         # 2. train (features read per step from the open store)
@@ -295,7 +299,8 @@ def run(
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)
-    quality = pseudo_label_quality(result.pseudo_labels, training_instances(annotations, videos))
+    quality = pseudo_label_quality(result.pseudo_labels, training_instances(annotations, videos),
+                                   snippet_seconds=grid.seconds_per_snippet)
     training_log.finish(result.log, summary=quality)
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
     last = result.log[-1]

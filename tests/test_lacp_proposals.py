@@ -88,7 +88,8 @@ def test_zero_threshold_needs_positive_values_and_nms_merges_duplicates():
 def test_times_use_upsampled_step():
     q = np.zeros((4, 2))
     q[1:3, 0] = 1.0
-    out = generate_proposals(q, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[])
+    out = generate_proposals(q, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[],
+                             snippet_seconds=16 / 25)
     # Upsampled CAS >= 0.5 from x = 0.5 (i = 12) to x = 2.5 (i = 60); u = 16 / 600 s.
     assert len(out) == 1
     np.testing.assert_allclose(out[0]["segment"], [12 * 16 / 600, 61 * 16 / 600])
@@ -156,7 +157,7 @@ def test_matches_loop_reference_on_random_video(faithful):
     background = 1 - smooth(rng.random(t)).clip(0, 1)
     q = np.concatenate([p * (1 - background[:, None]), background[:, None]], axis=1)
     scores = np.array([0.7, 0.2, 0.55])
-    got = as_tuples(generate_proposals(q, video_score=scores, faithful=faithful))
+    got = as_tuples(generate_proposals(q, video_score=scores, faithful=faithful, snippet_seconds=16 / 25))
     assert len(got) > 10
     assert got == reference_proposals(q, scores, faithful=faithful)
 
@@ -165,7 +166,7 @@ def test_proposals_round_trip_through_metrics():
     q = np.zeros((25, 3))
     q[:, 2] = 1.0
     q[5:10, 0], q[5:10, 2] = 0.9, 0.05
-    out = generate_proposals(q, video_score=np.array([0.9, 0.1]))
+    out = generate_proposals(q, video_score=np.array([0.9, 0.1]), snippet_seconds=16 / 25)
     results = to_results_json({"v": out}, classes=["A", "B"])
     assert {d["label"] for d in results["results"]["v"]} == {"A"}
     best = max(results["results"]["v"], key=lambda d: d["score"])
@@ -175,6 +176,6 @@ def test_proposals_round_trip_through_metrics():
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match=r"\(T, C\+1\)"):
-        generate_proposals(np.zeros((5,)))
+        generate_proposals(np.zeros((5,)), snippet_seconds=1.0)
     with pytest.raises(ValueError, match="video_score"):
-        generate_proposals(np.zeros((5, 3)), video_score=np.zeros(3))
+        generate_proposals(np.zeros((5, 3)), video_score=np.zeros(3), snippet_seconds=1.0)

@@ -31,4 +31,4 @@ def test_quality_by_hand():
 def test_a_class_without_pseudo_action_scores_zero_and_no_videos_is_nan():
     got = pseudo_label_quality({"a": np.zeros((4, 1))}, {"a": [(0, 0.0, 2.0)]}, snippet_seconds=1.0)
     assert got["pseudo_iou"] == 0.0 and got["pseudo_coverage"] == 0.0
-    assert math.isnan(pseudo_label_quality({}, {})["pseudo_iou"])
+    assert math.isnan(pseudo_label_quality({}, {}, snippet_seconds=1.0)["pseudo_iou"])

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from pipeline.code_deps import missing_deps, stage_closure, stage_code_deps
+from stages import STAGE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -21,13 +22,19 @@ def test_dvc_yaml_lists_every_file_the_stage_imports(stage: str) -> None:
     closure = stage_closure(REPO, stage)
     assert f"stages/{stage}.py" in closure
     missing = missing_deps(closure, stage_code_deps(DVC_YAML)[stage])
-    assert missing == [], f"dvc.yaml stage {stage!r} misses code deps {missing} (its import closure)"
+    assert missing == [], f"dvc.yaml stage {stage!r} misses code deps {missing}: python -m pipeline code-deps --write"
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_dvc_yaml_lists_no_code_the_stage_does_not_import(stage: str) -> None:
     extra = sorted(set(stage_code_deps(DVC_YAML)[stage]) - stage_closure(REPO, stage))
     assert extra == [], f"dvc.yaml stage {stage!r} lists code it never imports: {extra}"
+
+
+def test_one_stage_list() -> None:
+    from pipeline.flows import STAGES as FLOWS
+
+    assert tuple(DVC_YAML["stages"]) == STAGE_NAMES == tuple(FLOWS)
 
 
 def test_a_removed_dep_is_reported() -> None:
@@ -58,3 +65,14 @@ def test_closure_follows_function_level_and_relative_imports_and_skips_type_chec
 
 def test_folder_dep_covers_its_files() -> None:
     assert missing_deps(["sources/a.py", "lacp/b.py"], ["sources/"]) == ["lacp/b.py"]
+
+
+def test_write_restores_a_removed_dep_and_keeps_everything_else(tmp_path: Path) -> None:
+    from pipeline.code_deps import write_code_deps
+
+    original = (REPO / "dvc.yaml").read_text()
+    broken = tmp_path / "dvc.yaml"
+    broken.write_text(original.replace("      - lacp/point_formats.py\n", "", 1))
+    assert broken.read_text() != original
+    write_code_deps(REPO, broken)
+    assert broken.read_text() == original
