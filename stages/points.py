@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from lacp.point_formats import write_points_csv
-from lacp.points import SAMPLING, point_report, sample_points
+from lacp.point_report import point_report
+from lacp.points import SAMPLING, sample_points
 from stages.common import StageParams
 from stages.artifacts import read_annotations
 

@@ -14,16 +14,9 @@ from scipy import stats
 
 from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 from lacp.point_formats import Point, PointFileError, read_points_csv, write_points_csv
-from lacp.points import (
-    DISTRIBUTIONS,
-    AnnotationError,
-    PointParamError,
-    PointSet,
-    point_report,
-    point_stats,
-    relative_positions,
-    sample_points,
-)
+from lacp.point_instances import InstanceError
+from lacp.point_report import point_report, point_stats, relative_positions
+from lacp.points import DISTRIBUTIONS, PointParamError, PointSet, sample_points
 
 
 
@@ -161,7 +154,7 @@ def test_offset_noise_moves_points_outside_and_clips_to_video():
 def test_offset_noise_needs_a_duration():
     ann = _small()
     del ann["database"]["vb"]["duration"]
-    with pytest.raises(AnnotationError, match="video 'vb': 'duration' is needed"):
+    with pytest.raises(InstanceError, match="video 'vb': 'duration' is needed"):
         sample_points(ann, distribution="center", seed=0, offset_std=0.5)
 
 
@@ -176,7 +169,7 @@ def test_min_instance_frames_skips_and_reports():
 def test_instance_shorter_than_one_frame_is_an_error_unless_skipped():
     ann = _small()
     ann["database"]["va"]["annotations"].append({"segment": [3.0, 3.01], "label": "Jump"})
-    with pytest.raises(AnnotationError, match=r"video 'va' class 'Jump': instance \[3, 3.01\] s is shorter than one "
+    with pytest.raises(InstanceError, match=r"video 'va' class 'Jump': instance \[3, 3.01\] s is shorter than one "
                                               r"frame at 25 fps; set min_instance_frames >= 1"):
         sample_points(ann, distribution="uniform", seed=0, min_instance_frames=0)
     assert sample_points(ann, distribution="uniform", seed=0, min_instance_frames=1).summary.skipped_short == 1
@@ -232,7 +225,7 @@ def test_bad_parameters_name_the_allowed_values(kwargs, expected):
 def test_bad_annotations_name_video_and_class(edit, expected):
     ann = _small()
     edit(ann)
-    with pytest.raises(AnnotationError, match=expected):
+    with pytest.raises(InstanceError, match=expected):
         sample_points(ann, distribution="manual", seed=0)
 
 
