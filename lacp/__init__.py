@@ -3,5 +3,6 @@
 Modules: the network and its losses, seed selection and the optimal sequence search used
 in training, point labels, proposal generation from class activations (``proposals``),
 ActivityNet-protocol detection metrics (``metrics``) and evaluation pictures (``plots``).
-See ../shared/METHOD.md for the specification and docs/ARCHITECTURE.md for the interfaces.
+docs/METHOD.md describes what they compute; "METHOD n" and "METHOD.md section n" in the
+docstrings are its section n. docs/ARCHITECTURE.md describes the interfaces.
 """

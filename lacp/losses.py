@@ -21,20 +21,20 @@ as in the released recipe, which accumulates 16 single-video losses and divides 
     (background and action alike) becomes the L2-normalised mean of three embeddings, one
     drawn uniformly from each third of the span; with S_ij = exp(f_i . f_j / tau), S_ii = 0,
     loss = -mean over action instances i of log(sum_{j action} S_ij / sum_j S_ij).
-    Per video the classes' values are averaged (default) or, with `feat_last_class_only`
-    (the released recipe's quirk: its class loop overwrites the value), only the value of
-    the highest class index with >= 2 action instances is kept.
+    Per video the classes' values are averaged or, with `feat_last_class_only` (the default;
+    the released recipe's quirk: its class loop overwrites the value), only the value of the
+    highest class index with >= 2 action instances is kept.
 
 OIC of a span [s, e] of length L on a curve a over a video of T snippets:
 mean(a[s..e]) - mean(a[outer]), an empty outer counting as 0. The outer region (`oic_outer`,
 the same switch as `lacp.search`'s `outer`, so that the losses score spans the way the search
 placed them) is either
-- "floor" (default; METHOD 3.4 read literally, [s - L/4, s) and (e, e + L/4] on integers):
+- "floor" (METHOD 3.4 read literally, [s - L/4, s) and (e, e + L/4] on integers):
   floor(L/4) snippets on each side, clipped to the video, or
 - "ceil": ceil(L/4) snippets on each side (every snippet the interval [s - L/4, s) touches),
   so even a 1-snippet span is contrasted with its neighbours, or
-- "released" (the released recipe's quirk: it truncates s - L/4 and e + L/4 to integers):
-  ceil(L/4) snippets on the left and floor(L/4) on the right, clipped.
+- "released" (the default; the released recipe's quirk: it truncates s - L/4 and e + L/4 to
+  integers): ceil(L/4) snippets on the left and floor(L/4) on the right, clipped.
 The widths come from `lacp.search.outer_widths`, shared with the search.
 """
 

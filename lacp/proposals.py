@@ -13,7 +13,8 @@ From the fused scores ``q`` (T, C+1) of one video (``q_c = p_c * (1 - p_bg)``, l
    ``[i0, i1]`` (L = i1 - i0 + 1 positions) is the mean inside minus the mean over the outer
    positions: ``w = floor(0.25 L)`` positions on each side, clipped to the video, pooled into
    one mean; no outer position -> outer mean 0;
-5. times ``[i0 * u, (i1 + 1) * u]`` with ``u = snippet_seconds / upsample`` (16 / (24 * 25) s);
+5. times ``[i0 * u, (i1 + 1) * u]`` with ``u = snippet_seconds / upsample`` (16 / (24 * 25) s on
+   the released time grid);
 6. per class, greedy 1-D NMS at tIoU ``nms_tiou``.
 
 ``faithful=True`` reproduces three details of the authors' released recipe instead:
