@@ -126,22 +126,31 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_code_deps(args: argparse.Namespace) -> int:
     import yaml
 
-    from pipeline.code_deps import missing_deps, stage_closure, stage_code_deps, write_code_deps
+    from pipeline.code_deps import input_deps, missing_deps, stage_closure, stage_code_deps, write_code_deps
 
     root, dvc_yaml = Path.cwd(), Path("dvc.yaml")
     if args.write:
-        for stage, deps in write_code_deps(root, dvc_yaml).items():
-            print(f"{stage}: {len(deps)} code deps")
+        inputs = input_deps(_params(args))
+        for stage, deps in write_code_deps(root, dvc_yaml, inputs).items():
+            named = inputs.get(stage, [])
+            print(f"{stage}: {len(deps) - len(named)} code deps" + (f", inputs {named}" if named else ""))
         return 0
-    listed = stage_code_deps(yaml.safe_load(dvc_yaml.read_text()))
+    parsed = yaml.safe_load(dvc_yaml.read_text())
+    listed = stage_code_deps(parsed)
+    listed_all = {name: stage.get("deps", []) for name, stage in parsed["stages"].items()}
     stale = False
     for stage, deps in listed.items():
         closure = stage_closure(root, stage)
         missing, extra = missing_deps(closure, deps), sorted(set(deps) - closure)
         stale |= bool(missing or extra)
         print(f"{stage}: " + ("ok" if not (missing or extra) else f"missing {missing}, not imported {extra}"))
+    for stage, named in input_deps(_params(args)).items():
+        untracked = [p for p in named if p not in listed_all.get(stage, [])]
+        stale |= bool(untracked)
+        if untracked:
+            print(f"{stage}: inputs named in the params but not tracked {untracked}")
     if stale:
-        print("dvc.yaml's code deps are stale: python -m pipeline code-deps --write")
+        print("dvc.yaml's deps are stale: python -m pipeline code-deps --write")
     return 1 if stale else 0
 
 
@@ -212,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)
 
-    p = sub.add_parser("code-deps", help="check (or --write) dvc.yaml's code deps against each stage's imports")
-    p.add_argument("--write", action="store_true", help="rewrite the code deps of dvc.yaml to the import closures")
+    p = sub.add_parser("code-deps", help="check (or --write) dvc.yaml's code and input deps")
+    p.add_argument("--write", action="store_true",
+                   help="rewrite dvc.yaml's deps: the import closures and the input files the params name")
     p.set_defaults(fn=cmd_code_deps)
     return parser
 

@@ -1,4 +1,6 @@
-"""Which project source files a stage's result depends on: the import closure of its module.
+"""What a stage's result depends on besides its params: its code and the user's input files.
+
+Code: the import closure of the stage's module.
 
 DVC reruns a stage when one of its `deps` changes, so every file of the project that a
 stage's code imports, directly or through other project modules, at module level or inside
@@ -10,6 +12,14 @@ Why a computed check instead of whole package folders as deps: folders would rer
 training for a change to a plot, and extraction (minutes per video on real data) for a
 change anywhere in `features/`. The closure reruns exactly the stages whose code changed.
 `pipeline/` is not part of any closure: it decides how stages run, never what they compute.
+
+Inputs: the files and folders the params name (`input_deps`: the directory source's videos,
+gt.json and fps table; a points file; SF-Net click files). DVC cannot take a dependency from
+a params value that may be empty or a list, so `write_code_deps` writes them into dvc.yaml
+as plain deps from the current params (`python -m pipeline code-deps --write`), and
+`check_input_deps` refuses to run a stage whose params name an input dvc.yaml does not list,
+so an edited ground truth can never leave stale metrics behind. DVC hashes a video folder
+once and then only re-hashes files whose size or mtime changed (its state database).
 """
 
 from __future__ import annotations
@@ -18,8 +28,18 @@ import ast
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PROJECT_PACKAGES", "missing_deps", "module_file", "stage_closure", "stage_code_deps", "write_code_deps"]
+__all__ = [
+    "PROJECT_PACKAGES",
+    "check_input_deps",
+    "input_deps",
+    "missing_deps",
+    "module_file",
+    "stage_closure",
+    "stage_code_deps",
+    "write_code_deps",
+]
 
 PROJECT_PACKAGES = ("core", "features", "lacp", "sources", "stages")
 """Top-level packages whose files count as code deps (`pipeline` only orchestrates)."""
@@ -98,6 +118,45 @@ def missing_deps(closure: Iterable[str], deps: Iterable[str]) -> list[str]:
     return sorted(f for f in closure if f not in exact and not any(f.startswith(d) for d in folders))
 
 
+def input_deps(params: Any) -> dict[str, list[str]]:
+    """The user's input paths each stage reads, as the params name them (`pipeline.params.Params`)."""
+    out: dict[str, list[str]] = {}
+    d = params.dataset.directory
+    if params.dataset.source == "directory":
+        out["prepare"] = [p for p in (d.video_dir, d.gt_json, d.fps_json) if p]
+    pts = params.points
+    if pts.distribution == "file" and pts.file:
+        out["points"] = [pts.file]
+    elif pts.distribution == "manual" and pts.manual_files:
+        out["points"] = list(pts.manual_files)
+    return out
+
+
+def _is_data_dep(dep: str) -> bool:
+    """A dep that is neither code nor a user input: an artifact path `${paths....}`."""
+    return dep.startswith("${")
+
+
+def check_input_deps(stage: str, params: Any, dvc_yaml: Path) -> None:
+    """Refuse to run `stage` when its params name an input that `dvc_yaml` does not track.
+
+    Raises:
+        ValueError: naming the input, the params key's stage and the fix.
+    """
+    import yaml
+
+    wanted = input_deps(params).get(stage, [])
+    if not wanted:
+        return
+    listed = set(yaml.safe_load(Path(dvc_yaml).read_text())["stages"][stage].get("deps", []))
+    untracked = [p for p in wanted if p not in listed]
+    if untracked:
+        raise ValueError(
+            f"{dvc_yaml}: stage {stage!r} reads {untracked} (named in the params) but does not list them as deps, "
+            "so DVC would not rerun it when they change: run `python -m pipeline code-deps --write` and commit dvc.yaml"
+        )
+
+
 def stage_code_deps(dvc_yaml: Mapping) -> dict[str, list[str]]:
     """The code deps (paths inside the project packages) of every stage of a parsed dvc.yaml."""
     out = {}
@@ -106,15 +165,17 @@ def stage_code_deps(dvc_yaml: Mapping) -> dict[str, list[str]]:
     return out
 
 
-def write_code_deps(root: Path, dvc_yaml: Path) -> dict[str, list[str]]:
-    """Rewrite the code deps of every stage in `dvc_yaml` to its import closure.
+def write_code_deps(root: Path, dvc_yaml: Path, inputs: Mapping[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Rewrite the deps of every stage in `dvc_yaml`: its artifact deps, then the user inputs
+    (`inputs`, e.g. `input_deps(params)`), then its import closure.
 
-    Only the `deps:` lines naming files of `PROJECT_PACKAGES` are replaced (sorted, after the
-    stage's data deps); comments and every other line stay as they are.
+    Only `deps:` lines that are not artifact paths (`${...}`) are replaced; comments and every
+    other line stay as they are.
 
     Returns:
-        stage -> the code deps written.
+        stage -> the code and input deps written.
     """
+    inputs = inputs or {}
     lines = Path(dvc_yaml).read_text().split("\n")
     out: list[str] = []
     written: dict[str, list[str]] = {}
@@ -126,10 +187,10 @@ def write_code_deps(root: Path, dvc_yaml: Path) -> dict[str, list[str]]:
         if in_deps:
             item = re.match(r"^      - (\S+)\s*$", line)
             if item:
-                if item.group(1).split("/")[0] not in PROJECT_PACKAGES:
+                if _is_data_dep(item.group(1)):
                     out.append(line)
                 continue
-            written[stage] = sorted(stage_closure(root, stage))
+            written[stage] = list(inputs.get(stage, [])) + sorted(stage_closure(root, stage))
             out.extend(f"      - {f}" for f in written[stage])
             in_deps = False
         if re.match(r"^    deps:\s*$", line):

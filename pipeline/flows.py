@@ -28,6 +28,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.artifacts import embed_pngs
+from pipeline.code_deps import check_input_deps
 from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams
 from stages import decode, evaluate, extract, points, prepare, train, weights
@@ -221,6 +222,8 @@ def run_stage(name: str, params: Params) -> dict[str, Any]:
     """
     if name not in STAGES:
         raise ValueError(f"unknown stage '{name}'; stages: {', '.join(STAGES)}")
+    if Path("dvc.yaml").is_file():  # run by DVC (or by hand in the checkout): inputs must be tracked
+        check_input_deps(name, params, Path("dvc.yaml"))
     runner = make_task_runner(params.pipeline)
     stage_flow = flow(name=name, task_runner=runner, log_prints=True, persist_result=False)(stage_body)
     run_tags = [t for t in [os.environ.get(RUN_TAG_ENV)] if t]

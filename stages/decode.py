@@ -16,7 +16,7 @@ from pydantic import Field
 
 from features import video
 from features.video import VideoDecodeError, decode_to_mp4
-from core.files import atomic_path, read_json, remove_stale_tmp, write_json
+from core.files import atomic_path, quick_fingerprint, read_json, remove_stale_tmp, write_json
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import read_video_paths
 
@@ -30,8 +30,9 @@ class DecodeParams(StageParams):
 
 
 def source_identity(path: Path) -> dict[str, Any]:
-    """What identifies a source file cheaply: its name and size (not mtime: clones change it)."""
-    return {"name": Path(path).name, "bytes": Path(path).stat().st_size}
+    """What identifies a source file cheaply: its name and `core.files.quick_fingerprint` (size
+    and the first and last MiB; not mtime, which clones change)."""
+    return {"name": Path(path).name, "fingerprint": quick_fingerprint(path)}
 
 
 def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], out_dir: Path) -> VideoResult:

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from sources.annotations import write_annotations
 from sources.directory import prepare_directory
 from sources.synthetic import CLASS_LIBRARY, SyntheticSpec, render_dataset
-from core.files import write_json
+from core.files import quick_fingerprint, write_json
 from stages.common import StageParams
 
 
@@ -119,6 +119,10 @@ def run(params: DatasetParams, *, out_dir: Path, workers: int = 1) -> dict[str, 
         videos = {vid: str(Path(p).resolve()) for vid, p in videos.items()}
     write_annotations(out_dir / "annotations.json", annotations)
     write_json(out_dir / "videos.json", videos)
+    if params.source == "directory":
+        # The user's videos live outside the dataset folder; their fingerprints inside it make
+        # DVC rerun decode when one changes (decode then redoes only that video).
+        write_json(out_dir / "source_fingerprints.json", {vid: quick_fingerprint(p) for vid, p in videos.items()})
     db = annotations["database"]
     return {
         "source": params.source,

@@ -44,6 +44,30 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture(scope="session")
+def dvc_env(prefect_harness) -> dict[str, str]:
+    """The environment of a DVC command run by a test: the venv first on PATH (DVC's shell calls
+    `python`), and the stages DVC starts report to the session's test server, not to a temporary
+    one on the user's own Prefect database."""
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    return dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+
+
+def run_checked(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a command; fail the test with its output's tail when it exits non-zero."""
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
 # A parameter set small enough for CI: 6 tiny videos, 6 training steps. Merged over params.yaml.
 TINY = {
     "pipeline": {"max_workers": 2, "retries": 0},

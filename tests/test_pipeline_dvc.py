@@ -4,37 +4,23 @@ then a label-distribution experiment; `dvc exp show` lists both runs."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_repo
+from tests.conftest import run_checked, tiny_repo
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def env(prefect_harness) -> dict[str, str]:
-    """The venv first on PATH (DVC's shell calls `python`); the stages DVC starts report to the
-    session's test server, not to a temporary one on the user's own Prefect database."""
-    from prefect.settings import PREFECT_API_URL
-
-    return dict(
-        os.environ,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        PREFECT_API_URL=str(PREFECT_API_URL.value()),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
+def env(dvc_env) -> dict[str, str]:
+    return dvc_env
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
+_run = run_checked
 
 
 def _evaluate_runs() -> int:
