@@ -37,7 +37,7 @@ import cv2
 import h5py
 import numpy as np
 
-from features.store import atomic_h5_file
+from features.store import atomic_h5_file, open_hdf5
 
 FlowMethod = Literal["tvl1", "dis"]
 DisPreset = Literal["ultrafast", "fast", "medium"]
@@ -359,14 +359,7 @@ class FlowReader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FlowFileError(f"flow file {self.path}: no such file")
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise FlowFileError(
-                f"flow file {self.path}: cannot open (truncated or not an HDF5 file): {err}"
-            ) from err
+        self._h5 = open_hdf5(self.path, what="flow file", error=FlowFileError, missing=FlowFileError)
         try:
             self._dset = self._check()
         except BaseException:

@@ -117,6 +117,23 @@ def atomic_h5_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
             yield h5
 
 
+def open_hdf5(
+    path: Path, *, what: str, error: type[Exception], missing: type[Exception] = FileNotFoundError
+) -> h5py.File:
+    """Open an existing HDF5 file read-only, naming it (`what` and the path) when it cannot be.
+
+    Raises:
+        missing: the file does not exist.
+        error: the file is truncated or not HDF5.
+    """
+    if not Path(path).is_file():
+        raise missing(f"{what} {path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise error(f"{what} {path}: cannot open (truncated or not an HDF5 file): {err}") from err
+
+
 def _attr_value(value: Any) -> Any:
     """Convert an HDF5 attribute value to a plain Python scalar."""
     if isinstance(value, bytes):
@@ -285,14 +302,7 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"feature store {self.path}: no such file")
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise FeatureStoreError(
-                f"feature store {self.path}: cannot open (truncated or not an HDF5 file): {err}"
-            ) from err
+        self._h5 = open_hdf5(self.path, what="feature store", error=FeatureStoreError)
         try:
             self._check_schema()
         except BaseException:
