@@ -17,7 +17,7 @@ import numpy as np
 
 from features.timegrid import RELEASED_GRID
 from lacp.metrics import evaluate_detection, load_ground_truth, load_results
-from lacp.proposals import generate_proposals
+from lacp.proposals import DetectionConfig, generate_proposals
 
 N_VIDEOS, N_CLASSES, N_GT, N_PRED = 210, 20, 3300, 200_000
 
@@ -61,7 +61,7 @@ def time_proposals(rng: np.random.Generator, *, videos: int) -> float:
         score = np.zeros(N_CLASSES)
         score[rng.choice(N_CLASSES, 2, replace=False)] = 0.8
         begin = time.perf_counter()
-        generate_proposals(q, video_score=score, snippet_seconds=RELEASED_GRID.seconds_per_snippet)
+        generate_proposals(q, config=DetectionConfig(), video_score=score, snippet_seconds=RELEASED_GRID.seconds_per_snippet)
         elapsed += time.perf_counter() - begin
     return 1000 * elapsed / videos
 

@@ -9,34 +9,15 @@ number of videos.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from features.store import FeatureStore
 from lacp.model import LACPNet
-from lacp.proposals import generate_proposals, predicted_classes, video_scores
+from lacp.proposals import DetectionConfig, generate_proposals, predicted_classes, video_scores
 
 __all__ = ["DetectionConfig", "predict", "video_outputs"]
-
-
-@dataclass(frozen=True)
-class DetectionConfig:
-    """How scores become detections; the evaluate stage's params (`EvaluateParams`) take
-    their defaults from here.
-
-    Attributes:
-        r_act: top-k ratio of the video score (k = max(1, T // r_act)).
-        class_threshold: video score a class needs to be predicted.
-        nms_tiou: tIoU above which NMS suppresses a proposal.
-        faithful: the released inference's quirks (docs/METHOD.md, "Inference").
-    """
-
-    r_act: int = 8
-    class_threshold: float = 0.5
-    nms_tiou: float = 0.7
-    faithful: bool = True
 
 
 @torch.no_grad()
@@ -62,7 +43,8 @@ def predict(
         model: the trained network (in eval mode).
         store: the feature store the videos are read from.
         videos: the videos to predict.
-        config: detection settings (any object with `DetectionConfig`'s attributes).
+        config: detection settings (`lacp.proposals.DetectionConfig`, or any object with its
+            attributes such as the evaluate stage's params).
         device: where the network runs.
         keep_scores: videos whose fused scores are returned too.
 
@@ -77,15 +59,7 @@ def predict(
     for vid in videos:
         p, q = video_outputs(model, store[vid], device)  # (T, C+1) each
         vscore = video_scores(p[:, :c], r_act=config.r_act)  # (C,)
-        proposals[vid] = generate_proposals(
-            q,
-            video_score=vscore,
-            r_act=config.r_act,
-            class_threshold=config.class_threshold,
-            nms_tiou=config.nms_tiou,
-            snippet_seconds=snippet_seconds,
-            faithful=config.faithful,
-        )
+        proposals[vid] = generate_proposals(q, config=config, snippet_seconds=snippet_seconds, video_score=vscore)
         class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=config.class_threshold))
         if vid in keep:
             scores[vid] = q

@@ -34,6 +34,7 @@ Equal scores are ordered by position (stable sort) in NMS.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,7 @@ import numpy as np
 __all__ = [
     "ACT_THRESHOLDS",
     "CAS_THRESHOLDS",
+    "DetectionConfig",
     "generate_proposals",
     "nms_1d",
     "predicted_classes",
@@ -195,39 +197,51 @@ def nms_1d(segments: np.ndarray, scores: np.ndarray, *, tiou: float = 0.7, faith
     return np.array(kept, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class DetectionConfig:
+    """How scores become detections; the evaluate stage's params (`EvaluateParams`) and the
+    train stage's periodic test evaluation take their defaults from here.
+
+    Attributes:
+        r_act: top-k ratio of the video score (k = max(1, T // r_act)).
+        class_threshold: video score a class needs to be localised (else the argmax is).
+        nms_tiou: tIoU above which NMS suppresses a proposal.
+        faithful: the released inference's quirks (module docstring; docs/METHOD.md section 5).
+    """
+
+    r_act: int = 8
+    class_threshold: float = 0.5
+    nms_tiou: float = 0.7
+    faithful: bool = True
+
+
 def generate_proposals(
     q: np.ndarray,
     *,
+    config: DetectionConfig,
+    snippet_seconds: float,
     video_score: np.ndarray | None = None,
-    r_act: float = 8,
-    class_threshold: float = 0.5,
     cas_thresholds: Sequence[float] | np.ndarray = CAS_THRESHOLDS,
     act_thresholds: Sequence[float] | np.ndarray = ACT_THRESHOLDS,
     upsample: int = 24,
-    snippet_seconds: float,
-    nms_tiou: float = 0.7,
     outer_ratio: float = 0.25,
     score_weight: float = 0.2,
-    faithful: bool = False,
 ) -> list[dict]:
     """Scored temporal proposals of one video.
 
     Args:
         q: (T, C+1) fused scores; column C is the background score.
+        config: r_act (for the fallback video score), class_threshold, nms_tiou, faithful.
+        snippet_seconds: seconds between snippets (`features.timegrid.TimeGrid.seconds_per_snippet`;
+            16 / 25 s in the released recipe).
         video_score: (C,) video-level class scores, normally ``video_scores(p[:, :C])`` of the
             unfused sigmoid scores p (as the recipe does). None: top-k mean of ``q[:, :C]``
             (a fallback that is lower than the recipe's score wherever q_bg > 0).
-        r_act: top-k ratio for the fallback video score.
-        class_threshold: classes with video score >= this are localised (else the argmax).
         cas_thresholds: thresholds on the upsampled class CAS.
         act_thresholds: thresholds on the upsampled actionness 1 - q_bg.
-        upsample: upsampling factor.
-        snippet_seconds: seconds between snippets (`features.timegrid.TimeGrid.seconds_per_snippet`;
-            16 / 25 s in the released recipe).
-        nms_tiou: per-class NMS threshold.
+        upsample: upsampling factor (the method's constants: the released recipe's values).
         outer_ratio: OIC outer window as a share of the run length.
         score_weight: weight of the video score added to the OIC.
-        faithful: reproduce the released recipe's quirks (see the module docstring).
 
     Returns:
         Proposals ``{"label_index": int, "score": float, "segment": [start_s, end_s]}``,
@@ -240,6 +254,7 @@ def generate_proposals(
     if q.ndim != 2 or q.shape[0] == 0 or q.shape[1] < 2:
         raise ValueError(f"generate_proposals: expected fused scores of shape (T, C+1), T >= 1, C >= 1; got {q.shape}")
     n_classes = q.shape[1] - 1
+    r_act, class_threshold, nms_tiou, faithful = config.r_act, config.class_threshold, config.nms_tiou, config.faithful
     scores = video_scores(q[:, :n_classes], r_act=r_act) if video_score is None else np.asarray(video_score, float)
     if scores.shape != (n_classes,):
         raise ValueError(f"generate_proposals: video_score must have shape ({n_classes},), got {scores.shape}")

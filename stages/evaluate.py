@@ -30,7 +30,8 @@ from lacp.metrics import (
 )
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import to_results_json
-from lacp.inference import DetectionConfig, predict
+from lacp.inference import predict
+from lacp.proposals import DetectionConfig
 from lacp.model_io import load_model, read_model_meta
 from lacp.splits import SPLIT_FILE, read_split
 from core.device import resolve_device
@@ -39,7 +40,7 @@ from stages.common import StageParams
 from stages.artifacts import available_videos, read_annotations
 
 log = logging.getLogger(__name__)
-_DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.inference
+_DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.proposals
 
 
 class EvaluateParams(StageParams):

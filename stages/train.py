@@ -120,7 +120,7 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
 def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str):
     """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
 
-    Uses the default detection settings (`lacp.inference.DetectionConfig`, the evaluate
+    Uses the default detection settings (`lacp.proposals.DetectionConfig`, the evaluate
     stage's defaults; this stage does not read `evaluate` params).
     Selecting a checkpoint with it (`select_best_on_test`) is the released recipe's protocol;
     the selection is recorded in model.json and metrics.json so such results stay labelled.
@@ -128,7 +128,8 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     from lacp.metrics import evaluate_detection, load_ground_truth
     from lacp.proposals import to_results_json
     from core.device import resolve_device
-    from lacp.inference import DetectionConfig, predict
+    from lacp.inference import predict
+    from lacp.proposals import DetectionConfig
 
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     videos = available_videos(store, test, features=features, what="test")

@@ -12,7 +12,8 @@ import torch
 from features.store import FeatureStore, FeatureStoreWriter
 from features.timegrid import RELEASED_GRID, TimeGrid
 from lacp.batching import load_sample
-from lacp.inference import DetectionConfig, predict
+from lacp.inference import predict
+from lacp.proposals import DetectionConfig
 from stages.train import training_videos
 
 ATTRS = {"crop": 112, "backbone": "i3d", "weights_sha256": "ab" * 32, "flow_method": "dis", "flow_init": "x"}

@@ -12,6 +12,7 @@ from lacp.metrics import evaluate_detection, load_ground_truth
 from lacp.proposals import (
     ACT_THRESHOLDS,
     CAS_THRESHOLDS,
+    DetectionConfig,
     generate_proposals,
     nms_1d,
     predicted_classes,
@@ -22,6 +23,7 @@ from lacp.proposals import (
 
 CURVE = [0.1, 0.2, 0.6, 0.8, 0.9, 0.7, 0.6, 0.3, 0.0, 0.55, 0.65, 0.4]
 HAND = dict(video_score=np.array([0.9]), upsample=1, snippet_seconds=1.0)
+LITERAL, FAITHFUL = DetectionConfig(faithful=False), DetectionConfig(faithful=True)
 
 
 def as_tuples(proposals):
@@ -62,8 +64,8 @@ def test_cas_threshold_proposals_on_hand_curve():
     # so the outer {0, 1, 7} counts 0 -> 0.72; B's left window {8} is 0 too -> 0.6.
     q = np.stack([CURVE, np.ones(12)], axis=1)
     kwargs = dict(HAND, cas_thresholds=[0.5], act_thresholds=[])
-    assert as_tuples(generate_proposals(q, **kwargs)) == [(0, 0.78, 9.0, 11.0), (0, 0.65, 2.0, 7.0)]
-    assert as_tuples(generate_proposals(q, faithful=True, **kwargs)) == [(0, 0.9, 2.0, 7.0), (0, 0.78, 9.0, 11.0)]
+    assert as_tuples(generate_proposals(q, config=LITERAL, **kwargs)) == [(0, 0.78, 9.0, 11.0), (0, 0.65, 2.0, 7.0)]
+    assert as_tuples(generate_proposals(q, config=FAITHFUL, **kwargs)) == [(0, 0.9, 2.0, 7.0), (0, 0.78, 9.0, 11.0)]
 
 
 def test_actionness_threshold_proposals_scored_on_class_cas():
@@ -72,15 +74,15 @@ def test_actionness_threshold_proposals_scored_on_class_cas():
     background = np.array([1, 1, 1, 0.4, 0.3, 0.3, 1, 1, 1, 1, 1, 1])
     q = np.stack([CURVE, background], axis=1)
     kwargs = dict(HAND, cas_thresholds=[], act_thresholds=[0.5])
-    assert as_tuples(generate_proposals(q, **kwargs)) == [(0, 0.98, 3.0, 6.0)]
-    assert as_tuples(generate_proposals(q, faithful=True, **kwargs)) == [(0, 0.38, 3.0, 6.0)]
+    assert as_tuples(generate_proposals(q, config=LITERAL, **kwargs)) == [(0, 0.98, 3.0, 6.0)]
+    assert as_tuples(generate_proposals(q, config=FAITHFUL, **kwargs)) == [(0, 0.38, 3.0, 6.0)]
 
 
 def test_zero_threshold_needs_positive_values_and_nms_merges_duplicates():
     # Threshold 0 takes strictly positive positions: [1..3]; thresholds 0 and 0.2 give the same run
     # [1..3] twice (and 0.2 nothing else) -> NMS keeps one copy.
     q = np.stack([[0.0, 0.3, 0.4, 0.3, 0.0, 0.0], np.ones(6)], axis=1)
-    out = generate_proposals(q, video_score=np.array([0.0]), upsample=1, snippet_seconds=0.5,
+    out = generate_proposals(q, config=LITERAL, video_score=np.array([0.0]), upsample=1, snippet_seconds=0.5,
                              cas_thresholds=[0.0, 0.2], act_thresholds=[])
     assert as_tuples(out) == [(0, round(1 / 3, 10), 0.5, 2.0)]
 
@@ -88,7 +90,7 @@ def test_zero_threshold_needs_positive_values_and_nms_merges_duplicates():
 def test_times_use_upsampled_step():
     q = np.zeros((4, 2))
     q[1:3, 0] = 1.0
-    out = generate_proposals(q, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[],
+    out = generate_proposals(q, config=LITERAL, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[],
                              snippet_seconds=16 / 25)
     # Upsampled CAS >= 0.5 from x = 0.5 (i = 12) to x = 2.5 (i = 60); u = 16 / 600 s.
     assert len(out) == 1
@@ -157,7 +159,7 @@ def test_matches_loop_reference_on_random_video(faithful):
     background = 1 - smooth(rng.random(t)).clip(0, 1)
     q = np.concatenate([p * (1 - background[:, None]), background[:, None]], axis=1)
     scores = np.array([0.7, 0.2, 0.55])
-    got = as_tuples(generate_proposals(q, video_score=scores, faithful=faithful, snippet_seconds=16 / 25))
+    got = as_tuples(generate_proposals(q, config=DetectionConfig(faithful=faithful), video_score=scores, snippet_seconds=16 / 25))
     assert len(got) > 10
     assert got == reference_proposals(q, scores, faithful=faithful)
 
@@ -166,7 +168,7 @@ def test_proposals_round_trip_through_metrics():
     q = np.zeros((25, 3))
     q[:, 2] = 1.0
     q[5:10, 0], q[5:10, 2] = 0.9, 0.05
-    out = generate_proposals(q, video_score=np.array([0.9, 0.1]), snippet_seconds=16 / 25)
+    out = generate_proposals(q, config=LITERAL, video_score=np.array([0.9, 0.1]), snippet_seconds=16 / 25)
     results = to_results_json({"v": out}, classes=["A", "B"])
     assert {d["label"] for d in results["results"]["v"]} == {"A"}
     best = max(results["results"]["v"], key=lambda d: d["score"])
@@ -176,6 +178,6 @@ def test_proposals_round_trip_through_metrics():
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match=r"\(T, C\+1\)"):
-        generate_proposals(np.zeros((5,)), snippet_seconds=1.0)
+        generate_proposals(np.zeros((5,)), config=LITERAL, snippet_seconds=1.0)
     with pytest.raises(ValueError, match="video_score"):
-        generate_proposals(np.zeros((5, 3)), video_score=np.zeros(3), snippet_seconds=1.0)
+        generate_proposals(np.zeros((5, 3)), config=LITERAL, video_score=np.zeros(3), snippet_seconds=1.0)
