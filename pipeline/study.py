@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.artifacts import png_data_uri
 from pipeline.console import say
-from pipeline.orchestrate import dvc_executable, run_logged, tag_this_run
+from pipeline.dvc import dvc_executable, run_logged, tag_this_run
 
 METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy",
                "val_mAP@0.1-0.7", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
