@@ -142,16 +142,25 @@ def summarise(runs: dict[tuple[str, int], dict[str, float]], labels: list[str]) 
     return rows
 
 
+RATIO_KEYS = ("pseudo_length_ratio",)  # plain ratios; every other metric is a share, shown in %
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    """`mean ± std` of one metric: shares in %, ratios as they are, "-" where no run has it."""
+    mean, std = row[f"{key} mean"], row[f"{key} std"]
+    if np.isnan(mean):
+        return "-"
+    if key in RATIO_KEYS:
+        return f"{mean:.2f} ± {std:.2f}"
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """mAP (test and validation) and validation accuracy, in %, mean ± std per grid point."""
+    """mAP (test and validation), accuracy and pseudo-label quality in %, the pseudo length
+    ratio as a ratio; mean ± std per grid point, "-" for a metric none of its runs has."""
     head = "| run | seeds | " + " | ".join(METRIC_KEYS) + " |"
     rule = "|---|---|" + "---|" * len(METRIC_KEYS)
-    body = [
-        f"| {r['run']} | {r['seeds']} | "
-        + " | ".join(f"{100 * r[f'{k} mean']:.1f} ± {100 * r[f'{k} std']:.1f}" for k in METRIC_KEYS)
-        + " |"
-        for r in rows
-    ]
+    body = [f"| {r['run']} | {r['seeds']} | " + " | ".join(_cell(r, k) for k in METRIC_KEYS) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
 
 

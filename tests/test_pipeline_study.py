@@ -95,6 +95,7 @@ def test_summary_over_seeds_and_outputs(tmp_path: Path):
     assert rows[1]["mAP@0.5 std"] == 0.0  # one seed
     table = markdown_table(rows)
     assert "| center | 2 | 60.0 ± 14.1 |" in table
+
     paths = write_outputs(rows, tmp_path)
     assert paths["csv"].read_text().splitlines()[0].startswith("run,seeds,mAP@0.1 mean")
     assert paths["plot"].stat().st_size > 1000
@@ -102,3 +103,12 @@ def test_summary_over_seeds_and_outputs(tmp_path: Path):
     assert report.startswith(table)
     uri = report.split("![mAP against tIoU](", 1)[1].split(")", 1)[0]
     assert base64.b64decode(uri.removeprefix("data:image/png;base64,")) == paths["plot"].read_bytes()
+
+
+def test_markdown_table_shows_ratios_as_ratios_and_missing_metrics_as_a_dash():
+    runs = {("lacp", 0): {k: 0.5 for k in METRIC_KEYS} | {"pseudo_length_ratio": 1.04},
+            ("baseline", 0): {k: 0.25 for k in METRIC_KEYS if not k.startswith("pseudo_")}}
+    table = markdown_table(summarise(runs, ["lacp", "baseline"]))
+    lacp, baseline = (line for line in table.splitlines() if line.startswith(("| lacp", "| baseline")))
+    assert lacp.endswith("| 50.0 ± 0.0 | 50.0 ± 0.0 | 1.04 ± 0.00 |")
+    assert baseline.endswith("| 25.0 ± 0.0 | - | - | - |")
