@@ -10,6 +10,7 @@ state-dicts of `features.i3d.I3D`, read back with `torch.load(weights_only=True)
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import pickle
 import subprocess
@@ -25,7 +26,7 @@ import numpy._core.multiarray as np_multiarray
 import numpy._core.numeric as np_numeric
 import torch
 
-from core.files import atomic_path, sha256_file
+from core.files import atomic_path, sha256_file, write_bytes_atomic
 from features.i3d import I3D
 
 __all__ = [
@@ -402,14 +403,15 @@ def load_kinetics_rgb_i3d(*, cache_dir: Path | None = None, device: torch.device
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    """Write a state-dict with torch.save to a temporary name, then rename it into place.
+    """Write a state-dict with torch.save, atomically; the same tensors give the same bytes.
 
     Args:
         state_dict: tensors to save.
         path: destination (`.pt`); its folder is created if needed.
     """
-    with atomic_path(path) as partial:
-        torch.save(state_dict, partial)
+    buffer = io.BytesIO()  # torch.save names its archive after a target path: a temporary name
+    torch.save(state_dict, buffer)  # would change the bytes (and weights_sha256) from run to run
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_i3d(path: Path, *, in_channels: int, device: torch.device | str = "cpu") -> I3D:

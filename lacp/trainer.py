@@ -485,8 +485,8 @@ def _save_checkpoint(
         "config": dataclasses.asdict(config),
         "video_ids": video_ids,
     }
-    with atomic_path(path, fsync=True) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)  # a file object: the archive is not named after the temporary path
 
 
 def _load_checkpoint(

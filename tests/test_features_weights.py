@@ -279,3 +279,11 @@ def test_flow_from_rgb_and_load_i3d(tmp_path: Path) -> None:
     torch.testing.assert_close(model.Conv3d_1a_7x7.conv3d.weight, first)
     with pytest.raises(ValueError, match="flow.pt: weights are for 2 input channels, expected 3"):
         load_i3d(tmp_path / "models" / "flow.pt", in_channels=3)
+
+
+def test_save_state_dict_writes_the_same_bytes_for_the_same_tensors(tmp_path: Path) -> None:
+    state = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    save_state_dict(state, tmp_path / "a" / "rgb.pt")
+    save_state_dict(state, tmp_path / "b" / "rgb.pt")
+    assert (tmp_path / "a" / "rgb.pt").read_bytes() == (tmp_path / "b" / "rgb.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a" / "rgb.pt", weights_only=True)["w"], state["w"])
