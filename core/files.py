@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,12 +28,6 @@ __all__ = [
 ]
 
 TMP_PREFIX = ".tmp-"  # temporary files beside their targets start with this
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager
@@ -54,12 +48,17 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    # A fresh name created with O_EXCL and mode 0666, so the kernel applies the umask: reading the
+    # umask (os.umask sets it) would race with other threads creating files at the same time.
+    while True:
+        tmp = path.with_name(f"{TMP_PREFIX}{path.stem}-{secrets.token_hex(6)}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
         if fsync:
             handle = os.open(tmp, os.O_RDONLY)
             try:
