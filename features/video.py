@@ -296,8 +296,91 @@ def iter_decoded_frames(path: Path) -> Iterator[np.ndarray]:
         yield frame.to_ndarray(format="rgb24")
 
 
+class DecodedFrames:
+    """A decoded video's RGB frames as a forward-only, sliceable sequence in bounded memory.
+
+    ``frames[lo:hi]`` returns the (hi - lo, H, W, 3) uint8 frames lo..hi-1, decoding on demand;
+    frames before the latest ``lo`` are released, so memory holds one window (the frames of
+    one snippet batch in the extract stage), whatever the video's length. Slices must move
+    forward (``lo`` never decreases), which is how ``features.snippets.iter_snippet_batches``
+    reads. The length comes from the decode manifest; the stream is checked against it.
+
+    Args:
+        path: a decoded (constant-rate) video, e.g. ``data/decoded/<vid>.mp4``.
+        num_frames: its frame count (the decode manifest's ``frames_out``).
+    """
+
+    def __init__(self, path: Path, *, num_frames: int) -> None:
+        self.path = Path(path)
+        self.num_frames = int(num_frames)
+        self._stream = iter_decoded_frames(self.path)
+        self._window: list[np.ndarray] = []  # frames _first .. _decoded - 1
+        self._first = 0
+        self._decoded = 0  # frames taken from the stream so far
+        self._shape: tuple[int, ...] = (0, 0, 3)  # (H, W, 3) once a frame is decoded
+        self._exhausted = False
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError(f"{self.path}: DecodedFrames takes contiguous slices frames[lo:hi], got {index!r}")
+        lo, hi, _ = index.indices(self.num_frames)
+        hi = max(hi, lo)
+        if lo < self._first:
+            raise ValueError(
+                f"{self.path}: frames before {self._first} were released; slices must move forward (asked from {lo})"
+            )
+        if lo >= self._decoded:  # past the window: skip the frames in between
+            self._window.clear()
+            while self._decoded < lo:
+                self._next_frame()
+        else:
+            del self._window[: lo - self._first]
+        self._first = lo
+        while self._decoded < hi:
+            self._window.append(self._next_frame())
+        if hi == self.num_frames:
+            self._check_end()
+        if hi == lo:
+            return np.empty((0, *self._shape), np.uint8)
+        return np.stack(self._window[: hi - lo])  # (hi - lo, H, W, 3)
+
+    def _next_frame(self) -> np.ndarray:
+        frame = next(self._stream, None)
+        if frame is None:
+            raise VideoDecodeError(
+                f"{self.path}: ends after {self._decoded} frames, expected {self.num_frames} (decode manifest)"
+            )
+        self._decoded += 1
+        self._shape = frame.shape
+        return frame
+
+    def _check_end(self) -> None:
+        """The stream must end where the manifest says (a stale manifest or a replaced file otherwise)."""
+        if not self._exhausted:
+            extra = next(self._stream, None)
+            self._exhausted = True
+            if extra is not None:
+                self._stream.close()
+                raise VideoDecodeError(f"{self.path}: has more than the {self.num_frames} frames of the decode manifest")
+
+    def close(self) -> None:
+        """Stop decoding and release the file."""
+        self._stream.close()
+        self._window.clear()
+
+    def __enter__(self) -> DecodedFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_decoded_frames(path: Path) -> np.ndarray:
-    """All frames of a decoded video as one (N, H, W, 3) uint8 array (small videos, tests)."""
+    """All frames of a decoded video as one (N, H, W, 3) uint8 array (small videos, tests;
+    the stages stream through `DecodedFrames` or `iter_decoded_frames`)."""
     frames = list(iter_decoded_frames(path))
     if not frames:
         raise VideoDecodeError(f"{path}: no frames")

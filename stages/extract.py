@@ -28,7 +28,7 @@ from features.i3d import I3DInference, default_batch, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from features.store import FeatureStoreWriter
 from features.timegrid import TimeGrid
-from features.video import VideoDecodeError, read_decoded_frames
+from features.video import DecodedFrames, VideoDecodeError
 from features.weights import load_i3d
 from core.device import resolve_device
 from core.files import remove_stale_tmp
@@ -76,9 +76,14 @@ def extract_one(
     weights_dir: Path,
     out_path: Path,
     attrs: dict[str, Any],
-    source_fps: dict[str, float],
+    decoded: dict[str, dict[str, Any]],
 ) -> VideoResult:
-    """Features of one video, unless its part file already exists."""
+    """Features of one video, unless its part file already exists.
+
+    Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
+    the flow file is read by slices), so memory does not grow with the video's length.
+    `decoded` is the decode manifest's rows (frame count and source fps per video).
+    """
     writer = FeatureStoreWriter(out_path, attrs=attrs)
     if writer.done(video_id):
         return VideoResult(video_id, ok=True, skipped=True)
@@ -89,10 +94,7 @@ def extract_one(
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
     flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
-    try:
-        frames = read_decoded_frames(decoded_dir / f"{video_id}.mp4")  # (N, H, W, 3) uint8
-    except VideoDecodeError as err:
-        raise VideoError(video_id, str(err)) from None
+    num_frames = int(decoded[video_id]["frames_out"])
     batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
     cut = dict(snippet=params.snippet, stride=params.stride, frame_step=params.frame_step, batch=batch)
     try:
@@ -100,15 +102,19 @@ def extract_one(
     except FlowFileError as err:
         raise VideoError(video_id, f"{err} (delete it and rerun the flow stage)") from None
     with flow:
-        if len(flow) != len(frames):
-            raise VideoError(video_id, f"flow has {len(flow)} frames, the decoded video {len(frames)}: rerun the flow stage")
+        if len(flow) != num_frames:
+            raise VideoError(video_id, f"flow has {len(flow)} frames, the decoded video {num_frames}: rerun the flow stage")
         flow_feats = stream_features(
             flow_model, iter_snippet_batches(flow, transform=functools.partial(preprocess_flow, crop=params.crop), **cut)
-        )
-    rgb_feats = stream_features(
-        rgb_model, iter_snippet_batches(frames, transform=functools.partial(preprocess_rgb, short_side=None, crop=params.crop), **cut)
-    )
-    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=len(frames), source_fps=source_fps[video_id])
+        )  # (T, 1024)
+    try:
+        with DecodedFrames(decoded_dir / f"{video_id}.mp4", num_frames=num_frames) as frames:  # (N, H, W, 3) uint8
+            rgb_transform = functools.partial(preprocess_rgb, short_side=None, crop=params.crop)
+            rgb_feats = stream_features(rgb_model, iter_snippet_batches(frames, transform=rgb_transform, **cut))  # (T, 1024)
+    except VideoDecodeError as err:
+        raise VideoError(video_id, f"{err} (rerun the decode stage)") from None
+    source_fps = float(decoded[video_id]["source_fps"])
+    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=num_frames, source_fps=source_fps)
     return VideoResult(video_id, ok=True, info={"snippets": len(rgb_feats)})
 
 
@@ -159,13 +165,12 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
     attrs = store_attrs(params, decoded_fps=decode_manifest["fps"], flow_dir=flow_dir, weights_dir=weights_dir,
                         excluded=excluded)
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
-    source_fps = {v: float(decoded[v]["source_fps"]) for v in videos}
     common = dict(out_path=out_path, attrs=attrs)
     return VideoPlan(
         stage="extract",
         videos=videos,
         process=functools.partial(
-            extract_one, params=params, decoded_dir=decoded_dir, flow_dir=flow_dir, weights_dir=weights_dir, source_fps=source_fps, **common
+            extract_one, params=params, decoded_dir=decoded_dir, flow_dir=flow_dir, weights_dir=weights_dir, decoded=decoded, **common
         ),
         finish=functools.partial(finish, **common),
         max_workers=1,  # the network already uses every core

@@ -5,10 +5,13 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from features.video import VideoDecodeError, decode_to_mp4, read_decoded_frames, resized_shape
-from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video
+from features.snippets import iter_snippet_batches
+from features.video import DecodedFrames, VideoDecodeError, decode_to_mp4, read_decoded_frames, resized_shape
+from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video, write_texture_video
 
 
 @pytest.mark.parametrize(
@@ -92,3 +95,48 @@ def test_audio_only_file(tmp_path: Path):
     write_audio_only(path)
     with pytest.raises(VideoDecodeError, match="no video stream"):
         decode_to_mp4(path, tmp_path / "out.mp4")
+
+
+def _textured_decoded(tmp_path: Path, n: int = 90) -> Path:
+    write_texture_video(tmp_path / "src.mp4", n)
+    decode_to_mp4(tmp_path / "src.mp4", tmp_path / "decoded.mp4", fps=25, short_side=48, min_frames=1)
+    return tmp_path / "decoded.mp4"
+
+
+def test_decoded_frames_windows_equal_the_whole_video(tmp_path: Path):
+    path = _textured_decoded(tmp_path)
+    whole = read_decoded_frames(path)  # (90, 48, 64, 3)
+    assert len(whole) == 90 and whole.std() > 50  # textured frames: a misplaced one would show
+    with DecodedFrames(path, num_frames=len(whole)) as frames:
+        assert len(frames) == 90
+        # overlapping windows, a gap (frames 40..49 are skipped), an empty slice, the tail
+        for lo, hi in [(0, 16), (8, 24), (24, 40), (50, 66), (66, 66), (70, 90)]:
+            np.testing.assert_array_equal(frames[lo:hi], whole[lo:hi])
+        assert len(frames._window) == 20  # only the last window is held
+
+
+def test_decoded_frames_snippet_batches_equal_the_whole_video_path(tmp_path: Path):
+    """A video longer than the window gives the same network input as the in-memory array."""
+    path = _textured_decoded(tmp_path)
+    whole = read_decoded_frames(path)
+    cut = dict(snippet=16, stride=12, batch=2, frame_step=2)  # window of 28 frames < 90
+    with DecodedFrames(path, num_frames=len(whole)) as frames:
+        streamed = list(iter_snippet_batches(frames, **cut))
+    reference = list(iter_snippet_batches(whole, **cut))
+    assert len(streamed) == len(reference) == 4  # 8 snippets (the last padded with frame 89)
+    for a, b in zip(streamed, reference):
+        assert torch.equal(a, b)
+
+
+def test_decoded_frames_checks_the_manifest_count_and_direction(tmp_path: Path):
+    path = _textured_decoded(tmp_path)
+    with DecodedFrames(path, num_frames=95) as frames:
+        with pytest.raises(VideoDecodeError, match="ends after 90 frames, expected 95"):
+            frames[80:95]
+    with DecodedFrames(path, num_frames=80) as frames:
+        with pytest.raises(VideoDecodeError, match="more than the 80 frames"):
+            frames[60:80]
+    with DecodedFrames(path, num_frames=90) as frames:
+        frames[20:30]
+        with pytest.raises(ValueError, match="frames before 20 were released"):
+            frames[10:30]

@@ -69,3 +69,22 @@ def write_audio_only(path: Path) -> None:
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+def write_texture_video(path: Path, n: int, *, size: tuple[int, int] = (64, 48), fps: int = 25, seed: int = 0) -> None:
+    """Write a lossless (yuv444p, qp 0) mp4 of `n` random-texture frames at a constant rate."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv444p"
+        stream.options = {"qp": "0"}
+        for i in range(n):
+            img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
