@@ -1,7 +1,7 @@
 """Every DVC stage as a Prefect flow named after it.
 
 `run_stage(name, params)` is what `python -m pipeline run <name>` (and so dvc.yaml) calls.
-A stage function in `STAGES` either does its work and returns a summary, or returns a
+A stage function in `STAGES` (`pipeline.stage_table`) either does its work and returns a summary, or returns a
 `VideoPlan`; a plan is executed here as one Prefect task per video on the task runner chosen
 in `params.pipeline` (threads, or Dask), with retries for transient errors, a progress
 artifact that moves while it works, and a summary table artifact at the end. The terminal
@@ -31,46 +31,9 @@ from pipeline.artifacts import embed_pngs
 from pipeline.code_deps import check_input_deps
 from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams
-from stages import decode, evaluate, extract, points, prepare, train, weights
-from stages import flow as flow_stage
+from pipeline.stage_table import STAGES
 from stages.common import VideoError, VideoPlan, VideoResult, guarded
 
-
-StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
-
-# Stage name -> what its flow runs. DVC (dvc.yaml) owns the order; this is only a lookup.
-STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] = {
-    "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
-    "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
-    "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
-    "weights": lambda p, _: weights.run(p.weights, out_dir=p.paths.weights),
-    "extract": lambda p, _: extract.plan(
-        p.extract,
-        decoded_dir=p.paths.decoded,
-        flow_dir=p.paths.flow,
-        weights_dir=p.paths.weights,
-        out_path=p.paths.features,
-    ),
-    "points": lambda p, _: points.run(
-        p.points, dataset_dir=p.paths.dataset, out_dir=p.paths.points, report_dir=p.paths.points_report
-    ),
-    "train": lambda p, progress: train.run(
-        p.train,
-        dataset_dir=p.paths.dataset,
-        features=p.paths.features,
-        points_dir=p.paths.points,
-        model_dir=p.paths.model,
-        log_dir=p.paths.train_log,
-        on_progress=progress,
-    ),
-    "evaluate": lambda p, _: evaluate.run(
-        p.evaluate,
-        dataset_dir=p.paths.dataset,
-        features=p.paths.features,
-        model_dir=p.paths.model,
-        out_dir=p.paths.evaluation,
-    ),
-}
 
 RUN_TAG_ENV = "LACP_RUN_TAG"  # set by `repro`, so every stage run of one repro shares a tag
 

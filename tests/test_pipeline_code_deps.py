@@ -32,7 +32,7 @@ def test_dvc_yaml_lists_no_code_the_stage_does_not_import(stage: str) -> None:
 
 
 def test_one_stage_list() -> None:
-    from pipeline.flows import STAGES as FLOWS
+    from pipeline.stage_table import STAGES as FLOWS
 
     assert tuple(DVC_YAML["stages"]) == STAGE_NAMES == tuple(FLOWS)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline.flows import STAGES
+from pipeline.stage_table import STAGES
 from pipeline.params import Params, load_params, merge
 from stages.common import VideoPlan, run_plan
 from stages.train import read_training_log

@@ -1,0 +1,52 @@
+"""What each DVC stage runs: stage name -> a call of its `stages` function with the params.
+
+Kept apart from `pipeline.flows` so that code which runs stages without Prefect (benchmarks,
+tests, the GPU check) uses the same table without importing Prefect. A stage function either
+does its work and returns a summary, or returns a `VideoPlan` for the caller to execute
+(`pipeline.flows.execute_plan` as Prefect tasks; `stages.common.run_plan` serially).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pipeline.params import Params
+from stages import decode, evaluate, extract, points, prepare, train, weights
+from stages import flow as flow_stage
+from stages.common import VideoPlan
+
+StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
+
+# Stage name -> what it runs. DVC (dvc.yaml) owns the order; this is only a lookup.
+STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] = {
+    "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
+    "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
+    "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
+    "weights": lambda p, _: weights.run(p.weights, out_dir=p.paths.weights),
+    "extract": lambda p, _: extract.plan(
+        p.extract,
+        decoded_dir=p.paths.decoded,
+        flow_dir=p.paths.flow,
+        weights_dir=p.paths.weights,
+        out_path=p.paths.features,
+    ),
+    "points": lambda p, _: points.run(
+        p.points, dataset_dir=p.paths.dataset, out_dir=p.paths.points, report_dir=p.paths.points_report
+    ),
+    "train": lambda p, progress: train.run(
+        p.train,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        points_dir=p.paths.points,
+        model_dir=p.paths.model,
+        log_dir=p.paths.train_log,
+        on_progress=progress,
+    ),
+    "evaluate": lambda p, _: evaluate.run(
+        p.evaluate,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.model,
+        out_dir=p.paths.evaluation,
+    ),
+}
