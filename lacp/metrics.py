@@ -50,11 +50,14 @@ __all__ = [
     "load_results",
     "parse_tiou",
     "segment_tiou",
+    "summary_keys",
     "summary_table",
 ]
 
 DEFAULT_TIOU = np.round(np.arange(1, 8) * 0.1, 10)  # 0.1, 0.2, ..., 0.7
-AVERAGE_RANGES = ((0.1, 0.5), (0.3, 0.7), (0.1, 0.7))  # the ranges reported by the paper
+# (low, high, step) of each reported average: the paper's THUMOS'14/GTEA/BEOID ranges, and
+# ActivityNet's 0.5:0.05:0.95 (its ten thresholds; reported as "mAP@0.5-0.95")
+AVERAGE_RANGES = ((0.1, 0.5, 0.1), (0.3, 0.7, 0.1), (0.1, 0.7, 0.1), (0.5, 0.95, 0.05))
 _DECIMALS = 10  # thresholds are rounded so that np.arange(0.1, 0.75, 0.1) gives exact 0.3
 _PAIR_CHUNK = 2_000_000  # prediction-ground truth pairs examined at once (bounds memory)
 
@@ -523,10 +526,10 @@ def _threshold_name(value: float) -> str:
 
 
 def _average_positions(tiou: np.ndarray) -> dict[str, list[int]]:
-    """Positions in ``tiou`` of each standard range whose 0.1-spaced thresholds are all present."""
+    """Positions in ``tiou`` of each standard range (`AVERAGE_RANGES`) whose thresholds are all present."""
     found: dict[str, list[int]] = {}
-    for low, high in AVERAGE_RANGES:
-        grid = np.arange(round(low * 10), round(high * 10) + 1) / 10
+    for low, high, step in AVERAGE_RANGES:
+        grid = np.round(low + step * np.arange(round((high - low) / step) + 1), _DECIMALS)
         positions = [np.flatnonzero(np.isclose(tiou, value)) for value in grid]
         if all(p.size for p in positions):
             found[f"{_threshold_name(low)}:{_threshold_name(high)}"] = [int(p[0]) for p in positions]
@@ -547,14 +550,31 @@ def summary_table(result: DetectionResult, *, percent: bool = True) -> dict[str,
         percent: report in percent (as the paper does) instead of fractions.
 
     Returns:
-        ``{"mAP@0.1": ..., ..., "mAP@0.1-0.5": ..., "mAP@0.3-0.7": ..., "mAP@0.1-0.7": ...}``;
-        an average is present only when all of 0.1, 0.2, ... in its range were evaluated,
-        and it averages exactly those. The averages' keys hold no ":" (DVC reads
+        ``{"mAP@0.1": ..., ..., "mAP@0.1-0.5": ..., "mAP@0.3-0.7": ..., "mAP@0.1-0.7": ...}``
+        (ActivityNet's thresholds 0.5, 0.55, ..., 0.95 give ``"mAP@0.5"`` ... ``"mAP@0.95"``
+        and ``"mAP@0.5-0.95"``); an average is present only when every threshold of its
+        range (`AVERAGE_RANGES`: 0.1, 0.2, ... or 0.5, 0.55, ...) was evaluated, and it
+        averages exactly those. The averages' keys hold no ":" (DVC reads
         ``--sort-by file:key``), so ``dvc exp show --sort-by mAP@0.1-0.7`` works.
     """
     scale = 100.0 if percent else 1.0
-    names = [_threshold_name(t) for t in result.tiou] + [span.replace(":", "-") for span in _average_positions(result.tiou)]
-    return {f"mAP@{name}": value * scale for name, value in zip(names, _with_averages(result.map, result.tiou))}
+    names = summary_keys(result.tiou)
+    return {name: value * scale for name, value in zip(names, _with_averages(result.map, result.tiou))}
+
+
+def summary_keys(tiou: Iterable[float] | np.ndarray) -> list[str]:
+    """The keys `summary_table` gives for these thresholds, in its order.
+
+    Args:
+        tiou: (K,) thresholds, in the order evaluated.
+
+    Returns:
+        ``["mAP@<t>" for each threshold]`` followed by the key of each standard average
+        (`AVERAGE_RANGES` order) whose thresholds are all present, e.g. ``"mAP@0.1-0.7"``.
+    """
+    tiou = np.round(np.asarray(list(tiou), dtype=np.float64).reshape(-1), _DECIMALS)
+    names = [_threshold_name(t) for t in tiou] + [span.replace(":", "-") for span in _average_positions(tiou)]
+    return [f"mAP@{name}" for name in names]
 
 
 def format_table(result: DetectionResult, *, per_class: bool = False) -> str:

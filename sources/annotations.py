@@ -1,12 +1,17 @@
 """Annotation files: ActivityNet-style ground truth in, the project's ``annotations.json`` out.
 
-Input (``gt.json``, e.g. THUMOS'14)::
+Input (``gt.json``, e.g. THUMOS'14, or GTEA/BEOID/ActivityNet as published)::
 
-    {"database": {vid: {"subset": "train" | "test" | ..., "duration"?: s, "fps"?: f,
+    {"database": {vid: {"subset": "train" | "test" | "training" | ..., "duration"?: s,
+                        "fps"?: f, "num_frames"?: n,
                         "annotations": [{"segment": [s, e], "label": name}, ...]}}}
 
-Segment bounds may be numbers or numeric strings (THUMOS'14 stores strings). Output (the
-prepare artifact, docs/ARCHITECTURE.md)::
+Segment bounds may be numbers or numeric strings (THUMOS'14 stores strings). Subsets other
+than ``train``/``test`` are mapped onto them (GTEA/BEOID: ``training`` -> train, ``validation``
+-> test), or onto ``skip`` to leave their videos out (ActivityNet's unannotated ``testing``).
+A video's ``num_frames`` (GTEA, BEOID) gives its duration as num_frames / fps when the file
+has no ``duration``. Other keys of the file (``version``, ``taxonomy``, ``url``, ...) are
+ignored. Output (the prepare artifact, docs/ARCHITECTURE.md)::
 
     {"database": {vid: {"subset": "train" | "test", "duration": s, "fps": f,
                         "annotations": [{"segment": [s, e], "label": name,
@@ -33,6 +38,9 @@ log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "test")
 """Subsets of the project's annotations; other gt subsets must be mapped onto these."""
+
+SKIP = "skip"
+"""Mapping target that leaves a gt subset's videos out (e.g. ActivityNet's unannotated ``testing``)."""
 
 _FORBIDDEN_ID_PARTS = ("/", "\\", "\x00", "..")
 
@@ -148,6 +156,14 @@ def _positive(value: Any, where: str) -> float:
     return number
 
 
+def _frame_count(value: Any, where: str) -> int:
+    """Parse a positive whole number of frames (an int, or a float / numeric string without fraction)."""
+    number = _positive(value, where)
+    if number != int(number):
+        raise AnnotationError(f"{where}: expected a whole number of frames, got {value!r}")
+    return int(number)
+
+
 def _require(entry: Any, key: str, where: str) -> Any:
     if not isinstance(entry, dict):
         raise AnnotationError(f"{where}: expected a JSON object, got {type(entry).__name__}")
@@ -176,12 +192,12 @@ def _label(value: Any, where: str) -> str:
 
 
 def _subset_map(subsets: Mapping[str, str] | None) -> dict[str, str]:
-    """The gt subset -> project subset mapping, identity on train/test by default."""
+    """The gt subset -> project subset (or `SKIP`) mapping, identity on train/test by default."""
     mapping = {name: name for name in SUBSETS}
     for source, target in (subsets or {}).items():
-        if target not in SUBSETS:
+        if target not in (*SUBSETS, SKIP):
             raise AnnotationError(
-                f"subset mapping {source!r} -> {target!r}: target must be one of {list(SUBSETS)}"
+                f"subset mapping {source!r} -> {target!r}: target must be one of {[*SUBSETS, SKIP]}"
             )
         mapping[source] = target
     return mapping
@@ -213,18 +229,22 @@ def read_gt_json(
             every annotated video must be present), or None to keep a ``fps`` field of the
             file where there is one.
         durations: ``{vid: seconds}`` (every annotated video must be present), or None to
-            keep a ``duration`` field of the file where there is one.
+            keep a ``duration`` field of the file where there is one, else num_frames / fps
+            where the file gives ``num_frames``.
         subsets: maps subsets of the file onto ``train``/``test``, e.g.
-            ``{"validation": "train"}``; ``train`` and ``test`` map to themselves.
+            ``{"validation": "train"}`` (THUMOS'14) or ``{"training": "train",
+            "validation": "test"}`` (GTEA, BEOID, ActivityNet); ``skip`` leaves a subset's
+            videos out (``{"testing": "skip"}``); ``train`` and ``test`` map to themselves.
 
     Returns:
         ``{"database": {vid: {...}}, "classes": [...]}`` with videos in sorted id order,
-        segments as floats and classes sorted. ``duration``/``fps`` are present only where
-        known (`sources.directory` fills them in from the containers).
+        segments as floats and classes sorted (of the videos kept). ``duration``/``fps`` are
+        present only where known (`sources.directory` fills them in from the containers).
 
     Raises:
         AnnotationError: missing keys, non-numeric or reversed segments, unknown subsets,
-            duplicate or unsafe video ids, or no labels at all.
+            a ``num_frames`` that is not a positive integer, duplicate or unsafe video ids,
+            or no labels at all.
     """
     path = Path(path)
     where = str(path)
@@ -238,7 +258,9 @@ def read_gt_json(
     out: dict[str, Any] = {}
     for vid in sorted(database):
         check_video_id(vid, where=where)
-        out[vid] = _read_gt_video(database[vid], vid, where, mapping=mapping, fps=fps, durations=durations)
+        video = _read_gt_video(database[vid], vid, where, mapping=mapping, fps=fps, durations=durations)
+        if video is not None:
+            out[vid] = video
     classes = sorted({a["label"] for v in out.values() for a in v["annotations"]})
     if not classes:
         raise AnnotationError(f"{where}: no labelled segments, so no classes")
@@ -253,16 +275,18 @@ def _read_gt_video(
     mapping: dict[str, str],
     fps: float | Mapping[str, float] | None,
     durations: Mapping[str, float] | None,
-) -> dict[str, Any]:
-    """Parse one video entry of a gt.json file."""
+) -> dict[str, Any] | None:
+    """Parse one video entry of a gt.json file (None: its subset maps to `SKIP`)."""
     here = f"{where}: video '{vid}'"
     subset = _require(entry, "subset", here)
     _reject_duplicates(entry, here)
     if subset not in mapping:
         raise AnnotationError(
             f"{here} key 'subset': unknown subset {subset!r}; allowed: {sorted(mapping)} "
-            "(map other subsets onto train/test, e.g. subsets={'validation': 'train'})"
+            "(map other subsets onto train/test/skip, e.g. subsets={'validation': 'train'})"
         )
+    if mapping[subset] == SKIP:
+        return None
     raw = _require(entry, "annotations", here)
     if not isinstance(raw, list):
         raise AnnotationError(f"{here} key 'annotations': expected a list, got {type(raw).__name__}")
@@ -274,14 +298,17 @@ def _read_gt_video(
         _reject_duplicates(ann, at)
         annotations.append({"segment": segment, "label": label})
     video: dict[str, Any] = {"subset": mapping[subset]}
-    duration = _per_video(durations, vid, "duration", where)
-    if duration is None and "duration" in entry:
-        duration = _positive(entry["duration"], f"{here} key 'duration'")
-    if duration is not None:
-        video["duration"] = duration
     rate = _per_video(fps, vid, "fps", where)
     if rate is None and "fps" in entry:
         rate = _positive(entry["fps"], f"{here} key 'fps'")
+    frames = _frame_count(entry["num_frames"], f"{here} key 'num_frames'") if "num_frames" in entry else None
+    duration = _per_video(durations, vid, "duration", where)
+    if duration is None and "duration" in entry:
+        duration = _positive(entry["duration"], f"{here} key 'duration'")
+    if duration is None and frames is not None and rate is not None:
+        duration = frames / rate
+    if duration is not None:
+        video["duration"] = duration
     if rate is not None:
         video["fps"] = rate
     video["annotations"] = annotations

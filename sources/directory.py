@@ -1,10 +1,12 @@
 """The ``directory`` source: the user's videos in a folder plus an ActivityNet-style gt.json.
 
 Each annotated video ``<vid>`` is looked up as ``<vid>.<ext>`` anywhere under the folder
-(one file per id; the extension is matched case-insensitively). Durations and frame rates
-come from the container headers (PyAV, no decoding); an optional ``{vid: fps}`` file (such
-as THUMOS'14 ``fps_dict.json``) overrides the frame rates. The videos are referenced by
-absolute path, never copied, so a large folder costs nothing.
+(one file per id; the extension is matched case-insensitively). Durations come from the
+container headers (PyAV, no decoding). Each video's frame rate (the unit of the points'
+frame numbers) is, in this order of precedence: an optional ``{vid: fps}`` file (such as
+THUMOS'14 ``fps_dict.json``), the video's ``fps`` in gt.json (GTEA, BEOID), the container's
+average rate. The videos are referenced by absolute path, never copied, so a large folder
+costs nothing.
 """
 
 from __future__ import annotations
@@ -182,8 +184,9 @@ def prepare_directory(
     Args:
         video_dir: folder holding ``<video_id>.<ext>`` files (searched recursively).
         gt_json: ActivityNet-style ground truth (e.g. THUMOS'14 gt.json).
-        fps_json: optional ``{video_id: fps}`` file overriding the containers' frame rates.
-        subsets: maps gt subsets onto train/test, e.g. ``{"validation": "train"}``.
+        fps_json: optional ``{video_id: fps}`` file; it overrides gt.json's per-video
+            ``fps``, which overrides the container's frame rate.
+        subsets: maps gt subsets onto train/test (or ``skip``), e.g. ``{"validation": "train"}``.
         extensions: file endings to look for.
         allow_missing: drop (with a warning) annotated videos that are absent or
             unreadable, instead of failing.
@@ -205,7 +208,8 @@ def prepare_directory(
     found, missing = find_videos(video_dir, database, extensions=endings)
     infos, failed = _probe_all(found)
     _check_complete(video_dir, endings, len(database), missing, failed, allow_missing)
-    rates = {vid: info.fps for vid, info in infos.items()}
+    # frame rate: fps_json > gt.json's per-video fps > the container's
+    rates = {vid: database[vid].get("fps", info.fps) for vid, info in infos.items()}
     if fps_json is not None:
         table = read_fps_dict(fps_json)
         absent = sorted(set(infos) - set(table))

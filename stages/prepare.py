@@ -55,7 +55,8 @@ class DirectoryParams(StageParams):
     video_dir: str = ""
     gt_json: str = ""
     fps_json: str = ""
-    subsets: dict[str, Literal["train", "test"]] = {"train": "train", "test": "test", "validation": "train"}
+    # gt subset -> train | test | skip (skip: its videos are left out, e.g. ActivityNet's "testing")
+    subsets: dict[str, Literal["train", "test", "skip"]] = {"train": "train", "test": "test", "validation": "train"}
     extensions: list[str] = ["mp4", "avi", "mkv", "webm", "mov"]
     allow_missing: bool = False
 

@@ -13,6 +13,22 @@ from sources.annotations import read_fps_dict, read_gt_json
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 THUMOS = SHARED / "datasets" / "thumos14"
 needs_thumos = pytest.mark.skipif(not (THUMOS / "gt.json").is_file(), reason="shared THUMOS'14 files absent")
+GTEA = SHARED / "datasets" / "gtea"
+BEOID = SHARED / "datasets" / "beoid"
+needs_gtea = pytest.mark.skipif(not (GTEA / "gt.json").is_file(), reason="shared GTEA files absent")
+needs_beoid = pytest.mark.skipif(not (BEOID / "gt.json").is_file(), reason="shared BEOID files absent")
+SFNET_SUBSETS = {"training": "train", "validation": "test"}
+"""GTEA/BEOID gt.json subsets as published with SF-Net: validation is the test split."""
+
+
+def sfnet_annotations(folder: Path) -> dict[str, Any]:
+    """GTEA or BEOID gt.json as project annotations (per-video fps and duration from the file)."""
+    return read_gt_json(folder / "gt.json", subsets=SFNET_SUBSETS)
+
+
+def click_files(folder: Path) -> list[Path]:
+    """The four annotators' SF-Net click files of a shared dataset folder, in annotator order."""
+    return sorted(folder.glob("manual_*[1-4].txt"))
 
 
 def thumos_annotations() -> dict[str, Any]:

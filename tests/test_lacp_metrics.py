@@ -229,6 +229,25 @@ def test_summary_and_text_tables():
     assert lines[1].startswith("mAP (%)") and "83.33" in lines[1] and lines[2].startswith("A ")
 
 
+def test_activitynet_thresholds_and_their_average():
+    """ActivityNet protocol: tIoU 0.5:0.05:0.95, reported with the average over all ten as mAP@0.5-0.95."""
+    gt = gt_doc({"v": [("A", 0.0, 10.0), ("B", 20.0, 30.0)]})
+    res = results_doc({"v": [("A", 0.9, 0.0, 8.2), ("B", 0.8, 20.7, 30.0)]})  # tIoU 0.82 and 0.93
+    tiou = parse_tiou("0.5:0.95:0.05")
+    np.testing.assert_allclose(tiou, np.arange(10) * 0.05 + 0.5)
+    table = summary_table(evaluate(gt, res, tiou=tiou), percent=False)
+    names = ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"]
+    assert list(table) == [f"mAP@{n}" for n in names] + ["mAP@0.5-0.95"]  # no 0.1-spaced average applies
+    # A is found up to 0.8, B up to 0.9: mAP 1 at 0.5 ... 0.8, 0.5 at 0.85 and 0.9, 0 at 0.95
+    assert [table[f"mAP@{n}"] for n in names] == pytest.approx([1.0] * 7 + [0.5, 0.5, 0.0])
+    assert table["mAP@0.5-0.95"] == pytest.approx(0.8)
+    assert "avg 0.5:0.95" in format_table(evaluate(gt, res, tiou=tiou)).splitlines()[0]
+    # the average needs all ten thresholds; the 0.1-spaced ranges still come from the usual ones
+    assert "mAP@0.5-0.95" not in summary_table(evaluate(gt, res, tiou=tiou[:-1]))
+    mixed = summary_table(evaluate(gt, res, tiou=parse_tiou("0.1:0.95:0.05")), percent=False)
+    assert mixed["mAP@0.5-0.95"] == pytest.approx(0.8) and mixed["mAP@0.3-0.7"] == pytest.approx(1.0)
+
+
 def test_parse_tiou():
     np.testing.assert_allclose(parse_tiou("0.1:0.7:0.1"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     assert parse_tiou("0.1:0.7:0.1")[2] == 0.3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,8 +20,11 @@ from pipeline.presets import (
     preset_set_args,
     schema_keys,
 )
+from pipeline.code_deps import input_deps
+from sources.annotations import read_gt_json
 from sources.synthetic import SyntheticSpec
 from tests.conftest import REPO
+from tests.shared_data import SHARED
 
 PRESETS = sorted(list_presets())
 
@@ -84,6 +88,90 @@ def test_set_args_read_back_to_the_preset_values(name: str):
 def test_released_preset_sets_every_departure_switch_to_the_released_value():
     values = load_preset("released")
     assert {key: values.get(key) for key in RELEASED} == RELEASED
+
+
+DATASET_PRESETS = {  # name: (tIoU thresholds of its protocol, train.num_segments, subsets of its gt.json)
+    "thumos14": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"train": "train", "test": "test"}),
+    "gtea": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"training": "train", "validation": "test"}),
+    "beoid": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"training": "train", "validation": "test"}),
+    "activitynet13": ([0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95], 50,
+                      {"training": "train", "validation": "test", "testing": "skip"}),
+}
+SHARED_SUBSET_COUNTS = {"thumos14": {"train": 200, "test": 210}, "gtea": {"train": 21, "test": 7},
+                        "beoid": {"train": 46, "test": 12}}
+
+
+def _inputs_and_sections(params_path: Path) -> tuple[dict, dict]:
+    """What a dataset preset decides: the user files each stage reads, and the sections it sets."""
+    params = load_params(params_path)
+    dump = params.model_dump(mode="json")
+    return input_deps(params), {k: dump[k] for k in ("dataset", "decode", "flow", "extract", "train", "evaluate")}
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_PRESETS))
+def test_dataset_presets_read_their_files_under_datasets_name(name: str, params_copy: Path):
+    tiou, num_segments, subsets = DATASET_PRESETS[name]
+    apply_preset(params_copy, name)
+    params = load_params(params_copy)
+    d = params.dataset.directory
+    assert params.dataset.source == "directory"
+    assert (d.video_dir, d.gt_json) == (f"datasets/{name}/videos", f"datasets/{name}/gt.json")
+    inputs = input_deps(params)  # the files dvc.yaml tracks after `code-deps --write`
+    assert all(path.startswith(f"datasets/{name}/") for paths in inputs.values() for path in paths)
+    assert dict(d.subsets) == subsets
+    assert (params.decode.short_side, params.extract.crop, params.extract.frame_step) == (256, 224, 1)
+    assert params.flow.method == "tvl1" and params.extract.snippet == params.extract.stride == 16
+    assert params.evaluate.tiou == tiou and params.train.num_segments == num_segments
+    assert params.train.steps == 2000
+    expected_points = {"thumos14": "file", "gtea": "manual", "beoid": "manual", "activitynet13": "gaussian"}[name]
+    assert params.points.distribution == expected_points
+    if expected_points == "manual":
+        assert len(params.points.manual_files) == 4 and params.points.annotator == "random"
+
+
+@pytest.mark.parametrize("first", sorted(DATASET_PRESETS))
+@pytest.mark.parametrize("second", sorted(DATASET_PRESETS))
+def test_dataset_presets_do_not_depend_on_the_one_applied_before(first: str, second: str, tmp_path: Path):
+    alone, after = tmp_path / "alone.yaml", tmp_path / "after.yaml"
+    shutil.copyfile(REPO / "params.yaml", alone)
+    shutil.copyfile(REPO / "params.yaml", after)
+    apply_preset(alone, second)
+    apply_preset(after, first)
+    apply_preset(after, second)
+    assert _inputs_and_sections(after) == _inputs_and_sections(alone)
+
+
+@pytest.mark.skipif(not (SHARED / "datasets").is_dir(), reason="shared annotation files absent")
+@pytest.mark.parametrize("name", sorted(SHARED_SUBSET_COUNTS))
+def test_dataset_presets_match_the_published_files(name: str, params_copy: Path):
+    """The preset's file names are those of the published release, and its subsets read its gt.json."""
+    apply_preset(params_copy, name)
+    params = load_params(params_copy)
+    folder = SHARED / "datasets" / name
+    for paths in input_deps(params).values():
+        for path in paths:
+            if not path.endswith("/videos"):
+                assert (folder / Path(path).name).is_file(), path
+    ann = read_gt_json(folder / "gt.json", subsets=dict(params.dataset.directory.subsets))
+    counts = {s: sum(v["subset"] == s for v in ann["database"].values()) for s in ("train", "test")}
+    assert counts == SHARED_SUBSET_COUNTS[name]
+
+
+def test_activitynet_preset_reads_the_official_layout(tmp_path: Path, params_copy: Path):
+    """ActivityNet 1.3's json: training / validation / unannotated testing, extra keys, no fps."""
+    apply_preset(params_copy, "activitynet13")
+    subsets = dict(load_params(params_copy).dataset.directory.subsets)
+    entry = {"duration": 120.5, "resolution": "1280x720", "url": "https://www.youtube.com/watch?v=x"}
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"version": "VERSION 1.3", "taxonomy": [], "database": {
+        "-abc": {**entry, "subset": "training", "annotations": [{"segment": [1.0, 9.5], "label": "Long jump"}]},
+        "xyz": {**entry, "subset": "validation", "annotations": [{"segment": [3.0, 40.0], "label": "Polishing shoes"}]},
+        "tst": {**entry, "subset": "testing", "annotations": []},
+    }}))
+    ann = read_gt_json(gt, subsets=subsets)
+    assert {vid: v["subset"] for vid, v in ann["database"].items()} == {"-abc": "train", "xyz": "test"}
+    assert ann["database"]["xyz"]["duration"] == 120.5 and "fps" not in ann["database"]["xyz"]
+    assert ann["classes"] == ["Long jump", "Polishing shoes"]
 
 
 def test_heldout_preset_uses_no_default_class(params_copy: Path):

@@ -20,6 +20,8 @@ from sources.annotations import (
     write_annotations,
 )
 
+from tests.shared_data import BEOID, GTEA, SFNET_SUBSETS, needs_beoid, needs_gtea
+
 SHARED = Path(__file__).parents[2] / "shared"
 THUMOS = SHARED / "datasets" / "thumos14"
 
@@ -91,6 +93,82 @@ def test_subset_mapping(tmp_path: Path) -> None:
     assert ann["database"]["v1"]["subset"] == "train"
     with pytest.raises(AnnotationError, match="target must be one of"):
         read_gt_json(path, subsets={"validation": "val"})
+
+
+def test_skip_subset_leaves_its_videos_out(tmp_path: Path) -> None:
+    """ActivityNet's unannotated `testing` subset: mapped to skip, its videos are not read at all."""
+    path = _write(tmp_path, _gt({
+        "a": {**GOOD_VIDEO, "subset": "training"},
+        "b": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "Throw"}]},
+        "c": {"subset": "testing", "annotations": [{"segment": [0, 1], "label": "Other"}], "duration": "bad"},
+    }))
+    ann = read_gt_json(path, subsets={"training": "train", "validation": "test", "testing": "skip"})
+    assert {vid: v["subset"] for vid, v in ann["database"].items()} == {"a": "train", "b": "test"}
+    assert ann["classes"] == ["Jump", "Throw"]  # classes of the kept videos only
+    with pytest.raises(AnnotationError, match=r"video 'c' key 'subset': unknown subset 'testing'"):
+        read_gt_json(path, subsets={"training": "train", "validation": "test"})
+
+
+def test_per_video_fps_and_num_frames(tmp_path: Path) -> None:
+    """GTEA/BEOID layout: fps and num_frames per video; num_frames / fps is the duration when none is given."""
+    path = _write(tmp_path, _gt({
+        "with_duration": {**GOOD_VIDEO, "fps": 15, "num_frames": 1168, "duration": 77.8},
+        "frames_only": {**GOOD_VIDEO, "fps": 30, "num_frames": "1534"},
+        "no_fps": {**GOOD_VIDEO, "num_frames": 100},
+    }))
+    db = read_gt_json(path)["database"]
+    assert db["with_duration"]["fps"] == 15.0 and db["with_duration"]["duration"] == 77.8  # duration wins
+    assert db["frames_only"]["fps"] == 30.0 and db["frames_only"]["duration"] == pytest.approx(1534 / 30)
+    assert "duration" not in db["no_fps"] and "fps" not in db["no_fps"]  # left to the container
+    assert read_gt_json(path, fps=25)["database"]["frames_only"]["duration"] == pytest.approx(1534 / 25)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (0, r"key 'num_frames': expected a positive number, got 0"),
+    (12.5, r"key 'num_frames': expected a whole number of frames, got 12.5"),
+    ("many", r"key 'num_frames': expected a number, got 'many'"),
+])
+def test_bad_num_frames_names_file_video_and_key(tmp_path: Path, value, message: str) -> None:
+    path = _write(tmp_path, _gt({"v1": {**GOOD_VIDEO, "fps": 15, "num_frames": value}}))
+    with pytest.raises(AnnotationError, match=rf"gt.json: video 'v1' {message}"):
+        read_gt_json(path)
+
+
+def _instances_per_class(ann: dict, subset: str) -> collections.Counter:
+    return collections.Counter(a["label"] for v in ann["database"].values() if v["subset"] == subset
+                               for a in v["annotations"])
+
+
+@needs_gtea
+def test_real_gtea_gt() -> None:
+    """GTEA as published with SF-Net: 28 videos at 15 fps, 7 classes, validation = the test split."""
+    ann = read_gt_json(GTEA / "gt.json", subsets=SFNET_SUBSETS)
+    db = ann["database"]
+    assert collections.Counter(v["subset"] for v in db.values()) == {"train": 21, "test": 7}
+    assert ann["classes"] == ["close", "open", "pour", "put", "scoop", "stir", "take"]
+    assert {v["fps"] for v in db.values()} == {15.0}
+    train, test = _instances_per_class(ann, "train"), _instances_per_class(ann, "test")
+    assert sum(train.values()) == 367 and sum(test.values()) == 130
+    assert train["take"] + test["take"] == 133 and train["stir"] + test["stir"] == 14  # counted from the file
+    raw = json.loads((GTEA / "gt.json").read_text())["database"]
+    assert all(db[vid]["duration"] == pytest.approx(raw[vid]["num_frames"] / 15) for vid in db)
+    with pytest.raises(AnnotationError, match=r"video '\S+' key 'subset': unknown subset 'training'"):
+        read_gt_json(GTEA / "gt.json")  # the THUMOS'14 default mapping does not know these subsets
+
+
+@needs_beoid
+def test_real_beoid_gt() -> None:
+    """BEOID as published with SF-Net: 58 videos at 30 fps, 34 classes, validation = the test split."""
+    ann = read_gt_json(BEOID / "gt.json", subsets=SFNET_SUBSETS)
+    db = ann["database"]
+    assert collections.Counter(v["subset"] for v in db.values()) == {"train": 46, "test": 12}
+    assert len(ann["classes"]) == 34 and {v["fps"] for v in db.values()} == {30.0}
+    train, test = _instances_per_class(ann, "train"), _instances_per_class(ann, "test")
+    assert sum(train.values()) == 594 and sum(test.values()) == 148
+    total = train + test
+    assert total["press_button"] == 184 and total["fill_cup"] == 5 and total["pull_rowing-machine"] == 114
+    lengths = sorted(e - s for v in db.values() for s, e in (a["segment"] for a in v["annotations"]))
+    assert lengths[len(lengths) // 2] == pytest.approx(1.2, abs=0.05)  # median instance 1.2 s (datasets README)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 from sources.annotations import AnnotationError
 from sources.directory import DatasetError, find_videos, prepare_directory, probe_video
+from tests.shared_data import GTEA, SFNET_SUBSETS, needs_gtea
 
 SHARED = Path(__file__).parents[2] / "shared"
 THUMOS = SHARED / "datasets" / "thumos14"
@@ -75,6 +76,36 @@ def test_fps_json_overrides_container(tmp_path: Path) -> None:
     fps.write_text('{"other": 25}')
     with pytest.raises(DatasetError, match=r"fps.json: no frame rate for 1 video\(s\): vid_a"):
         prepare_directory(tmp_path / "v", gt, fps_json=fps)
+
+
+def test_frame_rate_precedence_fps_json_then_gt_then_container(tmp_path: Path) -> None:
+    _tiny_video(tmp_path / "v" / "with_fps.mp4", fps=10)
+    _tiny_video(tmp_path / "v" / "without.mp4", fps=10)
+    ann_gt = {"subset": "train", "annotations": [{"segment": [0, 0.5], "label": "Jump"}]}
+    gt = _gt_file(tmp_path, {"with_fps": {**ann_gt, "fps": 15, "num_frames": 15}, "without": ann_gt})
+    db = prepare_directory(tmp_path / "v", gt)[0]["database"]
+    assert db["with_fps"]["fps"] == 15.0 and db["without"]["fps"] == 10.0  # gt.json's, else the container's
+    assert db["with_fps"]["duration"] == pytest.approx(1.0)  # durations are the containers' (10 frames at 10 fps)
+    fps = tmp_path / "fps.json"
+    fps.write_text('{"with_fps": 29.97, "without": 25}')
+    db = prepare_directory(tmp_path / "v", gt, fps_json=fps)[0]["database"]
+    assert db["with_fps"]["fps"] == 29.97 and db["without"]["fps"] == 25.0  # the fps file wins
+
+
+@needs_gtea
+def test_real_gtea_gt_through_the_directory_source(tmp_path: Path) -> None:
+    """Two stand-in videos for the published gt.json: subsets mapped, gt.json's 15 fps kept over the container's 10."""
+    folder = tmp_path / "gtea"
+    _tiny_video(folder / "S1_Cheese_C1.mp4", frames=20, fps=10)
+    _tiny_video(folder / "S1_Tea_C1.mp4", frames=20, fps=10)
+    with pytest.raises(DatasetError, match=r"26 of 28 annotated videos not found"):
+        prepare_directory(folder, GTEA / "gt.json", subsets=SFNET_SUBSETS)
+    ann, videos = prepare_directory(folder, GTEA / "gt.json", subsets=SFNET_SUBSETS, allow_missing=True)
+    db = ann["database"]
+    assert sorted(videos) == ["S1_Cheese_C1", "S1_Tea_C1"]
+    assert {vid: (v["subset"], v["fps"]) for vid, v in db.items()} == {"S1_Cheese_C1": ("train", 15.0),
+                                                                        "S1_Tea_C1": ("test", 15.0)}
+    assert len(ann["classes"]) == 7
 
 
 def test_probe_video_reads_header(tmp_path: Path) -> None:
