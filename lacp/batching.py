@@ -9,6 +9,19 @@ Snippet index of a point (docs/METHOD.md, "Points"): a point at frame f of a sou
 with frame rate F lies in snippet t = floor(f * fps / (F * stride)) of the features' time grid
 (`features.timegrid`; 25 fps and stride 16 in the released recipe), clipped to T - 1
 (features may end a snippet early when the last frames were dropped).
+
+Fixed-length training sequences (`train.num_segments` N > 0; the THUMOS'14 recipe uses every
+snippet): `segment_positions` cuts a video's T snippets into N bins, bin i = snippets
+[floor(i T / N), floor((i + 1) T / N)) (one snippet, floor(i T / N), when T < N, so short
+videos are stretched by repetition), and picks one snippet per bin: a uniform random one
+("random", the BaS-Net/LACP training loaders' `random_perturb`) or the bin's first
+("uniform", their `uniform_sampling`). `resample_sample` keeps those snippets' features and
+moves each point label to the position of the bin that holds the point's snippet, so no
+point is lost (the released loaders index the point matrix with the picked snippets, which
+drops a point whenever its own snippet is not the one picked; they also let a random pick
+reach the next bin's first snippet, and LACP's uniform one keeps a video shorter than N as
+it is). Dense labels that live on the full grid (the search's
+pseudo labels) are indexed with the same positions.
 """
 
 from __future__ import annotations
@@ -31,6 +44,9 @@ __all__ = [
     "feature_getter",
     "load_sample",
     "point_matrix",
+    "resample_sample",
+    "segment_bins",
+    "segment_positions",
     "snippet_index",
 ]
 
@@ -173,6 +189,68 @@ def point_matrix(
     points = np.zeros((num_snippets, num_classes), dtype=bool)
     points[snippets, classes.astype(np.int64)] = True
     return points
+
+
+def segment_bins(length: int, num_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """The N bins of a video of T snippets: bin i is snippets [start[i], stop[i]).
+
+    start[i] = floor(i T / N), stop[i] = max(floor((i + 1) T / N), start[i] + 1): for T >= N
+    the bins partition the video; for T < N a bin holds the one snippet start[i].
+
+    Args:
+        length: T >= 1.
+        num_segments: N >= 1.
+
+    Returns:
+        (start (N,), stop (N,)) int64.
+    """
+    if length < 1 or num_segments < 1:
+        raise ValueError(f"segment bins need T >= 1 snippets and N >= 1 segments, got T={length}, N={num_segments}")
+    edges = np.arange(num_segments + 1, dtype=np.int64) * length // num_segments  # (N+1,) floor(i T / N)
+    start = edges[:-1]
+    return start, np.maximum(edges[1:], start + 1)
+
+
+def segment_positions(length: int, num_segments: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The snippet picked in each of the N bins of a video (`segment_bins`).
+
+    Args:
+        length: T, the video's snippets.
+        num_segments: N.
+        rng: draw one snippet uniformly inside each bin ("random" sampling); None picks each
+            bin's first snippet floor(i T / N) ("uniform" sampling).
+
+    Returns:
+        (N,) int64 snippet indices, non-decreasing, in [0, T).
+    """
+    start, stop = segment_bins(length, num_segments)
+    if rng is None:
+        return start
+    return start + np.floor(rng.random(num_segments) * (stop - start)).astype(np.int64)
+
+
+def resample_sample(sample: VideoSample, positions: np.ndarray) -> VideoSample:
+    """A video resampled to N snippets: the features at `positions`, point labels moved to their bins.
+
+    Args:
+        sample: the video on its full grid (T snippets).
+        positions: (N,) snippet picked per bin (`segment_positions` with the same T and N).
+
+    Returns:
+        The `VideoSample` with (N, D) features and (N, C) points: position i is labelled with
+        class c when any snippet of bin i carries a point of c.
+    """
+    length = sample.features.shape[0]
+    start, stop = segment_bins(length, len(positions))
+    inside = (positions >= start) & (positions < stop)
+    if not inside.all():
+        raise ValueError(f"video '{sample.video_id}': positions must pick one snippet of each of the "
+                         f"{len(positions)} bins of its {length} snippets")
+    counts = np.concatenate([np.zeros((1, sample.points.shape[1]), np.int64),
+                             np.cumsum(sample.points, axis=0, dtype=np.int64)])  # (T+1, C)
+    points = (counts[stop] - counts[start]) > 0  # (N, C): a point of c somewhere in bin i
+    return VideoSample(video_id=sample.video_id, features=sample.features[positions], points=points,
+                       labels=sample.labels)
 
 
 def feature_getter(source: FeatureSource) -> Callable[[str], np.ndarray]:

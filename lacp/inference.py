@@ -4,6 +4,15 @@ Shared by the evaluate stage and the train stage's periodic test evaluation (`ev
 Features are read one video at a time; only the proposals (and, for a few chosen videos,
 the fused scores the timeline pictures need) are kept, so memory does not grow with the
 number of videos.
+
+Fixed-length models (`num_segments` N > 0 in model.json, `lacp.model_io`): a network trained on
+sequences resampled to N snippets (`train.num_segments`) is run on each video resampled the
+same way, by the training's uniform rule (`lacp.batching.segment_positions` without a random
+generator: the first snippet of each of the N bins of T/N snippets), so its temporal
+convolutions meet the time scale they were trained on (the BaS-Net lineage's ActivityNet
+protocol). Position i of the resampled grid stands for bin i, which spans T/N snippets, so the
+proposals are made with `snippet_seconds * T / N` seconds per position (`resampled_seconds`)
+and land at the video's seconds. N = 0 runs the network on every snippet.
 """
 
 from __future__ import annotations
@@ -14,10 +23,46 @@ import numpy as np
 import torch
 
 from features.store import FeatureStore
+from lacp.batching import segment_positions
 from lacp.model import LACPNet
 from lacp.proposals import DetectionConfig, generate_proposals, predicted_classes, video_scores
 
-__all__ = ["DetectionConfig", "predict", "video_outputs"]
+__all__ = ["DetectionConfig", "predict", "resample_for_inference", "resampled_seconds", "video_outputs"]
+
+
+def resampled_seconds(snippet_seconds: float, length: int, num_segments: int) -> float:
+    """Seconds per position of a video of `length` snippets seen at `num_segments` positions.
+
+    Args:
+        snippet_seconds: seconds per snippet of the features' time grid.
+        length: T, the video's snippets.
+        num_segments: N (0 = every snippet: the grid's own seconds).
+
+    Returns:
+        snippet_seconds * T / N (snippet_seconds itself when N is 0).
+    """
+    if not num_segments:
+        return snippet_seconds
+    return snippet_seconds * length / num_segments
+
+
+def resample_for_inference(features: np.ndarray, num_segments: int, snippet_seconds: float) -> tuple[np.ndarray, float]:
+    """A video's features as the network sees them at test time, and their seconds per position.
+
+    Args:
+        features: (T, D) on the full grid.
+        num_segments: N > 0: the first snippet of each of the N bins (the training's "uniform"
+            rule, `lacp.batching.segment_positions`); 0: unchanged.
+        snippet_seconds: seconds per snippet of the full grid.
+
+    Returns:
+        ((N, D) or the unchanged (T, D) features, `resampled_seconds`).
+    """
+    if not num_segments:
+        return features, snippet_seconds
+    length = features.shape[0]
+    positions = segment_positions(length, num_segments)  # uniform: no generator
+    return features[positions], resampled_seconds(snippet_seconds, length, num_segments)
 
 
 @torch.no_grad()
@@ -36,6 +81,7 @@ def predict(
     device: torch.device,
     *,
     keep_scores: Collection[str] = (),
+    num_segments: int = 0,
 ) -> tuple[dict[str, list[dict]], dict[str, set[int]], dict[str, np.ndarray]]:
     """Proposals and predicted class sets of every video, fused scores of the chosen ones.
 
@@ -47,19 +93,23 @@ def predict(
             attributes such as the evaluate stage's params).
         device: where the network runs.
         keep_scores: videos whose fused scores are returned too.
+        num_segments: the model's training sequence length (model.json, `lacp.model_io`):
+            0 = every snippet; N > 0 = each video resampled to N snippets (module docstring).
 
     Returns:
-        (proposals by video, predicted class indices by video, fused scores (T, C+1) of the
-        `keep_scores` videos).
+        (proposals by video, segments in the video's seconds; predicted class indices by
+        video; fused scores of the `keep_scores` videos on the grid the network saw: (T, C+1),
+        or (N, C+1) with `num_segments`, `resampled_seconds` apart).
     """
     proposals, class_sets, scores = {}, {}, {}
     keep = set(keep_scores)
     c = model.num_classes
     snippet_seconds = store.time_grid.seconds_per_snippet
     for vid in videos:
-        p, q = video_outputs(model, store[vid], device)  # (T, C+1) each
+        features, seconds = resample_for_inference(store[vid], num_segments, snippet_seconds)  # (T or N, D)
+        p, q = video_outputs(model, features, device)  # (T or N, C+1) each
         vscore = video_scores(p[:, :c], r_act=config.r_act)  # (C,)
-        proposals[vid] = generate_proposals(q, config=config, snippet_seconds=snippet_seconds, video_score=vscore)
+        proposals[vid] = generate_proposals(q, config=config, snippet_seconds=seconds, video_score=vscore)
         class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=config.class_threshold))
         if vid in keep:
             scores[vid] = q

@@ -1,7 +1,11 @@
 """Saving and loading a trained LACP model: weights plus the settings to rebuild it.
 
 `model.pt` holds only tensors (read with `torch.load(weights_only=True)`: loading runs no
-code); `model.json` holds the class names and the network sizes.
+code); `model.json` holds the class names, the network sizes, how the weights were selected
+and `num_segments`: 0 when the network was trained on every snippet, N > 0 when it was trained
+on sequences resampled to N snippets (`train.num_segments`), in which case inference resamples
+each video to N snippets too (`lacp.inference.predict`). `read_model_meta` is the one reader of
+the model folder's description (a folder written before `num_segments` existed reads as 0).
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ def save_model(
     embed_dim: int,
     dropout: float,
     selection: str = "final step",
+    num_segments: int = 0,
 ) -> None:
     """Write model.pt and model.json atomically (temp name, then rename).
 
     Args:
         selection: how these weights were chosen ("final step", or the released recipe's
             "best on test (...)" protocol), carried into the metrics as a label.
+        num_segments: the training sequences' length (0 = every snippet; N > 0 = N snippets
+            per video), which inference must use too.
     """
+    _check_num_segments(num_segments, where="save_model: num_segments")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -41,6 +49,7 @@ def save_model(
         "embed_dim": embed_dim,
         "dropout": dropout,
         "selection": selection,
+        "num_segments": num_segments,
     }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
@@ -49,11 +58,27 @@ def save_model(
 
 
 def read_model_meta(model_dir: Path) -> dict:
-    """model.json: class names, network sizes and how the weights were selected."""
+    """model.json: class names, network sizes, how the weights were selected, `num_segments`.
+
+    Returns:
+        The description; `num_segments` is 0 when the file predates it.
+
+    Raises:
+        FileNotFoundError: no model.json.
+        ValueError: `num_segments` is not a whole number >= 0.
+    """
     path = Path(model_dir) / "model.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (run the train stage first)")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    meta.setdefault("num_segments", 0)
+    _check_num_segments(meta["num_segments"], where=f"{path} key 'num_segments'")
+    return meta
+
+
+def _check_num_segments(value: object, *, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: expected a whole number of snippets >= 0 (0 = every snippet), got {value!r}")
 
 
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:

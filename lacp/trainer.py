@@ -2,7 +2,9 @@
 
 `train` runs `config.steps` optimisation steps. Each step:
   1. picks `config.batch` videos (a fresh seeded permutation of the training videos per epoch)
-     and reads only their features (memory stays flat with the dataset size),
+     and reads only their features (memory stays flat with the dataset size); with
+     `num_segments` N > 0 each video is resampled to N snippets (`lacp.batching`: one snippet
+     per bin, drawn at random per step or the bin's first, points moved to their bin),
   2. runs the network on the padded batch,
   3. selects the pseudo background points from the current q_bg (no gradient),
   4. computes the losses (completeness terms once a sequence search has run) and takes an
@@ -12,14 +14,17 @@
   6. optionally evaluates (off by default), logs a row, reports progress, and writes a
      resumable checkpoint every `checkpoint_every` steps and after the last step.
 
-Determinism: the batch order of epoch e and the feature-contrast samples of step s come from
-numpy generators seeded with (seed, e) and (seed, s), and dropout from torch's global RNG,
+Determinism: the batch order of epoch e, the feature-contrast samples of step s and its
+resampled snippets (`num_segments`) come from numpy generators seeded with (seed, 0, e),
+(seed, 1, s) and (seed, 2, s), and dropout from torch's global RNG,
 seeded once with `seed` (the caller's RNG state is restored on return) and saved in every
 checkpoint. So two runs with the same inputs are identical on CPU, and a run resumed from a
 checkpoint is bit-identical to an uninterrupted one.
 
 Search timing: the first search runs after step `search_every` (as in the released recipe),
-so steps 1..search_every are point-supervised only.
+so steps 1..search_every are point-supervised only. The search always runs on every snippet of
+each video (its pseudo labels live on the features' time grid); with `num_segments` a step
+indexes them with the snippets it picked.
 
 Model selection: the final step's weights are returned. `select_best_on_test` (with
 `eval_every` > 0 and an `evaluate_fn`) returns instead the weights of the evaluation with the
@@ -45,7 +50,8 @@ import torch
 
 from core.device import resolve_device
 from core.files import atomic_path
-from lacp.batching import FeatureSource, VideoItem, collate, feature_getter, load_sample
+from lacp.batching import (FeatureSource, VideoItem, VideoSample, collate, feature_getter, load_sample,
+                           resample_sample, segment_positions)
 from lacp.losses import LAMBDAS, lacp_loss
 from lacp.model import LACPNet
 from lacp.seeds import batch_background_seeds, select_seeds
@@ -107,6 +113,13 @@ class TrainConfig:
         search_method, search_budget, search_prune: passed to `lacp.search`.
         search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
             the whole run).
+        num_segments: 0 = every snippet of a video per step (the THUMOS'14 recipe); N > 0 =
+            each training video resampled to N snippets per step (`lacp.batching`), the
+            BaS-Net lineage's fixed-length loader. Searches see every snippet; inference
+            runs such a model on each video resampled uniformly to N (`lacp.inference`,
+            N read from model.json, where the train stage records it).
+        segment_sampling: with num_segments: "random" (one snippet drawn per bin and step,
+            the lineage's training loader) or "uniform" (each bin's first snippet).
         checkpoint_every: steps between resumable checkpoints (0 = only after the last step).
         eval_every: steps between calls of `evaluate_fn` (0 = never).
         select_best_on_test: return the best evaluated weights instead of the final ones
@@ -141,6 +154,8 @@ class TrainConfig:
     search_budget: int = 25
     search_prune: float = 0.1
     search_workers: int = 1
+    num_segments: int = 0
+    segment_sampling: Literal["random", "uniform"] = "random"
     checkpoint_every: int = 50
     eval_every: int = 0
     select_best_on_test: bool = False
@@ -155,7 +170,7 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"train config: {key} must be >= 1, got {value}")
-        for key in ("checkpoint_every", "eval_every"):
+        for key in ("checkpoint_every", "eval_every", "num_segments"):
             if getattr(self, key) < 0:
                 raise ValueError(f"train config: {key} must be >= 0, got {getattr(self, key)}")
         if len(self.lambdas) != 5:
@@ -174,6 +189,9 @@ class TrainConfig:
         if self.video_end not in ("full", "released"):
             raise ValueError(
                 f"train config: video_end must be 'full' or 'released', got {self.video_end!r}")
+        if self.segment_sampling not in ("random", "uniform"):
+            raise ValueError(f"train config: segment_sampling must be 'random' or 'uniform', "
+                             f"got {self.segment_sampling!r}")
         if self.search_method not in ("exact", "beam"):
             raise ValueError(f"train config: search_method must be 'exact' or 'beam', "
                              f"got {self.search_method!r}")
@@ -325,6 +343,7 @@ def train(
                                    seed=config.seed)
             samples = [load_sample(videos[i], get_features=fetch, num_classes=num_classes,
                                    feature_dim=config.feature_dim) for i in picked]
+            samples, positions = _resample(samples, config, step)
             batch = collate(samples).to(device)
 
             # 2. forward
@@ -340,6 +359,8 @@ def train(
             pseudo = None
             if use_completeness and state.pseudo_labels:
                 pseudo = [state.pseudo_labels[vid] for vid in batch.video_ids]
+                if positions is not None:  # the full-grid labels at the step's snippets
+                    pseudo = [labels[at] for labels, at in zip(pseudo, positions)]
             terms = lacp_loss(
                 out, batch, bg_seeds, pseudo,
                 rng=np.random.default_rng([config.seed, 1, step]),
@@ -394,6 +415,21 @@ def train(
         weights, selection = _cpu_state(model), "final step"
     return TrainResult(state_dict=weights, log=state.log, pseudo_labels=state.pseudo_labels,
                        steps=state.step, selection=selection)
+
+
+def _resample(samples: list[VideoSample], config: TrainConfig,
+              step: int) -> tuple[list[VideoSample], list[np.ndarray] | None]:
+    """With `num_segments`: the step's videos resampled to N snippets, and the snippets picked.
+
+    Returns:
+        (samples, positions): unchanged samples and None when num_segments is 0; else each
+        video at N snippets and its (N,) picked snippet indices on the full grid.
+    """
+    if not config.num_segments:
+        return samples, None
+    rng = np.random.default_rng([config.seed, 2, step]) if config.segment_sampling == "random" else None
+    positions = [segment_positions(s.features.shape[0], config.num_segments, rng=rng) for s in samples]
+    return [resample_sample(s, at) for s, at in zip(samples, positions)], positions
 
 
 def _check_videos(videos: Sequence[VideoItem], num_classes: int) -> None:

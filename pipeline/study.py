@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,47 @@ import numpy as np
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from lacp.metrics import AVERAGE_RANGES, summary_keys
 from pipeline.artifacts import png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
 
 METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy",
                "val_mAP@0.1-0.7", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
+# METRIC_KEYS are the columns for the default tIoU 0.1:0.7 (THUMOS'14, GTEA, BEOID); a study's
+# columns follow the thresholds its experiments' metrics.json hold (`metric_keys`)
+DEFAULT_STUDY_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # when no run reports any threshold
+_OTHER_KEYS = ("accuracy", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio")
+
+
+def run_thresholds(runs: Iterable[dict[str, float]]) -> list[float]:
+    """The tIoU thresholds of the runs' test metrics (keys `mAP@<t>`, not the averages
+    `mAP@<a>-<b>` nor `val_` ones), ascending; `DEFAULT_STUDY_TIOU` when none has any."""
+    found: set[float] = set()
+    for metrics in runs:
+        for key in metrics:
+            if key.startswith("mAP@"):
+                try:
+                    found.add(float(key.removeprefix("mAP@")))
+                except ValueError:  # an average, "mAP@0.1-0.7"
+                    continue
+    return sorted(found) if found else list(DEFAULT_STUDY_TIOU)
+
+
+def metric_keys(thresholds: Sequence[float]) -> list[str]:
+    """A study's columns: mAP at each threshold and the standard averages they allow (the
+    evaluate stage's `lacp.metrics.summary_keys`), accuracy, the validation mAP averaged over
+    the most thresholds and the validation accuracy, the pseudo-label quality.
+
+    `metric_keys(DEFAULT_STUDY_TIOU) == METRIC_KEYS`; ActivityNet's 0.5:0.05:0.95 gives
+    mAP@0.5 ... mAP@0.95, mAP@0.5-0.95, accuracy, val_mAP@0.5-0.95, ...
+    """
+    keys = summary_keys(thresholds)
+    sizes = {f"mAP@{low:g}-{high:g}": round((high - low) / step) + 1 for low, high, step in AVERAGE_RANGES}
+    averages = [k for k in keys if k in sizes]
+    widest = max(reversed(averages), key=sizes.__getitem__, default=None)  # ties: the later range
+    validation = [f"val_{widest}"] if widest else []
+    return [*keys, _OTHER_KEYS[0], *validation, *_OTHER_KEYS[1:]]
 
 
 def untracked_inputs(paths: list[str]) -> list[str]:
@@ -129,12 +165,16 @@ def _flat_numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 
 def summarise(runs: dict[tuple[str, int], dict[str, float]], labels: list[str]) -> list[dict[str, Any]]:
-    """Mean and spread (sample std; 0 for one seed) over seeds, one row per grid point."""
+    """Mean and spread (sample std; 0 for one seed) over seeds, one row per grid point.
+
+    Columns: `metric_keys` of the thresholds the runs report (`run_thresholds`), in that order.
+    """
+    keys = metric_keys(run_thresholds(runs.values()))
     rows = []
     for label in labels:
         per_seed = [m for (d, _), m in sorted(runs.items()) if d == label]
         row: dict[str, Any] = {"run": label, "seeds": len(per_seed)}
-        for key in METRIC_KEYS:
+        for key in keys:
             values = np.array([m[key] for m in per_seed if key in m], dtype=float)
             row[f"{key} mean"] = float(values.mean()) if len(values) else float("nan")
             row[f"{key} std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -155,12 +195,23 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+def row_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The metric columns of `summarise`'s rows, in order."""
+    return [k.removesuffix(" mean") for k in rows[0] if k.endswith(" mean")] if rows else []
+
+
+def row_thresholds(rows: list[dict[str, Any]]) -> list[float]:
+    """The tIoU thresholds among the rows' columns (`mAP@<t>`), ascending."""
+    return run_thresholds([dict.fromkeys(row_keys(rows), 0.0)])
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """mAP (test and validation), accuracy and pseudo-label quality in %, the pseudo length
     ratio as a ratio; mean ± std per grid point, "-" for a metric none of its runs has."""
-    head = "| run | seeds | " + " | ".join(METRIC_KEYS) + " |"
-    rule = "|---|---|" + "---|" * len(METRIC_KEYS)
-    body = [f"| {r['run']} | {r['seeds']} | " + " | ".join(_cell(r, k) for k in METRIC_KEYS) + " |" for r in rows]
+    keys = row_keys(rows)
+    head = "| run | seeds | " + " | ".join(keys) + " |"
+    rule = "|---|---|" + "---|" * len(keys)
+    body = [f"| {r['run']} | {r['seeds']} | " + " | ".join(_cell(r, k) for k in keys) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
 
 
@@ -179,10 +230,11 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     fig = Figure(figsize=(6, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    tiou = np.arange(1, 8) / 10
+    tiou = np.array(row_thresholds(rows))
+    names = summary_keys(tiou)[: len(tiou)]  # "mAP@0.1", ... as the evaluate stage names them
     for r in rows:
-        mean = np.array([r[f"mAP@{t:.1f} mean"] for t in tiou]) * 100
-        std = np.array([r[f"mAP@{t:.1f} std"] for t in tiou]) * 100
+        mean = np.array([r[f"{name} mean"] for name in names]) * 100
+        std = np.array([r[f"{name} std"] for name in names]) * 100
         ax.plot(tiou, mean, marker="o", label=r["run"])
         ax.fill_between(tiou, mean - std, mean + std, alpha=0.2)
     ax.set(xlabel="tIoU", ylabel="mAP (%)", title="Study: mAP over seeds (mean, shaded ± std)")

@@ -7,6 +7,11 @@ that the train stage held out, when its split has any), `per_class_ap.csv` (AP o
 at each tIoU and averaged; a DVC plot), `map_vs_tiou.csv/.png`, `per_class_ap.png`,
 `timelines/<vid>.png` and `report.md` (the tables and the pictures, published to Prefect by
 the flow). Pictures and per-class files are of the test videos.
+
+The stage reads its own params section and the model folder: a model trained on sequences
+resampled to N snippets (`train.num_segments`, recorded as `num_segments` in model.json) is
+evaluated on each video resampled to N snippets the same way (`lacp.inference.predict`), its
+detections mapped back to the video's seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from lacp.metrics import (
 )
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import to_results_json
-from lacp.inference import predict
+from lacp.inference import predict, resampled_seconds
 from lacp.proposals import DetectionConfig
 from lacp.model_io import load_model, read_model_meta
 from lacp.splits import SPLIT_FILE, read_split
@@ -122,6 +127,8 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     classes = annotations["classes"]
     device = resolve_device(params.device)
     model = load_model(model_dir, device=device)
+    meta = read_model_meta(model_dir)
+    num_segments = meta["num_segments"]  # 0 = every snippet; N = the training's fixed length
     if model.num_classes != len(classes):
         raise ValueError(f"{model_dir}: model has {model.num_classes} classes, annotations have {len(classes)}")
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
@@ -133,16 +140,19 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
         snippet_seconds = store.time_grid.seconds_per_snippet
-        proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines])
+        proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines],
+                                                num_segments=num_segments)
+        timeline_seconds = {vid: resampled_seconds(snippet_seconds, store[vid].shape[0], num_segments) if num_segments
+                            else snippet_seconds for vid in scores}  # seconds per position of each kept score curve
         held_out = available_videos(store, validation, features=features, what="validation")
-        val_proposals, val_class_sets, _ = predict(model, store, held_out, params, device)
+        val_proposals, val_class_sets, _ = predict(model, store, held_out, params, device, num_segments=num_segments)
     results = to_results_json(proposals, classes=classes)
     write_json(out_dir / "predictions.json", results)
 
     # 3. metrics against every instance of the set (a video missing upstream counts as missed)
     detection = evaluate_detection(gt, results, tiou=np.asarray(params.tiou))
     metrics: dict[str, Any] = subset_metrics(detection, class_sets, annotations, videos)
-    metrics["selection"] = read_model_meta(model_dir).get("selection", "final step")
+    metrics["selection"] = meta.get("selection", "final step")
     val_table = ""
     if val_gt is not None:
         val_detection = evaluate_detection(val_gt, to_results_json(val_proposals, classes=classes), tiou=np.asarray(params.tiou))
@@ -153,7 +163,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     # 4. pictures (test videos) and report
     test_metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
     write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes,
-                snippet_seconds=snippet_seconds)
+                snippet_seconds=timeline_seconds)
     write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
     if metrics["selection"] != "final step":
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
@@ -161,8 +171,9 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
 
 
 def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes, *,
-                snippet_seconds: float) -> None:
-    """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video."""
+                snippet_seconds: dict[str, float]) -> None:
+    """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video
+    (`snippet_seconds`: seconds per position of each of those videos' `scores`)."""
     with atomic_path(out_dir / "map_vs_tiou.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["tiou", "map"])
@@ -185,7 +196,7 @@ def write_plots(out_dir, detection, metrics, annotations, proposals, scores, tim
             predictions=[p for p in proposals[vid] if p["label_index"] == main],
             cas=scores[vid][:, main],
             actionness=1.0 - scores[vid][:, -1],
-            snippet_seconds=snippet_seconds,
+            snippet_seconds=snippet_seconds[vid],
             path=out_dir / "timelines" / f"{vid}.png",
         )
 

@@ -64,6 +64,9 @@ class TrainParams(StageParams):
     video_end: Literal["full", "released"] = TrainConfig.video_end
     label_delay: Literal["none", "released"] = TrainConfig.label_delay
     absent_class_score: Literal["mean", "topk"] = TrainConfig.absent_class_score
+    # 0 = every snippet (THUMOS'14 recipe); N = training sequences resampled to N snippets (lacp.batching)
+    num_segments: int = Field(TrainConfig.num_segments, ge=0)
+    segment_sampling: Literal["random", "uniform"] = TrainConfig.segment_sampling
     eval_every: int = Field(TrainConfig.eval_every, ge=0)
     select_best_on_test: bool = TrainConfig.select_best_on_test
     checkpoint_every: int = Field(TrainConfig.checkpoint_every, ge=0)
@@ -117,11 +120,15 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
     return items
 
 
-def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str):
+def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str,
+                num_segments: int = 0):
     """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
 
     Uses the default detection settings (`lacp.proposals.DetectionConfig`, the evaluate
-    stage's defaults; this stage does not read `evaluate` params).
+    stage's defaults) and the default thresholds (`lacp.metrics.DEFAULT_TIOU`, 0.1:0.7): this
+    stage does not read `evaluate` params, so `evaluate.tiou` (e.g. ActivityNet's 0.5:0.95)
+    does not reach it. Inference is the evaluate stage's (`lacp.inference.predict`), on the
+    same `num_segments` as training (0 = every snippet; N = each video resampled to N).
     Selecting a checkpoint with it (`select_best_on_test`) is the released recipe's protocol;
     the selection is recorded in model.json and metrics.json so such results stay labelled.
     """
@@ -136,7 +143,8 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     gt = load_ground_truth(annotations, subset="test")
 
     def evaluate(model, step: int) -> float:
-        proposals, _, _ = predict(model, store, videos, DetectionConfig(), resolve_device(device))
+        proposals, _, _ = predict(model, store, videos, DetectionConfig(), resolve_device(device),
+                                  num_segments=num_segments)
         results = to_results_json(proposals, classes=annotations["classes"])
         return float(evaluate_detection(gt, results).map.mean())
 
@@ -277,7 +285,8 @@ def run(
 
         evaluate_fn = None
         if params.eval_every:
-            evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device)
+            evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device,
+                                      num_segments=params.num_segments)
         result = train(
             videos=items,
             get_features=store,
@@ -297,6 +306,7 @@ def run(
         embed_dim=2048,
         dropout=params.dropout,
         selection=result.selection,
+        num_segments=params.num_segments,  # evaluation resamples to the same length
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)

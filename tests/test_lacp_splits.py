@@ -101,9 +101,8 @@ def test_ground_truth_of_chosen_videos() -> None:
         load_ground_truth(ANNOTATIONS, subset="train", videos=["t2", "e1"])
 
 
-@pytest.fixture
-def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
-    """annotations.json, a seeded feature store (12 snippets per video) and points.csv."""
+def write_tiny_inputs(tmp_path: Path) -> dict[str, Path]:
+    """annotations.json, a seeded feature store (12 snippets per video) and points.csv under tmp_path."""
     write_annotations(tmp_path / "dataset" / "annotations.json", ANNOTATIONS)
     rng = np.random.default_rng(0)
     attrs = {"fps": 25, "snippet": 16, "stride": 16, "crop": 32, "backbone": "test", "weights_sha256": "-",
@@ -118,6 +117,11 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "points").mkdir()
     (tmp_path / "points" / "points.csv").write_text("class,class_index,start_frame,stop_frame,video_id,point\n" + "\n".join(rows) + "\n")
     return {"dataset_dir": tmp_path / "dataset", "features": tmp_path / "features.h5", "points_dir": tmp_path / "points"}
+
+
+@pytest.fixture
+def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
+    return write_tiny_inputs(tmp_path)
 
 
 def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: dict[str, Path], tmp_path: Path) -> None:

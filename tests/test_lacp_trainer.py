@@ -137,6 +137,72 @@ def test_search_schedule_and_completeness_terms():
         assert result.pseudo_labels[video.video_id].shape == (len(features[video.video_id]), C)
 
 
+@pytest.mark.parametrize("sampling", ["random", "uniform"])
+def test_num_segments_resamples_each_step_and_indexes_the_full_grid_labels(monkeypatch, sampling):
+    """train.num_segments: every step trains on N snippets per video (the ones the step's rng picks,
+    points moved to their bins); the search runs on every snippet and a step reads its labels at
+    the picked snippets."""
+    import lacp.trainer as trainer
+    from lacp.batching import resample_sample, segment_bins, segment_positions
+
+    videos, features = _dataset()
+    num_segments, seen, searched = 8, [], []
+    real_loss = trainer.lacp_loss
+
+    def recording_loss(out, batch, bg_seeds, pseudo, **kwargs):
+        seen.append((batch.video_ids, batch.features.numpy().copy(), batch.points.numpy().copy(),
+                     batch.lengths.tolist(), None if pseudo is None else [p.copy() for p in pseudo]))
+        return real_loss(out, batch, bg_seeds, pseudo, **kwargs)
+
+    def search(items):
+        labels = _seed_search(items)
+        searched.append(labels)
+        return labels
+
+    monkeypatch.setattr(trainer, "lacp_loss", recording_loss)
+    config = _config(steps=5, num_segments=num_segments, segment_sampling=sampling)
+    result = train(videos=videos, get_features=features, num_classes=C, config=config, search_fn=search)
+    by_id = {v.video_id: v for v in videos}
+    for video in videos:  # the search and its labels stay on the full grid
+        assert result.pseudo_labels[video.video_id].shape == (len(features[video.video_id]), C)
+    assert [len(labels) for labels in searched] == [6, 6]
+    for step, (ids, feats, points, lengths, pseudo) in enumerate(seen, start=1):
+        assert feats.shape == (3, num_segments, D) and lengths == [num_segments] * 3
+        rng = np.random.default_rng([config.seed, 2, step]) if sampling == "random" else None
+        for b, vid in enumerate(ids):
+            full = load_sample(by_id[vid], get_features=features.__getitem__, num_classes=C, feature_dim=D)
+            at = segment_positions(len(features[vid]), num_segments, rng=rng)
+            np.testing.assert_array_equal(feats[b], features[vid][at])  # the picked snippets
+            np.testing.assert_array_equal(points[b], resample_sample(full, at).points)  # points in their bins
+            start, stop = segment_bins(len(features[vid]), num_segments)
+            snippets = np.minimum(snippet_index(by_id[vid].point_frames, fps=25.0), len(features[vid]) - 1)
+            for t, c in zip(snippets.tolist(), by_id[vid].point_classes.tolist()):  # no point lost
+                assert points[b][(start <= t) & (t < stop), c].all()
+            if step > 2:  # labels of the search after step 2 (or 4), at the step's snippets
+                latest = searched[0] if step <= 4 else searched[1]
+                np.testing.assert_array_equal(pseudo[b], latest[[v.video_id for v in videos].index(vid)][at])
+            else:
+                assert pseudo is None
+
+
+def test_num_segments_run_resumes_bit_identically(tmp_path):
+    """The snippets a step picks depend on (seed, step) only, so a resumed run trains on the same ones."""
+    whole = _run(tmp_path / "whole", num_segments=8)
+    _run(tmp_path / "part", steps=3, num_segments=8)
+    resumed = _run(tmp_path / "part", steps=6, num_segments=8)
+    assert _losses(resumed) == _losses(whole)
+    _assert_same_state(resumed.state_dict, whole.state_dict)
+    assert _losses(_run(num_segments=8, seed=3)) == _losses(whole)
+    assert _losses(_run(num_segments=0)) != _losses(whole)
+
+
+def test_num_segments_config_is_checked():
+    with pytest.raises(ValueError, match="num_segments must be >= 0"):
+        _config(num_segments=-1)
+    with pytest.raises(ValueError, match="segment_sampling must be 'random' or 'uniform'"):
+        _config(segment_sampling="linear")
+
+
 def test_released_label_delay_waits_for_the_loader_rebuild():
     # 12 videos, batch 3: the released loader is rebuilt every 4 steps (steps 1, 5, 9); searches
     # after steps 2, 4, 6 and 8. Without delay the labels are used from step 3; with it from
@@ -277,3 +343,14 @@ def test_default_search_is_lacp_search():
                               fps=video.fps, num_snippets=len(labels), num_classes=C)
         assert not labels[:, ~points.any(axis=0)].any()
         assert labels[points].all()
+
+
+@pytest.mark.cuda
+def test_training_on_cuda_follows_the_cpu():
+    """Without dropout (whose random stream differs between devices) a CUDA run gives the CPU's
+    losses and weights, up to TF32 convolutions; the weights come back as CPU tensors."""
+    cpu = _run(dropout=0.0)
+    cuda = _run(dropout=0.0, device="cuda")
+    np.testing.assert_allclose(_losses(cuda), _losses(cpu), rtol=1e-2, atol=1e-4)
+    for key, value in cpu.state_dict.items():
+        torch.testing.assert_close(cuda.state_dict[key].cpu(), value, rtol=1e-2, atol=1e-3)

@@ -14,9 +14,12 @@ from pipeline.study import (
     experiment_argv,
     grid_points,
     markdown_table,
+    metric_keys,
     parse_grid,
     point_label,
     report_markdown,
+    row_thresholds,
+    run_thresholds,
     summarise,
     write_outputs,
 )
@@ -112,3 +115,40 @@ def test_markdown_table_shows_ratios_as_ratios_and_missing_metrics_as_a_dash():
     lacp, baseline = (line for line in table.splitlines() if line.startswith(("| lacp", "| baseline")))
     assert lacp.endswith("| 50.0 ± 0.0 | 50.0 ± 0.0 | 1.04 ± 0.00 |")
     assert baseline.endswith("| 25.0 ± 0.0 | - | - | - |")
+
+
+ACTIVITYNET_TIOU = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+
+
+def test_columns_follow_the_thresholds_in_the_metrics(tmp_path: Path):
+    """ActivityNet-style metrics.json (mAP@0.5 ... mAP@0.95, mAP@0.5-0.95): the table and plot use those."""
+    def metrics(offset: float) -> dict[str, float]:
+        values = {f"mAP@{t:g}": 0.6 - t / 2 + offset for t in ACTIVITYNET_TIOU}  # 0.35 at 0.5 ... 0.125 at 0.95
+        values["mAP@0.5-0.95"] = 0.25 + offset
+        return values | {"accuracy": 0.8, "val_mAP@0.5-0.95": 0.2 + offset, "val_accuracy": 0.7, "selection": 0.0}
+
+    runs = {("n50", 0): metrics(0.0), ("n50", 1): metrics(0.02), ("n100", 0): metrics(0.1)}
+    assert metric_keys(run_thresholds(runs.values())) == [
+        *(f"mAP@{t:g}" for t in ACTIVITYNET_TIOU), "mAP@0.5-0.95", "accuracy", "val_mAP@0.5-0.95", "val_accuracy",
+        "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
+    rows = summarise(runs, ["n50", "n100"])
+    assert rows[0]["mAP@0.95 mean"] == pytest.approx(0.135) and rows[0]["mAP@0.95 std"] == pytest.approx(0.0141421, rel=1e-5)
+    assert rows[0]["mAP@0.5-0.95 mean"] == pytest.approx(0.26) and rows[1]["mAP@0.5-0.95 mean"] == pytest.approx(0.35)
+    assert "mAP@0.1 mean" not in rows[0] and "mAP@0.1-0.7 mean" not in rows[0]
+    table = markdown_table(rows)
+    head, _, n50, n100 = table.splitlines()
+    assert head.startswith("| run | seeds | mAP@0.5 | mAP@0.55 | ") and "| mAP@0.95 | mAP@0.5-0.95 | accuracy |" in head
+    assert n50.startswith("| n50 | 2 | 36.0 ± 1.4 | 33.5 ± 1.4 | ")
+    assert n50.endswith("| 13.5 ± 1.4 | 26.0 ± 1.4 | 80.0 ± 0.0 | 21.0 ± 1.4 | 70.0 ± 0.0 | - | - | - |")
+    assert n100.startswith("| n100 | 1 | 45.0 ± 0.0 |")
+    assert row_thresholds(rows) == ACTIVITYNET_TIOU
+    paths = write_outputs(rows, tmp_path)
+    assert paths["csv"].read_text().splitlines()[0].startswith("run,seeds,mAP@0.5 mean,mAP@0.5 std,mAP@0.55 mean")
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_thumos_style_metrics_keep_the_default_columns():
+    runs = {("a", 0): {k: 0.5 for k in METRIC_KEYS} | {"mAP@0.1-0.5": 0.4}, ("b", 0): {"mAP@0.3": 0.2}}
+    assert run_thresholds(runs.values()) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert metric_keys(run_thresholds(runs.values())) == METRIC_KEYS
+    assert run_thresholds([{"accuracy": 0.5}]) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # no threshold: the default
