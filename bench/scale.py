@@ -4,8 +4,7 @@ Synthetic two-stream features (T ~ U[--snippets/2, 3*--snippets/2] snippets x 10
 and for flow, per video) are written to one temporary HDF5 store per dataset size, in the
 feature-store schema (`features.store`). Each (mode, size) configuration then runs in a fresh
 child process that reads the store through `features.store.FeatureStore` and reports its own
-peak resident memory (VmHWM from /proc on Linux: ru_maxrss of a child started by vfork can
-inherit the parent's high-water mark; ru_maxrss elsewhere):
+peak resident memory (`bench.machine.peak_mib`):
 
 - train: `lacp.trainer.train` with the FeatureStore as `get_features` (features streamed per
   step), `--steps` steps of batch 16 over 20 classes, with one optimal sequence search over
@@ -40,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -49,6 +47,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from bench.machine import peak_mib
 
 NUM_CLASSES = 20
 SOURCE_FPS = 30.0
@@ -63,18 +63,6 @@ STORE_ATTRS = {
     "flow_method": "none",
     "flow_init": "none",
 }
-
-
-def peak_mib() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def video_ids(count: int) -> list[str]:
