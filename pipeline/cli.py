@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,13 +40,16 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_preset(args: argparse.Namespace) -> int:
-    from pipeline.presets import apply_preset, format_value, list_presets
+    from pipeline.presets import apply_preset, format_value, list_presets, preset_set_args
 
     if args.list:
         presets = list_presets()
         width = max(map(len, presets), default=0)
         for name, header in presets.items():
             print(f"{name:{width}s}  {header}")
+        return 0
+    if args.set_args:  # shell words: eval "dvc exp run $(python -m pipeline preset NAME --set-args)"; params.yaml untouched
+        print(" ".join(f"-S {shlex.quote(arg)}" for arg in preset_set_args(args.name)))
         return 0
     changes = apply_preset(args.params, args.name)
     for change in changes:
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="preset name, e.g. heldout (prints each key: old -> new)")
     which.add_argument("--list", action="store_true", help="list the presets and what each is for")
+    p.add_argument("--set-args", action="store_true",
+                   help="print the preset as `-S key=value` arguments (for dvc exp run or repro) instead of writing it")
     p.set_defaults(fn=cmd_preset)
 
     p = sub.add_parser("run", help="run one stage as a Prefect flow")

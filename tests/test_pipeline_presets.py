@@ -251,3 +251,19 @@ def test_cli_study_passes_the_preset_to_every_run(monkeypatch: pytest.MonkeyPatc
     assert cli.main(["study", "--preset", "heldout", "-S", "train.steps=5", "--seeds", "0"]) == 0
     assert seen["extra"] == [*preset_set_args("heldout"), "train.steps=5"]
     assert "dataset.synthetic.instances_per_video=[1, 2]" in seen["extra"]
+
+
+def test_cli_preset_set_args_are_shell_words_for_dvc_exp_run(params_copy: Path, capsys: pytest.CaptureFixture[str]):
+    """`--set-args` prints the preset as `-S` overrides (what a study passes to dvc exp run), quoted
+    for the shell, and leaves the params file alone."""
+    import shlex
+
+    from pipeline.presets import preset_set_args
+
+    before = params_copy.read_text()
+    assert cli.main(["--params", str(params_copy), "preset", "gtea", "--set-args"]) == 0
+    words = shlex.split(capsys.readouterr().out)
+    assert words[0::2] == ["-S"] * len(preset_set_args("gtea"))
+    assert words[1::2] == preset_set_args("gtea")
+    assert "dataset.directory.subsets={training: train, validation: test}" in words
+    assert params_copy.read_text() == before
