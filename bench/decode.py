@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import cpu_name
 from features.video import decode_to_mp4
 
 
@@ -42,6 +43,7 @@ def main() -> None:
             size = dst.stat().st_size
     best = min(times)
     print(json.dumps({
+        "cpu": cpu_name(),
         "video": src.name,
         "source_size": "640x272",
         "output_size": f"{row.width}x{row.height}",

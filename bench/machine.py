@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import resource
 from pathlib import Path
 
 
 def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for the JSON of every benchmark."""
+    """The CPU, for the JSON of every benchmark: model name, cores and the vector units that
+    decide torch's speed, e.g. "AMD EPYC (2 cores, AVX2, no bf16)" (flags from /proc/cpuinfo
+    on Linux; elsewhere the platform's processor string and the core count)."""
+    model, flags = platform.processor() or "unknown", set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    units = [name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags][:1]
+    units.append("AMX bf16" if "amx_bf16" in flags else "bf16" if "avx512_bf16" in flags else "no bf16")
+    return f"{model} ({os.cpu_count()} cores, {', '.join(units)})"
 
 
 def peak_mib() -> float:

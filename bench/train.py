@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from bench.machine import cpu_name
 from lacp.batching import VideoItem, collate, load_sample
 from lacp.losses import lacp_loss
 from lacp.model import LACPNet
@@ -171,6 +172,7 @@ def main() -> None:
 
     search_seconds = search_times[0] if search_times else None
     report = {
+        "cpu": cpu_name(),
         "device": "cpu",
         "threads": args.threads,
         "videos": num_videos,
