@@ -409,7 +409,7 @@ PARAM_CASES = {
     "unknown_key": ({"decode": {"sise": 1}}, "decode.sise: unknown key"),
     "unknown_section": ({"decoding": {}}, "decoding: unknown key"),
     "wrong_type": ({"train": {"steps": "many"}}, "train.steps: Input should be a valid integer"),
-    "bad_choice": ({"flow": {"method": "farneback"}}, "flow.method: Input should be 'dis' or 'tvl1'"),
+    "bad_choice": ({"flow": {"method": "farneback"}}, "flow.method: Input should be 'dis', 'tvl1' or 'tvl1_torch'"),
 }
 
 
