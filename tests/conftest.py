@@ -128,3 +128,17 @@ def tiny_repo(root: Path) -> Path:
                  ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
         subprocess.run(argv, cwd=root, check=True, capture_output=True)
     return root
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the `cuda`-marked tests where torch sees no CUDA device (torch is imported only then)."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in cuda_items:
+        item.add_marker(skip)
