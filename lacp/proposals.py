@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,9 @@ import numpy as np
 __all__ = [
     "ACT_THRESHOLDS",
     "CAS_THRESHOLDS",
+    "Candidates",
     "DetectionConfig",
+    "candidate_proposals",
     "generate_proposals",
     "nms_1d",
     "predicted_classes",
@@ -145,7 +148,8 @@ def _oic(
         faithful: left window ceil(ratio * L) instead of floor (the released recipe).
 
     Returns:
-        (M,) inner mean minus outer mean (0 when there is no outer position).
+        inner (M,) mean inside each run and outer (M,) mean over its outer positions (0 when
+        there is none); the OIC is inner - outer.
     """
     n = curves.shape[1]
     prefix = np.zeros((curves.shape[0], n + 1))
@@ -159,7 +163,7 @@ def _oic(
     outer_sum = (prefix[row, first] - prefix[row, lo]) + (prefix[row, hi + 1] - prefix[row, last + 1])
     outer_count = (first - lo) + (hi - last)
     outer = np.divide(outer_sum, outer_count, out=np.zeros_like(outer_sum), where=outer_count > 0)
-    return inner - outer
+    return inner, outer
 
 
 def nms_1d(segments: np.ndarray, scores: np.ndarray, *, tiou: float = 0.7, faithful: bool = False) -> np.ndarray:
@@ -215,7 +219,32 @@ class DetectionConfig:
     faithful: bool = True
 
 
-def generate_proposals(
+@dataclass(frozen=True)
+class Candidates:
+    """Every proposal of one video before NMS (steps 1-5 of the module docstring).
+
+    Attributes:
+        label_index: (M,) class of each candidate.
+        segments: (M, 2) start, end in seconds.
+        inner: (M,) mean of the upsampled class CAS inside the run (the "inner score").
+        outer: (M,) mean over its outer positions (0 when there is none; with ``faithful``,
+            CAS-threshold runs count sub-threshold values there as 0).
+        score: (M,) the detection score: inner - outer (the OIC) + score_weight * video score.
+    """
+
+    label_index: np.ndarray
+    segments: np.ndarray
+    inner: np.ndarray
+    outer: np.ndarray
+    score: np.ndarray
+
+    @property
+    def oic(self) -> np.ndarray:
+        """(M,) outer-inner contrast: inner - outer."""
+        return self.inner - self.outer
+
+
+def candidate_proposals(
     q: np.ndarray,
     *,
     config: DetectionConfig,
@@ -226,12 +255,12 @@ def generate_proposals(
     upsample: int = 24,
     outer_ratio: float = 0.25,
     score_weight: float = 0.2,
-) -> list[dict]:
-    """Scored temporal proposals of one video.
+) -> Candidates:
+    """The scored proposals of one video before NMS (steps 1-5 of the module docstring).
 
     Args:
         q: (T, C+1) fused scores; column C is the background score.
-        config: r_act (for the fallback video score), class_threshold, nms_tiou, faithful.
+        config: r_act (for the fallback video score), class_threshold, faithful.
         snippet_seconds: seconds between snippets (`features.timegrid.TimeGrid.seconds_per_snippet`;
             16 / 25 s in the released recipe).
         video_score: (C,) video-level class scores, normally ``video_scores(p[:, :C])`` of the
@@ -244,8 +273,7 @@ def generate_proposals(
         score_weight: weight of the video score added to the OIC.
 
     Returns:
-        Proposals ``{"label_index": int, "score": float, "segment": [start_s, end_s]}``,
-        grouped by ascending class index, each class by descending score.
+        `Candidates`, by ascending class index, then threshold row, then position.
 
     Raises:
         ValueError: ``q`` not (T, C+1) with T >= 1, C >= 1, or ``video_score`` not (C,).
@@ -254,8 +282,7 @@ def generate_proposals(
     if q.ndim != 2 or q.shape[0] == 0 or q.shape[1] < 2:
         raise ValueError(f"generate_proposals: expected fused scores of shape (T, C+1), T >= 1, C >= 1; got {q.shape}")
     n_classes = q.shape[1] - 1
-    r_act, class_threshold, nms_tiou, faithful = config.r_act, config.class_threshold, config.nms_tiou, config.faithful
-    scores = video_scores(q[:, :n_classes], r_act=r_act) if video_score is None else np.asarray(video_score, float)
+    scores = video_scores(q[:, :n_classes], r_act=config.r_act) if video_score is None else np.asarray(video_score, float)
     if scores.shape != (n_classes,):
         raise ValueError(f"generate_proposals: video_score must have shape ({n_classes},), got {scores.shape}")
     cas_thr = np.asarray(cas_thresholds, dtype=np.float64).reshape(-1, 1)  # (R1, 1)
@@ -263,22 +290,42 @@ def generate_proposals(
     step = snippet_seconds / upsample
     actionness = upsample_linear(1.0 - q[:, n_classes], factor=upsample)  # (N,)
     act_mask = (actionness >= act_thr) & (actionness > 0)  # (R2, N)
-    proposals: list[dict] = []
-    for c in predicted_classes(scores, threshold=class_threshold).tolist():
+    parts: list[tuple[np.ndarray, ...]] = []
+    for c in predicted_classes(scores, threshold=config.class_threshold).tolist():
         cas = upsample_linear(q[:, c], factor=upsample)  # (N,)
         cas_mask = (cas >= cas_thr) & (cas > 0)  # (R1, N)
         mask = np.concatenate([cas_mask, act_mask])  # (R, N)
         curves = np.broadcast_to(cas, mask.shape)
-        if faithful:
+        if config.faithful:
             curves = np.concatenate([np.where(cas < cas_thr, 0.0, cas), np.broadcast_to(cas, act_mask.shape)])
         row, first, last = _runs(mask)
-        oic = _oic(curves, row, first, last, outer_ratio=outer_ratio, faithful=faithful)
+        inner, outer = _oic(curves, row, first, last, outer_ratio=outer_ratio, faithful=config.faithful)
         segments = np.stack([first * step, (last + 1) * step], axis=1)  # (M, 2)
-        proposal_scores = oic + score_weight * scores[c]
-        for index in nms_1d(segments, proposal_scores, tiou=nms_tiou, faithful=faithful).tolist():
-            proposals.append(
-                {"label_index": c, "score": float(proposal_scores[index]), "segment": segments[index].tolist()}
-            )
+        parts.append((np.full(len(row), c, dtype=np.int64), segments, inner, outer,
+                      inner - outer + score_weight * scores[c]))
+    label_index, segments, inner, outer, score = (np.concatenate(column) for column in zip(*parts))
+    return Candidates(label_index, segments, inner, outer, score)
+
+
+def generate_proposals(q: np.ndarray, *, config: DetectionConfig, **options: Any) -> list[dict]:
+    """Scored temporal proposals of one video: `candidate_proposals`, then NMS per class.
+
+    Args:
+        q: (T, C+1) fused scores; column C is the background score.
+        config: the detection settings; ``nms_tiou`` and ``faithful`` drive the NMS.
+        **options: `candidate_proposals`'s keywords (snippet_seconds is required).
+
+    Returns:
+        Proposals ``{"label_index": int, "score": float, "segment": [start_s, end_s]}``,
+        grouped by ascending class index, each class by descending score.
+    """
+    found = candidate_proposals(q, config=config, **options)
+    proposals: list[dict] = []
+    for c in np.unique(found.label_index).tolist():
+        at = np.flatnonzero(found.label_index == c)
+        segments, scores = found.segments[at], found.score[at]
+        for index in nms_1d(segments, scores, tiou=config.nms_tiou, faithful=config.faithful).tolist():
+            proposals.append({"label_index": c, "score": float(scores[index]), "segment": segments[index].tolist()})
     return proposals
 
 
