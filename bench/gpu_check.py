@@ -196,6 +196,11 @@ def train_and_evaluate(bundle: Path, *, device: str, steps: int | None = None, e
     return out
 
 
+def _say(line: str) -> None:
+    """A progress line on stderr (stdout carries the JSON)."""
+    print(f"[gpu_check] {line}", file=sys.stderr, flush=True)
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Per-snippet cosine of the rgb and flow halves; mean and min."""
     values = []
@@ -220,9 +225,10 @@ def speed(step, *, device: str, repeats: int = 5) -> float:
     return best
 
 
-def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_batch: int = SPEED_BATCH) -> dict:
-    """The check on `device` ("cpu": a dry run of this code without a GPU, with `steps` and
-    `speed_batch` made small; its figures mean nothing)."""
+def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_batch: int = SPEED_BATCH,
+        videos: int = VIDEOS, repeats: int = 5) -> dict:
+    """The check on `device` ("cpu": a dry run of this code without a GPU, with `steps`,
+    `speed_batch`, `videos` and `repeats` made small; its figures mean nothing)."""
     from features.i3d import prepare_for_inference
     from features.store import FeatureStore
     from features.tvl1 import tvl1_flow
@@ -238,7 +244,9 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
     # 1. extraction: bf16 and fp32 on CUDA against this CPU's fp32 features
     state = torch.load(bundle / "rgb_bf16.pt", map_location="cpu", weights_only=True)
     rgb_model, flow_model = i3d_pair({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    frames, flows, reference = inputs["frames"], inputs["flows"], inputs["cpu_features"]
+    frames, flows = inputs["frames"][:videos], inputs["flows"][:videos]
+    reference = inputs["cpu_features"][: videos * FRAMES // 16]  # (videos * 4, 2048)
+    _say("1/3 extraction: CUDA fp32 and bf16 against this CPU's fp32 features")
     with FeatureStore(bundle / "features.h5") as store:
         attrs = store.attrs
     with torch.no_grad():
@@ -250,11 +258,12 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
         x = torch.rand(speed_batch, 3, 16, 224, 224, device=device) * 2 - 1  # (B, C, T, H, W)
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             model = prepare_for_inference(rgb_model, dtype=dtype, device=device)
-            seconds = speed(lambda: model.features(x), device=device)
+            seconds = speed(lambda: model.features(x), device=device, repeats=repeats)
             report[f"extract_{name}_snippets_per_s_224"] = round(speed_batch / seconds, 1)
 
     # 2. tvl1_torch on CUDA: speed at 224x224 and agreement with this CPU's result
-    prev, nxt = tvl1_pairs(frames)
+    _say("2/3 tvl1_torch: speed and agreement with this CPU")
+    prev, nxt = tvl1_pairs(inputs["frames"])
     flow_gpu = tvl1_flow(prev.to(device), nxt.to(device)).cpu().numpy()  # (PAIRS, H, W, 2)
     epe = np.linalg.norm(flow_gpu - inputs["cpu_tvl1"], axis=-1)
     report["tvl1_cuda_vs_cpu_epe_px"] = round(float(epe.mean()), 5)
@@ -263,10 +272,11 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
     big_next = torch.nn.functional.interpolate(nxt[:1, None], size=(224, 224), mode="bilinear")[:, 0]
     a = big.repeat(speed_batch, 1, 1).to(device)  # (B, 224, 224): one pair repeated, each converging alike
     b = big_next.repeat(speed_batch, 1, 1).to(device)
-    seconds = speed(lambda: tvl1_flow(a, b), device=device, repeats=2)
+    seconds = speed(lambda: tvl1_flow(a, b), device=device, repeats=min(2, repeats))
     report["tvl1_cuda_pairs_per_s_224"] = round(speed_batch / seconds, 1)
 
     # 3. training: the default recipe on CUDA and on this machine's CPU
+    _say("3/3 training: the default recipe on CUDA, then on this machine's CPU")
     for name, where in (("cuda", device), ("cpu", "cpu")):
         for key, value in train_and_evaluate(bundle, device=where, steps=steps).items():
             report[f"train_{name}_{key}"] = value
@@ -288,7 +298,7 @@ def main() -> None:
     if args.command == "pack":
         report = pack(args.bundle)
     elif args.dry_run:
-        report = run(args.bundle, device="cpu", steps=4, speed_batch=2)
+        report = run(args.bundle, device="cpu", steps=4, speed_batch=2, videos=1, repeats=1)
     else:
         report = run(args.bundle)
     text = json.dumps(report)
