@@ -357,13 +357,13 @@ def feature_cosine_report(clips: list[tuple[str, np.ndarray]], *, batch: int) ->
         return {"feature_cosine_clips": []}
     import functools
 
-    from features.i3d import I3D, prepare_for_inference
+    from bench.gpu_check import i3d_pair
+    from features.i3d import prepare_for_inference
     from features.snippets import iter_snippet_batches, preprocess_flow
-    from features.weights import flow_from_rgb, load_kinetics_rgb_i3d
+    from features.weights import load_kinetics_rgb_i3d
 
-    flow_i3d = I3D(in_channels=2)
-    flow_i3d.load_state_dict(flow_from_rgb(load_kinetics_rgb_i3d().state_dict()))
-    net = prepare_for_inference(flow_i3d.eval(), dtype=torch.float32, device="cpu")
+    _, flow_i3d = i3d_pair(load_kinetics_rgb_i3d().state_dict())  # flow stream as the weights stage makes it
+    net = prepare_for_inference(flow_i3d, dtype=torch.float32, device="cpu")
     transform = functools.partial(preprocess_flow, crop=SIZE)
     values = []
     for _name, frames in clips:
