@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test install ui study compare
+.PHONY: run test install ui ablation distributions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,11 @@ test: $(VENV)/.installed-test
 ui: install
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
-## study: label-distribution study (5 distributions x 2 seeds) -> study/
-study: install
-	$(BIN)/python -m pipeline study --grid points.distribution=center,gaussian,uniform,beta,manual --seeds 0,1
+## ablation: each completeness guidance (baseline, + score contrast, + feature contrast, both) x 3 seeds -> study/ablation/
+ablation: install
+	$(BIN)/python -m pipeline study --ablation --seeds 0,1,2 --out study/ablation
 
-## compare: LACP against the point-only baseline over 3 seeds -> study/compare/
-compare: install
-	$(BIN)/python -m pipeline study --grid train.completeness=true,false --seeds 0,1,2 --out study/compare
+## distributions: the 5 label distributions x completeness off/on x 2 seeds -> study/distributions/
+distributions: install
+	$(BIN)/python -m pipeline study --grid points.distribution=center,gaussian,uniform,beta,manual \
+	    --grid train.completeness=false,true --seeds 0,1 --out study/distributions

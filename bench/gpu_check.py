@@ -186,7 +186,8 @@ def train_and_evaluate(bundle: Path, *, device: str, steps: int | None = None, e
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         work = Path(work)
         summary = stages.train.run(train_params, dataset_dir=bundle / "dataset", features=bundle / "features.h5",
-                                   points_dir=bundle / "points", model_dir=work / "model", log_dir=work / "log")
+                                   points_dir=bundle / "points", model_dir=work / "model", log_dir=work / "log",
+                                   pseudo_labels_path=work / "pseudo_labels.h5")
         out = {"seconds_per_step": summary["seconds_per_step"], "steps": summary["steps"]}
         if evaluate:
             eval_params = evaluate_stage.EvaluateParams(device=device)

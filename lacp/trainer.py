@@ -59,6 +59,7 @@ from lacp.seeds import batch_background_seeds, select_seeds
 __all__ = [
     "CHECKPOINT_NAME",
     "SearchFn",
+    "SearchLogFn",
     "TrainConfig",
     "TrainResult",
     "batch_indices",
@@ -73,6 +74,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 SearchItem = tuple[np.ndarray, np.ndarray, np.ndarray]
 SearchFn = Callable[[list[SearchItem]], list[np.ndarray]]
 EvaluateFn = Callable[[LACPNet, int], float]
+SearchLogFn = Callable[[dict[str, np.ndarray]], dict[str, float]]  # a search's labels -> numbers to log
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 # TrainConfig fields a resumed run may change (the rest must match the checkpoint)
@@ -208,6 +210,8 @@ class TrainResult:
         log: one row per step: step, loss_<term> for every loss term, seconds (the step),
             search_seconds (0 without a search), and eval_metric on evaluation steps.
         pseudo_labels: the last search's (T, C) uint8 pseudo labels per video id.
+        first_pseudo_labels: the first search's, likewise (empty without a search).
+        first_search_step: the step of the first search (0 without one).
         steps: steps trained in all (including those before a resume).
         selection: "final step" or "best on test (step N, metric M)".
     """
@@ -217,6 +221,8 @@ class TrainResult:
     pseudo_labels: dict[str, np.ndarray]
     steps: int
     selection: str
+    first_pseudo_labels: dict[str, np.ndarray] = field(default_factory=dict)
+    first_search_step: int = 0
 
 
 @dataclass
@@ -227,6 +233,8 @@ class _State:
     log: list[dict[str, float]] = field(default_factory=list)
     pseudo_labels: dict[str, np.ndarray] = field(default_factory=dict)
     pending_labels: dict[str, np.ndarray] = field(default_factory=dict)  # label_delay "released"
+    first_labels: dict[str, np.ndarray] = field(default_factory=dict)  # the first search's (pictures)
+    first_search_step: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     best_step: int = 0
     best_metric: float = float("-inf")
@@ -278,6 +286,7 @@ def train(
     on_progress: ProgressFn | None = None,
     search_fn: SearchFn | None = None,
     evaluate_fn: EvaluateFn | None = None,
+    search_log: SearchLogFn | None = None,
 ) -> TrainResult:
     """Trains LACP; resumes from `checkpoint_dir/checkpoint.pt` when it exists.
 
@@ -293,6 +302,9 @@ def train(
             `default_search_fn(config, ...)` (`lacp.search`).
         evaluate_fn: (model in eval mode, step) -> metric, higher is better; called every
             `eval_every` steps.
+        search_log: called with each search's labels (video id -> (T, C) uint8); the numbers
+            it returns join that step's log row. A diagnostic only: nothing it returns or
+            reads feeds back into training (the weights are bit-identical with or without it).
 
     Returns:
         The `TrainResult`.
@@ -388,7 +400,11 @@ def train(
                     state.pending_labels = labels
                 else:
                     state.pseudo_labels = labels
+                if not state.first_search_step:
+                    state.first_labels, state.first_search_step = labels, step
                 row["search_seconds"] = time.perf_counter() - search_started
+                if search_log is not None:
+                    row.update({key: float(value) for key, value in search_log(labels).items()})
 
             # 6. evaluation (off by default), log, progress, checkpoint
             if evaluate_fn is not None and config.eval_every and step % config.eval_every == 0:
@@ -413,8 +429,10 @@ def train(
         selection = f"best on test (step {state.best_step}, metric {state.best_metric:.6g})"
     else:
         weights, selection = _cpu_state(model), "final step"
-    return TrainResult(state_dict=weights, log=state.log, pseudo_labels=state.pseudo_labels,
-                       steps=state.step, selection=selection)
+    last_search = state.pending_labels or state.pseudo_labels  # label_delay: the last search may not have landed
+    return TrainResult(state_dict=weights, log=state.log, pseudo_labels=last_search,
+                       steps=state.step, selection=selection, first_pseudo_labels=state.first_labels,
+                       first_search_step=state.first_search_step)
 
 
 def _resample(samples: list[VideoSample], config: TrainConfig,
@@ -514,6 +532,8 @@ def _save_checkpoint(
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "pseudo_labels": {k: torch.from_numpy(v) for k, v in state.pseudo_labels.items()},
         "pending_labels": {k: torch.from_numpy(v) for k, v in state.pending_labels.items()},
+        "first_labels": {k: torch.from_numpy(v) for k, v in state.first_labels.items()},
+        "first_search_step": state.first_search_step,
         "log": state.log,
         "best_state": state.best_state,
         "best_step": state.best_step,
@@ -557,6 +577,8 @@ def _load_checkpoint(
         log=copy.deepcopy(payload["log"]),
         pseudo_labels={k: v.numpy() for k, v in payload["pseudo_labels"].items()},
         pending_labels={k: v.numpy() for k, v in payload.get("pending_labels", {}).items()},
+        first_labels={k: v.numpy() for k, v in payload.get("first_labels", {}).items()},
+        first_search_step=int(payload.get("first_search_step", 0)),
         best_state=payload["best_state"],
         best_step=int(payload["best_step"]),
         best_metric=float(payload["best_metric"]),

@@ -16,6 +16,11 @@ from pathlib import Path
 _PNG_LINK = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<path>(?![a-z][a-z0-9+.-]*:)[^)\s]+\.png)\)", re.IGNORECASE)
 
 
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
 def png_data_uri(path: Path) -> str:
     """The PNG at `path` as a `data:image/png;base64,...` URI."""
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")

@@ -123,6 +123,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         extra=[*preset, *(args.set or [])],  # --set after the preset: DVC applies them in order
         departures=args.departures,
+        ablation=args.ablation,
     )
     return 0
 
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="", help="a preset's values as overrides of every run (before --set)")
     p.add_argument("--departures", default="", metavar="PRESET",
                    help="instead of --grid: the defaults, the recipe preset, and each of its keys alone")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead of --grid: the point-only baseline, + score contrast, + feature contrast, + both")
     p.set_defaults(fn=cmd_study)
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)

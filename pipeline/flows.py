@@ -11,7 +11,6 @@ gets a start line, a progress bar (or plain lines) and an end line (`pipeline.co
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +26,7 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.artifacts import embed_pngs
+from pipeline.artifacts import artifact_key, embed_pngs
 from pipeline.code_deps import check_input_deps
 from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams
@@ -36,11 +35,6 @@ from stages.common import VideoError, VideoPlan, VideoResult, guarded
 
 
 RUN_TAG_ENV = "LACP_RUN_TAG"  # set by `repro`, so every stage run of one repro shares a tag
-
-
-def artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
 class StageProgress:

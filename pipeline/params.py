@@ -36,6 +36,7 @@ class PathsParams(StageParams):
     points_report: Path
     model: Path
     train_log: Path
+    pseudo_labels: Path
     evaluation: Path
 
 

@@ -40,6 +40,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
         points_dir=p.paths.points,
         model_dir=p.paths.model,
         log_dir=p.paths.train_log,
+        pseudo_labels_path=p.paths.pseudo_labels,
         on_progress=progress,
     ),
     "evaluate": lambda p, _: evaluate.run(

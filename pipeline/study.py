@@ -22,7 +22,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lacp.metrics import AVERAGE_RANGES, summary_keys
-from pipeline.artifacts import png_data_uri
+from core.files import write_json
+from pipeline.artifacts import artifact_key, png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
 
@@ -100,6 +101,16 @@ def departure_points(preset: str) -> dict[str, dict[str, str]]:
     points = {"defaults": {}, f"{preset} preset": values}
     points.update({f"{key}={value}": {key: value} for key, value in values.items()})
     return points
+
+
+ABLATION_POINTS: dict[str, dict[str, str]] = {
+    # the paper's "effect of each completeness guidance" (LACP, ICCV 2021, Table 4): labels -> overrides
+    "baseline (points only)": {"train.completeness": "false"},
+    "+ score contrast": {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "false"},
+    "+ feature contrast": {"train.completeness": "true", "train.score_contrast": "false", "train.feature_contrast": "true"},
+    "+ both (LACP)": {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "true"},
+}
+RUNS_FILE = "runs.json"  # in a study's folder: experiment name -> label, seed, overrides
 
 
 def point_label(point: dict[str, str]) -> str:
@@ -215,14 +226,55 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
-    """study.md, study.csv and study.png (mAP against tIoU, one line per grid point, spread shaded)."""
+def pivot_table(rows: list[dict[str, Any]], points: dict[str, dict[str, str]], metric: str) -> str:
+    """A two-key grid as a cross table of one metric (`mean ± std`): the first key's values down,
+    the second's across, e.g. the label distributions x completeness off/on (the paper's Table 5).
+
+    Args:
+        rows: `summarise`'s rows.
+        points: label -> overrides of each row (exactly two keys each).
+        metric: the column shown, e.g. "mAP@0.1-0.7".
+
+    Returns:
+        Markdown; empty when the grid does not have exactly two keys.
+    """
+    keys = list(next(iter(points.values()), {}))
+    if len(keys) != 2 or any(list(p) != keys for p in points.values()):
+        return ""
+    down = list(dict.fromkeys(p[keys[0]] for p in points.values()))
+    across = list(dict.fromkeys(p[keys[1]] for p in points.values()))
+    cells = {(points[r["run"]][keys[0]], points[r["run"]][keys[1]]): _cell(r, metric) for r in rows}
+    head = f"| {metric} | " + " | ".join(f"{keys[1]}={v}" for v in across) + " |"
+    rule = "|---|" + "---|" * len(across)
+    body = [f"| {keys[0]}={d} | " + " | ".join(cells.get((d, a), "-") for a in across) + " |" for d in down]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def study_markdown(rows: list[dict[str, Any]], points: dict[str, dict[str, str]]) -> str:
+    """study.md: the full table, then for a two-key grid the cross tables of mAP@0.5 (when the
+    runs have it) and of the widest average."""
+    text = markdown_table(rows)
+    keys = row_keys(rows)
+    averages = [k for k in keys if k.startswith("mAP@") and "-" in k]
+    widest = max(reversed(averages), key=lambda k: float(k.split("-")[1]) - float(k.split("@")[1].split("-")[0]),
+                 default=None)
+    for metric in [m for m in ("mAP@0.5", widest) if m in keys]:
+        pivot = pivot_table(rows, points, metric)
+        if pivot:
+            text += "\n" + pivot
+    return text
+
+
+def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str, dict[str, str]] | None = None,
+                  title: str = "Study") -> dict[str, Path]:
+    """study.md (`study_markdown`), study.csv and study.png (mAP against tIoU, one line per
+    grid point, spread shaded)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "study.md", "csv": out_dir / "study.csv", "plot": out_dir / "study.png"}
-    paths["markdown"].write_text(markdown_table(rows))
+    paths["markdown"].write_text(study_markdown(rows, points or {}))
     with paths["csv"].open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -237,9 +289,9 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
         std = np.array([r[f"{name} std"] for name in names]) * 100
         ax.plot(tiou, mean, marker="o", label=r["run"])
         ax.fill_between(tiou, mean - std, mean + std, alpha=0.2)
-    ax.set(xlabel="tIoU", ylabel="mAP (%)", title="Study: mAP over seeds (mean, shaded ± std)")
+    ax.set(xlabel="tIoU", ylabel="mAP (%)", title=f"{title}: mAP over seeds (mean, shaded ± std)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(paths["plot"], dpi=120)
     return paths
@@ -260,15 +312,19 @@ def study_flow(
     out_dir: str = "study",
     extra: list[str] | None = None,
     points: dict[str, dict[str, str]] | None = None,
+    title: str = "Study",
 ) -> list[dict[str, Any]]:
     """Run every (grid point, seed) as a DVC experiment and compare them.
 
     Args:
         grid: params key -> values, e.g. {"points.distribution": ["center", "uniform"]}.
-        points: instead of the grid, labelled runs: label -> overrides (`departure_points`).
+        points: instead of the grid, labelled runs: label -> overrides (`departure_points`,
+            `ABLATION_POINTS`).
         seeds: seeds (points.seed and train.seed).
-        out_dir: where study.md / study.csv / study.png go.
+        out_dir: where study.md / study.csv / study.png go, and `RUNS_FILE` (which experiment
+            is which run: `python -m pipeline qualitative` finds the models through it).
         extra: `key=value` overrides applied to every run.
+        title: the study's name in the plot and the Prefect artifacts.
 
     Returns:
         One summary row per grid point.
@@ -288,6 +344,8 @@ def study_flow(
             if code != 0:
                 raise RuntimeError(f"experiment {name} ({label}, seed {seed}) failed (dvc exit code {code})")
             names[name] = (label, seed)
+            write_json(Path(out_dir) / RUNS_FILE, {n: {"label": lb, "seed": sd, "overrides": points[lb]}
+                                                   for n, (lb, sd) in names.items()})
     shown = subprocess.run(  # -A: experiments stay findable by name if HEAD moved meanwhile
         [dvc_executable(), "exp", "show", "--json", "-A"], capture_output=True, text=True, check=True
     )
@@ -296,10 +354,11 @@ def study_flow(
     if missing:
         raise RuntimeError(f"dvc exp show has no metrics for: {', '.join(missing)}")
     rows = summarise({names[n]: m for n, m in metrics.items()}, labels)
-    paths = write_outputs(rows, Path(out_dir))
-    create_table_artifact(key="study-table", table=rows, description=f"mAP (0-1) per grid point over seeds {seeds}")
+    paths = write_outputs(rows, Path(out_dir), points=points, title=title)
+    key = artifact_key("study", Path(out_dir).name)
+    create_table_artifact(key=f"{key}-table", table=rows, description=f"{title}: mAP (0-1) per run over seeds {seeds}")
     create_markdown_artifact(
-        key="study-report", markdown=report_markdown(paths), description="study table (mAP %) and plot"
+        key=f"{key}-report", markdown=report_markdown(paths), description=f"{title}: table (mAP %) and plot"
     )
     say(f"study written to {out_dir}/ (study.md, study.csv, study.png)\n{paths['markdown'].read_text()}")
     return rows
@@ -316,9 +375,14 @@ def _input_paths(extra: list[str]) -> list[str]:
 
 
 def run_study(
-    *, grid: list[str], seeds: list[int], out_dir: Path, extra: list[str], departures: str = ""
+    *, grid: list[str], seeds: list[int], out_dir: Path, extra: list[str], departures: str = "", ablation: bool = False
 ) -> list[dict[str, Any]]:
-    """CLI entry: `python -m pipeline study [--grid key=v1,v2 ... | --departures PRESET] ...`."""
-    points = departure_points(departures) if departures else None
+    """CLI entry: `python -m pipeline study [--grid key=v1,v2 ... | --departures PRESET | --ablation] ...`."""
+    title = "Study"
+    points = None
+    if ablation:
+        points, title = ABLATION_POINTS, "Ablation of the completeness guidance"
+    elif departures:
+        points, title = departure_points(departures), f"Departures of the {departures} preset"
     return study_flow(grid=parse_grid(grid) if grid else DEFAULT_GRID, seeds=seeds, out_dir=str(out_dir),
-                      extra=extra, points=points)
+                      extra=extra, points=points, title=title)

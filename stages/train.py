@@ -31,6 +31,7 @@ from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
 from lacp.pseudo_quality import pseudo_label_quality
+from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
 from core.files import sha256_file
@@ -40,6 +41,7 @@ from stages.artifacts import available_videos, read_annotations
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]
+PSEUDO_COLUMNS = ["iou", "coverage", "precision", "length_ratio"]  # `pseudo_<name>` of lacp.pseudo_quality
 
 
 class TrainParams(StageParams):
@@ -168,6 +170,8 @@ class TrainingLog:
     Files (DVCLive's layout): `plots/metrics/loss/<term>.tsv` for each of `LOSS_COLUMNS`
     (columns timestamp, step, <term>; the DVC plots) and, with `eval_every`,
     `plots/metrics/test_map.tsv` (mean test mAP over tIoU 0.1:0.7 at the evaluated steps);
+    `plots/metrics/pseudo/<name>.tsv` for each of `PSEUDO_COLUMNS` at every search step (the
+    searched labels against the training ground truth, `lacp.pseudo_quality`);
     `metrics.json`: the latest step's values, rewritten at every step, so that `dvc exp show`
     shows how far a running experiment is. Rows are logged as training goes; a run resumed
     from a checkpoint logs only its new steps, so `finish` then rewrites the files from the
@@ -198,6 +202,9 @@ class TrainingLog:
             self.live.log_metric(f"loss/{term}", round(row[f"loss_{term}"], 6))
         if "eval_metric" in row:
             self.live.log_metric("test_map", round(row["eval_metric"], 6))
+        for name in PSEUDO_COLUMNS:  # search steps only
+            if f"pseudo_{name}" in row and np.isfinite(row[f"pseudo_{name}"]):
+                self.live.log_metric(f"pseudo/{name}", round(row[f"pseudo_{name}"], 6))
         self.live.make_summary()
 
     def finish(self, rows: list[dict[str, float]], *, summary: dict[str, float] | None = None) -> None:
@@ -216,7 +223,8 @@ class TrainingLog:
 def read_training_log(log_dir: Path) -> dict[str, dict[int, float]]:
     """The training log that `TrainingLog` wrote: metric name -> {step: value}.
 
-    Names are `loss/<term>` for each of `LOSS_COLUMNS`, and `test_map` when it was logged.
+    Names are `loss/<term>` for each of `LOSS_COLUMNS`, `pseudo/<name>` for each of
+    `PSEUDO_COLUMNS` when searches ran, and `test_map` when it was logged.
     """
     found: dict[str, dict[int, float]] = {}
     plots = Path(log_dir) / "plots" / "metrics"
@@ -237,6 +245,7 @@ def run(
     points_dir: Path,
     model_dir: Path,
     log_dir: Path,
+    pseudo_labels_path: Path,
     on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Train LACP (or the point-only baseline) and write the model and the loss log.
@@ -248,7 +257,10 @@ def run(
         points_dir: the points stage's output (points.csv).
         model_dir: where model.pt, model.json, the validation split (`lacp.splits.SPLIT_FILE`)
             and the resumable checkpoint go.
-        log_dir: where the training log goes (`TrainingLog`).
+        log_dir: where the training log goes (`TrainingLog`), with the pseudo-label quality of
+            every search against the training videos' ground truth (read for this log only).
+        pseudo_labels_path: where the first and the last search's pseudo labels go
+            (`lacp.search_record`).
         on_progress: called after every step with (step, steps, that step's log row: the
             `loss_<term>` values, seconds).
 
@@ -283,6 +295,11 @@ def run(
             if on_progress is not None:
                 on_progress(step, steps, row)
 
+        instances = training_instances(annotations, videos)  # ground truth: for the log only
+
+        def search_quality(labels: dict[str, np.ndarray]) -> dict[str, float]:
+            return pseudo_label_quality(labels, instances, snippet_seconds=grid.seconds_per_snippet)
+
         evaluate_fn = None
         if params.eval_every:
             evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device,
@@ -295,6 +312,7 @@ def run(
             checkpoint_dir=resume_dir(model_dir) / run_key(params, Path(points_dir) / "points.csv", Path(features)),
             on_progress=logged,
             evaluate_fn=evaluate_fn,
+            search_log=search_quality,
         )
 
     # 3. outputs
@@ -310,8 +328,10 @@ def run(
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)
-    quality = pseudo_label_quality(result.pseudo_labels, training_instances(annotations, videos),
-                                   snippet_seconds=grid.seconds_per_snippet)
+    write_search_record(Path(pseudo_labels_path), SearchRecord(
+        first=result.first_pseudo_labels, first_step=result.first_search_step,
+        final=result.pseudo_labels, final_step=max((int(r["step"]) for r in result.log if "pseudo_iou" in r), default=0)))
+    quality = search_quality(result.pseudo_labels)
     training_log.finish(result.log, summary=quality)
     shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
     last = result.log[-1]

@@ -162,7 +162,8 @@ def test_train_records_num_segments_and_evaluate_and_eval_every_use_it(tmp_path:
     params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu",
                                num_segments=4, eval_every=1)
     model_dir = tmp_path / "model"
-    train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log")
+    train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
+              pseudo_labels_path=tmp_path / "pseudo_labels.h5")
     assert seen == [4, 4]  # eval_every = 1: two steps evaluated, at the training's length
     assert read_model_meta(model_dir)["num_segments"] == 4
     monkeypatch.setattr(lacp.inference, "predict", real_predict)

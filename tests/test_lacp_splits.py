@@ -127,7 +127,8 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
 def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: dict[str, Path], tmp_path: Path) -> None:
     params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu", validation_share=0.4)
     model_dir = tmp_path / "model"
-    summary = train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log")
+    summary = train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
+                        pseudo_labels_path=tmp_path / "pseudo_labels.h5")
     split = json.loads((model_dir / SPLIT_FILE).read_text())
     assert split["share"] == 0.4 and split["seed"] == 0 and len(split["validation"]) == 2
     assert sorted(split["train"] + split["validation"]) == ["t1", "t2", "t3", "t4", "t5"]

@@ -113,6 +113,35 @@ def test_resume_is_bit_identical(tmp_path):
     assert not list((tmp_path / "part").glob("*.tmp"))
 
 
+def test_search_log_leaves_training_bit_identical_and_logs_every_search(tmp_path):
+    videos, features = _dataset()
+    seen: list[dict[str, np.ndarray]] = []
+
+    def search_log(labels):  # reads the labels, as the stage's pseudo-label quality log does
+        seen.append({k: v.copy() for k, v in labels.items()})
+        return {"pseudo_share": float(np.mean([v.mean() for v in labels.values()]))}
+
+    plain = _run()
+    logged = train(videos=videos, get_features=features, num_classes=C, config=_config(),
+                   search_fn=_seed_search, search_log=search_log)
+    _assert_same_state(plain.state_dict, logged.state_dict)
+    assert _losses(plain) == _losses(logged)
+    # searches at steps 2, 4, 6 (search_every 2): one logged value each, none elsewhere
+    assert [int(r["step"]) for r in logged.log if "pseudo_share" in r] == [2, 4, 6]
+    assert len(seen) == 3
+    assert logged.log[1]["pseudo_share"] == pytest.approx(np.mean([v.mean() for v in seen[0].values()]))
+    # the first search's labels are kept apart from the last one's, and survive a resume
+    assert logged.first_search_step == 2
+    for vid, labels in seen[0].items():
+        np.testing.assert_array_equal(logged.first_pseudo_labels[vid], labels)
+        np.testing.assert_array_equal(logged.pseudo_labels[vid], seen[-1][vid])
+    _run(tmp_path, steps=3)
+    resumed = _run(tmp_path, steps=6)
+    assert resumed.first_search_step == 2
+    for vid, labels in seen[0].items():
+        np.testing.assert_array_equal(resumed.first_pseudo_labels[vid], labels)
+
+
 def test_checkpoint_of_other_settings_is_refused(tmp_path):
     _run(tmp_path, steps=2)
     with pytest.raises(ValueError, match="lr"):

@@ -152,3 +152,28 @@ def test_thumos_style_metrics_keep_the_default_columns():
     assert run_thresholds(runs.values()) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     assert metric_keys(run_thresholds(runs.values())) == METRIC_KEYS
     assert run_thresholds([{"accuracy": 0.5}]) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # no threshold: the default
+
+
+def test_two_key_grid_gets_cross_tables_of_map_at_05_and_the_average(tmp_path: Path):
+    from pipeline.study import pivot_table, study_markdown
+
+    grid = grid_points(parse_grid(["points.distribution=center,uniform", "train.completeness=false,true"]))
+    points = {point_label(p): p for p in grid}
+    runs = {}
+    for i, label in enumerate(points):  # two seeds per point: mAP 0.1*i and 0.1*i + 0.02
+        for seed in (0, 1):
+            value = 0.1 * i + 0.02 * seed
+            runs[(label, seed)] = {**{k: value for k in METRIC_KEYS if k.startswith("mAP@")}}
+    rows = summarise(runs, list(points))
+    table = pivot_table(rows, points, "mAP@0.1-0.7")
+    assert table.splitlines() == [
+        "| mAP@0.1-0.7 | train.completeness=false | train.completeness=true |",
+        "|---|---|---|",
+        "| points.distribution=center | 1.0 ± 1.4 | 11.0 ± 1.4 |",
+        "| points.distribution=uniform | 21.0 ± 1.4 | 31.0 ± 1.4 |",
+    ]
+    text = study_markdown(rows, points)
+    assert "| mAP@0.5 | train.completeness=false" in text and table in text
+    assert pivot_table(rows[:1], {"center": {"points.distribution": "center"}}, "mAP@0.5") == ""  # one key: none
+    write_outputs(rows, tmp_path, points=points, title="Distributions")
+    assert (tmp_path / "study.md").read_text() == text

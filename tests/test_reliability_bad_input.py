@@ -454,7 +454,8 @@ def run_train(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str, An
     points_dir.mkdir(exist_ok=True)
     (points_dir / "points.csv").write_text(POINTS_HEADER + GOOD_POINTS)
     return train.run(TRAIN, dataset_dir=dataset_dir, features=features, points_dir=points_dir,
-                     model_dir=tmp_path / "model", log_dir=tmp_path / "log")
+                     model_dir=tmp_path / "model", log_dir=tmp_path / "log",
+                     pseudo_labels_path=tmp_path / "pseudo_labels.h5")
 
 
 def run_evaluate(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str, Any]:

@@ -51,3 +51,43 @@ def test_a_resumed_run_rewrites_the_whole_log(tmp_path: Path) -> None:
 def test_reading_a_missing_log_names_the_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no training log"):
         read_training_log(tmp_path / "nowhere")
+
+
+def test_train_logs_pseudo_label_quality_at_every_search_and_keeps_first_and_last(tmp_path: Path) -> None:
+    from lacp.pseudo_quality import pseudo_label_quality
+    from lacp.search_record import read_search_record
+    from stages import train
+    from stages.artifacts import read_annotations
+    from tests.test_lacp_splits import write_tiny_inputs
+
+    inputs = write_tiny_inputs(tmp_path)
+    params = train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu", validation_share=0)
+    summary = train.run(params, **inputs, model_dir=tmp_path / "model", log_dir=tmp_path / "log",
+                        pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    log = read_training_log(tmp_path / "log")
+    assert sorted(log["pseudo/iou"]) == [2, 4]  # the search steps only
+    record = read_search_record(tmp_path / "pseudo_labels.h5")
+    assert (record.first_step, record.final_step) == (2, 4)
+    assert sorted(record.first) == sorted(record.final) == ["t1", "t2", "t3", "t4", "t5"]
+    annotations = read_annotations(inputs["dataset_dir"])
+    instances = train.training_instances(annotations, sorted(record.final))
+    for step, labels in ((2, record.first), (4, record.final)):  # the logged values are those of the kept labels
+        quality = pseudo_label_quality(labels, instances, snippet_seconds=16 / 25)
+        assert log["pseudo/iou"][step] == pytest.approx(quality["pseudo_iou"], abs=1e-6)
+        assert log["pseudo/coverage"][step] == pytest.approx(quality["pseudo_coverage"], abs=1e-6)
+    assert summary["pseudo_iou"] == pytest.approx(log["pseudo/iou"][4], abs=1e-4)
+
+
+def test_search_record_round_trips_and_names_a_missing_file(tmp_path: Path) -> None:
+    import numpy as np
+
+    from lacp.search_record import SearchRecord, read_search_record, write_search_record
+
+    labels = {"a": np.eye(3, 2, dtype=np.uint8), "b": np.zeros((4, 2), np.uint8)}
+    write_search_record(tmp_path / "p.h5", SearchRecord(first=labels, first_step=10, final={}, final_step=0))
+    back = read_search_record(tmp_path / "p.h5")
+    assert back.first_step == 10 and back.final == {} and back.final_step == 0
+    for vid, dense in labels.items():
+        assert back.first[vid].dtype == np.uint8 and (back.first[vid] == dense).all()
+    with pytest.raises(FileNotFoundError, match="run the train stage"):
+        read_search_record(tmp_path / "none.h5")
