@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: run test install ui ablation distributions
+.PHONY: run test install ui ablation distributions qualitative report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,11 @@ ablation: install
 distributions: install
 	$(BIN)/python -m pipeline study --grid points.distribution=center,gaussian,uniform,beta,manual \
 	    --grid train.completeness=false,true --seeds 0,1 --out study/distributions
+
+## qualitative: the ablation's baseline against LACP (seed 0) on 4 test videos -> study/qualitative/ (after make ablation)
+qualitative: install
+	$(BIN)/python -m pipeline qualitative "baseline (points only)" "+ both (LACP)" --study study/ablation
+
+## report: the paper's claims checked on this data -> study/report/analysis.md and a Prefect artifact
+report: install
+	$(BIN)/python -m pipeline report

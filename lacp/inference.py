@@ -18,6 +18,7 @@ and land at the video's seconds. N = 0 runs the network on every snippet.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,9 +26,11 @@ import torch
 from features.store import FeatureStore
 from lacp.batching import segment_positions
 from lacp.model import LACPNet
-from lacp.proposals import DetectionConfig, generate_proposals, predicted_classes, video_scores
+from lacp.proposals import (Candidates, DetectionConfig, candidate_proposals, generate_proposals, predicted_classes,
+                            video_scores)
 
-__all__ = ["DetectionConfig", "predict", "resample_for_inference", "resampled_seconds", "video_outputs"]
+__all__ = ["DetectionConfig", "ScoredVideo", "predict", "resample_for_inference", "resampled_seconds", "score_video",
+           "video_candidates", "video_outputs"]
 
 
 def resampled_seconds(snippet_seconds: float, length: int, num_segments: int) -> float:
@@ -103,14 +106,44 @@ def predict(
     """
     proposals, class_sets, scores = {}, {}, {}
     keep = set(keep_scores)
-    c = model.num_classes
     snippet_seconds = store.time_grid.seconds_per_snippet
     for vid in videos:
-        features, seconds = resample_for_inference(store[vid], num_segments, snippet_seconds)  # (T or N, D)
-        p, q = video_outputs(model, features, device)  # (T or N, C+1) each
-        vscore = video_scores(p[:, :c], r_act=config.r_act)  # (C,)
-        proposals[vid] = generate_proposals(q, config=config, snippet_seconds=seconds, video_score=vscore)
-        class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=config.class_threshold))
+        scored = score_video(model, store[vid], config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)
+        proposals[vid] = generate_proposals(scored.q, config=config, snippet_seconds=scored.seconds,
+                                            video_score=scored.video_score)
+        class_sets[vid] = set(int(i) for i in predicted_classes(scored.video_score, threshold=config.class_threshold))
         if vid in keep:
-            scores[vid] = q
+            scores[vid] = scored.q
     return proposals, class_sets, scores
+
+
+@dataclass(frozen=True)
+class ScoredVideo:
+    """The network's view of one video.
+
+    Attributes:
+        q: (T or N, C+1) fused scores on the grid the network saw.
+        video_score: (C,) video-level class scores (top-k mean of the sigmoid scores).
+        seconds: seconds per position of `q` (`resampled_seconds`).
+    """
+
+    q: np.ndarray
+    video_score: np.ndarray
+    seconds: float
+
+
+def score_video(model: LACPNet, features: np.ndarray, config: DetectionConfig, device: torch.device, *,
+                num_segments: int, snippet_seconds: float) -> ScoredVideo:
+    """Run the network on one video's (T, D) features as `predict` does (resampled to
+    `num_segments` when the model was trained so); what the proposal step starts from."""
+    features, seconds = resample_for_inference(features, num_segments, snippet_seconds)  # (T or N, D)
+    p, q = video_outputs(model, features, device)  # (T or N, C+1) each
+    return ScoredVideo(q=q, video_score=video_scores(p[:, : model.num_classes], r_act=config.r_act), seconds=seconds)
+
+
+def video_candidates(model: LACPNet, features: np.ndarray, config: DetectionConfig, device: torch.device, *,
+                     num_segments: int, snippet_seconds: float) -> Candidates:
+    """Every proposal of one video before NMS (`lacp.proposals.candidate_proposals`), made from
+    the same network outputs and settings as `predict`'s detections."""
+    scored = score_video(model, features, config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)
+    return candidate_proposals(scored.q, config=config, snippet_seconds=scored.seconds, video_score=scored.video_score)

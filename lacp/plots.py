@@ -16,12 +16,12 @@ import numpy as np
 
 from core.files import write_bytes_atomic
 
-__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
+__all__ = ["new_figure", "plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline", "save_figure"]
 
 _THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1-0.5") do not match
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A matplotlib Figure attached to an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -31,7 +31,7 @@ def _new_figure(width: float, height: float):
     return figure
 
 
-def _save(figure, path: str | Path) -> Path:
+def save_figure(figure, path: str | Path) -> Path:
     """Writes the figure as PNG via a temporary file and an atomic rename."""
     path = Path(path)
     png = io.BytesIO()
@@ -67,7 +67,7 @@ def plot_map_vs_tiou(
         ValueError: a table without ``mAP@<tIoU>`` keys.
     """
     runs = table if all(isinstance(v, Mapping) for v in table.values()) and table else {"": table}
-    figure = _new_figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0)
     axes = figure.add_subplot()
     for name, run in runs.items():
         thresholds, values = _curve(run)  # type: ignore[arg-type]
@@ -82,7 +82,7 @@ def plot_map_vs_tiou(
     if len(runs) > 1:
         axes.legend(fontsize=8)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_class_ap(
@@ -113,7 +113,7 @@ def plot_per_class_ap(
     if ap.ndim not in (1, 2) or ap.shape[0] != len(classes):
         raise ValueError(f"plot_per_class_ap: ap must be (C,) or (C, K) with C = {len(classes)}, got {ap.shape}")
     per_threshold = ap.reshape(len(classes), -1)  # (C, K)
-    figure = _new_figure(8.0, max(3.0, 1.0 + 0.3 * len(classes)))
+    figure = new_figure(8.0, max(3.0, 1.0 + 0.3 * len(classes)))
     axes = figure.add_subplot()
     rows = np.arange(len(classes))
     axes.barh(rows, per_threshold.mean(axis=1), color="tab:blue", alpha=0.6, label="mean" if ap.ndim == 2 else None)
@@ -129,7 +129,7 @@ def plot_per_class_ap(
     axes.set_title(title)
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_timeline(
@@ -164,7 +164,7 @@ def plot_timeline(
     shown = sorted(predictions, key=lambda p: -float(p["score"]))[:top_k]
     times = (np.arange(cas.size) + 0.5) * snippet_seconds
     end = max(cas.size * snippet_seconds, gt[:, 1].max(initial=0.0), max((p["segment"][1] for p in shown), default=0.0))
-    figure = _new_figure(10.0, 4.0)
+    figure = new_figure(10.0, 4.0)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
     top.broken_barh([(s, e - s) for s, e in gt], (1.1, 0.8), color="tab:green", label="ground truth")
     for p in shown:
@@ -184,4 +184,4 @@ def plot_timeline(
     bottom.set_ylabel("score")
     bottom.legend(fontsize=8, loc="upper right")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-__all__ = ["pseudo_label_quality"]
+__all__ = ["PSEUDO_COLUMNS", "pseudo_label_quality"]
+
+PSEUDO_COLUMNS = ["iou", "coverage", "precision", "length_ratio"]  # `pseudo_<name>` of `pseudo_label_quality`
 
 Instance = tuple[int, float, float]  # (class index, start s, end s)
 

@@ -106,15 +106,19 @@ def correlations(proposals: ScoredProposals, *, classes: Sequence[str]) -> dict[
     Returns:
         ``{"proposals": M, "pearson_oic": r, "pearson_inner": r, "spearman_oic": rho,
         "spearman_inner": rho, "per_class": {name: {"proposals", "pearson_oic", ...}}}``
-        (classes without proposals left out; NaN where a sample is constant).
+        (classes without proposals left out; NaN where a sample is constant), and the same
+        four with the suffix ``_overlapping`` over the ``overlapping`` proposals only, those
+        with tIoU > 0: how complete a proposal that touches an instance is, without the
+        proposals of wrong classes or of background, which all sit at tIoU 0.
     """
 
     def table(at: np.ndarray) -> dict[str, float]:
-        tiou = proposals.tiou[at]
-        row: dict[str, float] = {"proposals": int(len(at))}
-        for name, fn in (("pearson", pearson), ("spearman", spearman)):
-            for score in ("oic", "inner"):
-                row[f"{name}_{score}"] = fn(getattr(proposals, score)[at], tiou)
+        overlapping = at[proposals.tiou[at] > 0]
+        row: dict[str, float] = {"proposals": int(len(at)), "overlapping": int(len(overlapping))}
+        for suffix, subset in (("", at), ("_overlapping", overlapping)):
+            for name, fn in (("pearson", pearson), ("spearman", spearman)):
+                for score in ("oic", "inner"):
+                    row[f"{name}_{score}{suffix}"] = fn(getattr(proposals, score)[subset], proposals.tiou[subset])
         return row
 
     out: dict[str, object] = table(np.arange(len(proposals.tiou)))

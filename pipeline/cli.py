@@ -128,6 +128,27 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qualitative(args: argparse.Namespace) -> int:
+    from pipeline.qualitative import compare_runs
+
+    written = compare_runs(_params(args), list(args.runs), out_dir=Path(args.out), videos=list(args.videos or []),
+                           count=args.count, threshold=args.threshold, study=Path(args.study) if args.study else None,
+                           seed=args.seed)
+    print(f"{len(written)} picture(s) in {args.out}/ (index: {args.out}/qualitative.md)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import build_report, publish_report, summary_json
+
+    params = _params(args)
+    path = build_report(analysis_dir=params.paths.analysis, out_dir=Path(args.out))
+    if not args.no_prefect:
+        publish_report(path)
+    print(summary_json(path))
+    return 0
+
+
 def cmd_code_deps(args: argparse.Namespace) -> int:
     import yaml
 
@@ -227,6 +248,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="store_true",
                    help="instead of --grid: the point-only baseline, + score contrast, + feature contrast, + both")
     p.set_defaults(fn=cmd_study)
+
+    p = sub.add_parser("qualitative", help="draw two (or more) finished runs on the same test videos")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="'workspace', a DVC experiment name or git revision, or with --study a run label")
+    p.add_argument("--study", default="", help="a study folder whose runs.json names the runs (e.g. study/ablation)")
+    p.add_argument("--seed", type=int, default=None, help="with --study: the seed of each run (default: the first)")
+    p.add_argument("--videos", nargs="*", help="test videos to draw (default: the first --count by id)")
+    p.add_argument("--count", type=int, default=4)
+    p.add_argument("--threshold", type=float, default=0.3, help="lowest detection score drawn (default 0.3)")
+    p.add_argument("--out", default="study/qualitative")
+    p.set_defaults(fn=cmd_qualitative)
+
+    p = sub.add_parser("report", help="the analysis report: the paper's claims checked on this data")
+    p.add_argument("--out", default="study/report", help="folder of analysis.md and its pictures")
+    p.add_argument("--no-prefect", action="store_true", help="do not publish it as a Prefect artifact")
+    p.set_defaults(fn=cmd_report)
 
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from stages.common import StageParams
+from stages.analyze import AnalyzeParams
 from stages.decode import DecodeParams
 from stages.evaluate import EvaluateParams
 from stages.extract import ExtractParams
@@ -38,6 +39,7 @@ class PathsParams(StageParams):
     train_log: Path
     pseudo_labels: Path
     evaluation: Path
+    analysis: Path
 
 
 class PipelineParams(StageParams):
@@ -62,6 +64,7 @@ class Params(StageParams):
     points: PointsParams
     train: TrainParams
     evaluate: EvaluateParams
+    analyze: AnalyzeParams
 
 
 class ParamsError(ValueError):

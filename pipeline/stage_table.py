@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from pipeline.params import Params
-from stages import decode, evaluate, extract, points, prepare, train, weights
+from stages import analyze, decode, evaluate, extract, points, prepare, train, weights
 from stages import flow as flow_stage
 from stages.common import VideoPlan
 
@@ -49,5 +49,15 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
         features=p.paths.features,
         model_dir=p.paths.model,
         out_dir=p.paths.evaluation,
+    ),
+    "analyze": lambda p, _: analyze.run(
+        p.analyze,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.model,
+        points_dir=p.paths.points,
+        pseudo_labels=p.paths.pseudo_labels,
+        train_log=p.paths.train_log,
+        out_dir=p.paths.analysis,
     ),
 }

@@ -226,6 +226,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def widest_average(keys: Iterable[str]) -> str | None:
+    """Among test-mAP averages `mAP@<low>-<high>` in `keys`, the one over the widest range (ties:
+    the later); None when there is none."""
+    averages = [k for k in keys if k.startswith("mAP@") and "-" in k]
+    return max(reversed(averages), key=lambda k: float(k.split("-")[1]) - float(k.removeprefix("mAP@").split("-")[0]),
+               default=None)
+
+
 def pivot_table(rows: list[dict[str, Any]], points: dict[str, dict[str, str]], metric: str) -> str:
     """A two-key grid as a cross table of one metric (`mean ± std`): the first key's values down,
     the second's across, e.g. the label distributions x completeness off/on (the paper's Table 5).
@@ -255,10 +263,7 @@ def study_markdown(rows: list[dict[str, Any]], points: dict[str, dict[str, str]]
     runs have it) and of the widest average."""
     text = markdown_table(rows)
     keys = row_keys(rows)
-    averages = [k for k in keys if k.startswith("mAP@") and "-" in k]
-    widest = max(reversed(averages), key=lambda k: float(k.split("-")[1]) - float(k.split("@")[1].split("-")[0]),
-                 default=None)
-    for metric in [m for m in ("mAP@0.5", widest) if m in keys]:
+    for metric in [m for m in ("mAP@0.5", widest_average(keys)) if m in keys]:
         pivot = pivot_table(rows, points, metric)
         if pivot:
             text += "\n" + pivot

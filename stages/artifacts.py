@@ -10,10 +10,13 @@ Stages import these instead of each other, so no stage depends on another stage'
     <weights>/weights.json        weights      `read_weights_info`
     features.h5 (its attrs)       extract      `excluded_videos`, `available_videos`
     <points>/points.csv           points       `lacp.point_formats.read_points_csv`
+    <train_log>/plots/metrics     train        `read_training_log`
+    pseudo_labels.h5              train        `lacp.search_record.read_search_record`
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -27,13 +30,17 @@ if TYPE_CHECKING:  # a type only: readers of earlier artifacts need not load h5p
 
 log = logging.getLogger(__name__)
 
+LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]  # the train log's `loss/<term>` names
+
 __all__ = [
+    "LOSS_COLUMNS",
     "available_videos",
     "excluded_videos",
     "read_annotations",
     "read_decode_manifest",
     "read_decoded_videos",
     "read_flow_manifest",
+    "read_training_log",
     "read_video_paths",
     "read_weights_info",
 ]
@@ -112,3 +119,20 @@ def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, 
     if missing:
         log.warning("%d %s video(s) failed upstream and are left out: %s", len(missing), what, ", ".join(missing))
     return [v for v in wanted if v in store]
+
+
+def read_training_log(log_dir: Path) -> dict[str, dict[int, float]]:
+    """The training log that `stages.train.TrainingLog` wrote: metric name -> {step: value}.
+
+    Names are `loss/<term>` for each of `LOSS_COLUMNS`, `pseudo/<name>` for each of
+    `lacp.pseudo_quality.PSEUDO_COLUMNS` when searches ran, and `test_map` when it was logged.
+    """
+    found: dict[str, dict[int, float]] = {}
+    plots = Path(log_dir) / "plots" / "metrics"
+    for tsv in sorted(plots.rglob("*.tsv")):
+        name = tsv.relative_to(plots).with_suffix("").as_posix()
+        with tsv.open(newline="") as fh:
+            found[name] = {int(r["step"]): float(r[tsv.stem]) for r in csv.DictReader(fh, delimiter="\t")}
+    if not found:
+        raise FileNotFoundError(f"{plots}: no training log (run the train stage)")
+    return found

@@ -13,7 +13,6 @@ see `lacp.splits.validation_split`) are held out and never trained on; the split
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import logging
@@ -30,18 +29,16 @@ from features.timegrid import TimeGrid
 from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
-from lacp.pseudo_quality import pseudo_label_quality
+from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
 from core.files import sha256_file
 from stages.common import StageParams
-from stages.artifacts import available_videos, read_annotations
+from stages.artifacts import LOSS_COLUMNS, available_videos, read_annotations
 
 log = logging.getLogger(__name__)
 
-LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]
-PSEUDO_COLUMNS = ["iou", "coverage", "precision", "length_ratio"]  # `pseudo_<name>` of lacp.pseudo_quality
 
 
 class TrainParams(StageParams):
@@ -218,23 +215,6 @@ class TrainingLog:
         for key, value in (summary or {}).items():
             self.live.summary[key] = round(value, 6)
         self.live.end()
-
-
-def read_training_log(log_dir: Path) -> dict[str, dict[int, float]]:
-    """The training log that `TrainingLog` wrote: metric name -> {step: value}.
-
-    Names are `loss/<term>` for each of `LOSS_COLUMNS`, `pseudo/<name>` for each of
-    `PSEUDO_COLUMNS` when searches ran, and `test_map` when it was logged.
-    """
-    found: dict[str, dict[int, float]] = {}
-    plots = Path(log_dir) / "plots" / "metrics"
-    for tsv in sorted(plots.rglob("*.tsv")):
-        name = tsv.relative_to(plots).with_suffix("").as_posix()
-        with tsv.open(newline="") as fh:
-            found[name] = {int(r["step"]): float(r[tsv.stem]) for r in csv.DictReader(fh, delimiter="\t")}
-    if not found:
-        raise FileNotFoundError(f"{plots}: no training log (run the train stage)")
-    return found
 
 
 def run(

@@ -70,3 +70,16 @@ def test_correlations_overall_and_per_class() -> None:
     assert out["per_class"]["a"]["pearson_oic"] == pytest.approx(1.0)  # 0, .2, .4 against .1, .5, .9
     assert out["per_class"]["a"]["spearman_inner"] == pytest.approx(0.5)  # ranks 2, 1, 3 against 1, 2, 3
     assert out["per_class"]["b"]["proposals"] == 2 and math.isnan(out["per_class"]["b"]["pearson_inner"])
+
+
+def test_overlapping_correlations_leave_out_the_proposals_at_tiou_zero() -> None:
+    proposals = ScoredProposals(label_index=np.zeros(5, dtype=np.int64),
+                                tiou=np.array([0.0, 0.0, 0.2, 0.5, 0.8]),
+                                inner=np.array([0.9, 0.1, 0.3, 0.2, 0.4]),
+                                oic=np.array([0.5, 0.0, 0.1, 0.2, 0.3]))
+    out = correlations(proposals, classes=["a"])
+    assert out["overlapping"] == 3 and out["per_class"]["a"]["overlapping"] == 3
+    assert out["pearson_oic_overlapping"] == pytest.approx(pearson([0.1, 0.2, 0.3], [0.2, 0.5, 0.8]))
+    assert out["pearson_oic_overlapping"] == pytest.approx(1.0)
+    assert out["spearman_inner_overlapping"] == pytest.approx(0.5)  # ranks 2, 1, 3 against 1, 2, 3
+    assert out["pearson_inner"] == pytest.approx(pearson(proposals.inner, proposals.tiou))

@@ -81,7 +81,7 @@ def test_training_log_and_metrics_files(tiny_run):
     per-class AP in its own file whose mean column is the mean over the thresholds."""
     import csv
 
-    from stages.train import LOSS_COLUMNS, read_training_log
+    from stages.artifacts import LOSS_COLUMNS, read_training_log
 
     params, summaries = tiny_run
     log = read_training_log(params.paths.train_log)

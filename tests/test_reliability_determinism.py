@@ -22,7 +22,7 @@ import yaml
 from pipeline.stage_table import STAGES
 from pipeline.params import Params, load_params, merge
 from stages.common import VideoPlan, run_plan
-from stages.train import read_training_log
+from stages.artifacts import read_training_log
 from tests.conftest import tiny_params_file
 
 STAGE_ORDER = ["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"]

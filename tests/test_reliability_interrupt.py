@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from pipeline.params import Params, load_params
-from stages.train import read_training_log
+from stages.artifacts import read_training_log
 from tests.conftest import REPO
 from tests.test_reliability_determinism import (
     assert_same_h5,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.train import LOSS_COLUMNS, TrainingLog, read_training_log
+from stages.artifacts import LOSS_COLUMNS, read_training_log
+from stages.train import TrainingLog
 
 
 def _row(step: int, **extra: float) -> dict[str, float]:
