@@ -12,7 +12,12 @@ Policy on disagreement between the two streams of a video (a choice, tested):
 The subset (train/test) of each video is returned in the summary; the store itself does not
 hold it (annotations do). A video id found in both subsets is an error.
 
-Per-video attrs: ``frames`` is T * snippet (the decoded frame count is not part of the
+A folder written by ``python -m pipeline export-features --layout lacp``
+(`features.feature_export`) carries a manifest (``features.json``) of the store it came from:
+its file attrs and each video's frames and source_fps are then restored as they were, so
+export then import gives back the same store.
+
+Otherwise, per-video attrs: ``frames`` is T * snippet (the decoded frame count is not part of the
 release; this is the frame span the snippets cover) and ``source_fps`` comes from the
 ``source_fps`` mapping (e.g. THUMOS'14 ``fps_dict.json``) or, without one, equals ``fps``.
 """
@@ -28,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from features.feature_export import read_manifest
 from features.store import FEATURE_DIM, FeatureStoreWriter, validate_video_id
 
 log = logging.getLogger(__name__)
@@ -131,6 +137,12 @@ def import_lacp_features(
     if not src.is_dir():
         raise ValueError(f"{src}: not a folder")
     subsets = _scan(src)
+    manifest = read_manifest(src)  # an export of this project's store: restore its attrs
+    restore = manifest is not None and attrs is None and source_fps is None
+    if restore:
+        fps, snippet = float(manifest["attrs"]["fps"]), int(manifest["attrs"]["snippet"])
+        source_fps = {v: float(a["source_fps"]) for v, a in manifest["videos"].items()}
+    recorded_frames = {v: int(a["frames"]) for v, a in manifest["videos"].items()} if manifest else {}
     if source_fps is not None:
         missing = [v for v in subsets if v not in source_fps]
         if missing:
@@ -149,6 +161,8 @@ def import_lacp_features(
         "source": "lacp-release",
     }
     file_attrs.update(attrs or {})
+    if restore:
+        file_attrs = dict(manifest["attrs"])
     writer = FeatureStoreWriter(out_h5, attrs=file_attrs)
     snippets: dict[str, int] = {}
     trimmed: dict[str, tuple[int, int]] = {}
@@ -171,7 +185,7 @@ def import_lacp_features(
             vid,
             rgb=rgb[:t],
             flow=flow[:t],
-            frames=t * int(snippet),
+            frames=recorded_frames.get(vid, t * int(snippet)) if not trimmed.get(vid) else t * int(snippet),
             source_fps=float(source_fps[vid]) if source_fps is not None else float(fps),
         )
     return ImportSummary(out=writer.finalize(), subsets=subsets, snippets=snippets, trimmed=trimmed)

@@ -102,6 +102,18 @@ def cmd_import_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_features(args: argparse.Namespace) -> int:
+    from features.feature_export import export_features
+    from stages.artifacts import read_annotations
+
+    params = _params(args)
+    annotations = read_annotations(params.paths.dataset)
+    subsets = {vid: e["subset"] for vid, e in annotations["database"].items()}
+    summary = export_features(args.features or params.paths.features, Path(args.out), layout=args.layout, subsets=subsets)
+    print(json.dumps({"out": str(summary.out), "layout": summary.layout, "written": summary.written, "kept": summary.kept}))
+    return 0
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from pipeline.orchestrate import print_results, repro
 
@@ -229,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="folder with {train,test}/{rgb,flow}/<video_id>.npy")
     p.add_argument("--out", default="data/features.h5")
     p.set_defaults(fn=cmd_import_features)
+
+    p = sub.add_parser("export-features", help="export the feature store as per-video .npy (the inverse of import-features)")
+    p.add_argument("out", help="folder to write")
+    p.add_argument("--layout", choices=["lacp", "actionformer"], required=True,
+                   help="lacp: {train,test}/{rgb,flow}/<vid>.npy (T, 1024); actionformer: <vid>.npy (T, 2048)")
+    p.add_argument("--features", default="", help="store to export (default: the params' paths.features)")
+    p.set_defaults(fn=cmd_export_features)
 
     p = sub.add_parser("repro", help="dvc repro as a Prefect flow")
     p.add_argument("--set", "-S", action="append", help="params override key=value (runs dvc exp run)")

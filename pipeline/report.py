@@ -57,9 +57,13 @@ def verdict_scoring(metrics: dict[str, Any]) -> str:
     if oic is None or inner is None:
         return "not decidable: a correlation is undefined (constant scores)"
     holds = oic > inner
-    return (f"{'holds' if holds else 'does not hold'} here: r(OIC, tIoU) = {oic:.2f} "
+    text = (f"{'holds' if holds else 'does not hold'} here: r(OIC, tIoU) = {oic:.2f} "
             f"{'>' if holds else '<='} r(inner, tIoU) = {inner:.2f} (paper: {PAPER_PEARSON['oic']:.2f} against "
             f"{PAPER_PEARSON['inner']:.2f})")
+    oic_on, inner_on = metrics.get("pearson_oic_overlapping"), metrics.get("pearson_inner_overlapping")
+    if oic_on is not None and inner_on is not None:
+        text += f"; over the proposals that overlap an instance (tIoU > 0): {oic_on:.2f} against {inner_on:.2f}"
+    return text
 
 
 def verdict_ablation(rows: list[dict[str, Any]]) -> str:

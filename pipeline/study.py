@@ -284,22 +284,43 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(9, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     tiou = np.array(row_thresholds(rows))
     names = summary_keys(tiou)[: len(tiou)]  # "mAP@0.1", ... as the evaluate stage names them
-    for r in rows:
+    for i, r in enumerate(rows):
         mean = np.array([r[f"{name} mean"] for name in names]) * 100
         std = np.array([r[f"{name} std"] for name in names]) * 100
-        ax.plot(tiou, mean, marker="o", label=r["run"])
-        ax.fill_between(tiou, mean - std, mean + std, alpha=0.2)
-    ax.set(xlabel="tIoU", ylabel="mAP (%)", title=f"{title}: mAP over seeds (mean, shaded ± std)")
+        color, style, label = _line_style(i, r["run"], points or {})
+        ax.plot(tiou, mean, marker="o", color=color, linestyle=style, label=label)
+        ax.fill_between(tiou, mean - std, mean + std, alpha=0.15, color=color)
+    ax.set(xlabel="tIoU", ylabel="mAP (%)", title=f"{title}\nmAP over seeds (mean, shaded ± std)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(paths["plot"], dpi=120)
     return paths
+
+
+def _line_style(index: int, label: str, points: dict[str, dict[str, str]]) -> tuple[Any, str, str]:
+    """Colour, line style and legend text of one run's curve: for a two-key grid, one colour per
+    value of the first key and one style per value of the second (solid for its last value,
+    e.g. completeness on), the legend naming the values only; else one colour per run."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    keys = list(next(iter(points.values()), {}))
+    if len(keys) != 2 or label not in points:
+        return palette(index % 10), "-", label
+    firsts = list(dict.fromkeys(p[keys[0]] for p in points.values()))
+    seconds = list(dict.fromkeys(p[keys[1]] for p in points.values()))
+    point = points[label]
+    styles = ["--", ":", "-."]
+    rank = seconds.index(point[keys[1]])
+    style = "-" if rank == len(seconds) - 1 else styles[rank % len(styles)]
+    short = keys[1].rsplit(".", 1)[-1]
+    return palette(firsts.index(point[keys[0]]) % 10), style, f"{point[keys[0]]}, {short}={point[keys[1]]}"
 
 
 def report_markdown(paths: dict[str, Path]) -> str:
@@ -389,5 +410,7 @@ def run_study(
         points, title = ABLATION_POINTS, "Ablation of the completeness guidance"
     elif departures:
         points, title = departure_points(departures), f"Departures of the {departures} preset"
-    return study_flow(grid=parse_grid(grid) if grid else DEFAULT_GRID, seeds=seeds, out_dir=str(out_dir),
-                      extra=extra, points=points, title=title)
+    parsed = parse_grid(grid) if grid else DEFAULT_GRID
+    if points is None:
+        title = "Study of " + " x ".join(parsed)
+    return study_flow(grid=parsed, seeds=seeds, out_dir=str(out_dir), extra=extra, points=points, title=title)
