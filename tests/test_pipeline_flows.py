@@ -81,12 +81,18 @@ def test_training_log_and_metrics_files(tiny_run):
     per-class AP in its own file whose mean column is the mean over the thresholds."""
     import csv
 
+    from lacp.pseudo_quality import PSEUDO_COLUMNS
     from stages.artifacts import LOSS_COLUMNS, read_training_log
 
     params, summaries = tiny_run
     log = read_training_log(params.paths.train_log)
-    assert sorted(log) == sorted(f"loss/{k}" for k in LOSS_COLUMNS)
-    assert all(sorted(v) == list(range(1, params.train.steps + 1)) for v in log.values())
+    losses = sorted(f"loss/{k}" for k in LOSS_COLUMNS)
+    pseudo = sorted(f"pseudo/{k}" for k in PSEUDO_COLUMNS)
+    assert sorted(log) == sorted(losses + pseudo)
+    assert all(sorted(log[name]) == list(range(1, params.train.steps + 1)) for name in losses)
+    every = params.train.search_every  # the pseudo-label quality: at search steps only
+    searches = list(range(every, params.train.steps + 1, every))
+    assert searches and all(sorted(log[name]) == searches for name in pseudo)
     assert json.loads((params.paths.train_log / "metrics.json").read_text())["step"] == params.train.steps
 
     metrics = json.loads((params.paths.evaluation / "metrics.json").read_text())

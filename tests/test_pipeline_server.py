@@ -232,6 +232,7 @@ def test_serve_registers_repro_and_study_deployments(server, tmp_path):
         "out_dir",
         "extra",
         "points",
+        "title",
     }
     flows = {f["id"]: f["name"] for f in api_filter(server, "flows", {})}
     assert (
