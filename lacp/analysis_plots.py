@@ -226,7 +226,7 @@ class ModelView:
 def plot_comparison(
     video_id: str,
     *,
-    instances: Sequence[Instance],
+    instances: Sequence[Instance] | None,
     views: Sequence[ModelView],
     classes: Sequence[str],
     threshold: float,
@@ -239,7 +239,9 @@ def plot_comparison(
 
     Args:
         video_id: the title.
-        instances: ground truth (class, start s, end s).
+        instances: ground truth (class, start s, end s); None for a video without any (a new
+            video, `pipeline.detect`): no ground-truth row, and the CAS of every class drawn
+            solid.
         views: the models, drawn top to bottom.
         classes: class names by index.
         threshold: the lowest detection score drawn.
@@ -251,18 +253,24 @@ def plot_comparison(
     """
     from matplotlib.patches import Patch
 
+    truth = instances is not None
+    instances = list(instances or [])
     gt_classes = sorted({c for c, _, _ in instances})
     end = max([max((e for _, _, e in instances), default=0.0)] + [v.q.shape[0] * v.q_seconds for v in views])
-    figure = new_figure(11.0, 1.6 + 2.6 * len(views))
-    axes = figure.subplots(1 + len(views), 1, sharex=True, gridspec_kw={"height_ratios": [0.5] + [2.2] * len(views)})
-    axes[0].set_title(f"{video_id}: ground truth, then each model's detections (score >= {threshold:g}, best "
-                      f"{lanes} at most, one per lane) above its CAS", fontsize=10)
-    _span_row(axes[0], 0.5, instances)
-    axes[0].set_yticks([0.5], labels=["ground truth"])
-    axes[0].set_ylim(0, 1)
+    figure = new_figure(11.0, (1.6 if truth else 1.1) + 2.6 * len(views))
+    rows = [0.5] * truth + [2.2] * len(views)
+    axes = np.atleast_1d(figure.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": rows}))
+    shown = f"score >= {threshold:g}, best {lanes} at most, one per lane"
+    if truth:
+        axes[0].set_title(f"{video_id}: ground truth, then each model's detections ({shown}) above its CAS", fontsize=10)
+        _span_row(axes[0], 0.5, instances)
+        axes[0].set_yticks([0.5], labels=["ground truth"])
+        axes[0].set_ylim(0, 1)
+    else:
+        axes[0].set_title(f"{video_id}: detections ({shown}) above the CAS of each detected class", fontsize=10)
     lane = 0.16  # height of one detection lane, in CAS units
     drawn_classes = set(gt_classes)
-    for ax, view in zip(axes[1:], views):
+    for ax, view in zip(axes[int(truth):], views):
         kept = sorted((d for d in view.detections if float(d["score"]) >= threshold), key=lambda d: -float(d["score"]))
         for i, d in enumerate(kept[:lanes]):
             s, e = (float(x) for x in d["segment"])
@@ -275,7 +283,8 @@ def plot_comparison(
         for c in gt_classes:
             ax.plot(times, view.q[:, c], color=class_color(c), linewidth=1.2)
         for c in sorted({int(d["label_index"]) for d in kept[:lanes]} - set(gt_classes)):  # false classes: dashed
-            ax.plot(times, view.q[:, c], color=class_color(c), linewidth=1.0, linestyle="--")
+            ax.plot(times, view.q[:, c], color=class_color(c), linewidth=1.0 + 0.2 * (not truth),
+                    linestyle="--" if truth else "-")
         for _, s, e in instances:
             ax.axvspan(s, e, color="0.85", alpha=0.4, zorder=0)
         ax.set_ylim(-0.02, 1.1 + lanes * lane)
@@ -288,5 +297,5 @@ def plot_comparison(
     legend = [Patch(color=class_color(c), label=classes[c]) for c in sorted(drawn_classes)]
     figure.legend(handles=legend, fontsize=8, loc="lower center", ncol=min(6, len(legend)), title="class (bars and CAS)",
                   title_fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.tight_layout(rect=(0, 0.5 / figure.get_figheight(), 1, 1))  # the bottom half inch: the legend
     return save_figure(figure, path)

@@ -6,19 +6,31 @@ and `num_segments`: 0 when the network was trained on every snippet, N > 0 when 
 on sequences resampled to N snippets (`train.num_segments`), in which case inference resamples
 each video to N snippets too (`lacp.inference.predict`). `read_model_meta` is the one reader of
 the model folder's description (a folder written before `num_segments` existed reads as 0).
+
+A model folder is self-contained: model.json also records `features`, the feature store's
+attributes that the network's input depends on (time grid, decode and flow settings, crop,
+frame_step, precision, the I3D weights' SHA-256: `stages.extract.store_attrs`), `detection`,
+the settings that turn its scores into detections (`lacp.proposals.DetectionConfig`), and
+`project`, the name and version of the project that trained it (`core.version`). With them
+`pipeline.detect` remakes the features of a new video exactly as the training's were made.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from core.files import write_bytes_atomic
+from core.version import PROJECT, project_version
 from lacp.model import LACPNet
+from lacp.proposals import DetectionConfig
 
 
 def save_model(
@@ -31,6 +43,8 @@ def save_model(
     dropout: float,
     selection: str = "final step",
     num_segments: int = 0,
+    features: Mapping[str, Any] | None = None,
+    detection: DetectionConfig | None = None,
 ) -> None:
     """Write model.pt and model.json atomically (temp name, then rename).
 
@@ -39,6 +53,11 @@ def save_model(
             "best on test (...)" protocol), carried into the metrics as a label.
         num_segments: the training sequences' length (0 = every snippet; N > 0 = N snippets
             per video), which inference must use too.
+        features: the feature store's attrs the model was trained on (module docstring);
+            None (a model trained outside the pipeline) leaves the record empty, and
+            `pipeline.detect` then refuses the folder.
+        detection: the detection settings recorded for `pipeline.detect` (default:
+            `DetectionConfig()`).
     """
     _check_num_segments(num_segments, where="save_model: num_segments")
     model_dir = Path(model_dir)
@@ -50,6 +69,9 @@ def save_model(
         "dropout": dropout,
         "selection": selection,
         "num_segments": num_segments,
+        "features": dict(features or {}),
+        "detection": dataclasses.asdict(detection or DetectionConfig()),
+        "project": {"name": PROJECT, "version": project_version()},
     }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
@@ -58,10 +80,11 @@ def save_model(
 
 
 def read_model_meta(model_dir: Path) -> dict:
-    """model.json: class names, network sizes, how the weights were selected, `num_segments`.
+    """model.json: class names, network sizes, how the weights were selected, `num_segments`,
+    and the `features`, `detection` and `project` records (module docstring).
 
     Returns:
-        The description; `num_segments` is 0 when the file predates it.
+        The description; `num_segments` is 0 and the records are empty when the file predates them.
 
     Raises:
         FileNotFoundError: no model.json.
@@ -72,6 +95,8 @@ def read_model_meta(model_dir: Path) -> dict:
         raise FileNotFoundError(f"{path} not found (run the train stage first)")
     meta = json.loads(path.read_text())
     meta.setdefault("num_segments", 0)
+    for record in ("features", "detection", "project"):
+        meta.setdefault(record, {})
     _check_num_segments(meta["num_segments"], where=f"{path} key 'num_segments'")
     return meta
 

@@ -329,6 +329,10 @@ def generate_proposals(q: np.ndarray, *, config: DetectionConfig, **options: Any
     return proposals
 
 
+RESULTS_VERSION = "VERSION 1.3"  # the ActivityNet results format's version string
+EXTERNAL_DATA = {"used": True, "details": "I3D two-stream features; the RGB stream pretrained on Kinetics-400"}
+
+
 def to_results_json(proposals_by_video: Mapping[str, Sequence[Mapping]], *, classes: Sequence[str]) -> dict:
     """Builds an ActivityNet results document from ``generate_proposals`` outputs.
 
@@ -337,9 +341,14 @@ def to_results_json(proposals_by_video: Mapping[str, Sequence[Mapping]], *, clas
         classes: class names indexed by ``label_index``.
 
     Returns:
-        ``{"results": {vid: [{"label", "score", "segment"}, ...]}}``.
+        ``{"version", "results": {vid: [{"label", "score", "segment"}, ...]}, "external_data"}``:
+        the three keys the official ActivityNet evaluator requires (``RESULTS_VERSION``; no
+        external data: the features are I3D's, pretrained on Kinetics, as
+        ``EXTERNAL_DATA`` says).
     """
     return {
+        "version": RESULTS_VERSION,
+        "external_data": dict(EXTERNAL_DATA),
         "results": {
             vid: [
                 {"label": classes[p["label_index"]], "score": float(p["score"]), "segment": list(p["segment"])}

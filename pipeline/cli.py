@@ -7,6 +7,8 @@ Commands:
     map GT RESULTS              score any ActivityNet-format results file
     i3d-check CLIP              top-5 Kinetics-400 classes of a clip (weights sanity check)
     import-features DIR         import released LACP .npy features into the HDF5 store
+    export-features OUT         the feature store as per-video .npy (LACP or ActionFormer layout)
+    detect VIDEO_OR_FOLDER...   a trained model on new videos: ActivityNet results and pictures
     repro                       `dvc repro` as a Prefect flow (stage runs share a tag)
     study                       a grid of DVC experiments (label distributions by default)
     serve                       Prefect deployments of `repro` and `study` for the UI
@@ -114,6 +116,40 @@ def cmd_export_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_path(args: argparse.Namespace, given: str, key: str, flag: str) -> Path:
+    """`given`, else the params file's `paths.<key>` (detect needs no params file when both are given)."""
+    if given:
+        return Path(given)
+    if not Path(args.params).is_file():
+        raise FileNotFoundError(f"{args.params} not found: pass {flag} (or run from the project folder)")
+    return Path(getattr(_params(args).paths, key))
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from core.files import write_json
+    from pipeline.console import say
+    from pipeline.detect import collect_videos, detect, load_detector, results_document, write_pictures
+
+    overrides = {k: v for k, v in {"r_act": args.r_act, "class_threshold": args.class_threshold,
+                                   "nms_tiou": args.nms_tiou, "faithful": args.faithful}.items() if v is not None}
+    videos = collect_videos(args.videos)  # bad arguments are refused before the model loads
+    detector = load_detector(_default_path(args, args.model, "model", "--model"),
+                             weights_dir=_default_path(args, args.weights, "weights", "--weights"),
+                             device=args.device, overrides=overrides)
+    results = detect(videos, detector, threshold=args.threshold, say=say)
+    document = results_document(results, detector)
+    write_json(Path(args.out), document)
+    if args.pictures:
+        write_pictures(results, detector, Path(args.pictures), threshold=args.threshold or 0.0)
+    failed = document["failed"]
+    found = sum(len(v) for v in document["results"].values())
+    done = len(document["results"])
+    say(f"[detect] wrote {args.out}: {found} detection{'s' * (found != 1)} in {done} video{'s' * (done != 1)}"
+        + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+        + (f"; pictures in {args.pictures}" if args.pictures else ""))
+    return 1 if failed and args.strict else 0
+
+
 def cmd_repro(args: argparse.Namespace) -> int:
     from pipeline.orchestrate import print_results, repro
 
@@ -200,6 +236,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sources.directory import DEFAULT_EXTENSIONS
+
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument(
@@ -248,6 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lacp: {train,test}/{rgb,flow}/<vid>.npy (T, 1024); actionformer: <vid>.npy (T, 2048)")
     p.add_argument("--features", default="", help="store to export (default: the params' paths.features)")
     p.set_defaults(fn=cmd_export_features)
+
+    p = sub.add_parser("detect", help="detect actions in new videos with a trained model folder")
+    p.add_argument("videos", nargs="+", metavar="VIDEO_OR_FOLDER",
+                   help=f"video files, or folders (their files ending in {', '.join(DEFAULT_EXTENSIONS)})")
+    p.add_argument("--model", default="", help="the model folder (default: the params file's paths.model)")
+    p.add_argument("--weights", default="", help="the I3D weights folder (default: the params file's paths.weights)")
+    p.add_argument("--out", default="detections.json", help="ActivityNet results file to write (default: detections.json)")
+    p.add_argument("--threshold", type=float, default=None, help="drop detections scoring below this (default: keep all)")
+    p.add_argument("--pictures", default="", metavar="DIR", help="also draw one timeline per video into DIR")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--r-act", type=int, default=None, help="override the recorded top-k ratio of the video score")
+    p.add_argument("--class-threshold", type=float, default=None, help="override the recorded class threshold")
+    p.add_argument("--nms-tiou", type=float, default=None, help="override the recorded NMS tIoU")
+    p.add_argument("--faithful", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the recorded choice of the released recipe's proposal quirks")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when any video failed")
+    p.set_defaults(fn=cmd_detect)
 
     p = sub.add_parser("repro", help="dvc repro as a Prefect flow")
     p.add_argument("--set", "-S", action="append", help="params override key=value (runs dvc exp run)")

@@ -69,14 +69,15 @@ def read_video_paths(dataset_dir: Path) -> dict[str, str]:
 
 
 def read_decode_manifest(decoded_dir: Path) -> dict[str, Any]:
-    """The decode manifest: `{"fps": decoded frame rate, "videos": {vid: row}, "failed": {vid: reason}}`.
+    """The decode manifest: `{"fps": decoded frame rate, "params": the decode section,
+    "videos": {vid: row}, "failed": {vid: reason}}`.
 
     Raises:
         ValueError: a manifest without one of those keys (written by an older version: rerun decode).
     """
     path = Path(decoded_dir) / "manifest.json"
     manifest = read_json(path, what="decode manifest")
-    missing = [k for k in ("fps", "videos", "failed") if k not in manifest]
+    missing = [k for k in ("fps", "params", "videos", "failed") if k not in manifest]
     if missing:
         raise ValueError(f"{path}: decode manifest without key(s) {missing} (rerun the decode stage)")
     return manifest
@@ -88,8 +89,18 @@ def read_decoded_videos(decoded_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def read_flow_manifest(flow_dir: Path) -> dict[str, Any]:
-    """The flow manifest: `{"videos": {vid: row}, "failed": {vid: reason}, ...}`."""
-    return read_json(Path(flow_dir) / "manifest.json", what="flow manifest")
+    """The flow manifest: `{"method", "bound", "params": the flow section but its device,
+    "videos": {vid: row}, "failed": {vid: reason}}`.
+
+    Raises:
+        ValueError: a manifest without one of those keys (written by an older version: rerun flow).
+    """
+    path = Path(flow_dir) / "manifest.json"
+    manifest = read_json(path, what="flow manifest")
+    missing = [k for k in ("method", "bound", "params", "videos", "failed") if k not in manifest]
+    if missing:
+        raise ValueError(f"{path}: flow manifest without key(s) {missing} (rerun the flow stage)")
+    return manifest
 
 
 def read_weights_info(weights_dir: Path) -> dict[str, Any]:

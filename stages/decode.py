@@ -67,14 +67,15 @@ def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], 
     return VideoResult(video_id, ok=True, info=row.as_dict())
 
 
-def finish(results: list[VideoResult], *, out_dir: Path, fps: int) -> dict[str, Any]:
-    """Write manifest.json (the frame rate, ok videos and failures) and drop outputs of failed videos."""
+def finish(results: list[VideoResult], *, out_dir: Path, params: DecodeParams) -> dict[str, Any]:
+    """Write manifest.json (the frame rate, the params, ok videos and failures) and drop outputs
+    of failed videos."""
     videos = {r.video_id: r.info for r in results if r.ok}
     failed = {r.video_id: r.reason for r in results if not r.ok}
     for vid in failed:
         for suffix in (".mp4", ".json"):
             (out_dir / f"{vid}{suffix}").unlink(missing_ok=True)
-    write_json(out_dir / "manifest.json", {"fps": fps, "videos": videos, "failed": failed})
+    write_json(out_dir / "manifest.json", {"fps": params.fps, "params": params.model_dump(), "videos": videos, "failed": failed})
     return {
         "videos": len(results),
         "decoded": sum(r.ok and not r.skipped for r in results),
@@ -103,5 +104,5 @@ def plan(params: DecodeParams, *, dataset_dir: Path, out_dir: Path) -> VideoPlan
         stage="decode",
         videos=sorted(sources),
         process=functools.partial(decode_one, params=params, sources=sources, out_dir=out_dir),
-        finish=functools.partial(finish, out_dir=out_dir, fps=params.fps),
+        finish=functools.partial(finish, out_dir=out_dir, params=params),
     )

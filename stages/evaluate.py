@@ -131,6 +131,11 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     num_segments = meta["num_segments"]  # 0 = every snippet; N = the training's fixed length
     if model.num_classes != len(classes):
         raise ValueError(f"{model_dir}: model has {model.num_classes} classes, annotations have {len(classes)}")
+    differing = {k: (v, getattr(params, k)) for k, v in meta["detection"].items() if getattr(params, k, v) != v}
+    if differing:  # `python -m pipeline detect` applies the model folder's settings unless told otherwise
+        log.warning("evaluate's detection settings differ from %s/model.json's, which `detect` applies: %s "
+                    "(pass them to detect as --r-act / --class-threshold / --nms-tiou / --[no-]faithful)", model_dir,
+                    ", ".join(f"{k} {recorded} there, {here} here" for k, (recorded, here) in differing.items()))
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     gt = load_ground_truth(annotations, subset="test")
     validation = validation_videos(model_dir, annotations)

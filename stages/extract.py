@@ -24,7 +24,7 @@ import features.i3d
 import features.snippets
 import features.video
 from features.flow import FlowFileError, FlowReader
-from features.i3d import I3DInference, default_batch, prepare_for_inference
+from features.i3d import I3DInference, default_batch, default_inference_dtype, prepare_for_inference
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from features.store import FeatureStoreWriter
 from features.timegrid import TimeGrid
@@ -132,15 +132,38 @@ def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any])
     }
 
 
+def compute_dtype(params: ExtractParams) -> str:
+    """The dtype the network computes in with these params on this machine ("bfloat16" or
+    "float32"): `precision: bf16` falls back to float32 where the hardware lacks bf16."""
+    if params.precision == "fp32":
+        return "float32"
+    return str(default_inference_dtype(resolve_device(params.device))).removeprefix("torch.")
+
+
 def store_attrs(
-    params: ExtractParams, *, decoded_fps: int, flow_dir: Path, weights_dir: Path, excluded: dict[str, str]
+    params: ExtractParams, *, decode: dict[str, Any], flow: dict[str, Any], weights: dict[str, Any],
+    excluded: dict[str, str],
 ) -> dict[str, Any]:
     """File attributes of the feature store: its time grid (`features.timegrid`, the decoded
-    frame rate and this stage's snippet and stride) and the provenance of every feature."""
-    weights = read_weights_info(weights_dir)
-    flow = read_flow_manifest(flow_dir)
+    frame rate and this stage's snippet and stride) and the provenance of every feature.
+
+    Everything that makes a feature what it is is recorded, so that the train stage can copy it
+    into the model folder and `pipeline.detect` can remake the features of a new video the same
+    way: the decode and flow sections (`decode_params`, `flow_params`, JSON), this section's
+    keys but `batch` and `device`, the weights' SHA-256 and the dtype the network ran in.
+
+    Args:
+        params: the `extract` section.
+        decode: the decode section as its manifest records it (`params`).
+        flow: the flow section as its manifest records it (`params`: all but the device).
+        weights: `weights.json` (`stages.artifacts.read_weights_info`).
+        excluded: videos left out upstream, with the reason.
+
+    Returns:
+        The attrs (scalars only, as HDF5 attributes must be).
+    """
     return {
-        **TimeGrid(fps=decoded_fps, snippet=params.snippet, stride=params.stride).as_attrs(),
+        **TimeGrid(fps=int(decode["fps"]), snippet=params.snippet, stride=params.stride).as_attrs(),
         "frame_step": params.frame_step,
         "crop": params.crop,
         "backbone": "i3d-inception-v1 (two-stream)",
@@ -148,6 +171,9 @@ def store_attrs(
         "flow_method": f"{flow['method']} (bound {flow['bound']})",
         "flow_init": weights["flow_init"],
         "precision": params.precision,
+        "compute_dtype": compute_dtype(params),
+        "decode_params": json.dumps(decode, sort_keys=True),
+        "flow_params": json.dumps(flow, sort_keys=True),
         # a change of the extraction code makes every part stale (the writer drops them)
         "code": code_fingerprint(features.i3d, features.snippets, features.video, sys.modules[__name__]),
         "excluded_videos": json.dumps(excluded, sort_keys=True),
@@ -162,8 +188,8 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
     decode_manifest = read_decode_manifest(decoded_dir)
     excluded = {**decode_manifest["failed"], **flow_manifest["failed"]}
     videos = sorted(v for v in decoded if v in flow_manifest["videos"])
-    attrs = store_attrs(params, decoded_fps=decode_manifest["fps"], flow_dir=flow_dir, weights_dir=weights_dir,
-                        excluded=excluded)
+    attrs = store_attrs(params, decode=decode_manifest["params"], flow=flow_manifest["params"],
+                        weights=read_weights_info(weights_dir), excluded=excluded)
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
     common = dict(out_path=out_path, attrs=attrs)
     return VideoPlan(

@@ -53,6 +53,12 @@ class FlowParams(StageParams):
     tvl1: TVL1Params = TVL1Params()
 
 
+def recorded_params(params: FlowParams) -> dict[str, Any]:
+    """The settings that make the flow what it is, as the manifest (and from there the feature
+    store and the model folder) records them: every key but `device`, where it runs."""
+    return params.model_dump(exclude={"device"})
+
+
 def _gray_frames(path: Path):
     for rgb in iter_decoded_frames(path):
         yield cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -87,7 +93,8 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
     videos = {r.video_id: r.info for r in results if r.ok}
     failed = {r.video_id: r.reason for r in results if not r.ok}
     remove_stale_tmp(out_dir)
-    write_json(out_dir / "manifest.json", {"method": params.method, "bound": params.bound, "videos": videos, "failed": failed})
+    write_json(out_dir / "manifest.json", {"method": params.method, "bound": params.bound, "params": recorded_params(params),
+                                           "videos": videos, "failed": failed})
     frames = sum(v["frames"] for v in videos.values())
     stored = sum(v["bytes"] for v in videos.values())
     return {

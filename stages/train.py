@@ -29,6 +29,7 @@ from features.timegrid import TimeGrid
 from lacp.batching import VideoItem
 from lacp.model_io import save_model
 from lacp.point_formats import read_points_csv
+from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
@@ -135,7 +136,6 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     from lacp.proposals import to_results_json
     from core.device import resolve_device
     from lacp.inference import predict
-    from lacp.proposals import DetectionConfig
 
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     videos = available_videos(store, test, features=features, what="test")
@@ -235,8 +235,9 @@ def run(
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         points_dir: the points stage's output (points.csv).
-        model_dir: where model.pt, model.json, the validation split (`lacp.splits.SPLIT_FILE`)
-            and the resumable checkpoint go.
+        model_dir: where model.pt, model.json (with the feature store's attrs and the detection
+            settings: a self-contained model folder, `lacp.model_io`), the validation split
+            (`lacp.splits.SPLIT_FILE`) and the resumable checkpoint go.
         log_dir: where the training log goes (`TrainingLog`), with the pseudo-label quality of
             every search against the training videos' ground truth (read for this log only).
         pseudo_labels_path: where the first and the last search's pseudo labels go
@@ -262,6 +263,7 @@ def run(
         if not videos:
             raise ValueError(f"{features}: none of the {len(train_ids)} videos of the split's training part has features")
         grid = store.time_grid
+        feature_record = {k: v for k, v in store.attrs.items() if k != "excluded_videos"}  # model.json's `features`
         items = training_videos(annotations, Path(points_dir) / "points.csv", videos, grid=grid)
         feature_dim = int(store[videos[0]].shape[1])
 
@@ -305,6 +307,8 @@ def run(
         dropout=params.dropout,
         selection=result.selection,
         num_segments=params.num_segments,  # evaluation resamples to the same length
+        features=feature_record,  # what `python -m pipeline detect` remakes the features of a new video with
+        detection=DetectionConfig(r_act=params.r_act),  # the evaluate stage's defaults, with this run's top-k ratio
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)

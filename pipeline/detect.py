@@ -1,0 +1,394 @@
+"""`python -m pipeline detect`: a trained model applied to new videos.
+
+Each video goes through the stages' own code, with every setting taken from the model folder's
+record (`lacp.model_io`: the attributes of the feature store the model was trained on), so the
+features of a new video are made exactly as the training's were:
+
+    decode (`stages.decode`, 25 fps, the recorded short side) -> flow (`stages.flow`, the
+    recorded method and settings) -> I3D features (`stages.extract`, the recorded crop,
+    frame_step, precision; weights checked by SHA-256) -> the evaluate stage's inference
+    (`lacp.inference.predict`) and proposal step (`lacp.proposals`, the recorded settings)
+
+Each stage runs as a one-video plan in a temporary folder that is removed afterwards; frames
+stream through every step, so memory does not grow with the video's length. No DVC repository,
+Prefect server or params file is needed (params.yaml, when there is one, only gives the default
+places of the model and the I3D weights).
+
+Phases (`detect`):
+  1. `load_detector`: rebuild the decode, flow and extract params from the record, remake the
+     feature store attrs they give with the I3D weights at hand, and refuse the model folder,
+     naming the setting, where any of them differs; warn where only numerics may differ (the
+     extraction code changed, or this machine computes in another dtype).
+  2. `detect_video`, video by video; a bad video (missing, corrupt, no video stream, too short)
+     is reported by name with the reason and the others go on.
+  3. `results_document`: ActivityNet results (`lacp.proposals.to_results_json`) plus what
+     happened to each input; `write_pictures`: one timeline per video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+import torch
+
+from core.device import resolve_device
+from core.files import sha256_file, write_json
+from core.version import project_version
+from features.store import FeatureStore
+from lacp.analysis_plots import ModelView, plot_comparison
+from lacp.inference import predict, resampled_seconds
+from lacp.model import LACPNet
+from lacp.model_io import load_model, read_model_meta
+from lacp.proposals import DetectionConfig, to_results_json
+from pipeline.console import format_seconds
+from sources.directory import DEFAULT_EXTENSIONS
+from stages import decode as decode_stage
+from stages import extract as extract_stage
+from stages import flow as flow_stage
+from stages.artifacts import read_decode_manifest, read_weights_info
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Detector", "ModelFolderError", "VideoDetections", "collect_videos", "detect", "detect_video",
+           "load_detector", "results_document", "write_pictures"]
+
+VIDEO_ID = "video"  # the id a video has inside its temporary workspace (any file name works outside)
+NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
+NOT_SETTINGS = ("excluded_videos",)  # record keys that describe the training set, not how features are made
+
+
+class ModelFolderError(ValueError):
+    """A model folder whose recorded feature settings this project cannot reproduce here."""
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Everything `detect_video` needs, rebuilt from a model folder.
+
+    Attributes:
+        model_dir: the model folder.
+        weights_dir: the I3D weights (rgb.pt, flow.pt, weights.json) matching the record.
+        model: the network, in eval mode on `device`.
+        classes: class names by index.
+        num_segments: the model's training sequence length (0 = every snippet).
+        config: the detection settings (the record's, with the caller's overrides).
+        decode: the decode section the training's features were made with.
+        flow: the flow section (device: the caller's).
+        extract: the extract section's recorded keys (device: the caller's).
+        device: where the flow (tvl1_torch), I3D and the model run.
+    """
+
+    model_dir: Path
+    weights_dir: Path
+    model: LACPNet
+    classes: list[str]
+    num_segments: int
+    config: DetectionConfig
+    decode: decode_stage.DecodeParams
+    flow: flow_stage.FlowParams
+    extract: extract_stage.ExtractParams
+    device: torch.device
+
+
+@dataclass
+class VideoDetections:
+    """One video's outcome.
+
+    Attributes:
+        name: the results key (the file name without its extension).
+        path: the input file.
+        detections: {"label_index", "score", "segment": [s, e]} in the video's seconds, best first.
+        q: (T or N, C+1) fused scores on the grid the network saw (the picture's curves).
+        q_seconds: seconds per row of `q`.
+        duration: the video's length in seconds.
+        seconds: wall time per phase (decode, flow, features, model).
+        reason: why the video failed (empty when it did not).
+    """
+
+    name: str
+    path: Path
+    detections: list[dict] = field(default_factory=list)
+    q: np.ndarray | None = None
+    q_seconds: float = 0.0
+    duration: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the model folder
+
+
+def _rebuild(model: type[StageParams], values: dict[str, Any], *, record_key: str, model_dir: Path) -> Any:
+    """A stage's params from the record, or a `ModelFolderError` naming the setting."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ModelFolderError(
+            f"{model_dir / 'model.json'}: recorded feature setting '{record_key}.{key}' = {first.get('input')!r} "
+            f"cannot be reproduced by this version of the project ({project_version()}): {first['msg']}") from None
+
+
+def _weights_info(weights_dir: Path) -> dict[str, Any]:
+    """weights.json with the SHA-256 of the files actually there (a replaced rgb.pt is caught)."""
+    info = dict(read_weights_info(weights_dir))
+    for stream in ("rgb", "flow"):
+        path = weights_dir / f"{stream}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: --weights must name the folder of the I3D weights "
+                                    "the model's features were made with (the weights stage writes it)")
+        info[f"{stream}_sha256"] = sha256_file(path)
+    return info
+
+
+def load_detector(
+    model_dir: Path,
+    *,
+    weights_dir: Path,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+) -> Detector:
+    """Rebuild the feature and detection settings of a model folder and check they can be met.
+
+    Args:
+        model_dir: a model folder written by the train stage.
+        weights_dir: the I3D weights folder (the weights stage's output).
+        device: auto | cpu | cuda, for the flow (tvl1_torch only), I3D and the model.
+        overrides: detection settings to use instead of the recorded ones (`DetectionConfig` keys).
+
+    Returns:
+        The detector.
+
+    Raises:
+        ModelFolderError: the folder has no feature record, a recorded setting is not one this
+            version can reproduce, or the weights are not the recorded ones (the message names
+            the setting, what was recorded and what is here).
+        FileNotFoundError: the model or the weights are missing.
+    """
+    model_dir, weights_dir = Path(model_dir), Path(weights_dir)
+    meta = read_model_meta(model_dir)
+    record = meta["features"]
+    where = model_dir / "model.json"
+    if not record:
+        raise ModelFolderError(f"{where}: no feature record ('features'): the model was trained before model "
+                               "folders recorded their features, or outside the pipeline; retrain it with the train stage")
+    needed = ("decode_params", "flow_params", "snippet", "stride", "frame_step", "crop", "precision")
+    missing = [k for k in needed if k not in record]
+    if missing:
+        raise ModelFolderError(f"{where}: the feature record lacks {missing}: its features were not made by this "
+                               "pipeline's stages (imported .npy features?), so detect cannot make a new video's the same way")
+
+    # the stages' params as the record states them; the device is the caller's
+    decode = _rebuild(decode_stage.DecodeParams, json.loads(record["decode_params"]), record_key="decode_params",
+                      model_dir=model_dir)
+    flow = _rebuild(flow_stage.FlowParams, {**json.loads(record["flow_params"]), "device": device},
+                    record_key="flow_params", model_dir=model_dir)
+    extract = _rebuild(extract_stage.ExtractParams,
+                       {k: record[k] for k in ("snippet", "stride", "frame_step", "crop", "precision")} | {"device": device},
+                       record_key="features", model_dir=model_dir)
+
+    # the attrs these params give here, key by key against the record
+    remade = extract_stage.store_attrs(extract, decode=decode.model_dump(), flow=flow_stage.recorded_params(flow),
+                                       weights=_weights_info(weights_dir), excluded={})
+    for key in sorted(set(record) | set(remade)):
+        if key in NOT_SETTINGS or record.get(key) == remade.get(key):
+            continue
+        if key in NUMERIC_ONLY:
+            log.warning("%s: recorded %s %r, here %r: the features of new videos may differ slightly from the "
+                        "training's", where, key, record.get(key), remade.get(key))
+            continue
+        hint = f" (--weights {weights_dir} holds other I3D weights)" if key == "weights_sha256" else ""
+        raise ModelFolderError(f"{where}: recorded feature setting '{key}' = {record.get(key)!r}, but detect "
+                               f"would make {remade.get(key)!r}{hint}")
+
+    resolved = resolve_device(device)
+    config = DetectionConfig(**{**meta["detection"], **(overrides or {})})
+    return Detector(model_dir=model_dir, weights_dir=weights_dir, model=load_model(model_dir, device=resolved),
+                    classes=list(meta["classes"]), num_segments=int(meta["num_segments"]), config=config,
+                    decode=decode, flow=flow, extract=extract, device=resolved)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. one video
+
+
+def _run_one(plan: VideoPlan) -> VideoResult:
+    """A one-video stage plan: the video's result (a `VideoError` propagates), then `finish`."""
+    result = plan.process(VIDEO_ID)
+    plan.finish([result])
+    return result
+
+
+def detect_video(path: Path, detector: Detector, *, work_dir: Path, name: str | None = None) -> VideoDetections:
+    """Detect the actions of one video through the stages' code, in `work_dir` (left to the caller).
+
+    Args:
+        path: the video file.
+        detector: `load_detector`'s.
+        work_dir: an empty folder for the decoded video, its flow and its features.
+        name: the results key (default: the file name without its extension).
+
+    Returns:
+        The detections, best first, and the scores they came from.
+
+    Raises:
+        VideoError: the video cannot be read, has no video stream or is too short (the reason
+            as the decode, flow or extract stage gives it).
+    """
+    path, work_dir = Path(path), Path(work_dir)
+    out = VideoDetections(name=name or path.stem, path=path)
+    if not path.is_file():
+        raise VideoError(out.name, f"file not found: {path}")
+    dataset, decoded, flows = work_dir / "dataset", work_dir / "decoded", work_dir / "flow"
+    features = work_dir / "features.h5"
+    write_json(dataset / "videos.json", {VIDEO_ID: str(path.resolve())})
+
+    started = time.perf_counter()
+    _run_one(decode_stage.plan(detector.decode, dataset_dir=dataset, out_dir=decoded))
+    out.seconds["decode"] = time.perf_counter() - started
+    out.duration = float(read_decode_manifest(decoded)["videos"][VIDEO_ID]["duration"])
+
+    started = time.perf_counter()
+    _run_one(flow_stage.plan(detector.flow, decoded_dir=decoded, out_dir=flows))
+    out.seconds["flow"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    _run_one(extract_stage.plan(detector.extract, decoded_dir=decoded, flow_dir=flows, weights_dir=detector.weights_dir,
+                                out_path=features))
+    out.seconds["features"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    with FeatureStore(features) as store:
+        proposals, _, scores = predict(detector.model, store, [VIDEO_ID], detector.config, detector.device,
+                                       keep_scores=[VIDEO_ID], num_segments=detector.num_segments)
+        out.q_seconds = resampled_seconds(store.time_grid.seconds_per_snippet, store[VIDEO_ID].shape[0],
+                                          detector.num_segments)
+    out.detections = sorted(proposals[VIDEO_ID], key=lambda p: -float(p["score"]))
+    out.q = scores[VIDEO_ID]  # (T or N, C+1)
+    out.seconds["model"] = time.perf_counter() - started
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. many videos, results, pictures
+
+
+def collect_videos(inputs: Iterable[Path], *, extensions: Sequence[str] = DEFAULT_EXTENSIONS) -> list[Path]:
+    """The video files named by `inputs`: files as they are (a missing one is kept, to be
+    reported), and each folder's files with one of `extensions` (any case), sorted.
+
+    Raises:
+        ValueError: a folder holds no such file, or two inputs would share a results key (the
+            file name without its extension).
+    """
+    endings = {e.lower().lstrip(".") for e in extensions}
+    videos: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower().lstrip(".") in endings)
+            if not found:
+                raise ValueError(f"{item}: no video files (endings {', '.join(sorted(endings))})")
+            videos += found
+        else:
+            videos.append(item)
+    seen: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in seen:
+            raise ValueError(f"two inputs named '{video.stem}': {seen[video.stem]} and {video} (results are keyed by "
+                             "the file name without its extension; rename one)")
+        seen[video.stem] = video
+    return videos
+
+
+def _describe(result: VideoDetections, classes: Sequence[str], *, best: int = 3) -> str:
+    """`N detections; best: class s-e s (score), ...`."""
+    shown = ", ".join(f"{classes[d['label_index']]} {d['segment'][0]:.1f}-{d['segment'][1]:.1f} s ({d['score']:.2f})"
+                      for d in result.detections[:best])
+    count = len(result.detections)
+    return f"{count} detection{'s' * (count != 1)}" + (f"; best: {shown}" if shown else "")
+
+
+def detect(
+    videos: Sequence[Path],
+    detector: Detector,
+    *,
+    threshold: float | None = None,
+    say: Callable[[str], None] = print,
+) -> list[VideoDetections]:
+    """Detect the actions of every video in turn; a bad video is reported and skipped.
+
+    Args:
+        videos: video files (`collect_videos`).
+        detector: `load_detector`'s.
+        threshold: detections scoring below it are dropped (None: every detection is kept, as
+            the evaluate stage keeps them).
+        say: where the progress lines go (one per video and phase).
+
+    Returns:
+        One outcome per video, in order; failed ones carry their `reason`.
+    """
+    results = []
+    for i, path in enumerate(videos, 1):
+        head = f"[detect] {i}/{len(videos)} {path.name}"
+        say(f"{head}: decode, flow, features, model ...")
+        work = Path(tempfile.mkdtemp(prefix="lacp-detect-"))
+        started = time.perf_counter()
+        try:
+            result = detect_video(path, detector, work_dir=work)
+        except VideoError as err:
+            result = VideoDetections(name=path.stem, path=path, reason=err.reason)
+            say(f"{head}: FAILED: {err.reason}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if result.ok:
+            if threshold is not None:
+                result = replace(result, detections=[d for d in result.detections if d["score"] >= threshold])
+            took = time.perf_counter() - started
+            phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+            say(f"{head} ({format_seconds(result.duration)} of video): {_describe(result, detector.classes)} "
+                f"[{format_seconds(took)}: {phases}]")
+        results.append(result)
+    return results
+
+
+def results_document(results: Sequence[VideoDetections], detector: Detector) -> dict[str, Any]:
+    """ActivityNet results (`version`, `results`, `external_data`: what the official evaluator
+    insists on) plus `failed` ({"path", "reason"} of each video that failed), `videos` (path,
+    duration, seconds per phase of each detected one) and `model` (folder, detection settings)."""
+    document = to_results_json({r.name: r.detections for r in results if r.ok}, classes=detector.classes)
+    document["failed"] = {r.name: {"path": str(r.path), "reason": r.reason} for r in results if not r.ok}
+    document["videos"] = {r.name: {"path": str(r.path), "duration_s": round(r.duration, 3),
+                                   "seconds": {k: round(v, 3) for k, v in r.seconds.items()}} for r in results if r.ok}
+    document["model"] = {"folder": str(detector.model_dir), "detection": dataclasses.asdict(detector.config)}
+    return document
+
+
+def write_pictures(results: Sequence[VideoDetections], detector: Detector, out_dir: Path, *,
+                   threshold: float) -> list[Path]:
+    """One timeline per detected video: its detections (best first) over the class activations."""
+    written = []
+    for r in results:
+        if not r.ok:
+            continue
+        view = ModelView(name=detector.model_dir.name, detections=r.detections, q=r.q, q_seconds=r.q_seconds)
+        written.append(plot_comparison(r.name, instances=None, views=[view], classes=detector.classes,
+                                       threshold=threshold, path=Path(out_dir) / f"{r.name}.png"))
+    return written

@@ -1,0 +1,195 @@
+"""pipeline.detect: a trained model folder applied to new videos through the stages' own code.
+
+The model is the tiny end-to-end run's (tests/test_reliability_determinism.py `tiny_run`, shared
+with the reliability tests in one pytest process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from features.video import decode_to_mp4
+from lacp.model_io import read_model_meta
+from pipeline.detect import ModelFolderError, collect_videos, detect, detect_video, load_detector, results_document
+from stages.artifacts import read_video_paths
+from tests.conftest import REPO
+from tests.test_reliability_determinism import tiny_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_run(tmp_path_factory, "a")
+
+
+@pytest.fixture(scope="module")
+def detector(run):
+    return load_detector(run.paths.model, weights_dir=run.paths.weights, device="cpu")
+
+
+def _ranked(detections):
+    return sorted(detections, key=lambda d: (-d["score"], d["segment"][0]))
+
+
+def _evaluated(run) -> dict[str, list[dict]]:
+    return json.loads((run.paths.evaluation / "predictions.json").read_text())["results"]
+
+
+def test_detect_gives_the_evaluate_stage_detections(run, detector, tmp_path):
+    """A test video from its source file: the evaluate stage's detections, segment and score to 1e-5."""
+    sources = read_video_paths(run.paths.dataset)
+    evaluated = _evaluated(run)
+    assert sum(map(len, evaluated.values())) > 0
+    for vid, want in sorted(evaluated.items()):
+        got = detect_video(Path(sources[vid]), detector, work_dir=tmp_path / vid)
+        assert got.name == vid and got.ok
+        assert len(got.detections) == len(want), vid
+        for g, w in zip(_ranked(got.detections), _ranked(want)):
+            assert detector.classes[g["label_index"]] == w["label"]
+            assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+            assert g["segment"] == pytest.approx(w["segment"], abs=1e-5)
+        assert set(got.seconds) == {"decode", "flow", "features", "model"}
+        assert got.q.shape[1] == len(detector.classes) + 1
+
+
+def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
+    """The same test video re-encoded at 24 fps (the source is 30): decode resamples it to 25 fps,
+    and each of the evaluate stage's detections is found again within one snippet (0.64 s)."""
+    sources = read_video_paths(run.paths.dataset)
+    snippet_s = 16 / 25
+    for vid, want in sorted(_evaluated(run).items()):
+        other = tmp_path / f"{vid}_24fps.mp4"
+        decode_to_mp4(Path(sources[vid]), other, fps=24, short_side=64, crf=12, min_frames=1)
+        got = detect_video(other, detector, work_dir=tmp_path / vid)
+        for w in want:
+            same_class = [g["segment"] for g in got.detections if detector.classes[g["label_index"]] == w["label"]]
+            assert same_class, f"{vid}: no {w['label']} detection at 24 fps"
+            nearest = min(same_class, key=lambda s: abs(s[0] - w["segment"][0]) + abs(s[1] - w["segment"][1]))
+            assert abs(nearest[0] - w["segment"][0]) <= snippet_s and abs(nearest[1] - w["segment"][1]) <= snippet_s
+
+
+def _bad_folder(run, root: Path) -> Path:
+    folder = root / "videos"
+    folder.mkdir()
+    good = Path(sorted(read_video_paths(run.paths.dataset).values())[0])
+    (folder / good.name).write_bytes(good.read_bytes())
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("meeting notes, not a video\n")
+    (folder / "readme.txt").write_text("not a video ending: ignored\n")
+    return folder
+
+
+def test_bad_files_are_named_with_their_reason_and_the_good_one_is_detected(run, tmp_path):
+    """The command on a folder: the good video's detections; the zero-byte and the text file
+    named with their reasons; status 0, or 1 with --strict."""
+    folder = _bad_folder(run, tmp_path)
+    good = next(p.stem for p in folder.iterdir() if p.stem not in ("empty", "notes", "readme"))
+    env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    argv = [sys.executable, "-m", "pipeline", "--params", str(run.paths.model.parent.parent / "params.yaml"), "detect",
+            str(folder), "--device", "cpu"]
+    for strict, status in ((False, 0), (True, 1)):
+        out = tmp_path / f"detections_{strict}.json"
+        done = subprocess.run(argv + ["--out", str(out)] + ["--strict"] * strict, cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == status, done.stderr[-3000:]
+        document = json.loads(out.read_text())
+        assert {"version", "results", "external_data"} <= set(document)  # what the ActivityNet evaluator requires
+        assert list(document["results"]) == [good] and document["results"][good]
+        assert sorted(document["failed"]) == ["empty", "notes"]
+        assert "empty file" in document["failed"]["empty"]["reason"]
+        assert "not a readable video" in document["failed"]["notes"]["reason"]
+        for name in ("empty.mp4", "notes.mp4"):
+            assert f"{name}: FAILED" in done.stderr
+        assert "2 failed: empty, notes" in done.stderr
+
+
+def test_results_document_is_activitynet_results(run, detector, tmp_path):
+    results = detect([Path(sorted(read_video_paths(run.paths.dataset).values())[0])], detector, threshold=0.0,
+                     say=lambda line: None)
+    document = results_document(results, detector)
+    assert document["version"] == "VERSION 1.3"
+    assert set(document["external_data"]) == {"used", "details"}
+    for entries in document["results"].values():
+        for entry in entries:
+            assert set(entry) == {"label", "score", "segment"} and entry["label"] in detector.classes
+
+
+def test_collect_videos_refuses_two_inputs_with_one_name(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "b" / "clip.mkv").write_bytes(b"x")
+    with pytest.raises(ValueError, match="two inputs named 'clip'"):
+        collect_videos([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValueError, match="no video files"):
+        collect_videos([tmp_path])
+
+
+def _edited_model(run, tmp_path: Path, edit) -> Path:
+    """A copy of the run's model folder with model.json's record edited by `edit(meta)`."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in run.paths.model.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    meta = read_model_meta(run.paths.model)
+    edit(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_refuses_a_flow_method_it_cannot_compute(run, tmp_path):
+    def raft(meta):
+        flow = json.loads(meta["features"]["flow_params"])
+        meta["features"]["flow_params"] = json.dumps({**flow, "method": "raft"})
+
+    with pytest.raises(ModelFolderError, match=r"'flow_params.method' = 'raft'"):
+        load_detector(_edited_model(run, tmp_path, raft), weights_dir=run.paths.weights, device="cpu")
+
+
+def test_refuses_other_i3d_weights(run, tmp_path):
+    def other_weights(meta):
+        meta["features"]["weights_sha256"] = "rgb:0000 flow:0000"
+
+    with pytest.raises(ModelFolderError, match="'weights_sha256' = 'rgb:0000 flow:0000'.*other I3D weights"):
+        load_detector(_edited_model(run, tmp_path, other_weights), weights_dir=run.paths.weights, device="cpu")
+
+
+def test_refuses_a_model_folder_without_feature_record(run, tmp_path):
+    with pytest.raises(ModelFolderError, match="no feature record"):
+        load_detector(_edited_model(run, tmp_path, lambda meta: meta.pop("features")), weights_dir=run.paths.weights,
+                      device="cpu")
+
+
+def test_detect_takes_its_settings_from_the_record(run, tmp_path):
+    """Whatever params.yaml says, the decode, flow and extract settings are the record's."""
+    def crop(meta):
+        meta["features"]["crop"] = 48
+        meta["features"]["decode_params"] = json.dumps({**json.loads(meta["features"]["decode_params"]), "short_side": 80})
+
+    detector = load_detector(_edited_model(run, tmp_path, crop), weights_dir=run.paths.weights, device="cpu")
+    assert detector.extract.crop == 48 and detector.decode.short_side == 80
+
+
+def test_refuses_a_record_that_contradicts_itself(run, tmp_path):
+    """flow_params says tvl1 where flow_method says dis: the remade attrs differ, named."""
+    def tvl1(meta):
+        flow = json.loads(meta["features"]["flow_params"])
+        meta["features"]["flow_params"] = json.dumps({**flow, "method": "tvl1"})
+
+    with pytest.raises(ModelFolderError, match=r"'flow_method' = 'dis \(bound 20.0\)', but detect would make 'tvl1"):
+        load_detector(_edited_model(run, tmp_path, tvl1), weights_dir=run.paths.weights, device="cpu")
+
+
+def test_model_folder_records_features_detection_and_version(run):
+    meta = read_model_meta(run.paths.model)
+    for key in ("fps", "snippet", "stride", "frame_step", "crop", "precision", "compute_dtype", "weights_sha256",
+                "flow_method", "decode_params", "flow_params"):
+        assert key in meta["features"], key
+    assert json.loads(meta["features"]["decode_params"])["fps"] == run.decode.fps
+    assert json.loads(meta["features"]["flow_params"])["method"] == run.flow.method
+    assert meta["detection"]["r_act"] == run.train.r_act
+    assert meta["project"]["name"] == "lacp-pipeline" and meta["project"]["version"]
