@@ -136,11 +136,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = load_detector(_default_path(args, args.model, "model", "--model"),
                              weights_dir=_default_path(args, args.weights, "weights", "--weights"),
                              device=args.device, overrides=overrides)
-    results = detect(videos, detector, threshold=args.threshold, say=say)
-    document = results_document(results, detector)
-    write_json(Path(args.out), document)
-    if args.pictures:
-        write_pictures(results, detector, Path(args.pictures), threshold=args.threshold or 0.0)
+
+    def finished(results) -> None:  # after each video: nothing finished is lost to a later crash
+        write_json(Path(args.out), results_document(results, detector))
+        if args.pictures:
+            write_pictures(results[-1:], detector, Path(args.pictures), threshold=args.threshold or 0.0)
+
+    document = results_document(detect(videos, detector, threshold=args.threshold, say=say, on_video=finished), detector)
     failed = document["failed"]
     found = sum(len(v) for v in document["results"].values())
     done = len(document["results"])

@@ -332,6 +332,7 @@ def detect(
     *,
     threshold: float | None = None,
     say: Callable[[str], None] = print,
+    on_video: Callable[[list[VideoDetections]], None] | None = None,
 ) -> list[VideoDetections]:
     """Detect the actions of every video in turn; a bad video is reported and skipped.
 
@@ -340,7 +341,9 @@ def detect(
         detector: `load_detector`'s.
         threshold: detections scoring below it are dropped (None: every detection is kept, as
             the evaluate stage keeps them).
-        say: where the progress lines go (one per video and phase).
+        say: where the progress lines go (two per video: started, and its outcome).
+        on_video: called with the outcomes so far after each video (the command rewrites its
+            results file there, so an interrupted run keeps every finished video).
 
     Returns:
         One outcome per video, in order; failed ones carry their `reason`.
@@ -366,6 +369,8 @@ def detect(
             say(f"{head} ({format_seconds(result.duration)} of video): {_describe(result, detector.classes)} "
                 f"[{format_seconds(took)}: {phases}]")
         results.append(result)
+        if on_video is not None:
+            on_video(results)
     return results
 
 

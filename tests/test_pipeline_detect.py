@@ -164,6 +164,16 @@ def test_refuses_a_model_folder_without_feature_record(run, tmp_path):
                       device="cpu")
 
 
+def test_refuses_features_not_made_by_the_stages(run, tmp_path):
+    """A model trained on imported .npy features: no decode or flow settings to remake them with."""
+    def imported(meta):
+        for key in ("decode_params", "flow_params"):
+            meta["features"].pop(key)
+
+    with pytest.raises(ModelFolderError, match=r"lacks \['decode_params', 'flow_params'\].*imported \.npy"):
+        load_detector(_edited_model(run, tmp_path, imported), weights_dir=run.paths.weights, device="cpu")
+
+
 def test_detect_takes_its_settings_from_the_record(run, tmp_path):
     """Whatever params.yaml says, the decode, flow and extract settings are the record's."""
     def crop(meta):
