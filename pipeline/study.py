@@ -4,7 +4,7 @@ seeds, then one comparison table and plot.
 Each (grid point, seed) is one `dvc exp run --temp` (a temporary copy of the repository,
 as for queued experiments), so the workspace is left as it was and `dvc exp show` lists
 every run. Upstream stages (prepare ... extract) are not rerun: their outputs come from the
-DVC cache, and only points, train and evaluate run per experiment. Inputs that neither git
+DVC cache, and only points, train, evaluate and analyze run per experiment. Inputs that neither git
 nor DVC track (e.g. your own manual click files) are copied in with `-C`.
 """
 
