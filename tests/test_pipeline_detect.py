@@ -203,3 +203,20 @@ def test_model_folder_records_features_detection_and_version(run):
     assert json.loads(meta["features"]["flow_params"])["method"] == run.flow.method
     assert meta["detection"]["r_act"] == run.train.r_act
     assert meta["project"]["name"] == "lacp-pipeline" and meta["project"]["version"]
+
+
+@pytest.mark.cuda
+def test_detect_on_cuda_finds_the_cpu_detections(run, tmp_path):
+    """`--device cuda` (I3D and the model on the GPU; DIS flow stays on the CPU): the evaluate
+    stage's detections again, within one snippet and 0.05 in score (bf16 on either device, but
+    not the same kernels). Needs the project's full install, so bench/gpu_check.sh's lean
+    environment does not run it; `pytest -m cuda` on a GPU machine does."""
+    detector = load_detector(run.paths.model, weights_dir=run.paths.weights, device="cuda")
+    sources = read_video_paths(run.paths.dataset)
+    for vid, want in sorted(_evaluated(run).items()):
+        got = detect_video(Path(sources[vid]), detector, work_dir=tmp_path / vid)
+        best = _ranked(got.detections)[0]
+        top = _ranked(want)[0]
+        assert detector.classes[best["label_index"]] == top["label"]
+        assert best["score"] == pytest.approx(top["score"], abs=0.05)
+        assert best["segment"] == pytest.approx(top["segment"], abs=16 / 25)
