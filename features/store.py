@@ -2,9 +2,7 @@
 
 Schema (see docs/ARCHITECTURE.md):
     file attrs      fps, snippet, stride, crop, backbone, weights_sha256, flow_method,
-                    flow_init (required; extra scalar attrs are kept as provenance: the extract
-                    stage adds frame_step, precision, compute_dtype, decode_params, flow_params,
-                    code, excluded_videos, `stages.extract.store_attrs`)
+                    flow_init (required; extra scalar attrs are kept as provenance)
     /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float)
     /flow/<vid>     float32 (T, 1024), same T as rgb
 
