@@ -103,6 +103,7 @@ def main() -> None:
         report["render_seconds"] = round(time.perf_counter() - started, 1)
 
         # 2. the detect command on each, in a fresh process
+        classes = read_model_meta(Path(args.model))["classes"]
         for m in lengths:
             out = root / f"detections_{m}min.json"
             got = run_child(videos[m], model=args.model, weights=args.weights, out=out)
@@ -115,7 +116,6 @@ def main() -> None:
             report[f"peak_mib_{m}min"] = round(got["peak_mib"], 1)
             report[f"growth_mib_{m}min"] = round(got["peak_mib"] - got["import_peak_mib"], 1)
             report[f"detections_{m}min"] = len(document["results"][videos[m].stem])
-            classes = read_model_meta(Path(args.model))["classes"]
             report[f"avg_map_{m}min"] = round(average_map(out, videos[m].stem, entries[m], classes=classes), 4)
 
         # 3. flatness: peak at the longest over the shortest length

@@ -53,7 +53,7 @@ def save_model(
             "best on test (...)" protocol), carried into the metrics as a label.
         num_segments: the training sequences' length (0 = every snippet; N > 0 = N snippets
             per video), which inference must use too.
-        features: the feature store's attrs the model was trained on (module docstring);
+        features: `feature_record` of the store the model was trained on (module docstring);
             None (a model trained outside the pipeline) leaves the record empty, and
             `pipeline.detect` then refuses the folder.
         detection: the detection settings recorded for `pipeline.detect` (default:
@@ -77,6 +77,13 @@ def save_model(
     torch.save(state_dict, weights)
     write_bytes_atomic(model_dir / "model.pt", weights.getvalue())
     write_bytes_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
+
+
+def feature_record(store_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The feature store's attrs as model.json's `features` records them: every one that says how
+    the features were made, i.e. all but `excluded_videos` (which names the training set's
+    failures, not a setting)."""
+    return {k: v for k, v in store_attrs.items() if k != "excluded_videos"}
 
 
 def read_model_meta(model_dir: Path) -> dict:

@@ -342,9 +342,8 @@ def to_results_json(proposals_by_video: Mapping[str, Sequence[Mapping]], *, clas
 
     Returns:
         ``{"version", "results": {vid: [{"label", "score", "segment"}, ...]}, "external_data"}``:
-        the three keys the official ActivityNet evaluator requires (``RESULTS_VERSION``; no
-        external data: the features are I3D's, pretrained on Kinetics, as
-        ``EXTERNAL_DATA`` says).
+        the three keys the official ActivityNet evaluator requires (``RESULTS_VERSION``;
+        ``EXTERNAL_DATA``: external data used, the I3D features pretrained on Kinetics-400).
     """
     return {
         "version": RESULTS_VERSION,

@@ -49,7 +49,7 @@ from features.store import FeatureStore
 from lacp.analysis_plots import ModelView, plot_comparison
 from lacp.inference import predict, resampled_seconds
 from lacp.model import LACPNet
-from lacp.model_io import load_model, read_model_meta
+from lacp.model_io import feature_record, load_model, read_model_meta
 from lacp.proposals import DetectionConfig, to_results_json
 from pipeline.console import format_seconds
 from sources.directory import DEFAULT_EXTENSIONS
@@ -66,7 +66,7 @@ __all__ = ["Detector", "ModelFolderError", "VideoDetections", "collect_videos", 
 
 VIDEO_ID = "video"  # the id a video has inside its temporary workspace (any file name works outside)
 NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
-NOT_SETTINGS = ("excluded_videos",)  # record keys that describe the training set, not how features are made
+EXTRACT_KEYS = ("snippet", "stride", "frame_step", "crop", "precision")  # the extract section's recorded keys
 
 
 class ModelFolderError(ValueError):
@@ -190,8 +190,7 @@ def load_detector(
     if not record:
         raise ModelFolderError(f"{where}: no feature record ('features'): the model was trained before model "
                                "folders recorded their features, or outside the pipeline; retrain it with the train stage")
-    needed = ("decode_params", "flow_params", "snippet", "stride", "frame_step", "crop", "precision")
-    missing = [k for k in needed if k not in record]
+    missing = [k for k in ("decode_params", "flow_params", *EXTRACT_KEYS) if k not in record]
     if missing:
         raise ModelFolderError(f"{where}: the feature record lacks {missing}: its features were not made by this "
                                "pipeline's stages (imported .npy features?), so detect cannot make a new video's the same way")
@@ -202,14 +201,15 @@ def load_detector(
     flow = _rebuild(flow_stage.FlowParams, {**json.loads(record["flow_params"]), "device": device},
                     record_key="flow_params", model_dir=model_dir)
     extract = _rebuild(extract_stage.ExtractParams,
-                       {k: record[k] for k in ("snippet", "stride", "frame_step", "crop", "precision")} | {"device": device},
+                       {k: record[k] for k in EXTRACT_KEYS} | {"device": device},
                        record_key="features", model_dir=model_dir)
 
     # the attrs these params give here, key by key against the record
-    remade = extract_stage.store_attrs(extract, decode=decode.model_dump(), flow=flow_stage.recorded_params(flow),
-                                       weights=_weights_info(weights_dir), excluded={})
+    remade = feature_record(extract_stage.store_attrs(extract, decode=decode.model_dump(),
+                                                      flow=flow_stage.recorded_params(flow),
+                                                      weights=_weights_info(weights_dir), excluded={}))
     for key in sorted(set(record) | set(remade)):
-        if key in NOT_SETTINGS or record.get(key) == remade.get(key):
+        if record.get(key) == remade.get(key):
             continue
         if key in NUMERIC_ONLY:
             log.warning("%s: recorded %s %r, here %r: the features of new videos may differ slightly from the "

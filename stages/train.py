@@ -27,7 +27,7 @@ from pydantic import Field
 from features.store import FeatureStore
 from features.timegrid import TimeGrid
 from lacp.batching import VideoItem
-from lacp.model_io import save_model
+from lacp.model_io import feature_record, save_model
 from lacp.point_formats import read_points_csv
 from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
@@ -263,7 +263,7 @@ def run(
         if not videos:
             raise ValueError(f"{features}: none of the {len(train_ids)} videos of the split's training part has features")
         grid = store.time_grid
-        feature_record = {k: v for k, v in store.attrs.items() if k != "excluded_videos"}  # model.json's `features`
+        recorded = feature_record(store.attrs)  # model.json's `features`
         items = training_videos(annotations, Path(points_dir) / "points.csv", videos, grid=grid)
         feature_dim = int(store[videos[0]].shape[1])
 
@@ -307,7 +307,7 @@ def run(
         dropout=params.dropout,
         selection=result.selection,
         num_segments=params.num_segments,  # evaluation resamples to the same length
-        features=feature_record,  # what `python -m pipeline detect` remakes the features of a new video with
+        features=recorded,  # what `python -m pipeline detect` remakes the features of a new video with
         detection=DetectionConfig(r_act=params.r_act),  # the evaluate stage's defaults, with this run's top-k ratio
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,

@@ -141,13 +141,19 @@ def _edited_model(run, tmp_path: Path, edit) -> Path:
     return folder
 
 
-def test_refuses_a_flow_method_it_cannot_compute(run, tmp_path):
-    def raft(meta):
-        flow = json.loads(meta["features"]["flow_params"])
-        meta["features"]["flow_params"] = json.dumps({**flow, "method": "raft"})
+def _recorded(section: str, **changes):
+    """An edit for `_edited_model`: the recorded `<section>_params` JSON with `changes`."""
+    def edit(meta):
+        key = f"{section}_params"
+        meta["features"][key] = json.dumps({**json.loads(meta["features"][key]), **changes})
 
+    return edit
+
+
+def test_refuses_a_flow_method_it_cannot_compute(run, tmp_path):
     with pytest.raises(ModelFolderError, match=r"'flow_params.method' = 'raft'"):
-        load_detector(_edited_model(run, tmp_path, raft), weights_dir=run.paths.weights, device="cpu")
+        load_detector(_edited_model(run, tmp_path, _recorded("flow", method="raft")), weights_dir=run.paths.weights,
+                      device="cpu")
 
 
 def test_refuses_other_i3d_weights(run, tmp_path):
@@ -178,7 +184,7 @@ def test_detect_takes_its_settings_from_the_record(run, tmp_path):
     """Whatever params.yaml says, the decode, flow and extract settings are the record's."""
     def crop(meta):
         meta["features"]["crop"] = 48
-        meta["features"]["decode_params"] = json.dumps({**json.loads(meta["features"]["decode_params"]), "short_side": 80})
+        _recorded("decode", short_side=80)(meta)
 
     detector = load_detector(_edited_model(run, tmp_path, crop), weights_dir=run.paths.weights, device="cpu")
     assert detector.extract.crop == 48 and detector.decode.short_side == 80
@@ -186,12 +192,9 @@ def test_detect_takes_its_settings_from_the_record(run, tmp_path):
 
 def test_refuses_a_record_that_contradicts_itself(run, tmp_path):
     """flow_params says tvl1 where flow_method says dis: the remade attrs differ, named."""
-    def tvl1(meta):
-        flow = json.loads(meta["features"]["flow_params"])
-        meta["features"]["flow_params"] = json.dumps({**flow, "method": "tvl1"})
-
     with pytest.raises(ModelFolderError, match=r"'flow_method' = 'dis \(bound 20.0\)', but detect would make 'tvl1"):
-        load_detector(_edited_model(run, tmp_path, tvl1), weights_dir=run.paths.weights, device="cpu")
+        load_detector(_edited_model(run, tmp_path, _recorded("flow", method="tvl1")), weights_dir=run.paths.weights,
+                      device="cpu")
 
 
 def test_model_folder_records_features_detection_and_version(run):
