@@ -123,6 +123,7 @@ def test_dataset_presets_read_their_files_under_datasets_name(name: str, params_
     assert params.flow.method == "tvl1" and params.extract.snippet == params.extract.stride == 16
     assert params.evaluate.tiou == tiou and params.train.num_segments == num_segments
     assert params.train.steps == 2000
+    assert params.train.validation_share == 0  # the published protocol: every training video is trained on
     expected_points = {"thumos14": "file", "gtea": "manual", "beoid": "manual", "activitynet13": "gaussian"}[name]
     assert params.points.distribution == expected_points
     if expected_points == "manual":
