@@ -4,7 +4,9 @@ Decoding goes through pytorchvideo's PyAV backend (`EncodedVideoPyAV`), which op
 container and checks for a video stream. Frames are then streamed from that backend's
 container one at a time: pytorchvideo's public `get_clip` drops frame timestamps and casts
 whole clips to float32, while the constant-rate mapping below needs each frame's exact
-presentation time and must run in constant memory on hour-long videos.
+presentation time and must run in constant memory on hour-long videos. A video stream that
+declares no duration (Matroska, WebM, raw H.264) is opened with PyAV directly: that backend
+would decode all of such a file into memory at open, to learn its duration.
 
 Constant frame rate by timestamps (sample and hold): output frame k is shown at
 t_k = k / fps and takes the last source frame whose presentation time is <= t_k. The
@@ -12,6 +14,15 @@ output has every k with t_k < end, where end is the last frame's time plus the i
 before it (containers disagree on the last frame's duration; this rule does not).
 Times are exact fractions of the stream's time base, so 29.97 fps (30000/1001) and
 variable-frame-rate input map without rounding drift.
+
+Bounds on what a file can declare: the timestamps may not run past the duration the container
+(or the stream) declares by more than one frame (`duration_limit`), so a few frames whose
+timestamps jump by an hour cannot turn into a 180,000-frame video; a frame beyond that limit is
+refused, the end is capped at it. One frame is the longest interval between the frames before
+(at least one output frame): muxers often declare the last frame one tick long, and the last
+frame still lasts the interval before it. The decoded size keeps within `MAX_ASPECT_RATIO` and
+`MAX_SIDE`. Every failure that comes from the file, the H.264 encoder's refusals included, is a
+`VideoDecodeError` naming the file.
 """
 
 from __future__ import annotations
@@ -20,13 +31,18 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
 
-if TYPE_CHECKING:
-    from pytorchvideo.data.encoded_video_pyav import EncodedVideoPyAV
+
+MAX_ASPECT_RATIO = 8.0
+"""Longer over shorter side of a source frame above which a video is refused: a 16x4096 strip
+would resize to 128x32768, which no encoder or flow window is meant for (32:9 is 3.6)."""
+
+MAX_SIDE = 16384
+"""Largest side in pixels of a decoded video: libx264 refuses wider or taller frames."""
 
 
 class VideoDecodeError(ValueError):
@@ -40,6 +56,7 @@ class SourceInfo:
     fps: float  # average frame rate of the source
     width: int
     height: int
+    duration: Fraction | None = None  # seconds the stream or container declares (the longer); None: neither does
 
 
 def output_frame_count(end_time: Fraction, fps: int) -> int:
@@ -55,12 +72,74 @@ def resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
     return w, h
 
 
-def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
-    """Open a video with pytorchvideo's PyAV backend; returns (video, open file handle).
+def decoded_size(src: Path, width: int, height: int, short_side: int) -> tuple[int, int]:
+    """The decoded (width, height) of `src`'s width x height frames (`resized_shape`), within bounds.
+
+    Args:
+        src: the source video (for the error message).
+        width, height: its frame size in pixels.
+        short_side: the decoded shorter side.
+
+    Returns:
+        The decoded (width, height).
+
+    Raises:
+        VideoDecodeError: the aspect ratio is above `MAX_ASPECT_RATIO`, or a decoded side would
+            be above `MAX_SIDE`; the message names the file, the sizes and the limit.
+    """
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise VideoDecodeError(
+            f"{src}: {width}x{height} px frames have an aspect ratio of {ratio:.4g}:1, above the limit of "
+            f"{MAX_ASPECT_RATIO:g}:1 (features.video.MAX_ASPECT_RATIO); crop the video to a usual shape or leave it out"
+        )
+    size = resized_shape(width, height, short_side)
+    if max(size) > MAX_SIDE:
+        raise VideoDecodeError(
+            f"{src}: {width}x{height} px at a short side of {short_side} px would decode to {size[0]}x{size[1]} px, "
+            f"above the limit of {MAX_SIDE} px per side (features.video.MAX_SIDE); lower decode.short_side"
+        )
+    return size
+
+
+def duration_limit(declared: Fraction | None, frame: Fraction) -> Fraction | None:
+    """How far (s) a video's frame times, and its end, may run past its first frame.
+
+    Args:
+        declared: the duration the file declares (`SourceInfo.duration`), None when it declares none.
+        frame: how long one frame may last: the longest interval between the frames so far, at
+            least one output frame.
+
+    Returns:
+        The declared duration plus one frame; None where nothing is declared (nothing to bound by).
+    """
+    return None if declared is None else declared + frame
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.VideoStream) -> Fraction | None:
+    """The longer of the stream's and the container's declared durations in seconds (None: neither
+    declares one; a Matroska file without its Duration element, a raw stream)."""
+    declared = []
+    if stream.duration and stream.duration > 0 and stream.time_base:
+        declared.append(Fraction(stream.duration) * Fraction(stream.time_base))
+    if container.duration and container.duration > 0:
+        declared.append(Fraction(container.duration, av.time_base))
+    return max(declared, default=None)
+
+
+def open_source(path: Path) -> tuple[av.container.InputContainer, Callable[[], None]]:
+    """Open a video for streaming: with pytorchvideo's PyAV backend, or with PyAV directly when
+    its video stream declares no duration (see the module docstring).
 
     pytorchvideo is imported here, on first use: its package imports torchvision's models
     and torch._dynamo (several seconds), which every stage would otherwise pay at start-up,
     since the pipeline imports all stage modules to build its params.
+
+    Args:
+        path: the video file.
+
+    Returns:
+        (its PyAV input container, not yet decoding; a function that closes it).
 
     Raises:
         VideoDecodeError: empty file, not a media file, or no video stream.
@@ -72,6 +151,14 @@ def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
         raise VideoDecodeError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: empty file (0 bytes)")
+    try:
+        with av.open(str(path)) as probe:
+            undeclared = bool(probe.streams.video) and probe.streams.video[0].duration is None
+    except av.error.FFmpegError:
+        undeclared = False  # not a media file: the backend's open below says so
+    if undeclared:
+        container = av.open(str(path))
+        return container, container.close
     fh = open(path, "rb")
     try:
         video = EncodedVideoPyAV(fh, video_name=path.name, decode_audio=False)
@@ -80,7 +167,12 @@ def open_source(path: Path) -> tuple[EncodedVideoPyAV, object]:
         if "Video stream not found" in str(err):
             raise VideoDecodeError(f"{path}: {_missing_video_reason(path)}") from None
         raise VideoDecodeError(f"{path}: not a readable video container ({err})") from None
-    return video, fh
+
+    def close() -> None:
+        video.close()
+        fh.close()
+
+    return video._container, close  # the backend's PyAV container: streamed, see the module docstring
 
 
 def _missing_video_reason(path: Path) -> str:
@@ -97,8 +189,7 @@ def _missing_video_reason(path: Path) -> str:
 
 def iter_source_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction, SourceInfo]]:
     """Stream (frame, presentation time in s, info) for every decodable frame."""
-    video, fh = open_source(path)
-    container = video._container  # the backend's PyAV container: streamed, see module docstring
+    container, close = open_source(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -107,6 +198,7 @@ def iter_source_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction, So
             fps=float(rate) if rate else 0.0,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
+            duration=_declared_duration(container, stream),
         )
         time_base = stream.time_base
         index = 0
@@ -123,8 +215,7 @@ def iter_source_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction, So
                 raise VideoDecodeError(f"{path}: no frame could be decoded ({err})") from None
             raise VideoDecodeError(f"{path}: corrupt or truncated after {index} frames ({err})") from None
     finally:
-        video.close()
-        fh.close()
+        close()
 
 
 @dataclass(frozen=True)
@@ -199,7 +290,10 @@ def decode_to_mp4(
         The manifest row.
 
     Raises:
-        VideoDecodeError: unreadable, empty, audio-only, corrupt or too short input.
+        VideoDecodeError: unreadable, empty, audio-only, corrupt or too short input, frame times
+            past the declared duration (`duration_limit`), a size out of bounds
+            (`decoded_size`), or an output the H.264 encoder refuses. Errors of the machine
+            (a full disk, no memory) propagate as they are.
     """
     hold = _SampleAndHold(fps)
     out = None
@@ -208,11 +302,23 @@ def decode_to_mp4(
     last_t = prev_t = Fraction(0)
     info: SourceInfo | None = None
     size: tuple[int, int] | None = None
+    longest = Fraction(1, fps)  # the longest interval between frames so far: what one frame may last
+    source = iter_source_frames(src)
     try:
-        for frame, t, info in iter_source_frames(src):
+        for frame, t, info in source:
+            limit = duration_limit(info.duration, longest)
             if out is None:
-                size = resized_shape(frame.width, frame.height, short_side)
+                size = decoded_size(src, frame.width, frame.height, short_side)
                 out, ostream = _open_writer(dst, size, fps=fps, crf=crf, preset=preset)
+            else:
+                if limit is not None and t - hold.t0 > limit:
+                    raise VideoDecodeError(
+                        f"{src}: frame {frames_in} is at {_seconds(t - hold.t0)}, {_seconds(t - last_t)} after the one "
+                        f"before it, past the {_seconds(info.duration)} the file declares plus one frame of "
+                        f"{_seconds(longest)} (limit {_seconds(limit)}, features.video.duration_limit): its timestamps "
+                        "jump; re-encode it with regenerated timestamps or leave it out"
+                    )
+                longest = max(longest, t - last_t)
             frames_in += 1
             prev_t, last_t = last_t, t
             small = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
@@ -220,12 +326,15 @@ def decode_to_mp4(
                 frames_out += _encode(out, ostream, held, frames_out)
         if info is None or hold.t0 is None:
             raise VideoDecodeError(f"{src}: the video stream has no frames")
-        # The last frame lasts as long as the interval before it (containers disagree on it).
+        # The last frame lasts as long as the interval before it (containers disagree on it),
+        # but not past the declared duration plus one frame (`limit`, of the frames before it).
         if frames_in > 1:
             step = last_t - prev_t
         else:
             step = Fraction(1) / Fraction(info.fps) if info.fps else Fraction(1, fps)
         end_rel = last_t + step - hold.t0
+        if limit is not None:
+            end_rel = min(end_rel, limit)
         for held in hold.close(end_rel):
             frames_out += _encode(out, ostream, held, frames_out)
         if frames_out < min_frames:
@@ -235,7 +344,13 @@ def decode_to_mp4(
             )
         for packet in ostream.encode(None):
             out.mux(packet)
+    except av.error.FFmpegError as err:  # the decoder's are VideoDecodeErrors already: these are the encoder's
+        if isinstance(err, (OSError, MemoryError)):
+            raise  # the disk or the machine, not this video
+        output = f"the {size[0]}x{size[1]} px output" if size else "the output"
+        raise VideoDecodeError(f"{src}: the H.264 encoder refused {output}: {err}") from None
     finally:
+        source.close()
         if out is not None:
             out.close()
     return DecodedVideo(
@@ -246,6 +361,11 @@ def decode_to_mp4(
         width=size[0],
         height=size[1],
     )
+
+
+def _seconds(t: Fraction) -> str:
+    """A time in seconds for messages, to the millisecond."""
+    return f"{float(t):.3f} s"
 
 
 def add_h264_stream(container, *, width: int, height: int, rate: int | Fraction, crf: int, preset: str):

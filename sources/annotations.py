@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.files import write_json
+from core.files import TMP_PREFIX, write_json
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,16 @@ SUBSETS = ("train", "test")
 SKIP = "skip"
 """Mapping target that leaves a gt subset's videos out (e.g. ActivityNet's unannotated ``testing``)."""
 
+STAGE_MANIFEST = "manifest.json"
+"""The manifest of a per-video stage (decode, flow), beside its `<vid>.<ext>` outputs and
+`<vid>.json` sidecars: so no video id may be its stem (`check_video_id`)."""
+
+MAX_ID_BYTES = 200
+"""Longest video id in UTF-8 bytes: an id becomes file names (`.tmp-<id>-<12 hex>.json` too,
+while it is written), and file systems refuse names over 255 bytes."""
+
 _FORBIDDEN_ID_PARTS = ("/", "\\", "\x00", "..")
+_UNSAFE_ID_CHARS = frozenset('<>:"|?*')  # refused in file names by Windows file systems and many tools
 
 
 class AnnotationError(ValueError):
@@ -112,7 +121,10 @@ def _reject_duplicates(obj: Any, where: str, *, what: str = "key") -> None:
 
 
 def check_video_id(video_id: Any, *, where: str) -> str:
-    """Check that a video id is usable as a file name.
+    """Check that a video id is usable as a file name in every stage's folders.
+
+    The one check of video ids: the gt.json, fps and annotations readers here and
+    `stages.artifacts.read_video_paths` call it.
 
     Args:
         video_id: the id from the file.
@@ -122,8 +134,10 @@ def check_video_id(video_id: Any, *, where: str) -> str:
         The id, unchanged.
 
     Raises:
-        AnnotationError: the id is not a non-empty string, or holds a path separator, '..'
-            or a NUL character (ids become file names in later stages).
+        AnnotationError: naming the id and `where`: the id is not a non-empty string; holds a
+            path separator, '..', a control character or one of ``<>:"|?*``; starts with a dot
+            (`core.files.TMP_PREFIX`, the atomic writer's temporary files, included); is the
+            stem of a stage's own file (`STAGE_MANIFEST`); or is longer than `MAX_ID_BYTES`.
     """
     if not isinstance(video_id, str) or not video_id or video_id == ".":
         raise AnnotationError(f"{where}: video id {video_id!r} must be a non-empty file name")
@@ -132,6 +146,30 @@ def check_video_id(video_id: Any, *, where: str) -> str:
         raise AnnotationError(
             f"{where}: video id {video_id!r} contains {bad[0]!r}; ids become file names, so "
             "path separators, '..' and NUL are not allowed"
+        )
+    unsafe = sorted({c for c in video_id if c in _UNSAFE_ID_CHARS or not c.isprintable()})
+    if unsafe:
+        raise AnnotationError(
+            f"{where}: video id {video_id!r} contains {', '.join(map(repr, unsafe))}; ids become file names, "
+            f"so control characters and {''.join(sorted(_UNSAFE_ID_CHARS))} are not allowed: rename the video"
+        )
+    if video_id.startswith(TMP_PREFIX):
+        raise AnnotationError(
+            f"{where}: video id {video_id!r} starts with {TMP_PREFIX!r}, the prefix of the temporary files "
+            "that every stage deletes at its start: rename the video"
+        )
+    if video_id.startswith("."):
+        raise AnnotationError(f"{where}: video id {video_id!r} starts with '.' (a hidden file name): rename the video")
+    if video_id.lower() == Path(STAGE_MANIFEST).stem:
+        raise AnnotationError(
+            f"{where}: video id {video_id!r} is the name of the decode and flow stages' {STAGE_MANIFEST}: "
+            "rename the video"
+        )
+    size = len(video_id.encode("utf-8"))
+    if size > MAX_ID_BYTES:
+        raise AnnotationError(
+            f"{where}: video id {video_id[:40]!r}... is {size} bytes long, above the limit of {MAX_ID_BYTES} "
+            "(sources.annotations.MAX_ID_BYTES; ids become file names): shorten it"
         )
     return video_id
 

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
 
+import features.video
 from features.snippets import iter_snippet_batches
-from features.video import DecodedFrames, VideoDecodeError, decode_to_mp4, read_decoded_frames, resized_shape
-from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video, write_texture_video
+from features.video import (
+    MAX_SIDE,
+    DecodedFrames,
+    VideoDecodeError,
+    decode_to_mp4,
+    decoded_size,
+    read_decoded_frames,
+    resized_shape,
+)
+from tests.videos import (
+    LEVEL_STEP,
+    expected_hold_indices,
+    frame_levels,
+    write_audio_only,
+    write_indexed_video,
+    write_texture_video,
+)
 
 
 @pytest.mark.parametrize(
@@ -140,3 +159,103 @@ def test_decoded_frames_checks_the_manifest_count_and_direction(tmp_path: Path):
         frames[20:30]
         with pytest.raises(ValueError, match="frames before 20 were released"):
             frames[10:30]
+
+
+# ---------------------------------------------------------------- bounds on what a file declares
+
+
+def _write_matroska(path: Path, pts: list[int], *, time_base: Fraction, size: tuple[int, int] = (64, 48)) -> None:
+    """A Matroska file whose frame i is flat grey `LEVEL_STEP * i` at pts[i] * time_base (its
+    video stream declares no duration: Matroska keeps one for the whole file only)."""
+    width, height = size
+    with av.open(str(path), mode="w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=Fraction(1) / time_base)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+        stream.options = {"qp": "0"}
+        stream.codec_context.time_base = time_base
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), LEVEL_STEP * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = p, time_base
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_matroska_without_a_stream_duration_decodes(tmp_path: Path):
+    """mkv/webm streams declare no duration, on which pytorchvideo's backend decoded the whole file
+    at open and the decoder then failed with a RuntimeError (a crash, not a per-video failure)."""
+    pts = [0, 1, 2, 5, 6, 12, 13, 14, 20]  # irregular gaps, in 1/25 s (whole milliseconds, as Matroska stores)
+    _write_matroska(tmp_path / "clip.mkv", pts, time_base=Fraction(1, 25))
+    with av.open(str(tmp_path / "clip.mkv")) as container:
+        assert container.streams.video[0].duration is None
+    row = decode_to_mp4(tmp_path / "clip.mkv", tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    times = [Fraction(p, 25) for p in pts]
+    expected = expected_hold_indices(times, times[-1] + Fraction(6, 25), 25)  # last frame lasts one gap
+    assert row.frames_in == len(pts) and row.frames_out == len(expected) == 26
+    assert frame_levels(read_decoded_frames(tmp_path / "out.mp4")).tolist() == expected
+
+
+def test_timestamps_jumping_past_the_declared_duration_are_refused(tmp_path: Path):
+    """20 frames, then 3 whose timestamps jump by an hour, in a file that declares 1 s: refused at
+    the first frame past the declared duration plus one frame, naming the file, the times and the
+    limit, instead of holding one frame for an hour (90,000 frames)."""
+    path = tmp_path / "jump.mkv"
+    _write_matroska(path, list(range(20)) + [3600 * 25 + 20 + i for i in range(3)], time_base=Fraction(1, 25))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x44\x89\x88")  # the Segment's Duration element: an 8-byte float of milliseconds
+    assert struct.unpack(">d", data[at + 3:at + 11])[0] == pytest.approx(3600.92e3)
+    data[at + 3:at + 11] = struct.pack(">d", 1000.0)  # the header now declares 1 s
+    path.write_bytes(bytes(data))
+    with pytest.raises(VideoDecodeError) as err:
+        decode_to_mp4(path, tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    message = str(err.value)
+    assert message.startswith(f"{path}: frame 20 is at 3600.800 s, 3600.040 s after the one before it")
+    assert ("past the 1.000 s the file declares plus one frame of 0.040 s (limit 1.040 s, features.video.duration_limit)"
+            in message)
+
+
+def test_last_frame_is_held_no_longer_than_the_declared_duration(tmp_path: Path):
+    """The last frame lasts the interval before it, but not past the declared duration plus one
+    frame (the longest interval before it, 1/25 s here): a last frame 20 s after the others no
+    longer doubles the video to 39 s (980 frames)."""
+    path = tmp_path / "late_last.mp4"
+    pts = list(range(20)) + [20 * 25]  # 0.76 s of frames, then one at 20 s
+    write_indexed_video(path, pts, time_base=Fraction(1, 25))
+    with av.open(str(path)) as container:
+        declared = container.duration / av.time_base  # the file's own, about 20.04 s
+    row = decode_to_mp4(path, tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    assert row.frames_out <= math.ceil(declared * 25) + 1
+    assert row.duration == pytest.approx(declared + 1 / 25)  # capped at the limit
+    levels = frame_levels(read_decoded_frames(tmp_path / "out.mp4"))
+    assert len(levels) == row.frames_out and levels[-1] == 20 and (levels == 19).sum() == 500 - 19
+
+
+def test_extreme_aspect_ratio_is_refused_by_name(tmp_path: Path):
+    """A valid 16x4096 video would resize to 128x32768, which libx264 refuses with an error that is
+    no VideoDecodeError; it is refused before encoding, naming the file, the size and the limit."""
+    path = tmp_path / "strip.mp4"
+    write_indexed_video(path, list(range(20)), time_base=Fraction(1, 25), size=(16, 4096), lossless=False)
+    with pytest.raises(VideoDecodeError) as err:
+        decode_to_mp4(path, tmp_path / "out.mp4", short_side=128, min_frames=1)
+    assert str(err.value).startswith(f"{path}: 16x4096 px frames have an aspect ratio of 256:1, above the limit of 8:1")
+    assert "features.video.MAX_ASPECT_RATIO" in str(err.value)
+    assert not (tmp_path / "out.mp4").exists() or (tmp_path / "out.mp4").stat().st_size == 0
+
+
+def test_decoded_size_is_bounded_by_the_encoder_limit():
+    assert decoded_size(Path("wide.mp4"), 640, 272, 256) == (602, 256)  # within bounds: resized_shape's
+    with pytest.raises(VideoDecodeError, match=rf"wide\.mp4: 16800x2100 px at a short side of 2100 px would decode to "
+                                                rf"16800x2100 px, above the limit of {MAX_SIDE} px per side"):
+        decoded_size(Path("wide.mp4"), 16800, 2100, 2100)
+
+
+def test_encoder_refusal_is_a_video_decode_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Whatever size the encoder still refuses fails as this video's VideoDecodeError (a per-video
+    failure), not as PyAV's ExternalError (which the stages took for a transient error)."""
+    path = tmp_path / "strip.mp4"
+    write_indexed_video(path, list(range(20)), time_base=Fraction(1, 25), size=(16, 4096), lossless=False)
+    monkeypatch.setattr(features.video, "decoded_size", lambda src, w, h, short: resized_shape(w, h, short))
+    with pytest.raises(VideoDecodeError) as err:
+        decode_to_mp4(path, tmp_path / "out.mp4", short_side=128, min_frames=1)
+    assert str(err.value).startswith(f"{path}: the H.264 encoder refused the 128x32768 px output: ")

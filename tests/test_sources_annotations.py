@@ -209,6 +209,44 @@ def test_bad_gt(tmp_path: Path, database: dict, message: str) -> None:
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "vid, message",
+    [
+        (".tmp-x", r"starts with '\.tmp-', the prefix of the temporary files that every stage deletes"),
+        ("manifest", r"is the name of the decode and flow stages' manifest\.json"),
+        ("Manifest", r"is the name of the decode and flow stages' manifest\.json"),  # one file on macOS
+        (".hidden", r"starts with '\.' \(a hidden file name\)"),
+        ("a:b", r"contains ':'; ids become file names"),
+        ("tab\there", r"contains '\\t'; ids become file names"),
+        ("v" * 201, r"is 201 bytes long, above the limit of 200 \(sources\.annotations\.MAX_ID_BYTES"),
+    ],
+)
+def test_ids_that_collide_with_stage_files_are_refused(tmp_path: Path, vid: str, message: str) -> None:
+    """Ids become file names beside the atomic writer's temporary files and the stages' manifests:
+    `.tmp-x` was deleted by every stage, `manifest` overwrote the manifest; both are refused, in
+    every reader, naming the id and the file."""
+    path = _write(tmp_path, _gt({vid: GOOD_VIDEO, "v1": GOOD_VIDEO}))
+    with pytest.raises(AnnotationError, match=message) as info:
+        read_gt_json(path)
+    assert str(info.value).startswith(f"{path}: video id {vid[:40]!r}")
+    fps = _write(tmp_path, json.dumps({vid: 25}), "fps.json")
+    with pytest.raises(AnnotationError, match=message):
+        read_fps_dict(fps)
+    project = {"database": {vid: {"subset": "test", "duration": 5.0, "fps": 25.0, "annotations": []}}, "classes": ["Jump"]}
+    with pytest.raises(AnnotationError, match=message):
+        validate_annotations(project, where="annotations.json")
+
+
+def test_gt_with_tmp_and_manifest_ids(tmp_path: Path) -> None:
+    """The issue's gt.json: both ids in one file; the first refused names itself and the file."""
+    path = _write(tmp_path, _gt({".tmp-x": GOOD_VIDEO, "manifest": GOOD_VIDEO}))
+    with pytest.raises(AnnotationError, match=rf"^{path}: video id '\.tmp-x' starts with '\.tmp-'"):
+        read_gt_json(path)
+    path = _write(tmp_path, _gt({"v1": GOOD_VIDEO, "manifest": GOOD_VIDEO}))
+    with pytest.raises(AnnotationError, match=rf"^{path}: video id 'manifest' is the name of"):
+        read_gt_json(path)
+
+
 def test_duplicate_video_ids(tmp_path: Path) -> None:
     video = json.dumps(GOOD_VIDEO)
     path = _write(tmp_path, f'{{"database": {{"v1": {video}, "v2": {video}, "v1": {video}}}}}')

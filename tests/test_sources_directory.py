@@ -161,6 +161,16 @@ def test_nothing_left_is_an_error(tmp_path: Path) -> None:
         prepare_directory(tmp_path / "v", gt, allow_missing=True)
 
 
+def test_empty_folder_looks_unreachable(tmp_path: Path) -> None:
+    """An unmounted drive's mount point is an empty folder: not one video there says so."""
+    (tmp_path / "v").mkdir()
+    ann = {"subset": "train", "annotations": [{"segment": [0, 1], "label": "Jump"}]}
+    gt = _gt_file(tmp_path, {"a": ann, "b": ann})
+    with pytest.raises(DatasetError, match=r"2 of 2 annotated videos not found .*: a, b\. Not one is there: the "
+                                           r"folder looks unreachable \(an unmounted drive or share"):
+        prepare_directory(tmp_path / "v", gt)
+
+
 def test_find_videos_ambiguous_and_extensions(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "sub").mkdir()
