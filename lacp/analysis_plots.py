@@ -3,7 +3,8 @@ quality over training, and two models side by side on one test video.
 
 Classes keep one colour in every picture (`class_color`: matplotlib's tab10, then tab20), so
 a class reads the same in the sequence, the comparison and the scatter. Figures are drawn as in
-`lacp.plots` (object API on an Agg canvas, atomic PNG writes).
+`lacp.plots` (object API on an Agg canvas, atomic PNG writes, text from the data through
+`plain_text`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lacp.plots import new_figure, save_figure
+from lacp.plots import new_figure, plain_text, save_figure
 
 __all__ = [
     "ModelView",
@@ -75,7 +76,8 @@ def plot_score_scatter(
     for ax, (name, values) in zip(axes, (("inner", inner), ("oic", oic))):
         for c in present:
             at = label_index == c
-            ax.scatter(tiou[at], values[at], s=7, alpha=0.45, color=class_color(c), label=classes[c], linewidths=0)
+            ax.scatter(tiou[at], values[at], s=7, alpha=0.45, color=class_color(c), label=plain_text(classes[c]),
+                       linewidths=0)
         title = "inner score (mean CAS inside)" if name == "inner" else "outer-inner contrast (OIC)"
         ax.set_title(f"{title}\nPearson r = {pearson[name]:.2f} here ({overlapping[name]:.2f} where tIoU > 0), "
                      f"{paper[name]:.2f} in the paper", fontsize=10)
@@ -151,10 +153,10 @@ def plot_search_sequence(
         top.axvspan(s, e, color="0.85", alpha=0.35, zorder=0)
     top.set_yticks(ys, labels=rows)
     top.set_ylim(-0.6, 3.6)
-    top.set_title(f"{video_id}: optimal sequences (pseudo labels) against the ground truth", fontsize=11)
+    top.set_title(f"{plain_text(video_id)}: optimal sequences (pseudo labels) against the ground truth", fontsize=11)
     times = (np.arange(q.shape[0]) + 0.5) * q_seconds
     for c in shown:
-        bottom.plot(times, q[:, c], color=class_color(c), label=f"CAS {classes[c]}")
+        bottom.plot(times, q[:, c], color=class_color(c), label=f"CAS {plain_text(classes[c])}")
     bottom.plot(times, 1.0 - q[:, -1], color="0.4", linestyle="--", linewidth=1, label="actionness 1 - q_bg")
     bottom.set_ylim(-0.02, 1.3)  # room above 1 for the legend
     bottom.set_yticks([0.0, 0.25, 0.5, 0.75, 1.0])
@@ -261,6 +263,7 @@ def plot_comparison(
     rows = [0.5] * truth + [2.2] * len(views)
     axes = np.atleast_1d(figure.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": rows}))
     shown = f"score >= {threshold:g}, best {lanes} at most, one per lane"
+    video_id = plain_text(video_id)
     if truth:
         axes[0].set_title(f"{video_id}: ground truth, then each model's detections ({shown}) above its CAS", fontsize=10)
         _span_row(axes[0], 0.5, instances)
@@ -290,11 +293,11 @@ def plot_comparison(
         ax.set_ylim(-0.02, 1.1 + lanes * lane)
         ax.set_yticks([0.0, 0.5, 1.0, 1.1 + lanes * lane / 2],
                       labels=["0", "0.5", "1", f"{min(len(kept), lanes)} of {len(kept)} det."])
-        ax.set_ylabel(f"{view.name}\nCAS", fontsize=9)
+        ax.set_ylabel(f"{plain_text(view.name)}\nCAS", fontsize=9)
         ax.grid(alpha=0.25)
     axes[-1].set_xlim(0, end)
     axes[-1].set_xlabel("time (s)")
-    legend = [Patch(color=class_color(c), label=classes[c]) for c in sorted(drawn_classes)]
+    legend = [Patch(color=class_color(c), label=plain_text(classes[c])) for c in sorted(drawn_classes)]
     figure.legend(handles=legend, fontsize=8, loc="lower center", ncol=min(6, len(legend)), title="class (bars and CAS)",
                   title_fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.5 / figure.get_figheight(), 1, 1))  # the bottom half inch: the legend

@@ -13,6 +13,11 @@ frame_step, precision, the I3D weights' SHA-256: `stages.extract.store_attrs`), 
 the settings that turn its scores into detections (`lacp.proposals.DetectionConfig`), and
 `project`, the name and version of the project that trained it (`core.version`). With them
 `pipeline.detect` remakes the features of a new video exactly as the training's were made.
+
+A model folder may come from anywhere (`python -m pipeline detect --model DIR`), so its sizes are
+bounded (`LIMITS`: far above any real LACP model's, far below what would exhaust a machine) and
+its detection record is checked key by key before anything is built from them; `load_model`
+compares model.pt's tensors with the shapes model.json describes before it allocates the network.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ from core.files import write_bytes_atomic
 from core.version import PROJECT, project_version
 from lacp.model import LACPNet
 from lacp.proposals import DetectionConfig
+
+# The largest size each model.json key may declare: (limit, what it counts). A real model is far
+# below each (THUMOS'14: 2048 features and embeddings, every snippet; ActivityNet: 200 classes,
+# 50 to 750 snippets), and none of them allocates more than a few GiB.
+LIMITS: dict[str, tuple[int, str]] = {
+    "feature_dim": (8192, "feature channels"),
+    "embed_dim": (8192, "embedding channels"),
+    "num_segments": (10_000, "snippets"),
+    "classes": (1000, "class names"),
+}
 
 
 def save_model(
@@ -59,7 +74,7 @@ def save_model(
         detection: the detection settings recorded for `pipeline.detect` (default:
             `DetectionConfig()`).
     """
-    _check_num_segments(num_segments, where="save_model: num_segments")
+    _check_size(num_segments, key="num_segments", where="save_model: num_segments")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -75,7 +90,7 @@ def save_model(
     }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
-    write_bytes_atomic(model_dir / "model.pt", weights.getvalue())
+    write_bytes_atomic(model_dir / "model.pt", weights.getvalue(), fsync=True)  # on disk before model.json vouches for it
     write_bytes_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
@@ -95,47 +110,105 @@ def read_model_meta(model_dir: Path) -> dict:
 
     Raises:
         FileNotFoundError: no model.json.
-        ValueError: `num_segments` is not a whole number >= 0.
+        ValueError: not a JSON object; a size that is not a whole number within `LIMITS`
+            (`num_segments` may be 0: every snippet); class names that are not strings, or more
+            of them than `LIMITS` allows; a dropout outside [0, 1); a `detection` setting `DetectionConfig` does not have, or
+            one of the wrong kind. Each names the file, the key and what was expected.
     """
     path = Path(model_dir) / "model.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (run the train stage first)")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err}); the train stage writes it: retrain the model") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object (the train stage writes it), got {type(meta).__name__}")
     meta.setdefault("num_segments", 0)
     for record in ("features", "detection", "project"):
-        meta.setdefault(record, {})
-    _check_num_segments(meta["num_segments"], where=f"{path} key 'num_segments'")
+        if not isinstance(meta.setdefault(record, {}), dict):
+            raise ValueError(f"{path} key '{record}': expected an object, got {meta[record]!r:.200}")
+    for key in ("feature_dim", "embed_dim", "num_segments"):
+        if key not in meta:
+            raise ValueError(f"{path}: no key '{key}' (the train stage writes it): retrain the model")
+        _check_size(meta[key], key=key, where=f"{path} key '{key}'")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{path} key 'classes': expected a list of class names, got {classes!r:.200}")
+    _check_size(len(classes), key="classes", where=f"{path} key 'classes' (its length)")
+    dropout = meta.get("dropout")
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ValueError(f"{path} key 'dropout': expected a probability >= 0 and < 1, got {dropout!r}")
+    _check_detection(meta["detection"], where=f"{path} key 'detection'")
     return meta
 
 
-def _check_num_segments(value: object, *, where: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}: expected a whole number of snippets >= 0 (0 = every snippet), got {value!r}")
+def _check_size(value: object, *, key: str, where: str) -> None:
+    """A whole number from 0 (`num_segments`: every snippet) or 1 to `LIMITS[key]`, else a ValueError
+    naming `where` and the limit."""
+    limit, unit = LIMITS[key]
+    low = 0 if key == "num_segments" else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+        note = " (0 = every snippet)" if key == "num_segments" else ""
+        raise ValueError(f"{where}: expected a whole number of {unit} >= {low} and <= {limit}{note}, got {value!r}")
+
+
+def _check_detection(record: Mapping[str, Any], *, where: str) -> None:
+    """model.json's `detection`: some of `DetectionConfig`'s keys, each of its kind (a whole number
+    >= 1, a number from 0 to 1, or true/false), else a ValueError naming the key."""
+    defaults = dataclasses.asdict(DetectionConfig())
+    unknown = sorted(set(record) - set(defaults))
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; a model folder records some of {sorted(defaults)} "
+                         "(lacp.proposals.DetectionConfig): the file was edited or written by another program")
+    for key, value in record.items():
+        kind = type(defaults[key])
+        if kind is bool:
+            ok, expected = isinstance(value, bool), "true or false"
+        elif kind is int:
+            ok, expected = not isinstance(value, bool) and isinstance(value, int) and value >= 1, "a whole number >= 1"
+        else:
+            ok = not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 1
+            expected = "a number from 0 to 1"
+        if not ok:
+            raise ValueError(f"{where} '{key}': expected {expected}, got {value!r}")
 
 
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:
     """Rebuild the network from model.json and load model.pt (weights only), in eval mode.
 
+    model.pt is read first and its tensors' shapes are compared with the ones model.json's sizes
+    give (a network on the meta device: no memory), so the network is allocated only for weights
+    that exist and fit it.
+
     Raises:
         FileNotFoundError: the folder lacks model.pt or model.json.
-        ValueError: model.pt is not a readable tensor-only state_dict (truncated, or a pickle
-            that would run code: refused by `torch.load(weights_only=True)`), or its weights do
-            not fit the network described by model.json.
+        ValueError: model.json is refused by `read_model_meta`; model.pt is not a readable
+            tensor-only state_dict (truncated, or a pickle that would run code: refused by
+            `torch.load(weights_only=True)`), or its weights do not fit the network described by
+            model.json (the first key that differs, with both shapes).
     """
     model_dir = Path(model_dir)
     meta = read_model_meta(model_dir)
-    if not (model_dir / "model.pt").is_file():
-        raise FileNotFoundError(f"{model_dir / 'model.pt'} not found (run the train stage first)")
-    model = LACPNet(num_classes=len(meta["classes"]), feature_dim=meta["feature_dim"], embed_dim=meta["embed_dim"], dropout=meta["dropout"])
+    weights = model_dir / "model.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found (run the train stage first)")
     try:
-        state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{model_dir / 'model.pt'}: cannot be loaded as a tensor-only state_dict "
+        raise ValueError(f"{weights}: cannot be loaded as a tensor-only state_dict "
                          f"(torch.load with weights_only=True: {_first_reason(err)})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{model_dir / 'model.pt'} does not match {model_dir / 'model.json'}: {err}") from None
+    sizes = {"num_classes": len(meta["classes"]), "feature_dim": meta["feature_dim"], "embed_dim": meta["embed_dim"]}
+    with torch.device("meta"):
+        described = {k: tuple(v.shape) for k, v in LACPNet(**sizes).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
+    for key in sorted(set(described) | set(found)):
+        if described.get(key) != found.get(key):
+            raise ValueError(f"{weights} does not match {model_dir / 'model.json'} ({sizes}): '{key}' is "
+                             f"{found.get(key, 'absent')} in model.pt, model.json's sizes give "
+                             f"{described.get(key, 'no such key')}")
+    model = LACPNet(**sizes, dropout=meta["dropout"])
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 

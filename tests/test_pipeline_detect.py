@@ -6,6 +6,7 @@ with the reliability tests in one pytest process).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +17,18 @@ import pytest
 
 from features.video import decode_to_mp4
 from lacp.model_io import read_model_meta
-from pipeline.detect import ModelFolderError, collect_videos, detect, detect_video, load_detector, results_document
+from pipeline.cli import main as cli_main
+from pipeline.detect import (
+    RECORD_LIMITS,
+    ModelFolderError,
+    ResultsFileError,
+    collect_videos,
+    detect,
+    detect_video,
+    earlier_results,
+    load_detector,
+    results_document,
+)
 from stages.artifacts import read_video_paths
 from tests.conftest import REPO
 from tests.test_reliability_determinism import tiny_run
@@ -195,6 +207,84 @@ def test_refuses_a_record_that_contradicts_itself(run, tmp_path):
     with pytest.raises(ModelFolderError, match=r"'flow_method' = 'dis \(bound 20.0\)', but detect would make 'tvl1"):
         load_detector(_edited_model(run, tmp_path, _recorded("flow", method="tvl1")), weights_dir=run.paths.weights,
                       device="cpu")
+
+
+def test_detect_twice_into_one_out_keeps_both_runs_videos(run, tmp_path):
+    """`detect A --out F`, then `detect B --out F`: F holds A's and B's results; a third run on a
+    misspelt file adds its failure and keeps both; running A again replaces A's entry only."""
+    sources = sorted(read_video_paths(run.paths.dataset).values())[:2]
+    out = tmp_path / "detections.json"
+    argv = ["detect", "--model", str(run.paths.model), "--weights", str(run.paths.weights), "--device", "cpu",
+            "--out", str(out)]
+    assert cli_main([*argv, sources[0]]) == 0
+    first = json.loads(out.read_text())
+    assert cli_main([*argv, sources[1]]) == 0
+    both = json.loads(out.read_text())
+    names = sorted(Path(p).stem for p in sources)
+    assert sorted(both["results"]) == sorted(both["videos"]) == names and both["failed"] == {}
+    a = Path(sources[0]).stem
+    assert both["results"][a] == first["results"][a] and both["videos"][a] == first["videos"][a]
+
+    assert cli_main([*argv, str(tmp_path / "typo.mp4")]) == 0  # a failed run: its failure, nothing erased
+    after_typo = json.loads(out.read_text())
+    assert {k: after_typo[k] for k in ("results", "videos")} == {k: both[k] for k in ("results", "videos")}
+    assert list(after_typo["failed"]) == ["typo"] and "file not found" in after_typo["failed"]["typo"]["reason"]
+
+    assert cli_main([*argv, sources[0]]) == 0  # run again: its entry replaced, the others kept
+    again = json.loads(out.read_text())
+    assert sorted(again["results"]) == names and list(again["failed"]) == ["typo"]
+    assert [d["label"] for d in again["results"][a]] == [d["label"] for d in first["results"][a]]
+    assert again["results"][Path(sources[1]).stem] == both["results"][Path(sources[1]).stem]
+
+
+def test_an_out_file_of_another_model_or_not_of_detect_is_refused_without_force(run, detector, tmp_path):
+    """Nothing is overwritten without --force: a results file of another model folder or other
+    detection settings, or a file detect did not write, is refused before any video runs,
+    byte for byte as it was; --force replaces it."""
+    document = {"version": "VERSION 1.3", "external_data": {}, "failed": {}, "results": {"old": []},
+                "videos": {"old": {}}, "model": {"folder": str(detector.model_dir),
+                                                  "detection": dataclasses.asdict(detector.config)}}
+    out = tmp_path / "detections.json"
+    out.write_text(json.dumps(document))
+    assert earlier_results(out, detector) == document
+    other_folder = dataclasses.replace(detector, model_dir=tmp_path / "other-model")
+    with pytest.raises(ResultsFileError, match=rf"{out}: holds the results of 1 video\(s\) made with model folder "
+                                               rf".*this run uses .*other-model.*--force"):
+        earlier_results(out, other_folder)
+    other_settings = dataclasses.replace(detector, config=dataclasses.replace(detector.config, nms_tiou=0.3))
+    with pytest.raises(ResultsFileError, match="made with detection settings"):
+        earlier_results(out, other_settings)
+    assert earlier_results(out, other_folder, force=True) is None
+    predictions = run.paths.evaluation / "predictions.json"  # ActivityNet results, but not detect's
+    with pytest.raises(ResultsFileError, match=rf"{predictions}: exists and is not a results file written by detect"):
+        earlier_results(predictions, detector)
+
+    before = out.read_bytes()
+    argv = ["detect", str(tmp_path / "none.mp4"), "--model", str(run.paths.model), "--weights",
+            str(run.paths.weights), "--device", "cpu", "--out", str(out), "--nms-tiou", "0.3"]
+    assert cli_main(argv) == 2 and out.read_bytes() == before
+    assert cli_main([*argv, "--force"]) == 0
+    assert list(json.loads(out.read_text())["failed"]) == ["none"] and json.loads(out.read_text())["results"] == {}
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("decode", "fps", 100_000), (None, "crop", 100_000), (None, "snippet", 2**20), ("flow", "tvl1_torch_batch", 10**6),
+])
+def test_recorded_sizes_above_their_limit_are_refused_before_decoding(run, tmp_path, section, key, value):
+    """fps 100000 would decode a 10-minute video into 60 M frames: the model folder is refused when
+    it loads, naming the setting and the limit, before any video is touched."""
+    name = f"{section}_params.{key}" if section else key
+    edit = _recorded(section, **{key: value}) if section else (lambda meta: meta["features"].update({key: value}))
+    with pytest.raises(ModelFolderError, match=rf"'{name}' = {value} is above {RECORD_LIMITS[name]}, the most detect"):
+        load_detector(_edited_model(run, tmp_path, edit), weights_dir=run.paths.weights, device="cpu")
+
+
+def test_unknown_detection_key_is_named(run, tmp_path):
+    def typo(meta):
+        meta["detection"]["nms_iou"] = 0.5
+
+    with pytest.raises(ValueError, match=r"key 'detection': unknown setting\(s\) \['nms_iou'\]"):
+        load_detector(_edited_model(run, tmp_path, typo), weights_dir=run.paths.weights, device="cpu")
 
 
 def test_model_folder_records_features_detection_and_version(run):
