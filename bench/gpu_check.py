@@ -161,9 +161,9 @@ def pack(out: Path) -> dict:
 
 # --------------------------------------------------------------------------------------------- run
 class _MemoryLog:
-    """Stand-in for `stages.train.TrainingLog` where DVCLive is absent (the lent GPU machine)."""
+    """Stand-in for `stages.training_log.TrainingLog` where DVCLive is absent (the lent GPU machine)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, **_terms) -> None:
         self.rows: list[dict[str, float]] = []
 
     def log(self, row: dict[str, float]) -> None:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from core.files import atomic_path, read_json
+from core.files import atomic_path, read_json, write_bytes_atomic
 from lacp.score_analysis import PAPER_PEARSON
 from pipeline.study import RUNS_FILE, row_keys, widest_average
 
@@ -108,8 +107,7 @@ def _copy_pictures(markdown: str, source: Path, target: Path, prefix: str) -> st
         if not picture.is_file():
             return match.group(0)
         destination = target / prefix / match.group(2)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(picture, destination)
+        write_bytes_atomic(destination, picture.read_bytes())
         return f"![{match.group(1)}]({prefix}/{match.group(2)})"
 
     return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", move, markdown)

@@ -11,6 +11,7 @@ nor DVC track (e.g. your own manual click files) are copied in with `-C`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lacp.metrics import AVERAGE_RANGES, summary_keys
-from core.files import write_json
+from core.files import write_bytes_atomic, write_json
 from pipeline.artifacts import artifact_key, png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
@@ -279,11 +280,12 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "study.md", "csv": out_dir / "study.csv", "plot": out_dir / "study.png"}
-    paths["markdown"].write_text(study_markdown(rows, points or {}))
-    with paths["csv"].open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_bytes_atomic(paths["markdown"], study_markdown(rows, points or {}).encode())
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(paths["csv"], table.getvalue().encode())
     fig = Figure(figsize=(9, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -299,7 +301,9 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(paths["plot"], dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    write_bytes_atomic(paths["plot"], png.getvalue())
     return paths
 
 

@@ -4,7 +4,8 @@ Features are streamed from the HDF5 store one video at a time, so memory does no
 the dataset. Resumable: a checkpoint is written every `checkpoint_every` steps to
 `<model_dir>.resume/<key>` (outside the DVC output, which DVC clears before a rerun); the key
 hashes the train params, points.csv and the features, so only an identical run resumes, and
-a rerun after a kill continues bit-identically. The folder is removed once training ends.
+a rerun after a kill continues bit-identically. That key's folder is removed once training
+ends (and `<model_dir>.resume/` once no other run's is left in it).
 
 Validation: `validation_share` of the annotated training videos (seeded by `validation_seed`,
 see `lacp.splits.validation_split`) are held out and never trained on; the split is written to
@@ -14,9 +15,7 @@ see `lacp.splits.validation_split`) are held out and never trained on; the split
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -34,8 +33,8 @@ from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
-from core.files import sha256_file
 from stages.common import StageParams
+from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 from stages.artifacts import LOSS_COLUMNS, available_videos, read_annotations
 
 log = logging.getLogger(__name__)
@@ -150,73 +149,6 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     return evaluate
 
 
-def resume_dir(model_dir: Path) -> Path:
-    """Where resumable checkpoints live (beside the model folder, not inside the DVC output)."""
-    return Path(f"{model_dir}.resume")
-
-
-def run_key(params: TrainParams, points_csv: Path, features: Path) -> str:
-    """Identity of a training run: its params and the content of its inputs."""
-    blob = f"{params.fingerprint()}:{sha256_file(points_csv)}:{sha256_file(features)}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class TrainingLog:
-    """The per-step training log, through DVCLive, in `log_dir`.
-
-    Files (DVCLive's layout): `plots/metrics/loss/<term>.tsv` for each of `LOSS_COLUMNS`
-    (columns timestamp, step, <term>; the DVC plots) and, with `eval_every`,
-    `plots/metrics/test_map.tsv` (mean test mAP over tIoU 0.1:0.7 at the evaluated steps);
-    `plots/metrics/pseudo/<name>.tsv` for each of `PSEUDO_COLUMNS` at every search step (the
-    searched labels against the training ground truth, `lacp.pseudo_quality`);
-    `metrics.json`: the latest step's values, rewritten at every step, so that `dvc exp show`
-    shows how far a running experiment is. Rows are logged as training goes; a run resumed
-    from a checkpoint logs only its new steps, so `finish` then rewrites the files from the
-    whole log (the checkpoint carries it). Values are rounded to 6 decimals.
-
-    Args:
-        log_dir: the folder (DVCLive removes its own files there first).
-    """
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = Path(log_dir)
-        self.first_step: int | None = None
-        self.live = self._open()
-
-    def _open(self):
-        from dvclive import Live  # imported on use: only the train stage needs it
-
-        # report/dvcyaml None: dvc.yaml declares these plots itself; no experiment of its own
-        return Live(dir=str(self.log_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
-
-    def log(self, row: dict[str, float]) -> None:
-        """One step's row of `lacp.trainer.TrainResult.log`."""
-        step = int(row["step"])
-        if self.first_step is None:
-            self.first_step = step
-        self.live.step = step
-        for term in LOSS_COLUMNS:
-            self.live.log_metric(f"loss/{term}", round(row[f"loss_{term}"], 6))
-        if "eval_metric" in row:
-            self.live.log_metric("test_map", round(row["eval_metric"], 6))
-        for name in PSEUDO_COLUMNS:  # search steps only
-            if f"pseudo_{name}" in row and np.isfinite(row[f"pseudo_{name}"]):
-                self.live.log_metric(f"pseudo/{name}", round(row[f"pseudo_{name}"], 6))
-        self.live.make_summary()
-
-    def finish(self, rows: list[dict[str, float]], *, summary: dict[str, float] | None = None) -> None:
-        """Make the files hold every row of `rows` (rewritten if the run was resumed), and add
-        `summary` (e.g. the pseudo-label quality) to metrics.json."""
-        if self.first_step != 1:
-            self.live = self._open()
-            self.first_step = None
-            for row in rows:
-                self.log(row)
-        for key, value in (summary or {}).items():
-            self.live.summary[key] = round(value, 6)
-        self.live.end()
-
-
 def run(
     params: TrainParams,
     *,
@@ -270,7 +202,7 @@ def run(
         # 2. train (features read per step from the open store)
         log.info("training: %d steps, batch %d, %d videos, %d points", params.steps, params.batch,
                  len(items), sum(len(i.point_frames) for i in items))
-        training_log = TrainingLog(Path(log_dir))
+        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
 
         def logged(step: int, steps: int, row: dict[str, float]) -> None:
             training_log.log(row)
@@ -286,12 +218,13 @@ def run(
         if params.eval_every:
             evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device,
                                       num_segments=params.num_segments)
+        checkpoint_dir = resume_dir(model_dir) / run_key(params.fingerprint(), [Path(points_dir) / "points.csv", Path(features)])
         result = train(
             videos=items,
             get_features=store,
             num_classes=len(annotations["classes"]),
             config=params.config(feature_dim=feature_dim),
-            checkpoint_dir=resume_dir(model_dir) / run_key(params, Path(points_dir) / "points.csv", Path(features)),
+            checkpoint_dir=checkpoint_dir,
             on_progress=logged,
             evaluate_fn=evaluate_fn,
             search_log=search_quality,
@@ -317,7 +250,7 @@ def run(
         final=result.pseudo_labels, final_step=max((int(r["step"]) for r in result.log if "pseudo_iou" in r), default=0)))
     quality = search_quality(result.pseudo_labels)
     training_log.finish(result.log, summary=quality)
-    shutil.rmtree(resume_dir(model_dir), ignore_errors=True)
+    remove_checkpoints(checkpoint_dir)
     last = result.log[-1]
     return {
         "steps": result.steps,

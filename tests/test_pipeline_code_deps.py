@@ -76,3 +76,17 @@ def test_write_restores_a_removed_dep_and_keeps_everything_else(tmp_path: Path) 
     assert broken.read_text() != original
     write_code_deps(REPO, broken)
     assert broken.read_text() == original
+
+
+def test_a_write_failing_half_way_leaves_dvc_yaml_as_it_was(tmp_path: Path) -> None:
+    from tests.test_reliability_faults import run_with_file_size_limit
+
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text((REPO / "dvc.yaml").read_text().replace("      - lacp/point_formats.py\n", "", 1))
+    before = stale.read_bytes()
+    result = run_with_file_size_limit("from pathlib import Path\nfrom pipeline.code_deps import write_code_deps",
+                                      f"write_code_deps(Path({str(REPO)!r}), Path({str(stale)!r}))",
+                                      file_size_limit=len(before) // 2)  # a full disk half-way through
+    assert result.returncode == 1 and f"File too large: '{stale}'" in result.stderr, result.stderr[-2000:]
+    assert stale.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["dvc.yaml"]  # no temporary file left

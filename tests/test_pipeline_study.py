@@ -177,3 +177,25 @@ def test_two_key_grid_gets_cross_tables_of_map_at_05_and_the_average(tmp_path: P
     assert pivot_table(rows[:1], {"center": {"points.distribution": "center"}}, "mAP@0.5") == ""  # one key: none
     write_outputs(rows, tmp_path, points=points, title="Distributions")
     assert (tmp_path / "study.md").read_text() == text
+
+
+def study_rows(value: float) -> list[dict]:
+    """The summary rows of a two-run, two-seed study whose every metric is about `value`."""
+    runs = {(label, seed): {k: value + 0.1 * seed for k in METRIC_KEYS} for label in ("center", "uniform") for seed in (0, 1)}
+    return summarise(runs, ["center", "uniform"])
+
+
+def test_a_write_failing_half_way_leaves_the_earlier_study_as_it_was(tmp_path: Path):
+    from tests.test_reliability_faults import digest, run_with_file_size_limit
+
+    study = tmp_path / "study"
+    write_outputs(study_rows(0.2), study)  # an earlier study's files
+    before = digest(study)
+    new = write_outputs(study_rows(0.5), tmp_path / "new")  # what the new study writes
+    result = run_with_file_size_limit(
+        "from pathlib import Path\nfrom pipeline.study import write_outputs\nfrom tests.test_pipeline_study import study_rows",
+        f"write_outputs(study_rows(0.5), Path({str(study)!r}))",
+        file_size_limit=new["markdown"].stat().st_size // 2,  # a full disk half-way through study.md
+    )
+    assert result.returncode == 1 and f"File too large: '{study / 'study.md'}'" in result.stderr, result.stderr[-2000:]
+    assert digest(study) == before  # study.md whole, and nothing else touched or left behind

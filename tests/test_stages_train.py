@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lacp.pseudo_quality import PSEUDO_COLUMNS
 from stages.artifacts import LOSS_COLUMNS, read_training_log
-from stages.train import TrainingLog
+from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 
 
 def _row(step: int, **extra: float) -> dict[str, float]:
@@ -16,7 +18,7 @@ def _row(step: int, **extra: float) -> dict[str, float]:
 
 
 def test_training_log_holds_every_loss_term_per_step(tmp_path: Path) -> None:
-    log = TrainingLog(tmp_path)
+    log = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
     for step in (1, 2):
         log.log(_row(step))
     log.finish([_row(1), _row(2)])
@@ -30,7 +32,7 @@ def test_training_log_holds_every_loss_term_per_step(tmp_path: Path) -> None:
 
 def test_training_log_adds_test_map_at_the_evaluated_steps(tmp_path: Path) -> None:
     rows = [_row(1), _row(2, eval_metric=0.4567891), _row(3)]
-    log = TrainingLog(tmp_path)
+    log = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
     for row in rows:
         log.log(row)
     log.finish(rows)
@@ -39,10 +41,10 @@ def test_training_log_adds_test_map_at_the_evaluated_steps(tmp_path: Path) -> No
 
 def test_a_resumed_run_rewrites_the_whole_log(tmp_path: Path) -> None:
     rows = [_row(step) for step in range(1, 6)]
-    first = TrainingLog(tmp_path)
+    first = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
     for row in rows[:4]:  # killed after step 4; the checkpoint was written at step 3
         first.log(row)
-    resumed = TrainingLog(tmp_path)  # the rerun logs steps 4 and 5 only ...
+    resumed = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)  # the rerun logs steps 4 and 5 only ...
     for row in rows[3:]:
         resumed.log(row)
     resumed.finish(rows)  # ... and ends with the checkpoint's whole log
@@ -92,3 +94,63 @@ def test_search_record_round_trips_and_names_a_missing_file(tmp_path: Path) -> N
         assert back.first[vid].dtype == np.uint8 and (back.first[vid] == dense).all()
     with pytest.raises(FileNotFoundError, match="run the train stage"):
         read_search_record(tmp_path / "none.h5")
+
+
+def _train_params(**overrides: Any) -> Any:
+    from stages import train
+
+    values = {"steps": 2, "batch": 2, "search_every": 2, "checkpoint_every": 1, "device": "cpu", "validation_share": 0}
+    return train.TrainParams(**{**values, **overrides})
+
+
+def test_a_finished_run_removes_only_its_own_checkpoints(tmp_path: Path) -> None:
+    from stages import train
+    from tests.test_lacp_splits import write_tiny_inputs
+
+    inputs = write_tiny_inputs(tmp_path)
+    model_dir = tmp_path / "model"
+    resume = resume_dir(model_dir)
+    other = resume / "0123456789abcdef"  # another run's (other params or inputs), interrupted: it will resume
+    other.mkdir(parents=True)
+    (other / "checkpoint.pt").write_bytes(b"another run's checkpoint")
+    params = _train_params()
+    own = resume / run_key(params.fingerprint(), [inputs["points_dir"] / "points.csv", inputs["features"]])
+    seen: list[bool] = []  # this run's checkpoint (written every step) exists from step 2 on
+    train.run(params, **inputs, model_dir=model_dir, log_dir=tmp_path / "log", pseudo_labels_path=tmp_path / "p.h5",
+              on_progress=lambda step, steps, row: seen.append((own / "checkpoint.pt").is_file()))
+    assert seen == [False, True]
+    assert not own.exists()
+    assert (other / "checkpoint.pt").read_bytes() == b"another run's checkpoint"
+    remove_checkpoints(other)  # the other run finishing leaves nothing behind
+    assert not resume.exists()
+
+
+def test_model_pt_and_checkpoints_are_on_disk_before_model_json_names_them(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from stages import train
+    from tests.test_lacp_splits import write_tiny_inputs
+
+    inputs = write_tiny_inputs(tmp_path)
+    events: list[tuple[str, ...]] = []  # ("fsync", file) and ("replace", temporary, target), in order
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recorded_replace(src: Any, dst: Any) -> None:
+        events.append(("replace", str(src), str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    model_dir = tmp_path / "model"
+    train.run(_train_params(), **inputs, model_dir=model_dir, log_dir=tmp_path / "log", pseudo_labels_path=tmp_path / "p.h5")
+    renames = [(i, e[1], Path(e[2]).name) for i, e in enumerate(events) if e[0] == "replace"]
+    vouched = [(i, tmp) for i, tmp, name in renames if name in ("model.pt", "checkpoint.pt")]
+    assert len(vouched) == 3  # model.pt and the checkpoints of steps 1 and 2
+    for i, tmp in vouched:
+        assert ("fsync", tmp) in events[:i], f"{tmp} was renamed into place without an fsync"
+    order = [name for _, _, name in renames if name in ("model.pt", "model.json")]
+    assert order == ["model.pt", "model.json"]
