@@ -3,21 +3,26 @@
 Schema (see docs/ARCHITECTURE.md):
     file attrs      fps, snippet, stride, crop, backbone, weights_sha256, flow_method,
                     flow_init (required; extra scalar attrs are kept as provenance)
-    /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float)
+    /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float), and
+                    compute_dtype (str) where the writer was told what the network ran in
     /flow/<vid>     float32 (T, 1024), same T as rgb
 
 Write design (resumable, never a half-written file):
     ``FeatureStoreWriter(out, attrs=...)`` writes each finished video to its own part file
     ``<out>.parts/<vid>.h5`` (a one-video store with the same schema) through a temporary
     name in that folder and ``os.replace``, so a part either exists complete or not at all.
-    A rerun after a crash builds a writer on the same ``out``: ``done(vid)`` is True for the
-    videos whose part exists, so only the missing ones are computed again. The file attrs
-    are recorded in ``<out>.parts/attrs.json``; parts written under different attrs (other
-    weights, other snippet length, ...) are stale and are deleted when the writer opens.
-    ``finalize()`` copies every part into a temporary file beside ``out`` (video by video,
-    never the whole store in memory), ``os.replace``s it onto ``out`` and removes the parts
-    folder. An interruption inside ``finalize`` leaves the parts in place (or, after the
-    replace, the complete ``out``), so rerunning is always safe.
+    A rerun after a crash builds a writer on the same ``out``: ``done(vid, input_id=...)`` is
+    True for the videos whose part exists and was made from the same input, so only the
+    others are computed again. The file attrs that make the numbers what they are (all but
+    ``RUN_ATTR_KEYS``) are recorded in ``<out>.parts/attrs.json``; parts written under other
+    ones (other weights, other snippet length, other code, ...) are stale and are deleted when
+    the writer opens. Run bookkeeping does not make a part stale: ``excluded_videos`` (which
+    videos failed upstream this time) is the last run's in the final store, and the dtype the
+    network ran in is recorded per video, the file attr naming the mix when parts differ.
+    ``finalize(videos)`` copies the parts of ``videos`` into a temporary file beside ``out``
+    (video by video, never the whole store in memory), ``os.replace``s it onto ``out`` and
+    removes the parts folder. An interruption inside ``finalize`` leaves the parts in place
+    (or, after the replace, the complete ``out``), so rerunning is always safe.
 
     Different videos may be written concurrently (threads or processes) by writers built
     with the same ``out`` and attrs; ``finalize`` runs once, after all of them.
@@ -32,6 +37,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -60,8 +66,14 @@ FILE_ATTR_KEYS = (
     "flow_init",
 )
 VIDEO_ATTR_KEYS = ("frames", "source_fps")
+COMPUTE_DTYPE = "compute_dtype"
+"""The dtype the network ran in: a per-video attr, and a file attr (the one value, or the mix)."""
+RUN_ATTR_KEYS = ("excluded_videos", COMPUTE_DTYPE)
+"""File attrs that describe one run, not how the numbers are made: parts written under other
+values are still valid and are kept."""
 
 _PARTS_ATTRS = "attrs.json"
+_PART_INPUT = "input"  # a part file's attr: the identity of the input it was made from
 
 
 class FeatureStoreError(ValueError):
@@ -173,13 +185,29 @@ def _check_features(vid: str, stream: str, array: np.ndarray) -> np.ndarray:
 
 
 def _write_video(
-    h5: h5py.File, vid: str, rgb: np.ndarray, flow: np.ndarray, *, frames: int, source_fps: float
+    h5: h5py.File, vid: str, rgb: np.ndarray, flow: np.ndarray, *, frames: int, source_fps: float,
+    compute_dtype: str | None,
 ) -> None:
     """Write one video's two streams and per-video attrs into an open store file."""
     for stream, arr in (("rgb", rgb), ("flow", flow)):
         dset = h5.require_group(stream).create_dataset(vid, data=arr)  # (T, 1024)
         dset.attrs["frames"] = int(frames)
         dset.attrs["source_fps"] = float(source_fps)
+        if compute_dtype is not None:
+            dset.attrs[COMPUTE_DTYPE] = compute_dtype
+
+
+def _summarise_dtypes(per_video: Mapping[str, str | None]) -> str | None:
+    """The store's compute_dtype attr from its videos' own: the one value they share, or the
+    mix with counts; None when no video recorded one."""
+    counts = Counter(per_video.values())
+    if set(counts) == {None}:
+        return None
+    if len(counts) == 1:
+        return next(iter(counts))
+    mix = ", ".join(f"{dtype or 'unrecorded'} ({n} video{'s' * (n != 1)})"
+                    for dtype, n in sorted(counts.items(), key=lambda item: str(item[0])))
+    return f"mixed: {mix}; each video's {COMPUTE_DTYPE} attr says which"
 
 
 class FeatureStoreWriter:
@@ -197,13 +225,15 @@ class FeatureStoreWriter:
         self._open_parts_dir()
 
     def _open_parts_dir(self) -> None:
-        """Create the parts folder, or drop its content if it was written under other attrs."""
+        """Create the parts folder, or drop its content if it was written under other settings
+        (the attrs but ``RUN_ATTR_KEYS``)."""
         recorded = self.parts_dir / _PARTS_ATTRS
-        wanted = json.dumps(self.attrs, sort_keys=True)
+        settings = {k: v for k, v in self.attrs.items() if k not in RUN_ATTR_KEYS}
+        wanted = json.dumps(settings, sort_keys=True)
         if recorded.exists():
             if recorded.read_text() == wanted:
                 return
-            log.warning("%s: parts were written with other attrs; discarding them", self.parts_dir)
+            log.warning("%s: parts were written with other settings; discarding them", self.parts_dir)
             shutil.rmtree(self.parts_dir)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(recorded, wanted.encode())
@@ -212,9 +242,29 @@ class FeatureStoreWriter:
         """Path of the part file holding video ``vid``."""
         return self.parts_dir / f"{validate_video_id(vid)}.h5"
 
-    def done(self, vid: str) -> bool:
-        """Whether video ``vid`` is already written (its part file exists)."""
-        return self.part_path(vid).exists()
+    def done(self, vid: str, *, input_id: str | None = None) -> bool:
+        """Whether video ``vid`` is already written: its part file exists and, when
+        ``input_id`` is given, was made from that input (``write``'s ``input_id``).
+
+        Args:
+            vid: video id.
+            input_id: the identity of the video's input now; None: any part will do.
+
+        Returns:
+            True when the part can be reused; an unreadable part is not (it is rewritten).
+        """
+        path = self.part_path(vid)
+        if not path.exists():
+            return False
+        if input_id is None:
+            return True
+        try:
+            with h5py.File(path, "r") as h5:
+                recorded = _attr_value(h5.attrs.get(_PART_INPUT))
+        except OSError:
+            log.warning("%s: unreadable part; computing video %r again", path, vid)
+            return False
+        return recorded == input_id
 
     def pending(self, vids: Iterable[str]) -> list[str]:
         """The ids of ``vids`` not written yet, in the given order."""
@@ -234,6 +284,8 @@ class FeatureStoreWriter:
         flow: np.ndarray,
         frames: int,
         source_fps: float,
+        compute_dtype: str | None = None,
+        input_id: str | None = None,
     ) -> Path:
         """Write one video's features atomically to its part file.
 
@@ -243,6 +295,9 @@ class FeatureStoreWriter:
             flow: (T, 1024) flow-stream features, same T.
             frames: number of decoded frames the features were computed from.
             source_fps: frame rate of the source video.
+            compute_dtype: the dtype the network ran in (a per-video attr), if known.
+            input_id: the identity of the input the features were made from, which ``done``
+                compares on a rerun; None records none.
 
         Returns:
             The part file path.
@@ -261,21 +316,36 @@ class FeatureStoreWriter:
             )
         with atomic_h5_file(path) as h5:
             h5.attrs.update(self.attrs)
-            _write_video(h5, vid, rgb32, flow32, frames=frames, source_fps=source_fps)
+            if input_id is not None:
+                h5.attrs[_PART_INPUT] = input_id
+            _write_video(h5, vid, rgb32, flow32, frames=frames, source_fps=source_fps,
+                         compute_dtype=compute_dtype)
         return path
 
-    def finalize(self) -> Path:
-        """Merge every part into ``out`` atomically, then remove the parts folder.
+    def finalize(self, videos: Iterable[str] | None = None) -> Path:
+        """Merge the parts of ``videos`` into ``out`` atomically, then remove the parts folder.
+
+        The store gets this writer's attrs, but ``compute_dtype``: the one its videos share, or
+        their mix (``_summarise_dtypes``), when the parts recorded theirs.
+
+        Args:
+            videos: the videos to merge (those that succeeded in this run; a part left by an
+                earlier run for a video that now fails is not merged); None: every finished part.
 
         Returns:
             The path of the final store.
 
         Raises:
-            FeatureStoreError: if there is no finished video to merge.
+            FeatureStoreError: if there is no video to merge, or one of ``videos`` has no part.
         """
-        vids = self.finished()
+        vids = self.finished() if videos is None else sorted(videos)
         if not vids:
             raise FeatureStoreError(f"{self.parts_dir}: no finished video to merge into {self.out}")
+        absent = [v for v in vids if not self.done(v)]
+        if absent:
+            raise FeatureStoreError(f"{self.parts_dir}: no part for video(s) {absent[:5]} ({len(absent)} in all) "
+                                    f"to merge into {self.out}; rerun the stage that writes them")
+        dtypes: dict[str, str | None] = {}
         with atomic_h5_file(self.out) as dst:
             dst.attrs.update(self.attrs)
             groups = {s: dst.create_group(s) for s in STREAMS}
@@ -283,6 +353,10 @@ class FeatureStoreWriter:
                 with h5py.File(self.part_path(vid), "r") as src:
                     for stream in STREAMS:
                         src.copy(src[stream][vid], groups[stream], name=vid)
+                    dtypes[vid] = _attr_value(src["rgb"][vid].attrs.get(COMPUTE_DTYPE))
+            summary = _summarise_dtypes(dtypes)
+            if summary is not None:
+                dst.attrs[COMPUTE_DTYPE] = summary
         shutil.rmtree(self.parts_dir)
         return self.out
 

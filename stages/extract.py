@@ -2,8 +2,11 @@
 
 One Prefect task per video. Each finished video is written to its own part file
 (`<features>.parts/<vid>.h5`), so a killed extraction resumes where it stopped; the parts are
-merged into `<features>` at the end. The network runs on exactly the path `bench/i3d.py`
-measures (`features.i3d.prepare_for_inference`).
+merged into `<features>` at the end. A part is reused while everything that changes its numbers
+is unchanged: the settings in the store attrs (weights, time grid, crop, frame step, flow and
+decode params, precision, code) and the video's input files (`input_identity`); which videos
+failed upstream and the dtype the hardware ran in are bookkeeping, recorded but not compared.
+The network runs on exactly the path `bench/i3d.py` measures (`features.i3d.prepare_for_inference`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from features.timegrid import TimeGrid
 from features.video import DecodedFrames, VideoDecodeError
 from features.weights import load_i3d
 from core.device import resolve_device
-from core.files import remove_stale_tmp
+from core.files import quick_fingerprint, remove_stale_tmp
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import read_decode_manifest, read_decoded_videos, read_flow_manifest, read_weights_info
 
@@ -67,6 +70,25 @@ def stream_features(model: I3DInference, batches) -> np.ndarray:
     return torch.cat([model.features(b) for b in batches]).float().cpu().numpy()
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """A torch dtype as the store records it ("bfloat16", "float32")."""
+    return str(dtype).removeprefix("torch.")
+
+
+def input_identity(video_id: str, *, decoded_dir: Path, flow_dir: Path) -> str:
+    """What identifies one video's input cheaply: `core.files.quick_fingerprint` of its decoded
+    video and its flow file (size and first and last MiB: a redone decode or flow changes it).
+
+    Raises:
+        VideoError: one of the two files is missing, naming it and the stage to rerun.
+    """
+    files = {"decoded": (decoded_dir / f"{video_id}.mp4", "decode"), "flow": (flow_dir / f"{video_id}.h5", "flow")}
+    for path, stage in files.values():
+        if not path.is_file():
+            raise VideoError(video_id, f"{path}: no such file (rerun the {stage} stage)")
+    return json.dumps({key: quick_fingerprint(path) for key, (path, _) in files.items()}, sort_keys=True)
+
+
 def extract_one(
     video_id: str,
     *,
@@ -78,14 +100,15 @@ def extract_one(
     attrs: dict[str, Any],
     decoded: dict[str, dict[str, Any]],
 ) -> VideoResult:
-    """Features of one video, unless its part file already exists.
+    """Features of one video, unless a part made from the same input already exists.
 
     Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
     the flow file is read by slices), so memory does not grow with the video's length.
     `decoded` is the decode manifest's rows (frame count and source fps per video).
     """
     writer = FeatureStoreWriter(out_path, attrs=attrs)
-    if writer.done(video_id):
+    input_id = input_identity(video_id, decoded_dir=decoded_dir, flow_dir=flow_dir)
+    if writer.done(video_id, input_id=input_id):
         return VideoResult(video_id, ok=True, skipped=True)
     device = str(resolve_device(params.device))
     # fp32 convolutions sum in an order that depends on the thread count: use every core the
@@ -114,15 +137,16 @@ def extract_one(
     except VideoDecodeError as err:
         raise VideoError(video_id, f"{err} (rerun the decode stage)") from None
     source_fps = float(decoded[video_id]["source_fps"])
-    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=num_frames, source_fps=source_fps)
+    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=num_frames, source_fps=source_fps,
+                 compute_dtype=dtype_name(rgb_model.dtype), input_id=input_id)
     return VideoResult(video_id, ok=True, info={"snippets": len(rgb_feats)})
 
 
 def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Merge the part files into the feature store."""
+    """Merge the part files of the videos that succeeded into the feature store."""
     writer = FeatureStoreWriter(out_path, attrs=attrs)
-    writer.finalize()
-    remove_stale_tmp(out_path.parent)
+    writer.finalize([r.video_id for r in results if r.ok])
+    remove_stale_tmp(out_path.parent, targets=(out_path.name,))  # its own leftovers, no other stage's
     return {
         "videos": len(results),
         "extracted": sum(r.ok and not r.skipped for r in results),
@@ -137,7 +161,7 @@ def compute_dtype(params: ExtractParams) -> str:
     "float32"): `precision: bf16` falls back to float32 where the hardware lacks bf16."""
     if params.precision == "fp32":
         return "float32"
-    return str(default_inference_dtype(resolve_device(params.device))).removeprefix("torch.")
+    return dtype_name(default_inference_dtype(resolve_device(params.device)))
 
 
 def store_attrs(
@@ -171,10 +195,11 @@ def store_attrs(
         "flow_method": f"{flow['method']} (bound {flow['bound']})",
         "flow_init": weights["flow_init"],
         "precision": params.precision,
-        "compute_dtype": compute_dtype(params),
+        "compute_dtype": compute_dtype(params),  # this machine's; the store gets what its parts ran in
         "decode_params": json.dumps(decode, sort_keys=True),
         "flow_params": json.dumps(flow, sort_keys=True),
-        # a change of the extraction code makes every part stale (the writer drops them)
+        # a change of the extraction code makes every part stale (the writer drops them);
+        # excluded_videos and compute_dtype do not (features.store.RUN_ATTR_KEYS)
         "code": code_fingerprint(features.i3d, features.snippets, features.video, sys.modules[__name__]),
         "excluded_videos": json.dumps(excluded, sort_keys=True),
     }
@@ -190,7 +215,7 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
     videos = sorted(v for v in decoded if v in flow_manifest["videos"])
     attrs = store_attrs(params, decode=decode_manifest["params"], flow=flow_manifest["params"],
                         weights=read_weights_info(weights_dir), excluded=excluded)
-    FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other attrs
+    FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other settings
     common = dict(out_path=out_path, attrs=attrs)
     return VideoPlan(
         stage="extract",

@@ -29,6 +29,7 @@ from features.flow import TORCH_BATCH, iter_flow, write_flow_frames
 from features.tvl1 import TVL1Settings
 from features.video import VideoDecodeError, iter_decoded_frames
 from core.files import read_json, remove_stale_tmp, sha256_file, write_json
+from sources.annotations import STAGE_MANIFEST
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import read_decoded_videos
 
@@ -92,9 +93,9 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
     """Write manifest.json and the storage summary."""
     videos = {r.video_id: r.info for r in results if r.ok}
     failed = {r.video_id: r.reason for r in results if not r.ok}
-    remove_stale_tmp(out_dir)
-    write_json(out_dir / "manifest.json", {"method": params.method, "bound": params.bound, "params": recorded_params(params),
-                                           "videos": videos, "failed": failed})
+    remove_stale_tmp(out_dir, targets=("*.h5", "*.json"))
+    write_json(out_dir / STAGE_MANIFEST, {"method": params.method, "bound": params.bound, "params": recorded_params(params),
+                                          "videos": videos, "failed": failed})
     frames = sum(v["frames"] for v in videos.values())
     stored = sum(v["bytes"] for v in videos.values())
     return {
@@ -113,7 +114,7 @@ def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
     if torch_method and resolve_device(params.device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError("flow.device: cuda, but torch sees no CUDA device; use auto or cpu")
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out_dir)
+    remove_stale_tmp(out_dir, targets=("*.h5", "*.json"))  # its flow files, sidecars and manifest
     videos = sorted(read_decoded_videos(decoded_dir))
     return VideoPlan(
         stage="flow",

@@ -119,6 +119,50 @@ def test_parts_written_under_other_attrs_are_discarded(tmp_path: Path) -> None:
     assert other.pending(["v_a"]) == ["v_a"]
 
 
+def test_parts_are_kept_when_only_run_bookkeeping_differs(tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    first = FeatureStoreWriter(out, attrs={**ATTRS, "excluded_videos": '{"v_b": "corrupt"}', "compute_dtype": "bfloat16"})
+    rgb, flow = _features("v_a", 3)
+    first.write("v_a", rgb=rgb, flow=flow, frames=45, source_fps=30.0, compute_dtype="bfloat16")
+    # the rerun: v_b fixed (nothing excluded), on a machine that computes in float32
+    second = FeatureStoreWriter(out, attrs={**ATTRS, "excluded_videos": "{}", "compute_dtype": "float32"})
+    assert second.finished() == ["v_a"] and second.done("v_a")
+    rgb, flow = _features("v_b", 1)
+    second.write("v_b", rgb=rgb, flow=flow, frames=13, source_fps=30.0, compute_dtype="float32")
+    second.finalize()
+    with FeatureStore(out) as fs:
+        assert fs.videos == ["v_a", "v_b"]
+        assert fs.attrs["excluded_videos"] == "{}"  # the last run's
+        assert fs.attrs["compute_dtype"] == ("mixed: bfloat16 (1 video), float32 (1 video); "
+                                             "each video's compute_dtype attr says which")
+        assert fs.video_attrs("v_a") == {"frames": 45, "source_fps": 30.0, "compute_dtype": "bfloat16"}
+        assert fs.video_attrs("v_b")["compute_dtype"] == "float32"
+
+
+def test_a_part_is_reused_only_for_the_input_it_was_made_from(tmp_path: Path) -> None:
+    writer = FeatureStoreWriter(tmp_path / "features.h5", attrs=ATTRS)
+    rgb, flow = _features("v_a", 3)
+    writer.write("v_a", rgb=rgb, flow=flow, frames=45, source_fps=30.0, input_id="video 1")
+    assert writer.done("v_a", input_id="video 1")
+    assert not writer.done("v_a", input_id="video 1, replaced")
+    assert writer.done("v_a")  # no identity asked: any part
+    writer.part_path("v_b").write_bytes(b"torn")  # unreadable: computed again
+    assert not writer.done("v_b", input_id="video 2")
+
+
+def test_finalize_merges_only_the_videos_it_is_given(tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    writer = FeatureStoreWriter(out, attrs=ATTRS)
+    for vid in VIDEOS:
+        _write(writer, vid)
+    with pytest.raises(FeatureStoreError, match=r"features\.h5\.parts: no part for video\(s\) \['v_x'\]"):
+        writer.finalize(["v_a", "v_x"])
+    writer.finalize(["v_c", "v_a"])  # v_b's part was left by a run in which it succeeded; now it fails
+    with FeatureStore(out) as fs:
+        assert fs.videos == ["v_a", "v_c"]
+    assert not writer.parts_dir.exists()
+
+
 def test_finalize_replaces_existing_store(tmp_path: Path) -> None:
     out = tmp_path / "features.h5"
     w = FeatureStoreWriter(out, attrs=ATTRS)
@@ -204,7 +248,7 @@ def test_atomic_file_permissions_and_temp_cleanup(tmp_path: Path) -> None:
     finally:
         os.umask(umask)
     assert (tmp_path / "a.h5").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
-    (tmp_path / ".tmp-b.h5.123.abc").write_bytes(b"killed")
+    (tmp_path / ".tmp-b-0123456789ab.h5").write_bytes(b"killed")
     (tmp_path / "keep.h5").write_bytes(b"")
-    assert remove_stale_tmp(tmp_path) == [tmp_path / ".tmp-b.h5.123.abc"]
+    assert remove_stale_tmp(tmp_path, targets=("b.h5",)) == [tmp_path / ".tmp-b-0123456789ab.h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "keep.h5"]

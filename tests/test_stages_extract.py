@@ -1,8 +1,12 @@
-"""The extract stage streams a video in windows and gives the features of the in-memory path."""
+"""The extract stage streams a video in windows and gives the features of the in-memory path;
+an interrupted extraction resumes from the parts that are still valid."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -13,11 +17,15 @@ import torch
 from features.flow import compute_flow, read_flow, write_flow
 from features.i3d import I3D
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
+from core.files import atomic_path, sha256_file, write_json
 from features.store import FILE_ATTR_KEYS, FeatureStore, FeatureStoreWriter
 from features.video import decode_to_mp4, read_decoded_frames
 from features.weights import save_state_dict
-from stages.common import VideoError
+from stages import extract
+from stages.common import VideoError, VideoResult, run_plan
+from stages.decode import DecodeParams
 from stages.extract import ExtractParams, extract_one, load_stream, stream_features
+from stages.flow import FlowParams, recorded_params
 from tests.videos import write_texture_video
 
 VID = "clip"
@@ -91,3 +99,132 @@ def _write_flow_of_length(inputs: dict[str, Path], flow_dir: Path, n: int) -> No
     """A flow file of n zero frames, so that the flow-length check passes and decoding is reached."""
     h, w = read_decoded_frames(inputs["decoded"] / f"{VID}.mp4").shape[1:3]
     write_flow(flow_dir / f"{VID}.h5", np.full((n, h, w, 2), 128, np.uint8), method="dis", bound=20.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage's plan: resuming an interrupted extraction
+
+PARAMS = ExtractParams(crop=32, batch=1, precision="fp32", device="cpu", frame_step=2)
+SHORT = 16  # frames of the short clip: one snippet, so that each extraction is quick
+
+
+@pytest.fixture(scope="module")
+def short(inputs, tmp_path_factory) -> dict[str, Path]:
+    """A decoded one-snippet clip, its DIS flow file, and the module's weights."""
+    root = tmp_path_factory.mktemp("short")
+    decoded, flow = root / "decoded", root / "flow"
+    for d in (decoded, flow):
+        d.mkdir()
+    write_texture_video(root / "src.mp4", SHORT, size=(48, 32), seed=1)
+    decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", fps=25, short_side=32, min_frames=1)
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in read_decoded_frames(decoded / f"{VID}.mp4")])
+    assert len(gray) == SHORT
+    write_flow(flow / f"{VID}.h5", compute_flow(gray, method="dis"), method="dis", bound=20.0)
+    return {"decoded": decoded, "flow": flow, "weights": inputs["weights"]}
+
+
+def _stage_inputs(inputs: dict[str, Path], root: Path, *, ok: list[str], failed: dict[str, str]) -> dict[str, Path]:
+    """Decode and flow folders with manifests in which `ok` succeeded (each a copy of the fixture's
+    clip) and `failed` failed upstream, and the fixture's weights with weights.json."""
+    dirs = {"decoded_dir": root / "decoded", "flow_dir": root / "flow", "weights_dir": root / "weights"}
+    for d in dirs.values():
+        d.mkdir(exist_ok=True)
+    for vid in ok:
+        shutil.copyfile(inputs["decoded"] / f"{VID}.mp4", dirs["decoded_dir"] / f"{vid}.mp4")
+        shutil.copyfile(inputs["flow"] / f"{VID}.h5", dirs["flow_dir"] / f"{vid}.h5")
+    _write_manifests(dirs, ok=ok, failed=failed)
+    for name in ("rgb", "flow"):
+        shutil.copyfile(inputs["weights"] / f"{name}.pt", dirs["weights_dir"] / f"{name}.pt")
+    write_json(dirs["weights_dir"] / "weights.json", {"flow_init": "test", **{
+        f"{name}_sha256": sha256_file(dirs["weights_dir"] / f"{name}.pt") for name in ("rgb", "flow")}})
+    return {**dirs, "out_path": root / "features.h5"}
+
+
+def _write_manifests(dirs: dict[str, Path], *, ok: list[str], failed: dict[str, str]) -> None:
+    """The decode and flow manifests: `ok` decoded and flowed, `failed` failed in decode."""
+    write_json(dirs["decoded_dir"] / "manifest.json", {
+        "fps": 25, "params": DecodeParams().model_dump(), "failed": failed,
+        "videos": {v: {"frames_out": SHORT, "source_fps": 25.0} for v in ok}})
+    write_json(dirs["flow_dir"] / "manifest.json", {
+        "method": "dis", "bound": 20.0, "params": recorded_params(FlowParams()), "failed": {},
+        "videos": {v: {"frames": SHORT} for v in ok}})
+
+
+def _interrupted(plan: extract.VideoPlan, *, after: int) -> extract.VideoPlan:
+    """The plan killed (KeyboardInterrupt) once `after` videos are done, at the latest before
+    the parts are merged."""
+    done: list[str] = []
+
+    def process(vid: str) -> VideoResult:
+        if len(done) == after:
+            raise KeyboardInterrupt
+        done.append(vid)
+        return plan.process(vid)
+
+    def finish(results: list[VideoResult]) -> dict:
+        raise KeyboardInterrupt
+
+    return dataclasses.replace(plan, process=process, finish=finish)
+
+
+def _parts(paths: dict[str, Path]) -> list[str]:
+    """The videos whose part file is in the parts folder."""
+    return sorted(p.stem for p in paths["out_path"].with_name("features.h5.parts").glob("*.h5"))
+
+
+def test_finished_parts_are_reused_when_videos_fail_or_recover_and_the_dtype_differs(short, tmp_path, monkeypatch):
+    # the first run: a, b, c decoded, d failed; another machine computes in bfloat16; killed after 2 videos
+    paths = _stage_inputs(short, tmp_path, ok=["a", "b", "c"], failed={"d": "corrupt file"})
+    monkeypatch.setattr(extract, "compute_dtype", lambda params: "bfloat16")
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(_interrupted(extract.plan(PARAMS, **paths), after=2))
+    monkeypatch.undo()
+    finished_before = ["a", "b"]
+    assert not paths["out_path"].exists()
+
+    # d now decodes (fixed), c now fails: excluded_videos and compute_dtype both change
+    (paths["decoded_dir"] / "c.mp4").unlink()
+    shutil.copyfile(short["decoded"] / f"{VID}.mp4", paths["decoded_dir"] / "d.mp4")
+    shutil.copyfile(short["flow"] / f"{VID}.h5", paths["flow_dir"] / "d.h5")
+    _write_manifests(paths, ok=["a", "b", "d"], failed={"c": "now unreadable"})
+    resumed = extract.plan(PARAMS, **paths)
+    assert _parts(paths) == finished_before  # the plan kept them
+    summary = run_plan(resumed)
+
+    assert summary["resumed"] == len(finished_before) == 2
+    assert (summary["videos"], summary["extracted"], summary["failed"]) == (3, 1, 0)
+    with FeatureStore(paths["out_path"]) as store:
+        assert store.videos == ["a", "b", "d"]
+        assert json.loads(store.attrs["excluded_videos"]) == {"c": "now unreadable"}  # this run's
+        assert store.attrs["compute_dtype"] == "float32"  # what every part ran in, not run 1's claim
+        assert {store.video_attrs(v)["compute_dtype"] for v in store.videos} == {"float32"}
+        np.testing.assert_array_equal(store["a"], store["d"])  # same input: reused = recomputed
+
+
+def test_a_part_made_from_another_input_is_computed_again(short, tmp_path):
+    paths = _stage_inputs(short, tmp_path, ok=["a", "b"], failed={})
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(_interrupted(extract.plan(PARAMS, **paths), after=2))
+    assert _parts(paths) == ["a", "b"]
+    _write_flow_of_length(short, paths["flow_dir"], SHORT)  # clip.h5: then b's flow is redone as still flow
+    (paths["flow_dir"] / f"{VID}.h5").replace(paths["flow_dir"] / "b.h5")
+
+    summary = run_plan(extract.plan(PARAMS, **paths))
+    assert (summary["resumed"], summary["extracted"]) == (1, 1)
+    with FeatureStore(paths["out_path"]) as store:
+        rgb, flow = np.split(store["a"] - store["b"], 2, axis=1)
+        assert not rgb.any() and flow.any()  # b's features follow its new flow
+
+
+def test_extract_sweeps_its_own_temporaries_and_no_other_stages(tmp_path):
+    out = tmp_path / "features.h5"
+    attrs = {**{k: 1 for k in FILE_ATTR_KEYS}, "excluded_videos": "{}"}
+    FeatureStoreWriter(out, attrs=attrs).write("a", rgb=np.ones((2, 1024)), flow=np.ones((2, 1024)), frames=32, source_fps=25.0)
+    names = {}
+    for target in ("features.h5", "pseudo_labels.h5"):  # a killed write of each: its temporary's real name
+        with atomic_path(tmp_path / target) as tmp:
+            names[target] = tmp.name
+        (tmp_path / names[target]).write_bytes(b"in flight")
+
+    extract.finish([VideoResult("a", ok=True)], out_path=out, attrs=attrs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.h5", "pseudo_labels.h5", names["pseudo_labels.h5"]])
