@@ -3,7 +3,7 @@
 Commands:
     params                      print the resolved, validated params
     preset NAME | --list        write a named partial params overlay (presets/) into params.yaml
-    run STAGE                   run one DVC stage as a Prefect flow (what dvc.yaml calls)
+    run STAGE [--no-wait]       run one DVC stage as a Prefect flow (what dvc.yaml calls); one at a time per repository
     map GT RESULTS              score any ActivityNet-format results file
     i3d-check CLIP              top-5 Kinetics-400 classes of a clip (weights sanity check)
     import-features DIR         import released LACP .npy features into the HDF5 store
@@ -62,9 +62,21 @@ def cmd_preset(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.flows import run_stage
+    from core.lock import LockHeldError, repo_lock
+    from pipeline.console import say
 
-    summary = run_stage(args.stage, _params(args))
+    params = _params(args)  # bad params are refused before waiting for the lock
+    # one stage at a time per repository (the params file's folder); `repro` takes no lock, its
+    # stages (`python -m pipeline run STAGE`, started by DVC) each take it
+    try:
+        with repo_lock(Path(args.params).resolve().parent, command=f"python -m pipeline run {args.stage}",
+                       wait=not args.no_wait, on_wait=say):
+            from pipeline.flows import run_stage  # Prefect loads once the lock is ours: --no-wait answers at once
+
+            summary = run_stage(args.stage, params)
+    except LockHeldError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return os.EX_TEMPFAIL  # 75: try again later
     if args.json:
         print(json.dumps({"stage": args.stage, **summary}, default=str))
     return 0
@@ -96,10 +108,47 @@ def cmd_i3d_check(args: argparse.Namespace) -> int:
     return 0
 
 
+IMPORTED_FEATURES = "data/imported/features.h5"  # import-features' default: no DVC stage's output
+
+
+def _dvc_stage_writing(path: Path) -> str | None:
+    """The stage of ./dvc.yaml whose output `path` is or lies in (None: no stage's, or no dvc.yaml).
+    Outs written `${paths.x}` are resolved from ./params.yaml, as DVC resolves them."""
+    import re
+
+    import yaml
+
+    dvc_yaml, params_yaml = Path("dvc.yaml"), Path("params.yaml")
+    if not dvc_yaml.is_file():
+        return None
+    values = yaml.safe_load(params_yaml.read_text()) if params_yaml.is_file() else {}
+
+    def value(match: re.Match[str]) -> str:
+        found = values
+        for key in match.group(1).strip().split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        return match.group(0) if found is None else str(found)
+
+    target = path.resolve()
+    for name, stage in (yaml.safe_load(dvc_yaml.read_text()).get("stages") or {}).items():
+        for out in stage.get("outs", []):
+            owned = Path(re.sub(r"\$\{([^}]+)\}", value, next(iter(out)) if isinstance(out, dict) else out)).resolve()
+            if target == owned or owned in target.parents:
+                return name
+    return None
+
+
 def cmd_import_features(args: argparse.Namespace) -> int:
     from features.lacp_import import import_lacp_features
 
-    summary = import_lacp_features(Path(args.dir), Path(args.out))
+    out = Path(args.out)
+    stage = _dvc_stage_writing(out)
+    if stage is not None:
+        raise ValueError(f"{out} is an output of the DVC stage '{stage}' (dvc.yaml): `dvc repro` would delete it and run "
+                         f"'{stage}' again, losing the import; import outside DVC's outputs (the default --out "
+                         f"{IMPORTED_FEATURES}) and point paths.features of a params file at it (README, \"Starting "
+                         "from public features\")")
+    summary = import_lacp_features(Path(args.dir), out)
     print(json.dumps(summary, default=str))
     return 0
 
@@ -111,8 +160,10 @@ def cmd_export_features(args: argparse.Namespace) -> int:
     params = _params(args)
     annotations = read_annotations(params.paths.dataset)
     subsets = {vid: e["subset"] for vid, e in annotations["database"].items()}
-    summary = export_features(args.features or params.paths.features, Path(args.out), layout=args.layout, subsets=subsets)
-    print(json.dumps({"out": str(summary.out), "layout": summary.layout, "written": summary.written, "kept": summary.kept}))
+    summary = export_features(args.features or params.paths.features, Path(args.out), layout=args.layout, subsets=subsets,
+                              force=args.force)
+    print(json.dumps({"out": str(summary.out), "layout": summary.layout, "written": summary.written,
+                      "removed": summary.removed}))
     return 0
 
 
@@ -128,7 +179,7 @@ def _default_path(args: argparse.Namespace, given: str, key: str, flag: str) -> 
 def cmd_detect(args: argparse.Namespace) -> int:
     from core.files import write_json
     from pipeline.console import say
-    from pipeline.detect import collect_videos, detect, load_detector, results_document, write_pictures
+    from pipeline.detect import collect_videos, detect, earlier_results, load_detector, results_document, write_pictures
 
     overrides = {k: v for k, v in {"r_act": args.r_act, "class_threshold": args.class_threshold,
                                    "nms_tiou": args.nms_tiou, "faithful": args.faithful}.items() if v is not None}
@@ -136,18 +187,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detector = load_detector(_default_path(args, args.model, "model", "--model"),
                              weights_dir=_default_path(args, args.weights, "weights", "--weights"),
                              device=args.device, overrides=overrides)
+    out = Path(args.out)
+    earlier = earlier_results(out, detector, force=args.force)  # refused before any video runs
 
     def finished(results) -> None:  # after each video: nothing finished is lost to a later crash
-        write_json(Path(args.out), results_document(results, detector))
+        write_json(out, results_document(results, detector, earlier=earlier))
         if args.pictures:
             write_pictures(results[-1:], detector, Path(args.pictures), threshold=args.threshold or 0.0)
 
-    document = results_document(detect(videos, detector, threshold=args.threshold, say=say, on_video=finished), detector)
-    failed = document["failed"]
-    found = sum(len(v) for v in document["results"].values())
-    done = len(document["results"])
+    results = detect(videos, detector, threshold=args.threshold, say=say, on_video=finished)
+    failed = [r.name for r in results if not r.ok]  # this run's (--strict); earlier runs' stay in the file
+    found = sum(len(r.detections) for r in results)
+    done = len(results) - len(failed)
+    kept = len(set(earlier["results"]) - {r.name for r in results}) if earlier else 0
     say(f"[detect] wrote {args.out}: {found} detection{'s' * (found != 1)} in {done} video{'s' * (done != 1)}"
         + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
+        + (f"; kept the results of {kept} earlier video{'s' * (kept != 1)}" if kept else "")
         + (f"; pictures in {args.pictures}" if args.pictures else ""))
     return 1 if failed and args.strict else 0
 
@@ -261,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one stage as a Prefect flow")
     p.add_argument("stage", choices=STAGE_NAMES)
     p.add_argument("--json", action="store_true", help="print the stage summary as one JSON line on stdout")
+    p.add_argument("--no-wait", action="store_true",
+                   help="when another stage command holds the repository's lock (.pipeline.lock), fail at once "
+                        "(exit status 75) instead of waiting for it")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("map", help="detection mAP of an ActivityNet results file")
@@ -279,11 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import-features", help="import released LACP .npy features into HDF5")
     p.add_argument("dir", help="folder with {train,test}/{rgb,flow}/<video_id>.npy")
-    p.add_argument("--out", default="data/features.h5")
+    p.add_argument("--out", default=IMPORTED_FEATURES,
+                   help=f"the store to write (default: {IMPORTED_FEATURES}); an output of a dvc.yaml stage, such as "
+                        "data/features.h5, is refused: `dvc repro` would delete it")
     p.set_defaults(fn=cmd_import_features)
 
     p = sub.add_parser("export-features", help="export the feature store as per-video .npy (the inverse of import-features)")
-    p.add_argument("out", help="folder to write")
+    p.add_argument("out", help="folder to write: new, empty, or an earlier export of the same store (else see --force)")
+    p.add_argument("--force", action="store_true",
+                   help="export into a folder that holds anything else: every array is rewritten, and the arrays an "
+                        "earlier export there listed that this one does not write are removed")
     p.add_argument("--layout", choices=["lacp", "actionformer"], required=True,
                    help="lacp: {train,test}/{rgb,flow}/<vid>.npy (T, 1024); actionformer: <vid>.npy (T, 2048)")
     p.add_argument("--features", default="", help="store to export (default: the params' paths.features)")
@@ -294,7 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"video files, or folders (their files ending in {', '.join(DEFAULT_EXTENSIONS)})")
     p.add_argument("--model", default="", help="the model folder (default: the params file's paths.model)")
     p.add_argument("--weights", default="", help="the I3D weights folder (default: the params file's paths.weights)")
-    p.add_argument("--out", default="detections.json", help="ActivityNet results file to write (default: detections.json)")
+    p.add_argument("--out", default="detections.json",
+                   help="ActivityNet results file (default: detections.json), rewritten after each video; when it "
+                        "holds an earlier detect run's results of the same model folder and detection settings, "
+                        "this run's videos are merged in (the others kept, the ones run again replaced); any other "
+                        "existing file is refused unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out file instead of merging into it or refusing it")
     p.add_argument("--threshold", type=float, default=None, help="drop detections scoring below this (default: keep all)")
     p.add_argument("--pictures", default="", metavar="DIR", help="also draw one timeline per video into DIR")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

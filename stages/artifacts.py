@@ -12,6 +12,8 @@ Stages import these instead of each other, so no stage depends on another stage'
     <points>/points.csv           points       `lacp.point_formats.read_points_csv`
     <train_log>/plots/metrics     train        `read_training_log`
     pseudo_labels.h5              train        `lacp.search_record.read_search_record`
+    <pseudo>/pseudo_gt.json       pseudo       `read_pseudo_instances`
+    <model>/model.json's kind     train, selftrain  `model_kind`
 """
 
 from __future__ import annotations
@@ -31,15 +33,21 @@ if TYPE_CHECKING:  # a type only: readers of earlier artifacts need not load h5p
 log = logging.getLogger(__name__)
 
 LOSS_COLUMNS = ["total", "vid", "point", "bkg_point", "score", "feat"]  # the train log's `loss/<term>` names
+PSEUDO_GT_FILE = "pseudo_gt.json"  # the pseudo stage's instances, in the pseudo folder
+SOURCE_MISSING = "source file not found"  # how decode's reason for a video whose source it cannot see starts
 
 __all__ = [
     "LOSS_COLUMNS",
+    "PSEUDO_GT_FILE",
+    "SOURCE_MISSING",
     "available_videos",
     "excluded_videos",
+    "model_kind",
     "read_annotations",
     "read_decode_manifest",
     "read_decoded_videos",
     "read_flow_manifest",
+    "read_pseudo_instances",
     "read_training_log",
     "read_video_paths",
     "read_weights_info",
@@ -75,7 +83,7 @@ def read_decode_manifest(decoded_dir: Path) -> dict[str, Any]:
     Raises:
         ValueError: a manifest without one of those keys (written by an older version: rerun decode).
     """
-    path = Path(decoded_dir) / "manifest.json"
+    path = Path(decoded_dir) / annotations_file.STAGE_MANIFEST
     manifest = read_json(path, what="decode manifest")
     missing = [k for k in ("fps", "params", "videos", "failed") if k not in manifest]
     if missing:
@@ -95,7 +103,7 @@ def read_flow_manifest(flow_dir: Path) -> dict[str, Any]:
     Raises:
         ValueError: a manifest without one of those keys (written by an older version: rerun flow).
     """
-    path = Path(flow_dir) / "manifest.json"
+    path = Path(flow_dir) / annotations_file.STAGE_MANIFEST
     manifest = read_json(path, what="flow manifest")
     missing = [k for k in ("method", "bound", "params", "videos", "failed") if k not in manifest]
     if missing:
@@ -116,8 +124,9 @@ def excluded_videos(store_attrs: dict[str, Any]) -> dict[str, str]:
 def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, what: str) -> list[str]:
     """The `wanted` videos present in the store.
 
-    A video missing because decode or flow reported it as failed is left out with a warning;
-    any other missing video is an error that names the features file and the videos.
+    A video missing because decode or flow reported it as bad is left out with a warning; one
+    whose source decode could not see (`SOURCE_MISSING`: a moved file, an unmounted drive) is
+    an error, as is any other missing video: the error names the features file and the videos.
     """
     excluded = excluded_videos(store.attrs)
     missing = [v for v in wanted if v not in store]
@@ -126,6 +135,13 @@ def available_videos(store: FeatureStore, wanted: list[str], *, features: Path, 
         raise ValueError(
             f"{features}: no features for {len(unexplained)} {what} video(s) named in the annotations: "
             f"{', '.join(unexplained[:20])} (rerun the extract stage)"
+        )
+    unseen = [v for v in missing if excluded[v].startswith(SOURCE_MISSING)]
+    if unseen:
+        raise ValueError(
+            f"{features}: {len(unseen)} {what} video(s) have no features because decode could not find their "
+            f"source: {', '.join(unseen[:20])} (first: {excluded[unseen[0]]}); reconnect the videos and rerun "
+            "decode, or rerun prepare without them"
         )
     if missing:
         log.warning("%d %s video(s) failed upstream and are left out: %s", len(missing), what, ", ".join(missing))
@@ -147,3 +163,31 @@ def read_training_log(log_dir: Path) -> dict[str, dict[int, float]]:
     if not found:
         raise FileNotFoundError(f"{plots}: no training log (run the train stage)")
     return found
+
+
+def read_pseudo_instances(pseudo_dir: Path) -> dict[str, Any]:
+    """The pseudo stage's `pseudo_gt.json` (the annotations.json format, every video `train`),
+    validated as annotations are; its `source` says where the instances came from.
+
+    Raises:
+        FileNotFoundError: the pseudo stage has not run.
+        sources.annotations.AnnotationError: naming the file, the video and the key.
+    """
+    path = Path(pseudo_dir) / PSEUDO_GT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"pseudo instances not found: {path} (run the pseudo stage first)")
+    return annotations_file.read_annotations(path)
+
+
+def model_kind(model_dir: Path) -> str:
+    """Which package a model folder's model.json belongs to: its `kind` ("lacp", or "detector" for
+    the selftrain stage's), "lacp" for folders written before kinds were recorded.
+
+    Raises:
+        FileNotFoundError: no model.json (names the folder's stage).
+    """
+    meta = read_json(Path(model_dir) / "model.json", what="model description")
+    kind = meta.get("kind", "lacp") if isinstance(meta, dict) else None
+    if kind not in ("lacp", "detector"):
+        raise ValueError(f"{Path(model_dir) / 'model.json'}: key 'kind' is {kind!r}, expected 'lacp' or 'detector'")
+    return kind
