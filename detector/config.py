@@ -1,0 +1,194 @@
+"""The detector's settings: every size, with the reason for its default.
+
+Defaults are sized for the project's default synthetic dataset (32 training videos of 14-22 s
+decoded at 25 fps, 16-frame snippets: T = 22-35 snippets per video, 4 classes, instances of
+0.6-8 s = 1-13 snippets) and its `heldout` preset (T = 31-50, instances of 1.6-12.5 snippets).
+The published THUMOS'14 setting of ActionFormer differs where the data does, and the field
+comments say what it uses there (T up to ~2300 snippets, instances up to ~100 snippets):
+`embed_dim` 512, `window` 19, `num_levels` 6, `batch` 2, lr 1e-4 over ~35 epochs.
+
+Units: "snippets" are steps of the features' time grid (`features.timegrid`; 0.64 s by
+default). A pyramid level l has stride 2**l snippets.
+
+Regression ranges (`regression_ranges`): level 0 takes locations whose larger distance to the
+instance's boundaries is in [0, base), level l > 0 [base 2**(l-1), base 2**l), the last level
+[base 2**(L-2), inf). With base 4 (the paper's), a location at stride s always regresses
+distances of 2 s to 4 s, i.e. targets of 2 to 4 in its own stride units (the last level's may
+be larger): every level sees the same scale of targets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DetectorConfig", "InferenceConfig", "RESUMABLE_CHANGES", "regression_ranges"]
+
+RESUMABLE_CHANGES = frozenset({"checkpoint_every", "device"})
+"""`DetectorConfig` fields a resumed run may change; the rest must match the checkpoint
+(`steps` too: the cosine schedule ends at `steps`, so the steps already taken depend on it)."""
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Network, targets, losses and optimisation of one detector training run."""
+
+    # --- network ---
+    # Input width: I3D RGB (1024) and flow (1024) side by side, as `features.store.FeatureStore` reads them.
+    feature_dim: int = 2048
+    # Embedding width D. 128: ~1,000 training snippets (32 videos x ~30) cannot feed the paper's 512
+    # (tens of millions of parameters); 128 gives 2.0 M, 0.8 M of them in the first projection conv
+    # (2048 x 3 x D).
+    embed_dim: int = 128
+    # Attention heads: 4 heads of D / 4 = 32 channels.
+    num_heads: int = 4
+    # Local attention window (odd): a location attends to |i - j| <= window // 2 of its level.
+    # 9 = +-4 snippets (2.6 s) at level 0, +-8 at level 1, +-16 (a whole default video) at level 2:
+    # level 0 holds instances up to ~8 snippets, which fit in one window with context on each side.
+    # The paper uses 19 on THUMOS'14 (T up to 2,300).
+    window: int = 9
+    # Transformer blocks at full resolution before the pyramid (the paper's 2).
+    stem_blocks: int = 2
+    # Pyramid levels L (strides 1, 2, ..., 2**(L-1)); one downsampling transformer block per level
+    # after the first. 4 (strides 1-8) with base 4 covers [0, 4), [4, 8), [8, 16), [16, inf) snippets:
+    # default instances (1-13 snippets, farthest boundary <= 6.5 + centre offset) use levels 0-1,
+    # heldout's longest level 2; level 3 still has 3-6 locations on T = 22-50. THUMOS'14: 6.
+    num_levels: int = 4
+    # Hidden width of each block's MLP, as a multiple of D (the standard transformer's 4).
+    mlp_ratio: int = 4
+    # Conv layers per head, the output conv included (the paper's 3: two conv+LayerNorm+ReLU, one out).
+    head_layers: int = 3
+    # Dropout on attention weights and MLP / attention outputs. 0.1: 32 training videos overfit
+    # quickly (the paper uses 0 plus stochastic depth 0.1 on 200 THUMOS'14 videos).
+    dropout: float = 0.1
+    # Prior probability of the classification bias at initialisation (RetinaNet / the paper's 0.01):
+    # the focal loss starts near the background rate instead of swamping the first steps.
+    prior_prob: float = 0.01
+
+    # --- targets (`detector.targets`) ---
+    # Regression range base, in snippets: level ranges [0, b), [b, 2b), [2b, 4b), ... (module docstring).
+    range_base: float = 4.0
+    # Centre sampling radius r, in strides: a location is positive only within r * stride of the
+    # instance's centre (clipped to the instance). The paper's 1.5: 3 positives at level 0.
+    center_radius: float = 1.5
+
+    # --- losses (`detector.losses`) ---
+    # Sigmoid focal loss alpha (weight of the positive term) and gamma (the paper's 0.25 and 2).
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # Weight of the DIoU regression loss in total = cls + reg_weight * reg (the paper's 1).
+    reg_weight: float = 1.0
+    # Momentum of the EMA of the positive count that normalises both losses (the paper's 0.9) ...
+    loss_norm_momentum: float = 0.9
+    # ... and its initial value: the positives of a batch of 4 default videos (measured: 9.2 positive
+    # locations per default training video, 3 per instance), so the first steps are not over-weighted.
+    loss_norm_init: float = 36.0
+
+    # --- optimisation (`detector.trainer`) ---
+    # Optimisation steps: 600 = 75 epochs of 32 videos at batch 4 (the paper: ~35 epochs of 200
+    # videos at batch 2, ~3,500 steps); the loss flattens well before on the default data.
+    steps: int = 600
+    # Videos per step (each video whole, padded to the batch's longest).
+    batch: int = 4
+    # AdamW peak learning rate and weight decay. 1e-3 for the small D (the paper: 1e-4 at D = 512);
+    # weight decay 0.05 as in the paper (not on biases, norms and the per-level scales).
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    # Linear warm-up steps from 0 to lr (5 epochs at batch 4 on 32 videos, the paper's 5 epochs),
+    # then cosine decay to 0 at `steps`.
+    warmup_steps: int = 40
+    # Gradient clipping: the global L2 norm is clipped to this (the paper's 1.0).
+    grad_clip: float = 1.0
+    # Exponential moving average of the weights, returned instead of the last step's (the paper
+    # keeps one at 0.999 over ~3,500 steps; 0.99 averages over ~100 of 600 steps). 0 = off.
+    ema_decay: float = 0.99
+    # Steps between resumable checkpoints (0 = only after the last step).
+    checkpoint_every: int = 100
+    # Weights init, batch order and dropout.
+    seed: int = 0
+    # "auto" (cuda when available) | "cpu" | "cuda" | "cuda:N".
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = ("feature_dim", "embed_dim", "num_heads", "window", "num_levels", "mlp_ratio",
+                    "head_layers", "steps", "batch")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ValueError(f"detector config: {key} must be >= 1, got {getattr(self, key)}")
+        for key in ("stem_blocks", "warmup_steps", "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"detector config: {key} must be >= 0, got {getattr(self, key)}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"detector config: embed_dim {self.embed_dim} must be a multiple of "
+                             f"num_heads {self.num_heads}")
+        if self.window % 2 == 0:
+            raise ValueError(f"detector config: window must be odd (centred on each location), got {self.window}")
+        unit = {"dropout": self.dropout, "loss_norm_momentum": self.loss_norm_momentum,
+                "ema_decay": self.ema_decay, "focal_alpha": self.focal_alpha}
+        for key, value in unit.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"detector config: {key} must lie in [0, 1), got {value}")
+        if not 0.0 < self.prior_prob < 1.0:
+            raise ValueError(f"detector config: prior_prob must lie in (0, 1), got {self.prior_prob}")
+        for key in ("range_base", "center_radius", "lr", "grad_clip", "loss_norm_init"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"detector config: {key} must be a positive number, got {value}")
+        for key in ("focal_gamma", "reg_weight", "weight_decay"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"detector config: {key} must be >= 0, got {value}")
+
+    @property
+    def max_stride(self) -> int:
+        """Stride of the coarsest level, 2**(L-1): padded lengths are multiples of it."""
+        return 2 ** (self.num_levels - 1)
+
+
+def regression_ranges(*, num_levels: int, base: float) -> np.ndarray:
+    """The [low, high) range, in snippets, of the larger boundary distance each level regresses.
+
+    Args:
+        num_levels: L >= 1.
+        base: b > 0.
+
+    Returns:
+        (L, 2) float64: [0, b), [b, 2b), [2b, 4b), ..., the last row's high inf (and the first
+        row's low 0 even when L = 1, so that one level takes everything).
+    """
+    edges = [0.0] + [base * 2.0**level for level in range(num_levels - 1)] + [math.inf]  # (L+1,)
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the heads' outputs become detections (`detector.postprocess`); not part of training."""
+
+    # Candidates below this class probability are dropped before decoding (the paper's 0.001).
+    score_threshold: float = 0.001
+    # At most this many (location, class) candidates per pyramid level, by probability (THUMOS'14's
+    # level 0 has up to ~2,300 locations x 20 classes; a default video has ~60 locations x 4 classes).
+    pre_nms_topk: int = 1000
+    # Decoded segments not longer than this (snippets) are dropped (the paper: 0.05 s; 0.05 snippets).
+    min_length: float = 0.05
+    # Gaussian Soft-NMS: a segment's score is multiplied by exp(-tIoU**2 / sigma) with each selected
+    # segment of its class (the paper's 0.5).
+    nms_sigma: float = 0.5
+    # Decayed scores below this are dropped (the paper's 0.001).
+    min_score: float = 0.001
+    # Detections kept per video, by score over all classes (the paper: 200 on THUMOS'14's long
+    # videos; 100 is ~30 per instance on the default ones, far past the last recall step).
+    max_segments: int = 100
+
+    def __post_init__(self) -> None:
+        for key in ("pre_nms_topk", "max_segments"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"detector inference config: {key} must be >= 1, got {getattr(self, key)}")
+        for key in ("score_threshold", "min_length", "min_score"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"detector inference config: {key} must be >= 0, got {value}")
+        if not (math.isfinite(self.nms_sigma) and self.nms_sigma > 0):
+            raise ValueError(f"detector inference config: nms_sigma must be > 0, got {self.nms_sigma}")

@@ -1,0 +1,135 @@
+"""From the heads' outputs of one video to scored segments (ActionFormer's inference).
+
+1. Per level, the class probabilities sigmoid(logits) of the valid locations, flattened over
+   (location, class); candidates above `score_threshold`, at most `pre_nms_topk` of them
+   by probability (ties: the earlier location, then the lower class).
+2. Each candidate decodes to [p - d_s s, p + d_e s] (location centre p, stride s, predicted
+   distances d in stride units), clipped to the video's [0, T] snippets; segments not longer
+   than `min_length` snippets are dropped.
+3. Per class, Gaussian Soft-NMS (`soft_nms`) over all levels' candidates together.
+4. The `max_segments` highest decayed scores over all classes are kept, by descending score.
+
+Soft-NMS (Bodla et al., 2017, Gaussian): repeatedly select the remaining segment of highest
+score (ties: the lower index) and multiply every other remaining score by
+exp(-tIoU(selected, other)^2 / sigma); segments whose score falls below `min_score` are
+dropped. tIoU uses lengths end - start. The selected scores never increase, so selecting at
+most `max_segments` per class loses nothing that step 4 would keep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector.config import InferenceConfig
+
+__all__ = ["decode_candidates", "soft_nms", "video_detections"]
+
+
+def soft_nms(
+    segments: np.ndarray, scores: np.ndarray, *, sigma: float, min_score: float, max_keep: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian Soft-NMS of one class (module docstring).
+
+    Args:
+        segments: (K, 2) start, end.
+        scores: (K,) scores.
+        sigma: Gaussian decay width.
+        min_score: scores below this are dropped.
+        max_keep: stop after this many selections.
+
+    Returns:
+        indices (k,) int64 of the kept segments in selection order, and their (k,) decayed scores.
+    """
+    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    remaining = np.asarray(scores, dtype=np.float64).copy()  # (K,)
+    alive = remaining >= min_score  # (K,)
+    start, end = segments[:, 0], segments[:, 1]
+    lengths = end - start
+    kept, kept_scores = [], []
+    while alive.any() and len(kept) < max_keep:
+        best = int(np.argmax(np.where(alive, remaining, -np.inf)))
+        kept.append(best)
+        kept_scores.append(remaining[best])
+        alive[best] = False
+        inter = np.clip(np.minimum(end[best], end) - np.maximum(start[best], start), 0.0, None)  # (K,)
+        union = lengths[best] + lengths - inter
+        tiou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        remaining = np.where(alive, remaining * np.exp(-(tiou**2) / sigma), remaining)
+        alive &= remaining >= min_score
+    return np.array(kept, dtype=np.int64), np.array(kept_scores, dtype=np.float64)
+
+
+def decode_candidates(
+    probs: np.ndarray,
+    distances: np.ndarray,
+    centres: np.ndarray,
+    strides: np.ndarray,
+    levels: np.ndarray,
+    *,
+    length: int,
+    config: InferenceConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-2: the candidate segments of one video.
+
+    Args:
+        probs: (N, C) class probabilities of the video's valid locations.
+        distances: (N, 2) predicted (start, end) distances in stride units.
+        centres: (N,) location centres (snippets).
+        strides: (N,) location strides.
+        levels: (N,) pyramid level of each location.
+        length: T, the video's snippets (segments are clipped to [0, T]).
+        config: score_threshold, pre_nms_topk, min_length.
+
+    Returns:
+        classes (K,) int64, scores (K,) float64, segments (K, 2) float64 in snippets, level by
+        level.
+    """
+    classes, scores, segments = [], [], []
+    num_classes = probs.shape[1]
+    for level in np.unique(levels).tolist():
+        at = np.flatnonzero(levels == level)
+        flat = probs[at].reshape(-1)  # (n C,) location-major
+        candidates = np.flatnonzero(flat > config.score_threshold)
+        order = np.argsort(-flat[candidates], kind="stable")[: config.pre_nms_topk]
+        candidates = candidates[order]
+        location, label = at[candidates // num_classes], candidates % num_classes
+        start = np.clip(centres[location] - distances[location, 0] * strides[location], 0.0, length)
+        end = np.clip(centres[location] + distances[location, 1] * strides[location], 0.0, length)
+        long_enough = end - start > config.min_length
+        classes.append(label[long_enough])
+        scores.append(flat[candidates][long_enough].astype(np.float64))
+        segments.append(np.stack([start, end], axis=1)[long_enough])
+    if not classes:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2))
+    return np.concatenate(classes), np.concatenate(scores), np.concatenate(segments).reshape(-1, 2)
+
+
+def video_detections(
+    classes: np.ndarray, scores: np.ndarray, segments: np.ndarray, *, config: InferenceConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 3-4: Soft-NMS per class, then the best `max_segments` over all classes.
+
+    Args:
+        classes: (K,) class of each candidate.
+        scores: (K,) probabilities.
+        segments: (K, 2) segments.
+        config: nms_sigma, min_score, max_segments.
+
+    Returns:
+        classes (k,), decayed scores (k,) and segments (k, 2), by descending score (ties: the
+        lower class, then selection order).
+    """
+    kept_classes, kept_scores, kept_segments = [], [], []
+    for label in np.unique(classes).tolist():
+        at = np.flatnonzero(classes == label)
+        index, decayed = soft_nms(segments[at], scores[at], sigma=config.nms_sigma,
+                                  min_score=config.min_score, max_keep=config.max_segments)
+        kept_classes.append(np.full(index.size, label, dtype=np.int64))
+        kept_scores.append(decayed)
+        kept_segments.append(segments[at[index]].reshape(-1, 2))
+    if not kept_classes:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2))
+    classes, scores = np.concatenate(kept_classes), np.concatenate(kept_scores)
+    segments = np.concatenate(kept_segments)
+    order = np.argsort(-scores, kind="stable")[: config.max_segments]
+    return classes[order], scores[order], segments[order]

@@ -1,0 +1,69 @@
+"""Detector inference on hand-made outputs: candidates and decoding, Gaussian Soft-NMS, the cut."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from detector.config import InferenceConfig
+from detector.postprocess import decode_candidates, soft_nms, video_detections
+
+
+def test_soft_nms_decays_scores_by_hand():
+    """sigma 0.5, decay exp(-tIoU^2 / 0.5). Segments (score):
+    0 [0, 10] (0.9), 1 [1, 10] (0.8), 2 [20, 30] (0.7), 3 [5, 25] (0.6).
+    Select 0: tIoU with 1 = 9/10, with 3 = 5/25 = 0.2, with 2 = 0
+        -> 1: 0.8 e^-1.62, 3: 0.6 e^-0.08, 2: 0.7.
+    Select 2 (0.7): tIoU with 3 = 5 / (10 + 20 - 5) = 0.2 -> 3: 0.6 e^(-0.08 - 0.08); with 1: 0.
+    Select 3 (0.6 e^-0.16 = 0.511): tIoU with 1 = 5 / (9 + 20 - 5) = 5/24
+        -> 1: 0.8 e^(-1.62 - 2 (5/24)^2).
+    Select 1."""
+    segments = np.array([[0, 10], [1, 10], [20, 30], [5, 25]], dtype=float)
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    index, decayed = soft_nms(segments, scores, sigma=0.5, min_score=0.0, max_keep=10)
+    np.testing.assert_array_equal(index, [0, 2, 3, 1])
+    expected = [0.9, 0.7, 0.6 * math.exp(-0.16), 0.8 * math.exp(-1.62 - 2 * (5 / 24) ** 2)]
+    np.testing.assert_allclose(decayed, expected, rtol=1e-12)
+    # min_score drops segment 1 (0.158 before its last decay), max_keep stops early
+    index, decayed = soft_nms(segments, scores, sigma=0.5, min_score=0.2, max_keep=10)
+    np.testing.assert_array_equal(index, [0, 2, 3])
+    index, _ = soft_nms(segments, scores, sigma=0.5, min_score=0.0, max_keep=2)
+    np.testing.assert_array_equal(index, [0, 2])
+
+
+def test_decoding_keeps_the_top_candidates_of_each_level():
+    """Level 0: locations at 0.5 and 1.5 (stride 1); level 1: location at 1.0 (stride 2); T = 4.
+    Level 0's candidates above 0.001: (loc 0, class 0) 0.9, (loc 1, class 1) 0.3, (loc 1, class 0)
+    0.2; the top 2 decode to [0.5 - 0.5, 0.5 + 2] = [0, 2.5] and [1.5 - 1, 1.5 + 1] = [0.5, 2.5].
+    Level 1: (class 0) 0.6 and (class 1) 0.05 decode to [1 - 0.25 * 2, 1 + 3 * 2] = [0.5, 7],
+    clipped to [0.5, 4]."""
+    probs = np.array([[0.9, 0.0005], [0.2, 0.3], [0.6, 0.05]])
+    distances = np.array([[0.5, 2.0], [1.0, 1.0], [0.25, 3.0]])
+    config = InferenceConfig(pre_nms_topk=2)
+    classes, scores, segments = decode_candidates(probs, distances, np.array([0.5, 1.5, 1.0]),
+                                                  np.array([1.0, 1.0, 2.0]), np.array([0, 0, 1]),
+                                                  length=4, config=config)
+    np.testing.assert_array_equal(classes, [0, 1, 0, 1])
+    np.testing.assert_allclose(scores, [0.9, 0.3, 0.6, 0.05])
+    np.testing.assert_allclose(segments, [[0, 2.5], [0.5, 2.5], [0.5, 4], [0.5, 4]])
+
+
+def test_decoding_drops_segments_too_short():
+    classes, _, _ = decode_candidates(np.array([[0.9]]), np.array([[0.0, 0.04]]), np.array([0.5]),
+                                      np.array([1.0]), np.array([0]), length=4, config=InferenceConfig())
+    assert classes.size == 0  # 0.04 snippets <= min_length 0.05
+
+
+def test_video_detections_run_soft_nms_per_class_and_keep_the_best():
+    """Class 0's two segments overlap with tIoU 0.5 (decay e^(-0.5^2 / 0.5) = e^-0.5); class 1's
+    segment, identical to class 0's best, is not decayed by it. max_segments 2 keeps the two best over both classes."""
+    classes = np.array([0, 0, 1])
+    scores = np.array([0.8, 0.7, 0.5])
+    segments = np.array([[0.0, 2.0], [0.0, 1.0], [0.0, 2.0]])  # [0, 1] inside [0, 2]: tIoU 1/2
+    labels, decayed, kept = video_detections(classes, scores, segments, config=InferenceConfig(max_segments=3))
+    np.testing.assert_array_equal(labels, [0, 1, 0])
+    np.testing.assert_allclose(decayed, [0.8, 0.5, 0.7 * math.exp(-0.25 / 0.5)])
+    np.testing.assert_allclose(kept, [[0, 2], [0, 2], [0, 1]])
+    labels, decayed, _ = video_detections(classes, scores, segments, config=InferenceConfig(max_segments=2))
+    np.testing.assert_array_equal(labels, [0, 1])
