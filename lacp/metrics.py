@@ -45,6 +45,7 @@ __all__ = [
     "Predictions",
     "classification_accuracy",
     "evaluate_detection",
+    "format_comparison",
     "format_table",
     "load_ground_truth",
     "load_results",
@@ -587,10 +588,23 @@ def format_table(result: DetectionResult, *, per_class: bool = False) -> str:
     Returns:
         The table, one row per line, columns separated by spaces.
     """
-    headers = [_threshold_name(t) for t in result.tiou] + [f"avg {span}" for span in _average_positions(result.tiou)]
     rows = [("mAP (%)", _with_averages(result.map, result.tiou))]
     if per_class:
         rows += [(name, _with_averages(ap, result.tiou)) for name, ap in zip(result.classes, result.ap)]
+    return _table(result.tiou, rows)
+
+
+def format_comparison(results: Mapping[str, DetectionResult]) -> str:
+    """`format_table`'s columns with one mAP row per named result (e.g. LACP and the self-trained
+    detector on the same test set); every result must have the same thresholds."""
+    first = next(iter(results.values()))
+    if any(not np.array_equal(r.tiou, first.tiou) for r in results.values()):
+        raise ValueError("format_comparison: the results were evaluated at different tIoU thresholds")
+    return _table(first.tiou, [(name, _with_averages(r.map, r.tiou)) for name, r in results.items()])
+
+
+def _table(tiou: np.ndarray, rows: list[tuple[str, list[float]]]) -> str:
+    headers = [_threshold_name(t) for t in tiou] + [f"avg {span}" for span in _average_positions(tiou)]
     first = max(len("tIoU"), *(len(name) for name, _ in rows))
     widths = [max(len(header), 6) for header in headers]
     lines = ["tIoU".ljust(first) + "".join(f"  {h:>{w}}" for h, w in zip(headers, widths))]

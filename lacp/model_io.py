@@ -11,7 +11,8 @@ A model folder is self-contained: model.json also records `features`, the featur
 attributes that the network's input depends on (time grid, decode and flow settings, crop,
 frame_step, precision, the I3D weights' SHA-256: `stages.extract.store_attrs`), `detection`,
 the settings that turn its scores into detections (`lacp.proposals.DetectionConfig`), and
-`project`, the name and version of the project that trained it (`core.version`). With them
+`project`, the name and version of the project that trained it (`core.version`), and `kind`
+("lacp": `stages.artifacts.model_kind` tells it from the self-trained detector's folders). With them
 `pipeline.detect` remakes the features of a new video exactly as the training's were made.
 
 A model folder may come from anywhere (`python -m pipeline detect --model DIR`), so its sizes are
@@ -36,6 +37,8 @@ from core.files import write_bytes_atomic
 from core.version import PROJECT, project_version
 from lacp.model import LACPNet
 from lacp.proposals import DetectionConfig
+
+MODEL_KIND = "lacp"  # model.json's `kind` (the selftrain stage's folders say "detector", `detector.model_io`)
 
 # The largest size each model.json key may declare: (limit, what it counts). A real model is far
 # below each (THUMOS'14: 2048 features and embeddings, every snippet; ActivityNet: 200 classes,
@@ -78,6 +81,7 @@ def save_model(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {
+        "kind": MODEL_KIND,
         "classes": list(classes),
         "feature_dim": feature_dim,
         "embed_dim": embed_dim,
@@ -124,6 +128,9 @@ def read_model_meta(model_dir: Path) -> dict:
         raise ValueError(f"{path}: not JSON ({err}); the train stage writes it: retrain the model") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: expected a JSON object (the train stage writes it), got {type(meta).__name__}")
+    if meta.setdefault("kind", MODEL_KIND) != MODEL_KIND:
+        raise ValueError(f"{path}: key 'kind' is {meta['kind']!r}, not {MODEL_KIND!r}: not an LACP model folder "
+                         "(a self-trained detector's is read by detector.model_io)")
     meta.setdefault("num_segments", 0)
     for record in ("features", "detection", "project"):
         if not isinstance(meta.setdefault(record, {}), dict):

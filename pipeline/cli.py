@@ -184,7 +184,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"r_act": args.r_act, "class_threshold": args.class_threshold,
                                    "nms_tiou": args.nms_tiou, "faithful": args.faithful}.items() if v is not None}
     videos = collect_videos(args.videos)  # bad arguments are refused before the model loads
-    detector = load_detector(_default_path(args, args.model, "model", "--model"),
+    model_dir = Path(args.model) if args.model else None
+    if model_dir is None:  # the params file's choice (detect.model): LACP's or the self-trained detector's folder
+        _default_path(args, "", "model", "--model")  # names a missing params file
+        params = _params(args)
+        model_dir = params.detect.model_dir(params.paths)
+    detector = load_detector(model_dir,
                              weights_dir=_default_path(args, args.weights, "weights", "--weights"),
                              device=args.device, overrides=overrides)
     out = Path(args.out)
@@ -355,7 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="detect actions in new videos with a trained model folder")
     p.add_argument("videos", nargs="+", metavar="VIDEO_OR_FOLDER",
                    help=f"video files, or folders (their files ending in {', '.join(DEFAULT_EXTENSIONS)})")
-    p.add_argument("--model", default="", help="the model folder (default: the params file's paths.model)")
+    p.add_argument("--model", default="", help="the model folder: LACP's (train) or the self-trained detector's "
+                   "(selftrain) (default: the one the params file's detect.model names)")
     p.add_argument("--weights", default="", help="the I3D weights folder (default: the params file's paths.weights)")
     p.add_argument("--out", default="detections.json",
                    help="ActivityNet results file (default: detections.json), rewritten after each video; when it "

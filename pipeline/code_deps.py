@@ -30,6 +30,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.files import write_bytes_atomic
+from stages import STAGE_MODULES
+
 __all__ = [
     "PROJECT_PACKAGES",
     "check_input_deps",
@@ -41,7 +44,7 @@ __all__ = [
     "write_code_deps",
 ]
 
-PROJECT_PACKAGES = ("core", "features", "lacp", "sources", "stages")
+PROJECT_PACKAGES = ("core", "detector", "features", "lacp", "sources", "stages")
 """Top-level packages whose files count as code deps (`pipeline` only orchestrates)."""
 
 
@@ -90,12 +93,14 @@ def _executed_nodes(tree: ast.AST) -> Iterable[ast.AST]:
 
 
 def stage_closure(root: Path, stage: str) -> set[str]:
-    """Project files (POSIX paths relative to `root`) that `stages/<stage>.py` imports, transitively.
+    """Project files (POSIX paths relative to `root`) that the stage's module imports, transitively:
+    `stages/<module>.py` with the module `stages.STAGE_MODULES` names (the stage's own, or the one it
+    reruns on other paths, as evaluate_selftrain runs evaluate's).
 
     A package's `__init__.py` is included whenever one of its modules is (Python runs it).
     """
     root = Path(root)
-    todo = [f"stages.{stage}"]
+    todo = [f"stages.{STAGE_MODULES.get(stage, stage)}"]
     seen: dict[str, Path] = {}
     while todo:
         module = todo.pop()
@@ -196,5 +201,5 @@ def write_code_deps(root: Path, dvc_yaml: Path, inputs: Mapping[str, list[str]] 
         if re.match(r"^    deps:\s*$", line):
             in_deps = True
         out.append(line)
-    Path(dvc_yaml).write_text("\n".join(out))
+    write_bytes_atomic(dvc_yaml, "\n".join(out).encode())  # a failed write leaves dvc.yaml as it was
     return written

@@ -49,16 +49,16 @@ from core.files import sha256_file, write_json
 from core.version import project_version
 from features.store import FeatureStore
 from lacp.analysis_plots import ModelView, plot_comparison
-from lacp.inference import predict, resampled_seconds
-from lacp.model import LACPNet
-from lacp.model_io import feature_record, load_model, read_model_meta
+from detector.model_io import read_detector_meta
+from lacp.model_io import feature_record, read_model_meta
 from lacp.proposals import DetectionConfig, to_results_json
 from pipeline.console import format_seconds
 from sources.directory import DEFAULT_EXTENSIONS
 from stages import decode as decode_stage
 from stages import extract as extract_stage
 from stages import flow as flow_stage
-from stages.artifacts import read_decode_manifest, read_weights_info
+from stages.artifacts import model_kind, read_decode_manifest, read_weights_info
+from stages.predictors import DetectorPredictor, LacpPredictor, load_predictor
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,11 @@ class Detector:
     Attributes:
         model_dir: the model folder.
         weights_dir: the I3D weights (rgb.pt, flow.pt, weights.json) matching the record.
-        model: the network, in eval mode on `device`.
+        kind: the folder's model kind ("lacp" or "detector", `stages.artifacts.model_kind`).
+        predictor: the model applied to stored features (`stages.predictors`), on `device`.
         classes: class names by index.
-        num_segments: the model's training sequence length (0 = every snippet).
-        config: the detection settings (the record's, with the caller's overrides).
+        settings: the detection settings a results file records (LACP: the record's
+            `DetectionConfig` with the caller's overrides; the detector: its `InferenceConfig`).
         decode: the decode section the training's features were made with.
         flow: the flow section (device: the caller's).
         extract: the extract section's recorded keys (device: the caller's).
@@ -112,10 +113,10 @@ class Detector:
 
     model_dir: Path
     weights_dir: Path
-    model: LACPNet
+    kind: str
+    predictor: LacpPredictor | DetectorPredictor
     classes: list[str]
-    num_segments: int
-    config: DetectionConfig
+    settings: dict[str, Any]
     decode: decode_stage.DecodeParams
     flow: flow_stage.FlowParams
     extract: extract_stage.ExtractParams
@@ -130,7 +131,8 @@ class VideoDetections:
         name: the results key (the file name without its extension).
         path: the input file.
         detections: {"label_index", "score", "segment": [s, e]} in the video's seconds, best first.
-        q: (T or N, C+1) fused scores on the grid the network saw (the picture's curves).
+        q: (T or N, C+1) the picture's curves: LACP's fused scores on the grid the network saw, or
+            the detector's `stages.predictors.coverage_scores`.
         q_seconds: seconds per row of `q`.
         duration: the video's length in seconds.
         seconds: wall time per phase (decode, flow, features, model).
@@ -211,10 +213,12 @@ def load_detector(
     """Rebuild the feature and detection settings of a model folder and check they can be met.
 
     Args:
-        model_dir: a model folder written by the train stage.
+        model_dir: a model folder written by the train stage (LACP) or the selftrain stage (the
+            self-trained detector: `kind` "detector" in its model.json).
         weights_dir: the I3D weights folder (the weights stage's output).
         device: auto | cpu | cuda, for the flow (tvl1_torch only), I3D and the model.
-        overrides: detection settings to use instead of the recorded ones (`DetectionConfig` keys).
+        overrides: LACP's detection settings to use instead of the recorded ones (`DetectionConfig`
+            keys); refused for a detector folder.
 
     Returns:
         The detector.
@@ -228,7 +232,11 @@ def load_detector(
         FileNotFoundError: the model or the weights are missing.
     """
     model_dir, weights_dir = Path(model_dir), Path(weights_dir)
-    meta = read_model_meta(model_dir)
+    kind = model_kind(model_dir)
+    meta = read_model_meta(model_dir) if kind == "lacp" else read_detector_meta(model_dir)[0]
+    if kind == "detector" and overrides:
+        raise ModelFolderError(f"{model_dir / 'model.json'}: {', '.join(sorted(overrides))} set LACP's proposal step; "
+                               "the self-trained detector applies the inference settings its folder records")
     record = meta["features"]
     where = model_dir / "model.json"
     if not record:
@@ -267,10 +275,12 @@ def load_detector(
                                f"would make {remade.get(key)!r}{hint}")
 
     resolved = resolve_device(device)
-    config = DetectionConfig(**{**meta["detection"], **(overrides or {})})
-    return Detector(model_dir=model_dir, weights_dir=weights_dir, model=load_model(model_dir, device=resolved),
-                    classes=list(meta["classes"]), num_segments=int(meta["num_segments"]), config=config,
-                    decode=decode, flow=flow, extract=extract, device=resolved)
+    config = DetectionConfig(**{**meta.get("detection", {}), **(overrides or {})})  # LACP's proposal step
+    predictor = load_predictor(model_dir, config, resolved, classes=list(meta["classes"]))
+    settings = dataclasses.asdict(config) if kind == "lacp" else dataclasses.asdict(predictor.inference)
+    return Detector(model_dir=model_dir, weights_dir=weights_dir, kind=kind, predictor=predictor,
+                    classes=list(meta["classes"]), settings=settings, decode=decode, flow=flow, extract=extract,
+                    device=resolved)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,10 +334,8 @@ def detect_video(path: Path, detector: Detector, *, work_dir: Path, name: str | 
 
     started = time.perf_counter()
     with FeatureStore(features) as store:
-        proposals, _, scores = predict(detector.model, store, [VIDEO_ID], detector.config, detector.device,
-                                       keep_scores=[VIDEO_ID], num_segments=detector.num_segments)
-        out.q_seconds = resampled_seconds(store.time_grid.seconds_per_snippet, store[VIDEO_ID].shape[0],
-                                          detector.num_segments)
+        proposals, _, scores, seconds = detector.predictor(store, [VIDEO_ID], keep_scores=[VIDEO_ID])
+    out.q_seconds = seconds[VIDEO_ID]
     out.detections = sorted(proposals[VIDEO_ID], key=lambda p: -float(p["score"]))
     out.q = scores[VIDEO_ID]  # (T or N, C+1)
     out.seconds["model"] = time.perf_counter() - started
@@ -423,7 +431,7 @@ def detect(
 
 def _model_record(detector: Detector) -> dict[str, Any]:
     """What a results file records of the model that made it: its folder and detection settings."""
-    return {"folder": str(detector.model_dir), "detection": dataclasses.asdict(detector.config)}
+    return {"folder": str(detector.model_dir), "kind": detector.kind, "detection": detector.settings}
 
 
 def earlier_results(path: Path, detector: Detector, *, force: bool = False) -> dict[str, Any] | None:

@@ -52,15 +52,20 @@ def print_results(params: Params) -> None:
     """After a repro: the test mAP table and where to look next."""
     import numpy as np
 
-    from lacp.metrics import evaluate_detection, format_table, load_ground_truth, load_results
+    from lacp.metrics import evaluate_detection, format_comparison, load_ground_truth, load_results
 
     annotations = params.paths.dataset / "annotations.json"
-    predictions = params.paths.evaluation / "predictions.json"
-    if not (annotations.is_file() and predictions.is_file()):
+    detector = ("detector on ground truth" if params.pseudo.source == "ground_truth"  # the upper bound
+                else f"LACP + self-training ({params.pseudo.source})")
+    runs = {"LACP": params.paths.evaluation / "predictions.json",
+            detector: params.paths.selftrain_evaluation / "predictions.json"}
+    runs = {name: path for name, path in runs.items() if path.is_file()}
+    if not (annotations.is_file() and runs):
         return
-    result = evaluate_detection(load_ground_truth(annotations, subset="test"), load_results(predictions),
-                                tiou=np.asarray(params.evaluate.tiou))
-    print(f"\nTest-set detection mAP ({predictions}):\n{format_table(result)}\n")
+    truth = load_ground_truth(annotations, subset="test")
+    results = {name: evaluate_detection(truth, load_results(path), tiou=np.asarray(params.evaluate.tiou))
+               for name, path in runs.items()}
+    print(f"\nTest-set detection mAP (%) ({', '.join(map(str, runs.values()))}):\n{format_comparison(results)}\n")
     print("Where to look next:")
     for what, where in [
         ("make ui", "the Prefect UI on http://127.0.0.1:4200: every stage run, its logs, tables and report"),

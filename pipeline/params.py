@@ -21,6 +21,8 @@ from stages.extract import ExtractParams
 from stages.flow import FlowParams
 from stages.points import PointsParams
 from stages.prepare import DatasetParams
+from stages.pseudo import PseudoParams
+from stages.selftrain import SelftrainParams
 from stages.train import TrainParams
 from stages.weights import WeightsParams
 
@@ -40,6 +42,10 @@ class PathsParams(StageParams):
     pseudo_labels: Path
     evaluation: Path
     analysis: Path
+    pseudo: Path
+    selftrain_model: Path
+    selftrain_log: Path
+    selftrain_evaluation: Path
 
 
 class PipelineParams(StageParams):
@@ -49,6 +55,16 @@ class PipelineParams(StageParams):
     max_workers: int = 2
     dask_address: str = ""
     retries: int = 1
+
+
+class DetectParams(StageParams):
+    """What `python -m pipeline detect` applies when no --model is given (no stage reads it)."""
+
+    model: Literal["lacp", "selftrain"] = "lacp"
+
+    def model_dir(self, paths: PathsParams) -> Path:
+        """The chosen model folder: train's (`paths.model`) or selftrain's (`paths.selftrain_model`)."""
+        return paths.model if self.model == "lacp" else paths.selftrain_model
 
 
 class Params(StageParams):
@@ -65,6 +81,9 @@ class Params(StageParams):
     train: TrainParams
     evaluate: EvaluateParams
     analyze: AnalyzeParams
+    pseudo: PseudoParams
+    selftrain: SelftrainParams
+    detect: DetectParams
 
 
 class ParamsError(ValueError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from pipeline.params import Params
-from stages import analyze, decode, evaluate, extract, points, prepare, train, weights
+from stages import analyze, decode, evaluate, extract, points, prepare, pseudo, selftrain, train, weights
 from stages import flow as flow_stage
 from stages.common import VideoPlan
 
@@ -59,5 +59,30 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
         pseudo_labels=p.paths.pseudo_labels,
         train_log=p.paths.train_log,
         out_dir=p.paths.analysis,
+    ),
+    "pseudo": lambda p, _: pseudo.run(
+        p.pseudo,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.model,
+        points_dir=p.paths.points,
+        pseudo_labels=p.paths.pseudo_labels,
+        out_dir=p.paths.pseudo,
+    ),
+    "selftrain": lambda p, progress: selftrain.run(
+        p.selftrain,
+        features=p.paths.features,
+        lacp_model_dir=p.paths.model,
+        pseudo_dir=p.paths.pseudo,
+        model_dir=p.paths.selftrain_model,
+        log_dir=p.paths.selftrain_log,
+        on_progress=progress,
+    ),
+    "evaluate_selftrain": lambda p, _: evaluate.run(
+        p.evaluate,
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.selftrain_model,
+        out_dir=p.paths.selftrain_evaluation,
     ),
 }

@@ -27,6 +27,7 @@ from core.files import write_bytes_atomic, write_json
 from pipeline.artifacts import artifact_key, png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
+from pipeline.params import load_params
 
 METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy",
                "val_mAP@0.1-0.7", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
@@ -104,12 +105,14 @@ def departure_points(preset: str) -> dict[str, dict[str, str]]:
     return points
 
 
+LACP_ROW = "+ both (LACP)"
+SELFTRAIN_ROW = "+ self-training"  # the detector trained on LACP_ROW's pseudo instances: same experiments, own metrics
 ABLATION_POINTS: dict[str, dict[str, str]] = {
     # the paper's "effect of each completeness guidance" (LACP, ICCV 2021, Table 4): labels -> overrides
     "baseline (points only)": {"train.completeness": "false"},
     "+ score contrast": {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "false"},
     "+ feature contrast": {"train.completeness": "true", "train.score_contrast": "false", "train.feature_contrast": "true"},
-    "+ both (LACP)": {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "true"},
+    LACP_ROW: {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "true"},
 }
 RUNS_FILE = "runs.json"  # in a study's folder: experiment name -> label, seed, overrides
 
@@ -143,11 +146,22 @@ def experiment_argv(point: dict[str, str], seed: int, *, name: str, extra: list[
     return argv
 
 
-def collect_metrics(exp_show: list[dict[str, Any]], names: set[str]) -> dict[str, dict[str, float]]:
+SELFTRAIN_PREFIX = "selftrain/"  # collect_metrics' keys of the self-trained detector's evaluation
+
+
+def collect_metrics(exp_show: list[dict[str, Any]], names: set[str], *,
+                    selftrain_metrics: str = "") -> dict[str, dict[str, float]]:
     """Metrics of the named experiments from `dvc exp show --json` output.
 
+    Args:
+        exp_show: the parsed output.
+        names: the experiments wanted.
+        selftrain_metrics: the evaluate_selftrain stage's metrics file (its keys are the evaluate
+            stage's: they are kept apart under `SELFTRAIN_PREFIX`, never mixed with LACP's).
+
     Returns:
-        name -> flat metrics (keys of the evaluate stage's metrics.json).
+        name -> flat metrics (keys of the evaluate stage's metrics.json, the other stages' own,
+        and `selftrain/<key>` for the self-trained detector's).
     """
     found: dict[str, dict[str, float]] = {}
 
@@ -155,8 +169,9 @@ def collect_metrics(exp_show: list[dict[str, Any]], names: set[str]) -> dict[str
         name = entry.get("name")
         data = entry.get("data") or {}
         if name in names:
-            for source in (data.get("metrics") or {}).values():
-                found.setdefault(name, {}).update(_flat_numbers(source.get("data") or {}))
+            for path, source in (data.get("metrics") or {}).items():
+                prefix = SELFTRAIN_PREFIX if selftrain_metrics and Path(path) == Path(selftrain_metrics) else ""
+                found.setdefault(name, {}).update(_flat_numbers(source.get("data") or {}, prefix))
         for child in entry.get("experiments") or []:
             for rev in child.get("revs") or []:
                 visit(rev)
@@ -174,6 +189,25 @@ def _flat_numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[f"{prefix}{key}"] = float(value)
     return out
+
+
+def with_selftrain_row(runs: dict[tuple[str, int], dict[str, float]],
+                       labels: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Add `SELFTRAIN_ROW` after `LACP_ROW`: the self-trained detector's metrics (`SELFTRAIN_PREFIX`
+    keys) of LACP_ROW's experiments, one run per seed; unchanged when the study has no LACP_ROW
+    or its experiments have no self-training metrics.
+
+    Returns:
+        (runs, labels) with the row added.
+    """
+    added = {(SELFTRAIN_ROW, seed): {k.removeprefix(SELFTRAIN_PREFIX): v for k, v in m.items()
+                                     if k.startswith(SELFTRAIN_PREFIX)}
+             for (label, seed), m in runs.items() if label == LACP_ROW}
+    added = {key: m for key, m in added.items() if m}
+    if not added:
+        return runs, labels
+    at = labels.index(LACP_ROW) + 1
+    return {**runs, **added}, [*labels[:at], SELFTRAIN_ROW, *labels[at:]]
 
 
 def summarise(runs: dict[tuple[str, int], dict[str, float]], labels: list[str]) -> list[dict[str, Any]]:
@@ -379,11 +413,13 @@ def study_flow(
     shown = subprocess.run(  # -A: experiments stay findable by name if HEAD moved meanwhile
         [dvc_executable(), "exp", "show", "--json", "-A"], capture_output=True, text=True, check=True
     )
-    metrics = collect_metrics(json.loads(shown.stdout), set(names))
+    selftrain_metrics = load_params(Path("params.yaml")).paths.selftrain_evaluation / "metrics.json"
+    metrics = collect_metrics(json.loads(shown.stdout), set(names), selftrain_metrics=str(selftrain_metrics))
     missing = sorted(set(names) - set(metrics))
     if missing:
         raise RuntimeError(f"dvc exp show has no metrics for: {', '.join(missing)}")
-    rows = summarise({names[n]: m for n, m in metrics.items()}, labels)
+    runs, labels = with_selftrain_row({names[n]: m for n, m in metrics.items()}, labels)
+    rows = summarise(runs, labels)
     paths = write_outputs(rows, Path(out_dir), points=points, title=title)
     key = artifact_key("study", Path(out_dir).name)
     create_table_artifact(key=f"{key}-table", table=rows, description=f"{title}: mAP (0-1) per run over seeds {seeds}")

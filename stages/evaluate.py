@@ -35,14 +35,14 @@ from lacp.metrics import (
 )
 from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import to_results_json
-from lacp.inference import predict, resampled_seconds
 from lacp.proposals import DetectionConfig
-from lacp.model_io import load_model, read_model_meta
+from lacp.model_io import read_model_meta
 from lacp.splits import SPLIT_FILE, read_split
 from core.device import resolve_device
 from core.files import atomic_path, write_json
 from stages.common import StageParams
 from stages.artifacts import available_videos, read_annotations
+from stages.predictors import LacpPredictor, load_predictor
 
 log = logging.getLogger(__name__)
 _DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.proposals
@@ -83,6 +83,23 @@ def validation_videos(model_dir: Path, annotations: dict[str, Any]) -> list[str]
         raise ValueError(f"{path}: {len(strays)} validation video(s) are not training videos of the annotations: "
                          f"{', '.join(strays[:20])} (rerun the train stage)")
     return videos
+
+
+def detection_config(params: EvaluateParams) -> DetectionConfig:
+    """LACP's detection settings from this stage's params (the detector's are its folder's)."""
+    return DetectionConfig(r_act=params.r_act, class_threshold=params.class_threshold, nms_tiou=params.nms_tiou,
+                           faithful=params.faithful)
+
+
+def warn_if_detect_differs(model_dir: Path, params: EvaluateParams) -> None:
+    """Warn when these detection settings differ from the ones the LACP model folder records,
+    which `python -m pipeline detect` applies."""
+    recorded = read_model_meta(model_dir)["detection"]
+    differing = {k: (v, getattr(params, k)) for k, v in recorded.items() if getattr(params, k, v) != v}
+    if differing:
+        log.warning("evaluate's detection settings differ from %s/model.json's, which `detect` applies: %s "
+                    "(pass them to detect as --r-act / --class-threshold / --nms-tiou / --[no-]faithful)", model_dir,
+                    ", ".join(f"{k} {was} there, {now} here" for k, (was, now) in differing.items()))
 
 
 def subset_metrics(
@@ -126,16 +143,9 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     annotations = read_annotations(dataset_dir)
     classes = annotations["classes"]
     device = resolve_device(params.device)
-    model = load_model(model_dir, device=device)
-    meta = read_model_meta(model_dir)
-    num_segments = meta["num_segments"]  # 0 = every snippet; N = the training's fixed length
-    if model.num_classes != len(classes):
-        raise ValueError(f"{model_dir}: model has {model.num_classes} classes, annotations have {len(classes)}")
-    differing = {k: (v, getattr(params, k)) for k, v in meta["detection"].items() if getattr(params, k, v) != v}
-    if differing:  # `python -m pipeline detect` applies the model folder's settings unless told otherwise
-        log.warning("evaluate's detection settings differ from %s/model.json's, which `detect` applies: %s "
-                    "(pass them to detect as --r-act / --class-threshold / --nms-tiou / --[no-]faithful)", model_dir,
-                    ", ".join(f"{k} {recorded} there, {here} here" for k, (recorded, here) in differing.items()))
+    predictor = load_predictor(model_dir, detection_config(params), device, classes=classes)
+    if isinstance(predictor, LacpPredictor):
+        warn_if_detect_differs(model_dir, params)
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     gt = load_ground_truth(annotations, subset="test")
     validation = validation_videos(model_dir, annotations)
@@ -144,20 +154,16 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     # 2. predictions (features streamed one video at a time)
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
-        snippet_seconds = store.time_grid.seconds_per_snippet
-        proposals, class_sets, scores = predict(model, store, videos, params, device, keep_scores=videos[: params.timelines],
-                                                num_segments=num_segments)
-        timeline_seconds = {vid: resampled_seconds(snippet_seconds, store[vid].shape[0], num_segments) if num_segments
-                            else snippet_seconds for vid in scores}  # seconds per position of each kept score curve
+        proposals, class_sets, scores, timeline_seconds = predictor(store, videos, keep_scores=videos[: params.timelines])
         held_out = available_videos(store, validation, features=features, what="validation")
-        val_proposals, val_class_sets, _ = predict(model, store, held_out, params, device, num_segments=num_segments)
+        val_proposals, val_class_sets, _, _ = predictor(store, held_out)
     results = to_results_json(proposals, classes=classes)
     write_json(out_dir / "predictions.json", results)
 
     # 3. metrics against every instance of the set (a video missing upstream counts as missed)
     detection = evaluate_detection(gt, results, tiou=np.asarray(params.tiou))
     metrics: dict[str, Any] = subset_metrics(detection, class_sets, annotations, videos)
-    metrics["selection"] = meta.get("selection", "final step")
+    metrics["selection"] = predictor.selection
     val_table = ""
     if val_gt is not None:
         val_detection = evaluate_detection(val_gt, to_results_json(val_proposals, classes=classes), tiou=np.asarray(params.tiou))
@@ -170,7 +176,7 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes,
                 snippet_seconds=timeline_seconds)
     write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
-    if metrics["selection"] != "final step":
+    if metrics["selection"].startswith("best on test"):
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
     return {**metrics, "report": str(out_dir / "report.md")}
 

@@ -87,6 +87,7 @@ TINY = {
     "extract": {"crop": 64, "batch": 4},
     "train": {"steps": 6, "batch": 2, "search_every": 3, "checkpoint_every": 3, "search_workers": 1},
     "evaluate": {"timelines": 1},
+    "selftrain": {"steps": 6, "batch": 2, "warmup_steps": 2, "checkpoint_every": 3},
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline.code_deps import missing_deps, stage_closure, stage_code_deps
-from stages import STAGE_NAMES
+from stages import STAGE_MODULES, STAGE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -20,7 +20,7 @@ STAGES = list(DVC_YAML["stages"])
 @pytest.mark.parametrize("stage", STAGES)
 def test_dvc_yaml_lists_every_file_the_stage_imports(stage: str) -> None:
     closure = stage_closure(REPO, stage)
-    assert f"stages/{stage}.py" in closure
+    assert f"stages/{STAGE_MODULES[stage]}.py" in closure
     missing = missing_deps(closure, stage_code_deps(DVC_YAML)[stage])
     assert missing == [], f"dvc.yaml stage {stage!r} misses code deps {missing}: python -m pipeline code-deps --write"
 

@@ -69,6 +69,27 @@ def test_detect_gives_the_evaluate_stage_detections(run, detector, tmp_path):
         assert got.q.shape[1] == len(detector.classes) + 1
 
 
+def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run, tmp_path):
+    """The selftrain stage's folder (kind "detector"): a test video's detections from its source
+    file equal the evaluate_selftrain stage's, segment and score to 1e-5; LACP's proposal flags are
+    refused for it."""
+    selftrained = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu")
+    assert selftrained.kind == "detector" and set(selftrained.settings) >= {"nms_sigma", "max_segments"}
+    sources = read_video_paths(run.paths.dataset)
+    evaluated = json.loads((run.paths.selftrain_evaluation / "predictions.json").read_text())["results"]
+    assert sum(map(len, evaluated.values())) > 0
+    for vid, want in sorted(evaluated.items()):
+        got = detect_video(Path(sources[vid]), selftrained, work_dir=tmp_path / vid)
+        assert len(got.detections) == len(want), vid
+        for g, w in zip(_ranked(got.detections), _ranked(want)):
+            assert selftrained.classes[g["label_index"]] == w["label"]
+            assert g["score"] == pytest.approx(w["score"], abs=1e-5)
+            assert g["segment"] == pytest.approx(w["segment"], abs=1e-5)
+    with pytest.raises(ModelFolderError, match="nms_tiou set LACP's proposal step"):
+        load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
+                      overrides={"nms_tiou": 0.5})
+
+
 def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
     """The same test video re-encoded at 24 fps (the source is 30): decode resamples it to 25 fps,
     and each of the evaluate stage's detections is found again within one snippet (0.64 s)."""
@@ -242,8 +263,7 @@ def test_an_out_file_of_another_model_or_not_of_detect_is_refused_without_force(
     detection settings, or a file detect did not write, is refused before any video runs,
     byte for byte as it was; --force replaces it."""
     document = {"version": "VERSION 1.3", "external_data": {}, "failed": {}, "results": {"old": []},
-                "videos": {"old": {}}, "model": {"folder": str(detector.model_dir),
-                                                  "detection": dataclasses.asdict(detector.config)}}
+                "videos": {"old": {}}, "model": {"folder": str(detector.model_dir), "detection": detector.settings}}
     out = tmp_path / "detections.json"
     out.write_text(json.dumps(document))
     assert earlier_results(out, detector) == document
@@ -251,7 +271,7 @@ def test_an_out_file_of_another_model_or_not_of_detect_is_refused_without_force(
     with pytest.raises(ResultsFileError, match=rf"{out}: holds the results of 1 video\(s\) made with model folder "
                                                rf".*this run uses .*other-model.*--force"):
         earlier_results(out, other_folder)
-    other_settings = dataclasses.replace(detector, config=dataclasses.replace(detector.config, nms_tiou=0.3))
+    other_settings = dataclasses.replace(detector, settings={**detector.settings, "nms_tiou": 0.3})
     with pytest.raises(ResultsFileError, match="made with detection settings"):
         earlier_results(out, other_settings)
     assert earlier_results(out, other_folder, force=True) is None

@@ -86,6 +86,31 @@ def test_collect_metrics_walks_dvc_exp_show_json():
     assert found == {"s-000": {"mAP@0.5": 0.4}, "s-001": {"mAP@0.5": 0.6}}  # strings and per-class lists skipped
 
 
+def test_the_self_trained_detector_metrics_stay_apart_and_make_the_ablation_row():
+    """evaluate and evaluate_selftrain write the same keys: the detector's are prefixed, never
+    mixed with LACP's, and become the ablation's "+ self-training" row, right after LACP's."""
+    from pipeline.study import LACP_ROW, SELFTRAIN_ROW, with_selftrain_row
+
+    def exp(name: str, lacp: float, detector: float) -> dict:
+        return {"name": name, "data": {"metrics": {
+            "metrics/eval/metrics.json": {"data": {"mAP@0.5": lacp}},
+            "metrics/eval_selftrain/metrics.json": {"data": {"mAP@0.5": detector}}}}}
+
+    shown = [{"rev": "HEAD", "name": "main", "data": {"metrics": {}},
+              "experiments": [{"revs": [exp("a-000", 0.4, 0.5)]}, {"revs": [exp("a-001", 0.6, 0.8)]},
+                              {"revs": [exp("a-002", 0.3, 0.1)]}]}]
+    found = collect_metrics(shown, {"a-000", "a-001", "a-002"},
+                            selftrain_metrics="metrics/eval_selftrain/metrics.json")
+    assert found["a-000"] == {"mAP@0.5": 0.4, "selftrain/mAP@0.5": 0.5}
+    runs = {(LACP_ROW, 0): found["a-000"], (LACP_ROW, 1): found["a-001"], ("baseline", 0): found["a-002"]}
+    runs, labels = with_selftrain_row(runs, ["baseline", LACP_ROW])
+    assert labels == ["baseline", LACP_ROW, SELFTRAIN_ROW]
+    assert runs[(SELFTRAIN_ROW, 0)] == {"mAP@0.5": 0.5} and runs[(SELFTRAIN_ROW, 1)] == {"mAP@0.5": 0.8}
+    rows = summarise(runs, labels)
+    assert [r["run"] for r in rows] == labels
+    assert rows[1]["mAP@0.5 mean"] == pytest.approx(0.5) and rows[2]["mAP@0.5 mean"] == pytest.approx(0.65)
+
+
 def test_summary_over_seeds_and_outputs(tmp_path: Path):
     def metrics(v: float) -> dict[str, float]:
         return {k: v for k in METRIC_KEYS}

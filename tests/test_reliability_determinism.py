@@ -25,7 +25,8 @@ from stages.common import VideoPlan, run_plan
 from stages.artifacts import read_training_log
 from tests.conftest import tiny_params_file
 
-STAGE_ORDER = ["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate"]
+STAGE_ORDER = ["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate", "pseudo", "selftrain",
+               "evaluate_selftrain"]
 
 # Over tests/conftest.py TINY: CPU everywhere, 32 px crops (I3D costs a quarter of TINY's 64 px).
 RELIABILITY = {
