@@ -3,8 +3,9 @@
 Schema (see docs/ARCHITECTURE.md):
     file attrs      fps, snippet, stride, crop, backbone, weights_sha256, flow_method,
                     flow_init (required; extra scalar attrs are kept as provenance)
-    /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float), and
-                    compute_dtype (str) where the writer was told what the network ran in
+    /rgb/<vid>      float32 (T, 1024), attrs frames (int), source_fps (float),
+                    compute_dtype (str) where the writer was told what the network ran in, and
+                    input_id (str) where it was told the identity of the video's input
     /flow/<vid>     float32 (T, 1024), same T as rgb
 
 Write design (resumable, never a half-written file):
@@ -16,7 +17,11 @@ Write design (resumable, never a half-written file):
     others are computed again. The file attrs that make the numbers what they are (all but
     ``RUN_ATTR_KEYS``) are recorded in ``<out>.parts/attrs.json``; parts written under other
     ones (other weights, other snippet length, other code, ...) are stale and are deleted when
-    the writer opens. Run bookkeeping does not make a part stale: ``excluded_videos`` (which
+    the writer opens. A rerun after a finished run (one video fixed or added) reuses the
+    finished ``out`` the same way: ``reuse(vid, input_id=...)`` is also True for a video that
+    ``out`` holds, written under the same settings from the same input, and copies its arrays
+    and per-video attrs into its part exactly as ``write`` would have written them, so the
+    merged store is the same bytes whether a video was reused or computed again. Run bookkeeping does not make a part stale: ``excluded_videos`` (which
     videos failed upstream this time) is the last run's in the final store, and the dtype the
     network ran in is recorded per video, the file attr naming the mix when parts differ.
     ``finalize(videos)`` copies the parts of ``videos`` into a temporary file beside ``out``
@@ -68,12 +73,14 @@ FILE_ATTR_KEYS = (
 VIDEO_ATTR_KEYS = ("frames", "source_fps")
 COMPUTE_DTYPE = "compute_dtype"
 """The dtype the network ran in: a per-video attr, and a file attr (the one value, or the mix)."""
+INPUT_ID = "input_id"
+"""A per-video attr: the identity of the input the video's features were made from (compared
+by ``FeatureStoreWriter.done`` and ``reuse``)."""
 RUN_ATTR_KEYS = ("excluded_videos", COMPUTE_DTYPE)
-"""File attrs that describe one run, not how the numbers are made: parts written under other
-values are still valid and are kept."""
+"""File attrs that describe one run, not how the numbers are made: parts (and a finished
+store's videos) written under other values are still valid and are kept."""
 
 _PARTS_ATTRS = "attrs.json"
-_PART_INPUT = "input"  # a part file's attr: the identity of the input it was made from
 
 
 class FeatureStoreError(ValueError):
@@ -184,9 +191,15 @@ def _check_features(vid: str, stream: str, array: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _settings(attrs: Mapping[str, Any]) -> str:
+    """The file attrs that make the numbers what they are (all but ``RUN_ATTR_KEYS``), as the
+    canonical JSON that parts and finished stores are compared on."""
+    return json.dumps({k: _attr_value(v) for k, v in attrs.items() if k not in RUN_ATTR_KEYS}, sort_keys=True)
+
+
 def _write_video(
     h5: h5py.File, vid: str, rgb: np.ndarray, flow: np.ndarray, *, frames: int, source_fps: float,
-    compute_dtype: str | None,
+    compute_dtype: str | None, input_id: str | None,
 ) -> None:
     """Write one video's two streams and per-video attrs into an open store file."""
     for stream, arr in (("rgb", rgb), ("flow", flow)):
@@ -195,6 +208,13 @@ def _write_video(
         dset.attrs["source_fps"] = float(source_fps)
         if compute_dtype is not None:
             dset.attrs[COMPUTE_DTYPE] = compute_dtype
+        if input_id is not None:
+            dset.attrs[INPUT_ID] = input_id
+
+
+def _recorded_input(h5: h5py.File, vid: str) -> str | None:
+    """The input identity recorded for ``vid`` in an open store or part; None when it has none."""
+    return _attr_value(h5["rgb"][vid].attrs.get(INPUT_ID))
 
 
 def _summarise_dtypes(per_video: Mapping[str, str | None]) -> str | None:
@@ -228,8 +248,7 @@ class FeatureStoreWriter:
         """Create the parts folder, or drop its content if it was written under other settings
         (the attrs but ``RUN_ATTR_KEYS``)."""
         recorded = self.parts_dir / _PARTS_ATTRS
-        settings = {k: v for k, v in self.attrs.items() if k not in RUN_ATTR_KEYS}
-        wanted = json.dumps(settings, sort_keys=True)
+        wanted = _settings(self.attrs)
         if recorded.exists():
             if recorded.read_text() == wanted:
                 return
@@ -260,11 +279,47 @@ class FeatureStoreWriter:
             return True
         try:
             with h5py.File(path, "r") as h5:
-                recorded = _attr_value(h5.attrs.get(_PART_INPUT))
-        except OSError:
+                recorded = _recorded_input(h5, vid)
+        except (OSError, KeyError):
             log.warning("%s: unreadable part; computing video %r again", path, vid)
             return False
         return recorded == input_id
+
+    def reuse(self, vid: str, *, input_id: str) -> bool:
+        """Whether video ``vid`` need not be computed: its part was made from ``input_id``
+        (``done``), or the finished store ``out`` holds it, written under the same settings
+        (the file attrs but ``RUN_ATTR_KEYS``) from the same input. Then its arrays and
+        per-video attrs are written to its part exactly as ``write`` writes a computed video,
+        so that ``finalize`` merges it like any other.
+
+        Args:
+            vid: video id.
+            input_id: the identity of the video's input now.
+
+        Returns:
+            True when the video is in a part made from ``input_id`` (now, or already before).
+        """
+        if self.done(vid, input_id=input_id):
+            return True
+        if not self.out.is_file():
+            return False
+        try:
+            with h5py.File(self.out, "r") as h5:
+                if _settings(h5.attrs) != _settings(self.attrs):
+                    return False
+                if not all(isinstance(h5.get(s), h5py.Group) and vid in h5[s] for s in STREAMS):
+                    return False
+                if _recorded_input(h5, vid) != input_id:
+                    return False
+                rgb_d, flow_d = h5["rgb"][vid], h5["flow"][vid]
+                video = {k: _attr_value(rgb_d.attrs[k]) for k in VIDEO_ATTR_KEYS}
+                rgb, flow = rgb_d[()], flow_d[()]  # (T, 1024) each
+                dtype = _attr_value(rgb_d.attrs.get(COMPUTE_DTYPE))
+        except (OSError, KeyError) as err:
+            log.warning("%s: unreadable finished store (%s); computing video %r again", self.out, err, vid)
+            return False
+        self.write(vid, rgb=rgb, flow=flow, compute_dtype=dtype, input_id=input_id, **video)
+        return True
 
     def pending(self, vids: Iterable[str]) -> list[str]:
         """The ids of ``vids`` not written yet, in the given order."""
@@ -296,8 +351,8 @@ class FeatureStoreWriter:
             frames: number of decoded frames the features were computed from.
             source_fps: frame rate of the source video.
             compute_dtype: the dtype the network ran in (a per-video attr), if known.
-            input_id: the identity of the input the features were made from, which ``done``
-                compares on a rerun; None records none.
+            input_id: the identity of the input the features were made from (a per-video
+                attr), which ``done`` and ``reuse`` compare on a rerun; None records none.
 
         Returns:
             The part file path.
@@ -316,17 +371,16 @@ class FeatureStoreWriter:
             )
         with atomic_h5_file(path) as h5:
             h5.attrs.update(self.attrs)
-            if input_id is not None:
-                h5.attrs[_PART_INPUT] = input_id
             _write_video(h5, vid, rgb32, flow32, frames=frames, source_fps=source_fps,
-                         compute_dtype=compute_dtype)
+                         compute_dtype=compute_dtype, input_id=input_id)
         return path
 
     def finalize(self, videos: Iterable[str] | None = None) -> Path:
         """Merge the parts of ``videos`` into ``out`` atomically, then remove the parts folder.
 
         The store gets this writer's attrs, but ``compute_dtype``: the one its videos share, or
-        their mix (``_summarise_dtypes``), when the parts recorded theirs.
+        their mix (``_summarise_dtypes``), when the parts recorded theirs. Each video keeps its
+        part's arrays and per-video attrs (``input_id`` included), so a later run can ``reuse`` it.
 
         Args:
             videos: the videos to merge (those that succeeded in this run; a part left by an
@@ -447,7 +501,7 @@ class FeatureStore:
         return TimeGrid.from_attrs(self.attrs, where=f"feature store {self.path}")
 
     def video_attrs(self, vid: str) -> dict[str, Any]:
-        """Per-video attrs (frames, source_fps) of ``vid``."""
+        """Per-video attrs of ``vid``: frames, source_fps, and compute_dtype and input_id where recorded."""
         return {k: _attr_value(v) for k, v in self._dataset("rgb", vid).attrs.items()}
 
     def __getitem__(self, vid: str) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 One Prefect task per video. Each finished video is written to its own part file
 (`<features>.parts/<vid>.h5`), so a killed extraction resumes where it stopped; the parts are
-merged into `<features>` at the end. A part is reused while everything that changes its numbers
-is unchanged: the settings in the store attrs (weights, time grid, crop, frame step, flow and
-decode params, precision, code) and the video's input files (`input_identity`); which videos
-failed upstream and the dtype the hardware ran in are bookkeeping, recorded but not compared.
+merged into `<features>` at the end. A part, or a video of the finished `<features>` of an
+earlier run (DVC keeps it: the out is `persist: true`), is reused while everything that changes
+its numbers is unchanged: the settings in the store attrs (weights, time grid, crop, frame step,
+flow and decode params, precision, code) and the video's input files (`input_identity`, recorded
+per video); which videos failed upstream and the dtype the hardware ran in are bookkeeping,
+recorded but not compared. So fixing or adding one video computes that one video only.
 The network runs on exactly the path `bench/i3d.py` measures (`features.i3d.prepare_for_inference`).
 """
 
@@ -100,7 +102,8 @@ def extract_one(
     attrs: dict[str, Any],
     decoded: dict[str, dict[str, Any]],
 ) -> VideoResult:
-    """Features of one video, unless a part made from the same input already exists.
+    """Features of one video, unless a part or the finished store already holds them, made
+    from the same input under the same settings (`features.store.FeatureStoreWriter.reuse`).
 
     Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
     the flow file is read by slices), so memory does not grow with the video's length.
@@ -108,7 +111,7 @@ def extract_one(
     """
     writer = FeatureStoreWriter(out_path, attrs=attrs)
     input_id = input_identity(video_id, decoded_dir=decoded_dir, flow_dir=flow_dir)
-    if writer.done(video_id, input_id=input_id):
+    if writer.reuse(video_id, input_id=input_id):
         return VideoResult(video_id, ok=True, skipped=True)
     device = str(resolve_device(params.device))
     # fp32 convolutions sum in an order that depends on the thread count: use every core the

@@ -252,3 +252,50 @@ def test_atomic_file_permissions_and_temp_cleanup(tmp_path: Path) -> None:
     (tmp_path / "keep.h5").write_bytes(b"")
     assert remove_stale_tmp(tmp_path, targets=("b.h5",)) == [tmp_path / ".tmp-b-0123456789ab.h5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "keep.h5"]
+
+
+def _write_with_input(writer: FeatureStoreWriter, vid: str, input_id: str) -> None:
+    rgb, flow = _features(vid, VIDEOS[vid])
+    writer.write(vid, rgb=rgb, flow=flow, frames=16 * VIDEOS[vid] - 3, source_fps=30.0,
+                 compute_dtype="float32", input_id=input_id)
+
+
+def test_a_finished_store_is_reused_for_the_same_settings_and_input(tmp_path: Path) -> None:
+    out = tmp_path / "run" / "features.h5"
+    first = FeatureStoreWriter(out, attrs={**ATTRS, "excluded_videos": '{"v_c": "corrupt"}'})
+    _write_with_input(first, "v_a", "a1")
+    _write_with_input(first, "v_b", "b1")
+    first.finalize()
+    with FeatureStore(out) as fs:  # the finished store records each video's input
+        assert fs.video_attrs("v_a") == {"frames": 45, "source_fps": 30.0, "compute_dtype": "float32", "input_id": "a1"}
+
+    # the rerun: v_c recovered, v_b's input redone; the parts folder is gone
+    attrs = {**ATTRS, "excluded_videos": "{}"}
+    second = FeatureStoreWriter(out, attrs=attrs)
+    assert second.finished() == []
+    assert second.reuse("v_a", input_id="a1")
+    assert not second.reuse("v_b", input_id="b2") and not second.reuse("v_c", input_id="c1")
+    assert second.finished() == ["v_a"]  # copied into its part, merged like a computed one
+    assert not FeatureStoreWriter(out, attrs={**attrs, "crop": 112}).reuse("v_a", input_id="a1")  # other settings
+    second = FeatureStoreWriter(out, attrs=attrs)  # back to these settings: parts dropped, store intact
+    assert second.reuse("v_a", input_id="a1")
+    _write_with_input(second, "v_b", "b2")
+    _write_with_input(second, "v_c", "c1")
+    second.finalize()
+
+    fresh = FeatureStoreWriter(tmp_path / "fresh" / "features.h5", attrs=attrs)
+    for vid, input_id in (("v_a", "a1"), ("v_b", "b2"), ("v_c", "c1")):
+        _write_with_input(fresh, vid, input_id)
+    # h5py writes these files deterministically (no timestamps): reused = computed, byte for byte
+    assert out.read_bytes() == fresh.finalize().read_bytes()
+
+
+def test_a_finished_store_without_recorded_inputs_is_not_reused(tmp_path: Path) -> None:
+    out = tmp_path / "features.h5"
+    first = FeatureStoreWriter(out, attrs=ATTRS)
+    _write(first, "v_a")  # no input_id (an imported store, say)
+    first.finalize()
+    second = FeatureStoreWriter(out, attrs=ATTRS)
+    assert not second.reuse("v_a", input_id="a1") and second.finished() == []
+    out.write_bytes(b"torn")  # an unreadable finished store: nothing reused, no error
+    assert not second.reuse("v_a", input_id="a1")

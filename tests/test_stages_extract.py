@@ -228,3 +228,56 @@ def test_extract_sweeps_its_own_temporaries_and_no_other_stages(tmp_path):
 
     extract.finish([VideoResult("a", ok=True)], out_path=out, attrs=attrs)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.h5", "pseudo_labels.h5", names["pseudo_labels.h5"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# rerunning after a finished extraction: the finished store's videos are reused
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    with FeatureStore(path) as store:
+        return {v: store[v] for v in store.videos}  # (T, 2048) each
+
+
+def test_a_video_fixed_after_a_finished_extraction_is_the_only_one_computed(short, tmp_path):
+    paths = _stage_inputs(short, tmp_path, ok=["a", "b"], failed={"c": "corrupt file"})
+    first = run_plan(extract.plan(PARAMS, **paths))
+    assert (first["extracted"], first["resumed"]) == (2, 0)
+    before = _arrays(paths["out_path"])
+
+    # c now decodes: a and b are reused from the finished store, c alone is computed
+    shutil.copyfile(short["decoded"] / f"{VID}.mp4", paths["decoded_dir"] / "c.mp4")
+    shutil.copyfile(short["flow"] / f"{VID}.h5", paths["flow_dir"] / "c.h5")
+    _write_manifests(paths, ok=["a", "b", "c"], failed={})
+    summary = run_plan(extract.plan(PARAMS, **paths))
+    assert (summary["videos"], summary["resumed"], summary["extracted"], summary["failed"]) == (3, 2, 1, 0)
+    after = _arrays(paths["out_path"])
+    for vid in ("a", "b"):
+        np.testing.assert_array_equal(after[vid], before[vid])
+
+    # the same as a fresh extraction of the same inputs, byte for byte (h5py writes no timestamps)
+    (tmp_path / "fresh").mkdir()
+    fresh = _stage_inputs(short, tmp_path / "fresh", ok=["a", "b", "c"], failed={})
+    assert run_plan(extract.plan(PARAMS, **fresh))["extracted"] == 3
+    assert paths["out_path"].read_bytes() == fresh["out_path"].read_bytes()
+
+    # another frame step changes every video's numbers: all are computed again
+    stepped = run_plan(extract.plan(PARAMS.model_copy(update={"frame_step": 1}), **paths))
+    assert (stepped["resumed"], stepped["extracted"]) == (0, 3)
+    with FeatureStore(paths["out_path"]) as store:
+        assert store.attrs["frame_step"] == 1 and store.videos == ["a", "b", "c"]
+        assert not np.array_equal(store["a"], after["a"])
+
+
+def test_a_changed_input_after_a_finished_extraction_is_computed_again(short, tmp_path):
+    paths = _stage_inputs(short, tmp_path, ok=["a", "b"], failed={})
+    assert run_plan(extract.plan(PARAMS, **paths))["extracted"] == 2
+    before = _arrays(paths["out_path"])
+    _write_flow_of_length(short, paths["flow_dir"], SHORT)  # clip.h5: then b's flow is redone as still flow
+    (paths["flow_dir"] / f"{VID}.h5").replace(paths["flow_dir"] / "b.h5")
+
+    summary = run_plan(extract.plan(PARAMS, **paths))
+    assert (summary["resumed"], summary["extracted"]) == (1, 1)
+    after = _arrays(paths["out_path"])
+    np.testing.assert_array_equal(after["a"], before["a"])
+    rgb, flow = np.split(after["b"] - before["b"], 2, axis=1)
+    assert not rgb.any() and flow.any()  # b's features follow its new flow
