@@ -71,11 +71,12 @@ def print_results(params: Params) -> None:
         ("make ui", "the Prefect UI on http://127.0.0.1:4200: every stage run, its logs, tables and report"),
         ("dvc plots show", "every plot as one HTML page (dvc_plots/index.html): losses, pseudo labels, mAP, scatter"),
         (str(params.paths.evaluation / "report.md"), "the evaluation report with its pictures and timelines"),
+        (str(params.paths.selftrain_evaluation / "report.md"), "the same for the self-trained detector"),
         (str(params.paths.analysis / "report.md"), "the paper's analyses of this run: score contrast vs tIoU, optimal sequences"),
         ("dvc metrics show", "the metrics of this run (dvc exp show to compare runs)"),
         ("make ablation", "then make distributions, make qualitative, make report: the paper's tables, checked here"),
     ]:
-        print(f"  {what:<28} {where}")
+        print(f"  {what:<34} {where}")
 
 
 def serve() -> None:
