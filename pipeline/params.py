@@ -60,7 +60,7 @@ class PipelineParams(StageParams):
 class DetectParams(StageParams):
     """What `python -m pipeline detect` applies when no --model is given (no stage reads it)."""
 
-    model: Literal["lacp", "selftrain"] = "lacp"
+    model: Literal["lacp", "selftrain"] = "selftrain"
 
     def model_dir(self, paths: PathsParams) -> Path:
         """The chosen model folder: train's (`paths.model`) or selftrain's (`paths.selftrain_model`)."""

@@ -100,7 +100,7 @@ def test_a_per_video_stage_prints_start_progress_and_end_lines(tmp_path: Path, p
     out = done.stdout + done.stderr
     lines = out.splitlines()
     assert lines[0] == "[decode] started"
-    assert re.fullmatch(r"\[decode\] done in \d+\.\d s: videos 6, decoded 6, skipped 0, failed 0, frames_out \d+", lines[-1])
+    assert re.fullmatch(r"\[decode\] done in \d+\.\d s: videos 6, decoded 6, skipped 0, failed 0, missing_sources 0, frames_out \d+", lines[-1])
     progress = [line for line in lines if re.fullmatch(r"\[decode\] \d/6 videos \(\d+%\), [\d.]+ video/s, ETA .+", line)]
     assert len(progress) == 5  # 1/6 ... 5/6: every tenth of six videos is a video
     assert "Finished in state" not in out and "Beginning flow run" not in out
