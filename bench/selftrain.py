@@ -52,6 +52,7 @@ def _params(base: Path, work: Path, *, seed: int, model: str, overrides: dict[st
     paths = {"points": work / "points", "points_report": work / "points_report", "model": work / model / "lacp",
              "train_log": work / model / "train_log", "pseudo_labels": work / model / "pseudo_labels.h5",
              "evaluation": work / model / "eval", "pseudo": work / model / "pseudo",
+             "pseudo_report": work / model / "pseudo_report",
              "selftrain_model": work / model / "selftrain", "selftrain_log": work / model / "selftrain_log",
              "selftrain_evaluation": work / model / "eval_selftrain"}
     merged = {"paths": {k: str(v) for k, v in paths.items()}, "points": {"seed": seed}, "train": {"seed": seed},
@@ -78,6 +79,7 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
         params = _params(base, work, seed=seed, model="lacp",
                          overrides={"pseudo": {"source": source},
                                     "paths": {"pseudo": str(work / source / "pseudo"),
+                                              "pseudo_report": str(work / source / "pseudo_report"),
                                               "selftrain_model": str(work / source / "selftrain"),
                                               "selftrain_log": str(work / source / "selftrain_log"),
                                               "selftrain_evaluation": str(work / source / "eval_selftrain")}})

@@ -43,6 +43,7 @@ class PathsParams(StageParams):
     evaluation: Path
     analysis: Path
     pseudo: Path
+    pseudo_report: Path
     selftrain_model: Path
     selftrain_log: Path
     selftrain_evaluation: Path

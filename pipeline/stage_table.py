@@ -68,6 +68,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
         points_dir=p.paths.points,
         pseudo_labels=p.paths.pseudo_labels,
         out_dir=p.paths.pseudo,
+        report_dir=p.paths.pseudo_report,
     ),
     "selftrain": lambda p, progress: selftrain.run(
         p.selftrain,

@@ -13,7 +13,7 @@ within a class split, duplicates merged, every point counted).
 
 Outputs: `<pseudo>/pseudo_gt.json` (ActivityNet ground-truth format: `{"database": {vid:
 {"subset": "train", "duration", "fps", "annotations": [{"segment", "label"}]}}, "classes",
-"source"}`, read by `stages.artifacts.read_pseudo_instances`) and `<pseudo>/metrics.json` (the
+"source"}`, read by `stages.artifacts.read_pseudo_instances`) and `<pseudo_report>/metrics.json` (the
 counts and the instances' quality against the training ground truth, `lacp.pseudo_quality`:
 a diagnostic, never used to choose anything).
 """
@@ -74,7 +74,7 @@ def proposal_candidates(model, features: np.ndarray, classes: set[int], detectio
 
 
 def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: Path, points_dir: Path,
-        pseudo_labels: Path, out_dir: Path) -> dict[str, Any]:
+        pseudo_labels: Path, out_dir: Path, report_dir: Path) -> dict[str, Any]:
     """Write the pseudo ground truth of LACP's training videos and its diagnostics.
 
     Args:
@@ -84,7 +84,8 @@ def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: P
         model_dir: train's output (the LACP model and its split).
         points_dir: the points stage's output (points.csv).
         pseudo_labels: train's search record (`source: search`).
-        out_dir: where pseudo_gt.json and metrics.json go.
+        out_dir: where pseudo_gt.json goes.
+        report_dir: where metrics.json goes (DVC metrics, committed with the run).
 
     Returns:
         Summary: source, videos, the counts of `lacp.pseudo_instances.PseudoCounts`, and the
@@ -142,7 +143,7 @@ def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: P
                            f"{counts['merged']} merged duplicates")  # every point is one instance or a duplicate
     write_json(Path(out_dir) / PSEUDO_GT_FILE, pseudo_gt_document(found, annotations, params.source))
     summary = {"source": params.source, "videos": len(videos), **counts, **{k: round(v, 4) for k, v in quality.items()}}
-    write_json(Path(out_dir) / "metrics.json", summary)
+    write_json(Path(report_dir) / "metrics.json", summary)
     return summary
 
 
