@@ -34,15 +34,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "PSEUDO_SOURCES",
     "Candidate",
     "PseudoCounts",
+    "PseudoGroundTruth",
     "PseudoInstance",
     "instances_from_candidates",
     "search_candidates",
 ]
-
-PSEUDO_SOURCES = ("proposals", "search")  # where the candidate segments come from (module docstring)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ a diagnostic, never used to choose anything).
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
@@ -41,8 +40,6 @@ from lacp.search_record import read_search_record
 from lacp.splits import read_split
 from stages.artifacts import PSEUDO_GT_FILE, available_videos, read_annotations
 from stages.common import StageParams
-
-log = logging.getLogger(__name__)
 
 
 class PseudoParams(StageParams):
