@@ -48,7 +48,7 @@ from core.device import resolve_device
 from core.files import sha256_file, write_json
 from core.version import project_version
 from features.store import FeatureStore
-from lacp.analysis_plots import ModelView, plot_comparison
+from lacp.plots.analysis import ModelView, plot_comparison
 from detector.model_io import read_detector_meta
 from lacp.model_io import feature_record, read_model_meta
 from lacp.proposals import DetectionConfig, to_results_json

@@ -26,7 +26,7 @@ from prefect.artifacts import (
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.artifacts import artifact_key, embed_pngs
+from pipeline.prefect_artifacts import artifact_key, embed_pngs
 from pipeline.code_deps import check_input_deps
 from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams

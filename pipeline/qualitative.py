@@ -23,7 +23,7 @@ from typing import Any
 from core.device import resolve_device
 from core.files import atomic_path, read_json
 from features.store import FeatureStore
-from lacp.analysis_plots import ModelView, plot_comparison
+from lacp.plots.analysis import ModelView, plot_comparison
 from lacp.inference import predict, resampled_seconds
 from lacp.model_io import load_model, read_model_meta
 from pipeline.params import Params
@@ -97,7 +97,7 @@ def fetch_model(run: RunRef, params: Params, into: Path) -> Path:
 
 def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list[str], count: int, threshold: float,
                  study: Path | None = None, seed: int | None = None) -> list[Path]:
-    """Draw the runs on the chosen test videos (`lacp.analysis_plots.plot_comparison`).
+    """Draw the runs on the chosen test videos (`lacp.plots.analysis.plot_comparison`).
 
     Args:
         params: the workspace's params (paths, evaluate's detection settings).

@@ -184,7 +184,7 @@ def publish_report(path: Path) -> str:
     from prefect import flow
     from prefect.artifacts import create_markdown_artifact
 
-    from pipeline.artifacts import embed_pngs
+    from pipeline.prefect_artifacts import embed_pngs
 
     @flow(name="analysis-report", log_prints=True, persist_result=False)
     def analysis_report() -> str:

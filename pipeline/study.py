@@ -23,8 +23,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lacp.metrics import AVERAGE_RANGES, summary_keys
+from lacp.plots.study import StudyCurve, plot_study
 from core.files import write_bytes_atomic, write_json
-from pipeline.artifacts import artifact_key, png_data_uri
+from pipeline.prefect_artifacts import artifact_key, png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
 from pipeline.params import load_params
@@ -309,9 +310,6 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
                   title: str = "Study") -> dict[str, Path]:
     """study.md (`study_markdown`), study.csv and study.png (mAP against tIoU, one line per
     grid point, spread shaded)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "study.md", "csv": out_dir / "study.csv", "plot": out_dir / "study.png"}
     write_bytes_atomic(paths["markdown"], study_markdown(rows, points or {}).encode())
@@ -320,45 +318,12 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
     writer.writeheader()
     writer.writerows(rows)
     write_bytes_atomic(paths["csv"], table.getvalue().encode())
-    fig = Figure(figsize=(9, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
     tiou = np.array(row_thresholds(rows))
     names = summary_keys(tiou)[: len(tiou)]  # "mAP@0.1", ... as the evaluate stage names them
-    for i, r in enumerate(rows):
-        mean = np.array([r[f"{name} mean"] for name in names]) * 100
-        std = np.array([r[f"{name} std"] for name in names]) * 100
-        color, style, label = _line_style(i, r["run"], points or {})
-        ax.plot(tiou, mean, marker="o", color=color, linestyle=style, label=label)
-        ax.fill_between(tiou, mean - std, mean + std, alpha=0.15, color=color)
-    ax.set(xlabel="tIoU", ylabel="mAP (%)", title=f"{title}\nmAP over seeds (mean, shaded ± std)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
-    write_bytes_atomic(paths["plot"], png.getvalue())
+    curves = [StudyCurve(run=r["run"], mean=np.array([r[f"{name} mean"] for name in names]) * 100,
+                         std=np.array([r[f"{name} std"] for name in names]) * 100) for r in rows]
+    plot_study(curves, tiou=tiou, points=points or {}, title=title, path=paths["plot"])
     return paths
-
-
-def _line_style(index: int, label: str, points: dict[str, dict[str, str]]) -> tuple[Any, str, str]:
-    """Colour, line style and legend text of one run's curve: for a two-key grid, one colour per
-    value of the first key and one style per value of the second (solid for its last value,
-    e.g. completeness on), the legend naming the values only; else one colour per run."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"]
-    keys = list(next(iter(points.values()), {}))
-    if len(keys) != 2 or label not in points:
-        return palette(index % 10), "-", label
-    firsts = list(dict.fromkeys(p[keys[0]] for p in points.values()))
-    seconds = list(dict.fromkeys(p[keys[1]] for p in points.values()))
-    point = points[label]
-    styles = ["--", ":", "-."]
-    rank = seconds.index(point[keys[1]])
-    style = "-" if rank == len(seconds) - 1 else styles[rank % len(styles)]
-    short = keys[1].rsplit(".", 1)[-1]
-    return palette(firsts.index(point[keys[0]]) % 10), style, f"{point[keys[0]]}, {short}={point[keys[1]]}"
 
 
 def report_markdown(paths: dict[str, Path]) -> str:

@@ -37,10 +37,10 @@ from pydantic import Field
 from core.device import resolve_device
 from core.files import atomic_path, write_json
 from features.store import FeatureStore
-from lacp.analysis_plots import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
+from lacp.plots.analysis import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
 from lacp.inference import score_video, video_candidates
 from lacp.model_io import load_model, read_model_meta
-from lacp.point_formats import read_points_csv
+from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS
 from lacp.score_analysis import PAPER_PEARSON, ScoredProposals, best_tiou, correlations

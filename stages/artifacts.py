@@ -9,7 +9,7 @@ Stages import these instead of each other, so no stage depends on another stage'
     <flow>/manifest.json          flow         `read_flow_manifest`
     <weights>/weights.json        weights      `read_weights_info`
     features.h5 (its attrs)       extract      `excluded_videos`, `available_videos`
-    <points>/points.csv           points       `lacp.point_formats.read_points_csv`
+    <points>/points.csv           points       `lacp.points.formats.read_points_csv`
     <train_log>/plots/metrics     train        `read_training_log`
     pseudo_labels.h5              train        `lacp.search_record.read_search_record`
     <pseudo>/pseudo_gt.json       pseudo       `read_pseudo_instances`

@@ -33,7 +33,7 @@ from lacp.metrics import (
     load_ground_truth,
     summary_table,
 )
-from lacp.plots import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
+from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import to_results_json
 from lacp.proposals import DetectionConfig
 from lacp.model_io import read_model_meta

@@ -11,15 +11,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from lacp.point_formats import write_points_csv
-from lacp.point_report import point_report
-from lacp.points import SAMPLING, sample_points
+from lacp.points.formats import write_points_csv
+from lacp.points.report import point_report
+from lacp.points.sampling import SAMPLING, sample_points
 from stages.common import StageParams
 from stages.artifacts import read_annotations
 
 
 class PointsParams(StageParams):
-    # Defaults are the sampler's own (lacp.points.SAMPLING), so the two cannot drift apart.
+    # Defaults are the sampler's own (lacp.points.sampling.SAMPLING), so the two cannot drift apart.
     distribution: Literal["center", "gaussian", "uniform", "beta", "manual", "file"] = SAMPLING.distribution
     seed: int = SAMPLING.seed
     sigma: float = Field(SAMPLING.sigma, ge=0, le=1)

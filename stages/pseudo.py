@@ -31,7 +31,7 @@ from core.files import write_json
 from features.store import FeatureStore
 from lacp.inference import score_video
 from lacp.model_io import load_model, read_model_meta
-from lacp.point_formats import read_points_csv
+from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig, generate_proposals
 from lacp.pseudo_instances import (Candidate, PseudoCounts, PseudoGroundTruth, PseudoInstance,
                                    instances_from_candidates, search_candidates)

@@ -27,7 +27,7 @@ from features.store import FeatureStore
 from features.timegrid import TimeGrid
 from lacp.batching import VideoItem
 from lacp.model_io import feature_record, save_model
-from lacp.point_formats import read_points_csv
+from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record

@@ -1,12 +1,13 @@
-"""Tests of lacp.plots: every picture is a non-empty PNG written atomically."""
+"""Tests of lacp.plots.evaluation: every picture is a non-empty PNG written atomically."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lacp.analysis_plots import ModelView, plot_comparison, plot_score_scatter, plot_search_sequence
-from lacp.plots import plain_text, plot_map_vs_tiou, plot_per_class_ap, plot_timeline
+from lacp.plots.analysis import ModelView, plot_comparison, plot_score_scatter, plot_search_sequence
+from lacp.plots.canvas import plain_text
+from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

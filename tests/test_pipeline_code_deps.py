@@ -39,9 +39,9 @@ def test_one_stage_list() -> None:
 
 def test_a_removed_dep_is_reported() -> None:
     broken = copy.deepcopy(DVC_YAML)
-    broken["stages"]["train"]["deps"].remove("lacp/point_formats.py")
+    broken["stages"]["train"]["deps"].remove("lacp/points/formats.py")
     closure = stage_closure(REPO, "train")
-    assert missing_deps(closure, stage_code_deps(broken)["train"]) == ["lacp/point_formats.py"]
+    assert missing_deps(closure, stage_code_deps(broken)["train"]) == ["lacp/points/formats.py"]
 
 
 def test_closure_follows_function_level_and_relative_imports_and_skips_type_checking(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_write_restores_a_removed_dep_and_keeps_everything_else(tmp_path: Path) 
 
     original = (REPO / "dvc.yaml").read_text()
     broken = tmp_path / "dvc.yaml"
-    broken.write_text(original.replace("      - lacp/point_formats.py\n", "", 1))
+    broken.write_text(original.replace("      - lacp/points/formats.py\n", "", 1))
     assert broken.read_text() != original
     write_code_deps(REPO, broken)
     assert broken.read_text() == original
@@ -82,7 +82,7 @@ def test_a_write_failing_half_way_leaves_dvc_yaml_as_it_was(tmp_path: Path) -> N
     from tests.test_reliability_faults import run_with_file_size_limit
 
     stale = tmp_path / "dvc.yaml"
-    stale.write_text((REPO / "dvc.yaml").read_text().replace("      - lacp/point_formats.py\n", "", 1))
+    stale.write_text((REPO / "dvc.yaml").read_text().replace("      - lacp/points/formats.py\n", "", 1))
     before = stale.read_bytes()
     result = run_with_file_size_limit("from pathlib import Path\nfrom pipeline.code_deps import write_code_deps",
                                       f"write_code_deps(Path({str(REPO)!r}), Path({str(stale)!r}))",

@@ -34,7 +34,7 @@ from core.files import sha256_file
 from features.weights import flow_from_rgb, save_state_dict
 from lacp.model import LACPNet
 from lacp.model_io import save_model
-from lacp.point_formats import PointFileError
+from lacp.points.formats import PointFileError
 from sources.annotations import AnnotationError, write_annotations
 from sources.directory import DatasetError
 from stages import decode, evaluate, extract, points, prepare, train

@@ -2,9 +2,9 @@
 
 `sample_points` turns an annotations dict (docs/ARCHITECTURE.md) into a `PointSet`: rows in the
 LACP points format (frames at the source fps) plus a summary of what was dropped, skipped or
-odd. Its neighbours: `lacp.point_instances` (the validated training instances),
-`lacp.point_clicks` (SF-Net click assignment), `lacp.point_report` (statistics and histogram),
-`lacp.point_formats` (file formats). Distributions (docs/METHOD.md, "Points"):
+odd. Its neighbours: `lacp.points.instances` (the validated training instances),
+`lacp.points.clicks` (SF-Net click assignment), `lacp.points.report` (statistics and histogram),
+`lacp.points.formats` (file formats). Distributions (docs/METHOD.md, "Points"):
 
 - `center`: the middle frame, `start + floor(L / 2 + 0.5)` with `L = stop_frame - start_frame`.
 - `gaussian`: relative position `r = 0.5 + N(0, sigma^2)`, i.e. an offset of
@@ -21,7 +21,7 @@ odd. Its neighbours: `lacp.point_instances` (the validated training instances),
 - `beta`: relative position `r ~ Beta(beta_a, beta_b)`, frame `start + floor(r * L + 0.5)`.
 - `manual` with `manual_files`: SF-Net human clicks, one annotator file per video, drawn by
   the seed (`annotator="random"`) or fixed (`annotator=i`, 0-based index into `manual_files`),
-  assigned to instances by `lacp.point_clicks` (instances without a click get no point; the
+  assigned to instances by `lacp.points.clicks` (instances without a click get no point; the
   THUMOS'14 release clicks one typo'd video id, which is counted and left out).
 - `manual` without files (synthetic data): a human is emulated from each instance's
   `salient` time plus `N(0, manual_jitter_s^2)` seconds, clipped into the instance. Default
@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from lacp.point_clicks import EXAMPLES, ManualStats, assign_clicks
-from lacp.point_formats import Point, PointLabelError, read_points_csv
-from lacp.point_instances import InstanceError, Instances, finite, is_int, order_rows, train_instances
+from lacp.points.clicks import EXAMPLES, ManualStats, assign_clicks
+from lacp.points.formats import Point, PointLabelError, read_points_csv
+from lacp.points.instances import InstanceError, Instances, finite, is_int, order_rows, train_instances
 
 DISTRIBUTIONS: tuple[str, ...] = ("center", "gaussian", "uniform", "beta", "manual", "file")
 

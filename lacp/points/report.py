@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from core.files import write_bytes_atomic
-from lacp.point_formats import Point
-from lacp.points import PointSet
+from lacp.plots.points import plot_relative_positions
+from lacp.points.formats import Point
+from lacp.points.sampling import PointSet
 
 __all__ = ["point_report", "point_stats", "relative_positions"]
 
@@ -78,29 +78,7 @@ def point_report(
     Returns:
         The statistics written to `json_path`.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     stats = point_stats(points, annotations)
-    rel = relative_positions(list(points))
-    lo, hi = -0.5, 1.5
-    beyond = int(((rel < lo) | (rel > hi)).sum())
-    fig = Figure(figsize=(6, 3.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.axvspan(0, 1, color="0.9", label="instance")
-    ax.hist(np.clip(rel, lo, hi), bins=80, range=(lo, hi), color="tab:blue",
-            label=f"{len(rel)} points" + (f" ({beyond} beyond the axis, in the edge bins)" if beyond else ""))
-    if len(rel):
-        ax.axvline(float(np.mean(rel)), color="tab:red", lw=1, label=f"mean {np.mean(rel):.3f}, std {np.std(rel):.3f}")
-    title = stats.get("distribution", "points")
-    ax.set_title(f"{title}: relative position in the instance")
-    ax.set_xlabel("(point - start) / (stop - start)")
-    ax.set_ylabel("points")
-    ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", metadata={"Software": None})
-    write_bytes_atomic(png_path, png.getvalue())
+    plot_relative_positions(relative_positions(list(points)), title=stats.get("distribution", "points"), path=png_path)
     write_bytes_atomic(json_path, (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode())
     return stats

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import embed_pngs, png_data_uri
+from pipeline.prefect_artifacts import embed_pngs, png_data_uri
 
 # The smallest valid PNG header is enough: the bytes are carried, not decoded.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

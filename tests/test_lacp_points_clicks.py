@@ -1,4 +1,4 @@
-"""lacp.point_clicks on the published SF-Net clicks of GTEA and BEOID: each annotator's clicks
+"""lacp.points.clicks on the published SF-Net clicks of GTEA and BEOID: each annotator's clicks
 land inside the training instances they label (counts measured on the files, asserted exactly)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lacp.point_clicks import assign_clicks
-from lacp.point_instances import train_instances
+from lacp.points.clicks import assign_clicks
+from lacp.points.instances import train_instances
 from tests.shared_data import BEOID, GTEA, click_files, needs_beoid, needs_gtea, sfnet_annotations
 
 # per annotator (manual_<NAME>1..4.txt): clicks on training videos, assigned to an instance of their

@@ -1,4 +1,4 @@
-"""Tests of lacp.point_formats: LACP points CSV, SF-Net clicks, THUMOS'14 ground truth."""
+"""Tests of lacp.points.formats: LACP points CSV, SF-Net clicks, THUMOS'14 ground truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
-from lacp.point_formats import (
+from lacp.points.formats import (
     LACP_COLUMNS,
     Click,
     Point,

@@ -1,57 +1,19 @@
-"""Evaluation pictures: mAP against tIoU, AP per class, and per-video timelines.
-
-Figures are drawn with matplotlib's object API on an Agg canvas created inside each function
-(no pyplot, no global backend switch, safe in worker threads), and written atomically: to a
-temporary PNG in the target folder, then renamed into place. Text that comes from the data
-(class names, video ids, run names, titles) goes through `plain_text`, so it is drawn as written.
-"""
+"""Evaluation pictures: mAP against tIoU, AP per class, and per-video timelines (drawn as
+`lacp.plots.canvas` says)."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from core.files import write_bytes_atomic
+from lacp.plots.canvas import new_figure, plain_text, save_figure
 
-__all__ = ["new_figure", "plain_text", "plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline", "save_figure"]
+__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
 
 _THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1-0.5") do not match
-
-
-def plain_text(text: str) -> str:
-    """`text` as matplotlib draws it literally: every `$` escaped, so that a class named
-    `$x^$` or `a $\\foo$ b` is not read as mathtext (which fails to parse, or draws other text).
-
-    Args:
-        text: a label from the data (class name, video id, run name, title).
-
-    Returns:
-        The text to hand to matplotlib.
-    """
-    return str(text).replace("$", r"\$")
-
-
-def new_figure(width: float, height: float):
-    """A matplotlib Figure attached to an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure(figure, path: str | Path) -> Path:
-    """Writes the figure as PNG via a temporary file and an atomic rename."""
-    path = Path(path)
-    png = io.BytesIO()
-    figure.savefig(png, format="png")
-    write_bytes_atomic(path, png.getvalue())
-    return path
 
 
 def _curve(table: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lacp.point_formats import Click, PointFileError, read_sfnet_clicks
-from lacp.point_instances import Instances
+from lacp.points.formats import Click, PointFileError, read_sfnet_clicks
+from lacp.points.instances import Instances
 
 __all__ = ["EXAMPLES", "ManualStats", "assign_clicks"]
 

@@ -1,4 +1,4 @@
-"""Tests of lacp.points: point sampling under each distribution, robustness options, report."""
+"""Tests of lacp.points.sampling: point sampling under each distribution, robustness options, report."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
-from lacp.point_formats import Point, PointFileError, read_points_csv, write_points_csv
-from lacp.point_instances import InstanceError
-from lacp.point_report import point_report, point_stats, relative_positions
-from lacp.points import DISTRIBUTIONS, PointParamError, PointSet, sample_points
+from lacp.points.formats import Point, PointFileError, read_points_csv, write_points_csv
+from lacp.points.instances import InstanceError
+from lacp.points.report import point_report, point_stats, relative_positions
+from lacp.points.sampling import DISTRIBUTIONS, PointParamError, PointSet, sample_points
 
 
 

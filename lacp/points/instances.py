@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lacp.point_formats import PointLabelError
+from lacp.points.formats import PointLabelError
 
 __all__ = ["InstanceError", "Instances", "finite", "is_int", "order_rows", "train_instances"]
 

@@ -2,9 +2,7 @@
 quality over training, and two models side by side on one test video.
 
 Classes keep one colour in every picture (`class_color`: matplotlib's tab10, then tab20), so
-a class reads the same in the sequence, the comparison and the scatter. Figures are drawn as in
-`lacp.plots` (object API on an Agg canvas, atomic PNG writes, text from the data through
-`plain_text`).
+a class reads the same in the sequence, the comparison and the scatter. Drawn as `lacp.plots.canvas` says.
 """
 
 from __future__ import annotations
@@ -15,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lacp.plots import new_figure, plain_text, save_figure
+from lacp.plots.canvas import class_color, new_figure, plain_text, save_figure
 
 __all__ = [
     "ModelView",
-    "class_color",
     "plot_comparison",
     "plot_pseudo_quality",
     "plot_score_scatter",
@@ -27,15 +24,6 @@ __all__ = [
 ]
 
 Instance = tuple[int, float, float]  # (class index, start s, end s)
-
-
-def class_color(index: int) -> tuple[float, float, float, float]:
-    """The colour of class `index` in every analysis picture."""
-    from matplotlib import colormaps
-
-    if index < 10:
-        return colormaps["tab10"](index)
-    return colormaps["tab20"]((index - 10) % 20)
 
 
 def _runs(column: np.ndarray) -> list[tuple[int, int]]:
