@@ -1,4 +1,4 @@
-"""Projected time of the real-data presets on a measured machine: README "Real data"'s table.
+"""Projected time of the real-data presets on a measured machine: the table in docs/BENCHMARKS.md.
 
 Reads the benchmarks' saved JSON (bench/results/: decode.json, flow.json, i3d.json, train.json,
 and gpu_check.json once a GPU run is saved there) and each dataset's hours of video, and prints
@@ -19,7 +19,7 @@ at a 224 crop, 2000 training steps). The cost model, one line per stage:
 The GPU column (tvl1_torch and bf16 extraction on CUDA, CUDA training) needs gpu_check.json from
 `bash bench/gpu_check.sh` on a GPU machine; without it the column says "not measured".
 
-Run by hand:  python -m bench.project_time [--results bench/results] [--write-readme]   (prints the table)
+Run by hand:  python -m bench.project_time [--results bench/results] [--write-docs]   (prints the table)
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
-README_MARKERS = ("<!-- project_time: begin -->\n", "\n<!-- project_time: end -->")  # around the table in README
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+MARKERS = ("<!-- project_time: begin -->\n", "\n<!-- project_time: end -->")  # around the table in PAGE
 FPS = 25  # decode.fps of every preset
 SNIPPET = 16  # frames per I3D snippet (stride 16 at frame_step 1)
 SHORT_SIDE = 256  # decode.short_side of every preset
@@ -105,7 +105,7 @@ def _hours(value: float) -> str:
 
 
 def table(results: dict[str, dict]) -> str:
-    """The markdown table (and the line naming the machine) for README "Real data"."""
+    """The markdown table (and the line naming the machine) for docs/BENCHMARKS.md."""
     cpu, cores = results["i3d"]["cpu"], int(results["flow"]["cores"])
     gpu = results.get("gpu_check")
     lines = [
@@ -138,32 +138,32 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def readme_block(readme: Path = README) -> str:
-    """The text between README_MARKERS in the README ("" when they hold nothing)."""
-    begin, end = README_MARKERS
-    text = readme.read_text()
+def page_block(page: Path = PAGE) -> str:
+    """The text between MARKERS in the page ("" when they hold nothing)."""
+    begin, end = MARKERS
+    text = page.read_text()
     if begin not in text or end not in text.split(begin, 1)[1]:
-        raise SystemExit(f"project_time: {readme} lacks the markers {begin.strip()} ... {end.strip()}")
+        raise SystemExit(f"project_time: {page} lacks the markers {begin.strip()} ... {end.strip()}")
     return text.split(begin, 1)[1].split(end, 1)[0]
 
 
-def write_readme(block: str, readme: Path = README) -> None:
-    """Replace the text between README_MARKERS with `block`."""
-    begin, end = README_MARKERS
-    text = readme.read_text()
-    old = readme_block(readme)
-    readme.write_text(text.replace(begin + old + end, begin + block + end, 1))
+def write_page(block: str, page: Path = PAGE) -> None:
+    """Replace the text between MARKERS with `block`."""
+    begin, end = MARKERS
+    text = page.read_text()
+    old = page_block(page)
+    page.write_text(text.replace(begin + old + end, begin + block + end, 1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the saved bench JSON")
-    parser.add_argument("--write-readme", action="store_true", help="also put the table into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="also put the table into docs/BENCHMARKS.md")
     args = parser.parse_args()
     text = table(load_results(args.results))
     print(text)
-    if args.write_readme:
-        write_readme(text)
+    if args.write_docs:
+        write_page(text)
 
 
 if __name__ == "__main__":

@@ -146,8 +146,8 @@ def cmd_import_features(args: argparse.Namespace) -> int:
     if stage is not None:
         raise ValueError(f"{out} is an output of the DVC stage '{stage}' (dvc.yaml): `dvc repro` would delete it and run "
                          f"'{stage}' again, losing the import; import outside DVC's outputs (the default --out "
-                         f"{IMPORTED_FEATURES}) and point paths.features of a params file at it (README, \"Starting "
-                         "from public features\")")
+                         f"{IMPORTED_FEATURES}) and point paths.features of a params file at it (docs/USAGE.md, "
+                         "\"Starting from public features\")")
     summary = import_lacp_features(Path(args.dir), out)
     print(json.dumps(summary, default=str))
     return 0

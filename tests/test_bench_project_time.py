@@ -1,4 +1,4 @@
-"""bench/project_time.py: the projected hours of the real-data presets (README "Real data")."""
+"""bench/project_time.py: the projected hours of the real-data presets (docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -57,21 +57,21 @@ def test_missing_bench_results_name_the_files(tmp_path: Path) -> None:
         project_time.load_results(tmp_path)
 
 
-def test_readme_real_data_table_is_the_scripts_output() -> None:
-    """README's table is what the script computes from the committed bench/results/."""
-    assert project_time.readme_block() == table(project_time.load_results(project_time.RESULTS)), \
-        "README's Real data table is stale: run `python -m bench.project_time --write-readme`"
+def test_docs_projected_hours_table_is_the_scripts_output() -> None:
+    """docs/BENCHMARKS.md's table is what the script computes from the committed bench/results/."""
+    assert project_time.page_block() == table(project_time.load_results(project_time.RESULTS)), \
+        "docs/BENCHMARKS.md's projected hours are stale: run `python -m bench.project_time --write-docs`"
 
 
-def test_write_readme_replaces_only_the_block(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    begin, end = project_time.README_MARKERS
-    readme.write_text(f"# x\n{begin}old\ntable{end}\nafter\n")
-    project_time.write_readme("new", readme)
-    assert readme.read_text() == f"# x\n{begin}new{end}\nafter\n"
-    readme.write_text("# no markers\n")
+def test_write_page_replaces_only_the_block(tmp_path: Path) -> None:
+    page = tmp_path / "BENCHMARKS.md"
+    begin, end = project_time.MARKERS
+    page.write_text(f"# x\n{begin}old\ntable{end}\nafter\n")
+    project_time.write_page("new", page)
+    assert page.read_text() == f"# x\n{begin}new{end}\nafter\n"
+    page.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="lacks the markers"):
-        project_time.write_readme("new", readme)
+        project_time.write_page("new", page)
 
 
 def test_dataset_sizes_match_the_annotation_files(shared_dir: Path) -> None:

@@ -135,12 +135,12 @@ def test_thumos_fps_dict_as_source_fps(tmp_path: Path) -> None:
             assert fs.video_attrs(vid)["source_fps"] == pytest.approx(fps_dict[vid])
 
 
-def test_import_features_refuses_dvc_outputs_and_the_readme_next_step_names_its_default(tmp_path: Path, monkeypatch,
-                                                                                         capsys) -> None:
+def test_import_features_refuses_dvc_outputs_and_the_docs_next_step_names_its_default(tmp_path: Path, monkeypatch,
+                                                                                       capsys) -> None:
     """`import-features` used to write data/features.h5, the extract stage's output, which the next
     `dvc repro` deletes: an output of a dvc.yaml stage (or a file inside one) is refused, naming the
-    path, the stage and the default; the default is no stage's output, and README's params line
-    names it."""
+    path, the stage and the default; the default is no stage's output, and the params line of
+    docs/USAGE.md "Starting from public features" names it."""
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     _save(tmp_path / "src", "train", "v1", *_arrays(3, 0))
@@ -152,7 +152,7 @@ def test_import_features_refuses_dvc_outputs_and_the_readme_next_step_names_its_
     assert main(["import-features", "src"]) == 0
     with FeatureStore(IMPORTED_FEATURES) as store:
         assert store.videos == ["v1"]
-    readme = (REPO / "README.md").read_text()
-    sed = next(line for line in readme.splitlines() if line.startswith("sed ") and "imported.yaml" in line)
+    usage = (REPO / "docs" / "USAGE.md").read_text()
+    sed = next(line for line in usage.splitlines() if line.startswith("sed ") and "imported.yaml" in line)
     subprocess.run(["bash", "-c", sed], check=True)
     assert load_params(tmp_path / "imported.yaml").paths.features == Path(IMPORTED_FEATURES)

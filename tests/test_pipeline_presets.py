@@ -238,7 +238,7 @@ def test_bad_value_and_unknown_preset_are_named(tmp_path: Path, params_copy: Pat
 def test_cli_preset_prints_changes_and_lists(params_copy: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["--params", str(params_copy), "preset", "released"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # the defaults follow the recipe except the loader's label delay (README "Defaults")
+    # the defaults follow the recipe except the loader's label delay (docs/USAGE.md "Defaults, the released recipe, ...")
     assert lines == ["train.label_delay: none -> released"]
     assert cli.main(["--params", str(params_copy), "preset", "--list"]) == 0
     listed = capsys.readouterr().out
