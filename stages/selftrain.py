@@ -144,18 +144,12 @@ def run(
         # 2. train (features read per step from the open store)
         log.info("self-training: %d steps, batch %d, %d videos, %d instances (%s)", config.steps, config.batch,
                  len(videos), sum(map(len, instances.values())), pseudo.get("source", "?"))
-        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_TERMS)
-
-        def logged(step: int, steps: int, row: dict[str, float]) -> None:
-            training_log.log(row)
-            if on_progress is not None:
-                on_progress(step, steps, row)
-
+        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_TERMS, on_progress=on_progress)
         checkpoint_dir = resume_dir(model_dir) / run_key(params.fingerprint(),
                                                          [Path(pseudo_dir) / PSEUDO_GT_FILE, Path(features)])
         result = train_detector(instances=instances, get_features=store, num_classes=len(classes),
                                 grid=store.time_grid, config=config, checkpoint_dir=checkpoint_dir,
-                                on_progress=logged)
+                                on_progress=training_log.progress)
 
     # 3. outputs
     if params.video_scores == "lacp":  # the classifier the detections' scores are fused with travels with them

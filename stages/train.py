@@ -35,7 +35,7 @@ from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, train
 from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
-from stages.artifacts import LOSS_COLUMNS, available_videos, read_annotations
+from stages.artifacts import LOSS_COLUMNS, available_videos, ground_truth_instances, read_annotations
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,6 @@ class TrainParams(StageParams):
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
     """Class names of the instances of each of `videos` (empty for a video without any)."""
     return {vid: {a["label"] for a in annotations["database"][vid]["annotations"]} for vid in videos}
-
-
-def training_instances(annotations: dict[str, Any], videos: list[str]) -> dict[str, list[tuple[int, float, float]]]:
-    """Ground-truth instances (class index, start s, end s) of `videos` (pseudo-label quality)."""
-    classes = annotations["classes"]
-    return {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
-                  for a in annotations["database"][vid]["annotations"]] for vid in videos}
 
 
 def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str], *, grid: TimeGrid) -> list[VideoItem]:
@@ -202,14 +195,9 @@ def run(
         # 2. train (features read per step from the open store)
         log.info("training: %d steps, batch %d, %d videos, %d points", params.steps, params.batch,
                  len(items), sum(len(i.point_frames) for i in items))
-        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
-
-        def logged(step: int, steps: int, row: dict[str, float]) -> None:
-            training_log.log(row)
-            if on_progress is not None:
-                on_progress(step, steps, row)
-
-        instances = training_instances(annotations, videos)  # ground truth: for the log only
+        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS,
+                                   on_progress=on_progress)
+        instances = ground_truth_instances(annotations, videos)  # ground truth: for the log only
 
         def search_quality(labels: dict[str, np.ndarray]) -> dict[str, float]:
             return pseudo_label_quality(labels, instances, snippet_seconds=grid.seconds_per_snippet)
@@ -225,7 +213,7 @@ def run(
             num_classes=len(annotations["classes"]),
             config=params.config(feature_dim=feature_dim),
             checkpoint_dir=checkpoint_dir,
-            on_progress=logged,
+            on_progress=training_log.progress,
             evaluate_fn=evaluate_fn,
             search_log=search_quality,
         )
