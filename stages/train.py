@@ -14,7 +14,6 @@ see `lacp.splits.validation_split`) are held out and never trained on; the split
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
-from lacp.trainer import TrainConfig, train
+from lacp.trainer import TrainConfig, TrainSettings, train
 from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 from stages.artifacts import LOSS_COLUMNS, available_videos, ground_truth_instances, read_annotations
@@ -41,43 +40,18 @@ log = logging.getLogger(__name__)
 
 
 
-class TrainParams(StageParams):
-    # Defaults are the trainer's own (lacp.trainer.TrainConfig), so the two cannot drift apart.
-    steps: int = Field(TrainConfig.steps, ge=1)
-    batch: int = Field(TrainConfig.batch, ge=1)
-    lr: float = Field(TrainConfig.lr, gt=0)
-    weight_decay: float = Field(TrainConfig.weight_decay, ge=0)
-    lambdas: tuple[float, float, float, float, float] = TrainConfig.lambdas
-    r_act: int = Field(TrainConfig.r_act, ge=1)
-    dropout: float = Field(TrainConfig.dropout, ge=0, lt=1)
-    completeness: bool = TrainConfig.completeness
-    score_contrast: bool = TrainConfig.score_contrast
-    feature_contrast: bool = TrainConfig.feature_contrast
-    search_every: int = Field(TrainConfig.search_every, ge=1)
-    search_method: Literal["exact", "beam"] = TrainConfig.search_method
-    search_budget: int = Field(TrainConfig.search_budget, ge=1)
-    search_prune: float = TrainConfig.search_prune
-    search_workers: int = Field(TrainConfig.search_workers, ge=1)
-    feat_last_class_only: bool = TrainConfig.feat_last_class_only
-    oic_outer: Literal["floor", "ceil", "released"] = TrainConfig.oic_outer
-    video_end: Literal["full", "released"] = TrainConfig.video_end
-    label_delay: Literal["none", "released"] = TrainConfig.label_delay
-    absent_class_score: Literal["mean", "topk"] = TrainConfig.absent_class_score
-    # 0 = every snippet (THUMOS'14 recipe); N = training sequences resampled to N snippets (lacp.batching)
-    num_segments: int = Field(TrainConfig.num_segments, ge=0)
-    segment_sampling: Literal["random", "uniform"] = TrainConfig.segment_sampling
-    eval_every: int = Field(TrainConfig.eval_every, ge=0)
-    select_best_on_test: bool = TrainConfig.select_best_on_test
-    checkpoint_every: int = Field(TrainConfig.checkpoint_every, ge=0)
-    seed: int = TrainConfig.seed
-    validation_share: float = Field(0.2, ge=0, lt=1)  # the split is the stage's (lacp/splits.py), not the trainer's
+class TrainParams(StageParams, TrainSettings):
+    """The `train` section: the trainer's settings (`lacp.trainer.TrainSettings`: every key's
+    type, default and check), plus what only this stage reads: the validation split, which is
+    the stage's (`lacp.splits`), and the devices it accepts."""
+
+    validation_share: float = Field(0.2, ge=0, lt=1)
     validation_seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = TrainConfig.device
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def config(self, *, feature_dim: int) -> TrainConfig:
-        """The trainer's config for these params: every field the two share, plus the feature width."""
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name in type(self).model_fields}
-        return TrainConfig(**shared, feature_dim=feature_dim)
+        """The trainer's config: these settings as they are, and the features' width."""
+        return TrainConfig(**self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim)
 
 
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
