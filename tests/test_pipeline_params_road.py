@@ -107,20 +107,18 @@ def test_a_synthetic_setting_reaches_the_renderer(monkeypatch: pytest.MonkeyPatc
     assert (kwargs["spec"].dummy_knob, kwargs["spec"].duration_s) == (3, (5.0, 6.0))  # the key's own name
 
 
-def test_a_train_setting_reaches_the_trainer_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    library = _edited(monkeypatch, module="lacp.trainer", settings="TrainSettings")
-    stage = _fresh(monkeypatch, module="stages.train")
-    config = stage.TrainParams.model_validate({"dummy_knob": 3, "steps": 5}).config(feature_dim=8)
-    assert type(config) is library.TrainConfig
-    assert (config.dummy_knob, config.steps, config.feature_dim) == (3, 5, 8)
-
-
-def test_a_detector_setting_reaches_the_detector_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    library = _edited(monkeypatch, module="detector.config", settings="DetectorSettings")
-    stage = _fresh(monkeypatch, module="stages.selftrain")
-    config = stage.SelftrainParams.model_validate({"dummy_knob": 3, "window": 5}).config(feature_dim=8)
-    assert type(config) is library.DetectorConfig
-    assert (config.dummy_knob, config.window, config.feature_dim) == (3, 5, 8)
+@pytest.mark.parametrize(("library_module", "settings", "stage_module", "params", "config"), [
+    ("lacp.trainer", "TrainSettings", "stages.train", "TrainParams", "TrainConfig"),
+    ("detector.config", "DetectorSettings", "stages.selftrain", "SelftrainParams", "DetectorConfig"),
+])
+def test_a_training_setting_reaches_the_trainers_config(monkeypatch: pytest.MonkeyPatch, library_module: str,
+                                                        settings: str, stage_module: str, params: str,
+                                                        config: str) -> None:
+    library = _edited(monkeypatch, module=library_module, settings=settings)
+    stage = _fresh(monkeypatch, module=stage_module)
+    received = getattr(stage, params).model_validate({"dummy_knob": 3, "seed": 5}).config(feature_dim=8)
+    assert type(received) is getattr(library, config)
+    assert (received.dummy_knob, received.seed, received.feature_dim) == (3, 5, 8)
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
