@@ -32,124 +32,111 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field, model_validator
 
-__all__ = ["DetectorConfig", "InferenceConfig", "RESUMABLE_CHANGES", "regression_ranges"]
+from core.config import Config
+
+__all__ = ["DetectorConfig", "DetectorSettings", "InferenceConfig", "RESUMABLE_CHANGES", "regression_ranges"]
 
 RESUMABLE_CHANGES = frozenset({"checkpoint_every", "device"})
 """`DetectorConfig` fields a resumed run may change; the rest must match the checkpoint
 (`steps` too: the cosine schedule ends at `steps`, so the steps already taken depend on it)."""
 
 
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Network, targets, losses and optimisation of one detector training run."""
+class DetectorSettings(Config):
+    """Network, targets, losses and optimisation of one detector training run: every key of
+    params.yaml's `selftrain` section that the detector reads, under its own name (the
+    selftrain stage's params subclass this)."""
 
     # --- network ---
-    # Input width: I3D RGB (1024) and flow (1024) side by side, as `features.store.FeatureStore` reads them.
-    feature_dim: int = 2048
     # Embedding width D. 128: ~1,000 training snippets (32 videos x ~30) cannot feed the paper's 512
     # (tens of millions of parameters); 128 gives 2.0 M, 0.8 M of them in the first projection conv
     # (2048 x 3 x D).
-    embed_dim: int = 128
+    embed_dim: int = Field(128, ge=1)
     # Attention heads: 4 heads of D / 4 = 32 channels.
-    num_heads: int = 4
+    num_heads: int = Field(4, ge=1)
     # Local attention window (odd): a location attends to |i - j| <= window // 2 of its level.
     # 9 = +-4 snippets (2.6 s) at level 0, +-8 at level 1, +-16 (a whole default video) at level 2:
     # level 0 holds instances up to ~8 snippets, which fit in one window with context on each side.
     # The paper uses 19 on THUMOS'14 (T up to 2,300).
-    window: int = 9
+    window: int = Field(9, ge=1)
     # Transformer blocks at full resolution before the pyramid (the paper's 2).
-    stem_blocks: int = 2
+    stem_blocks: int = Field(2, ge=0)
     # Pyramid levels L (strides 1, 2, ..., 2**(L-1)); one downsampling transformer block per level
     # after the first. 4 (strides 1-8) with base 4 covers [0, 4), [4, 8), [8, 16), [16, inf) snippets:
     # default instances (1-13 snippets, farthest boundary <= 6.5 + centre offset) use levels 0-1,
     # heldout's longest level 2; level 3 still has 3-6 locations on T = 22-50. THUMOS'14: 6.
-    num_levels: int = 4
+    num_levels: int = Field(4, ge=1)
     # Hidden width of each block's MLP, as a multiple of D (the standard transformer's 4).
-    mlp_ratio: int = 4
+    mlp_ratio: int = Field(4, ge=1)
     # Conv layers per head, the output conv included (the paper's 3: two conv+LayerNorm+ReLU, one out).
-    head_layers: int = 3
+    head_layers: int = Field(3, ge=1)
     # Dropout on attention weights and MLP / attention outputs. 0.1: 32 training videos overfit
     # quickly (the paper uses 0 plus stochastic depth 0.1 on 200 THUMOS'14 videos).
-    dropout: float = 0.1
+    dropout: float = Field(0.1, ge=0, lt=1)
     # Prior probability of the classification bias at initialisation (RetinaNet / the paper's 0.01):
     # the focal loss starts near the background rate instead of swamping the first steps.
-    prior_prob: float = 0.01
+    prior_prob: float = Field(0.01, gt=0, lt=1)
 
     # --- targets (`detector.targets`) ---
     # Regression range base, in snippets: level ranges [0, b), [b, 2b), [2b, 4b), ... (module docstring).
-    range_base: float = 4.0
+    range_base: float = Field(4.0, gt=0, allow_inf_nan=False)
     # Centre sampling radius r, in strides: a location is positive only within r * stride of the
     # instance's centre (clipped to the instance). The paper's 1.5: 3 positives at level 0.
-    center_radius: float = 1.5
+    center_radius: float = Field(1.5, gt=0, allow_inf_nan=False)
 
     # --- losses (`detector.losses`) ---
     # Sigmoid focal loss alpha (weight of the positive term) and gamma (the paper's 0.25 and 2).
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
+    focal_alpha: float = Field(0.25, ge=0, lt=1)
+    focal_gamma: float = Field(2.0, ge=0, allow_inf_nan=False)
     # Weight of the DIoU regression loss in total = cls + reg_weight * reg (the paper's 1).
-    reg_weight: float = 1.0
+    reg_weight: float = Field(1.0, ge=0, allow_inf_nan=False)
     # Momentum of the EMA of the positive count that normalises both losses (the paper's 0.9) ...
-    loss_norm_momentum: float = 0.9
+    loss_norm_momentum: float = Field(0.9, ge=0, lt=1)
     # ... and its initial value: the positives of a batch of 4 default videos (measured: 9.2 positive
     # locations per default training video, 3 per instance), so the first steps are not over-weighted.
-    loss_norm_init: float = 36.0
+    loss_norm_init: float = Field(36.0, gt=0, allow_inf_nan=False)
 
     # --- optimisation (`detector.trainer`) ---
     # Optimisation steps: 600 = 75 epochs of 32 videos at batch 4 (the paper: ~35 epochs of 200
     # videos at batch 2, ~3,500 steps); 300 underfits, 1,200 measured no better (module docstring).
-    steps: int = 600
+    steps: int = Field(600, ge=1)
     # Videos per step (each video whole, padded to the batch's longest).
-    batch: int = 4
+    batch: int = Field(4, ge=1)
     # AdamW peak learning rate and weight decay. 1e-3 for the small D (the paper: 1e-4 at D = 512);
     # weight decay 0.05 as in the paper (not on biases, norms and the per-level scales).
-    lr: float = 1e-3
-    weight_decay: float = 0.05
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(0.05, ge=0, allow_inf_nan=False)
     # Linear warm-up steps from 0 to lr (5 epochs at batch 4 on 32 videos, the paper's 5 epochs),
     # then cosine decay to 0 at `steps`.
-    warmup_steps: int = 40
+    warmup_steps: int = Field(40, ge=0)
     # Gradient clipping: the global L2 norm is clipped to this (the paper's 1.0).
-    grad_clip: float = 1.0
+    grad_clip: float = Field(1.0, gt=0, allow_inf_nan=False)
     # Exponential moving average of the weights, returned instead of the last step's when > 0 (the
     # paper keeps one at 0.999 over ~3,500 steps; 0.99 averages the last ~100 of 600). It measured
     # level with the last step's weights on validation (75.3 against 75.2, module docstring).
-    ema_decay: float = 0.99
+    ema_decay: float = Field(0.99, ge=0, lt=1)
     # Steps between resumable checkpoints (0 = only after the last step).
-    checkpoint_every: int = 100
+    checkpoint_every: int = Field(100, ge=0)
     # Weights init, batch order and dropout.
     seed: int = 0
     # "auto" (cuda when available) | "cpu" | "cuda" | "cuda:N".
     device: str = "auto"
 
-    def __post_init__(self) -> None:
-        positive = ("feature_dim", "embed_dim", "num_heads", "window", "num_levels", "mlp_ratio",
-                    "head_layers", "steps", "batch")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise ValueError(f"detector config: {key} must be >= 1, got {getattr(self, key)}")
-        for key in ("stem_blocks", "warmup_steps", "checkpoint_every"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"detector config: {key} must be >= 0, got {getattr(self, key)}")
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> "DetectorSettings":
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"detector config: embed_dim {self.embed_dim} must be a multiple of "
-                             f"num_heads {self.num_heads}")
+            raise ValueError(f"embed_dim {self.embed_dim} must be a multiple of num_heads {self.num_heads}")
         if self.window % 2 == 0:
-            raise ValueError(f"detector config: window must be odd (centred on each location), got {self.window}")
-        unit = {"dropout": self.dropout, "loss_norm_momentum": self.loss_norm_momentum,
-                "ema_decay": self.ema_decay, "focal_alpha": self.focal_alpha}
-        for key, value in unit.items():
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"detector config: {key} must lie in [0, 1), got {value}")
-        if not 0.0 < self.prior_prob < 1.0:
-            raise ValueError(f"detector config: prior_prob must lie in (0, 1), got {self.prior_prob}")
-        for key in ("range_base", "center_radius", "lr", "grad_clip", "loss_norm_init"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"detector config: {key} must be a positive number, got {value}")
-        for key in ("focal_gamma", "reg_weight", "weight_decay"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"detector config: {key} must be >= 0, got {value}")
+            raise ValueError(f"window must be odd (centred on each location), got {self.window}")
+        return self
+
+
+class DetectorConfig(DetectorSettings):
+    """The settings, plus the input width that the feature store gives."""
+
+    # Input width: I3D RGB (1024) and flow (1024) side by side, as `features.store.FeatureStore` reads them.
+    feature_dim: int = Field(2048, ge=1)
 
     @property
     def max_stride(self) -> int:

@@ -71,7 +71,7 @@ def save_detector(
     write_json(model_dir / "model.json", {
         "kind": DETECTOR_KIND,
         "classes": list(classes),
-        "config": dataclasses.asdict(config),
+        "config": config.model_dump(),
         "inference": dataclasses.asdict(inference),
         "features": dict(features),
         "pseudo_source": pseudo_source,
@@ -108,8 +108,8 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
         if isinstance(value, bool) or not isinstance(value, int) or value > limit:
             raise ValueError(f"{path} key 'config.{key}': expected a whole number of at most {limit}, got {value!r:.100}")
     configs = []
-    for key, cls in (("config", DetectorConfig), ("inference", InferenceConfig)):
-        known = {f.name for f in dataclasses.fields(cls)}
+    for key, cls, known in (("config", DetectorConfig, set(DetectorConfig.model_fields)),
+                            ("inference", InferenceConfig, {f.name for f in dataclasses.fields(InferenceConfig)})):
         unknown = sorted(set(meta.get(key, {})) - known)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown} in '{key}' (expected some of {sorted(known)})")

@@ -31,7 +31,6 @@ the training split only: a video with no instance is all background. Nothing els
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
 import time
@@ -280,7 +279,7 @@ def _save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "config": dataclasses.asdict(config),
+        "config": config.model_dump(),
         "video_ids": video_ids,
         "num_classes": num_classes,
     }
@@ -301,7 +300,7 @@ def _load_checkpoint(
 ) -> _State:
     """Restores the model, its EMA, the optimizer and the RNG; returns the rest of the state."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    current = dataclasses.asdict(config)
+    current = config.model_dump()
     changed = sorted(k for k in current.keys() | payload["config"].keys()
                      if k not in RESUMABLE_CHANGES and current.get(k) != payload["config"].get(k))
     if changed:

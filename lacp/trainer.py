@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import functools
 import os
 import time
@@ -47,7 +46,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
+from core.config import Config
 from core.device import resolve_device
 from core.files import atomic_path
 from lacp.batching import (FeatureSource, VideoItem, VideoSample, collate, feature_getter, load_sample,
@@ -62,6 +63,7 @@ __all__ = [
     "SearchLogFn",
     "TrainConfig",
     "TrainResult",
+    "TrainSettings",
     "batch_indices",
     "default_search_fn",
     "steps_per_epoch",
@@ -81,26 +83,31 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 _RESUMABLE_CHANGES = {"steps", "checkpoint_every", "device", "search_workers"}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every hyperparameter of a training run (defaults: the released recipe, METHOD 7).
+class TrainSettings(Config):
+    """The hyperparameters of a training run that params.yaml's `train` section sets, each key
+    under its own name (the train stage's params subclass this; defaults: the released recipe,
+    METHOD 7).
 
     Attributes:
         steps: optimisation steps.
         batch: videos per step.
-        lr, betas, weight_decay: Adam.
+        lr, weight_decay: Adam.
         lambdas: weights of L_vid, L_point, L_bkg_point, L_score, L_feat.
         r_act: top-k ratio of the video scores.
         dropout: dropout before the CAS layer.
-        feature_dim, embed_dim: input feature and embedding sizes.
-        bg_threshold, act_threshold: pseudo background / action point thresholds on q_bg.
-        tau: feature-contrast temperature.
         completeness: False = point-supervised baseline (no search, no L_score / L_feat).
         score_contrast, feature_contrast: ablation switches of L_score and L_feat.
+        search_every: steps between optimal sequence searches.
+        search_method, search_budget, search_prune: passed to `lacp.search`.
+        search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
+            the whole run).
         feat_last_class_only: the released recipe's quirk (feature loss of the last class only).
         oic_outer: OIC outer region of the score contrast and the search: "floor" (METHOD on
             whole snippets, floor(L/4) each side), "ceil" (ceil(L/4) each side: short spans keep
             their contrast) or "released" (the recipe's quirk: ceil(L/4) on the left).
+        video_end: "full" (a pseudo-label run reaching the video's last snippet keeps it) or
+            "released" (the recipe's quirk: its losses end such a run one snippet early;
+            `lacp.losses.trim_video_end`).
         label_delay: "none" (a search's pseudo labels are used from the next step) or
             "released" (the recipe's data-loader quirk: its loader workers copy the labels when
             the loader is rebuilt, every floor(N / batch) steps, so a search's labels are
@@ -108,13 +115,6 @@ class TrainConfig:
             while floor(N / batch) <= 2 and search_every is even).
         absent_class_score: L_vid's score of an absent class: "mean" over all snippets (the
             recipe) or "topk" (as at test time; `lacp.losses.lacp_loss`).
-        video_end: "full" (a pseudo-label run reaching the video's last snippet keeps it) or
-            "released" (the recipe's quirk: its losses end such a run one snippet early;
-            `lacp.losses.trim_video_end`).
-        search_every: steps between optimal sequence searches.
-        search_method, search_budget, search_prune: passed to `lacp.search`.
-        search_workers: search processes (> 1: one `lacp.search.SearchPool` kept open for
-            the whole run).
         num_segments: 0 = every snippet of a video per step (the THUMOS'14 recipe); N > 0 =
             each training video resampled to N snippets per step (`lacp.batching`), the
             BaS-Net lineage's fixed-length loader. Searches see every snippet; inference
@@ -122,83 +122,67 @@ class TrainConfig:
             N read from model.json, where the train stage records it).
         segment_sampling: with num_segments: "random" (one snippet drawn per bin and step,
             the lineage's training loader) or "uniform" (each bin's first snippet).
-        checkpoint_every: steps between resumable checkpoints (0 = only after the last step).
         eval_every: steps between calls of `evaluate_fn` (0 = never).
         select_best_on_test: return the best evaluated weights instead of the final ones
-            (released protocol; selects on whatever `evaluate_fn` measures, usually test).
+            (released protocol; selects on whatever `evaluate_fn` measures, usually test);
+            needs eval_every > 0.
+        checkpoint_every: steps between resumable checkpoints (0 = only after the last step).
         seed: weights init, batch order, sampling, dropout.
         device: "auto" (cuda when available) | "cpu" | "cuda" | "cuda:N".
     """
 
-    steps: int = 300
-    batch: int = 16
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 5e-4
-    lambdas: tuple[float, ...] = LAMBDAS
-    r_act: int = 8
-    dropout: float = 0.7
-    feature_dim: int = 2048
-    embed_dim: int = 2048
-    bg_threshold: float = 0.95
-    act_threshold: float = 0.1
-    tau: float = 0.1
+    steps: int = Field(300, ge=1)
+    batch: int = Field(16, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    lambdas: tuple[float, float, float, float, float] = LAMBDAS
+    r_act: int = Field(8, ge=1)
+    dropout: float = Field(0.7, ge=0, lt=1)
     completeness: bool = True
     score_contrast: bool = True
     feature_contrast: bool = True
+    search_every: int = Field(10, ge=1)
+    search_method: Literal["exact", "beam"] = "beam"
+    search_budget: int = Field(25, ge=1)
+    search_prune: float = 0.1
+    search_workers: int = Field(1, ge=1)
     feat_last_class_only: bool = True
     oic_outer: Literal["floor", "ceil", "released"] = "released"
     video_end: Literal["full", "released"] = "released"
     label_delay: Literal["none", "released"] = "none"
     absent_class_score: Literal["mean", "topk"] = "mean"
-    search_every: int = 10
-    search_method: Literal["exact", "beam"] = "beam"
-    search_budget: int = 25
-    search_prune: float = 0.1
-    search_workers: int = 1
-    num_segments: int = 0
+    num_segments: int = Field(0, ge=0)
     segment_sampling: Literal["random", "uniform"] = "random"
-    checkpoint_every: int = 50
-    eval_every: int = 0
+    eval_every: int = Field(0, ge=0)
     select_best_on_test: bool = False
+    checkpoint_every: int = Field(50, ge=0)
     seed: int = 0
     device: str = "auto"
 
-    def __post_init__(self) -> None:
-        positive = {"steps": self.steps, "batch": self.batch, "r_act": self.r_act,
-                    "search_every": self.search_every, "search_budget": self.search_budget,
-                    "search_workers": self.search_workers, "feature_dim": self.feature_dim,
-                    "embed_dim": self.embed_dim}
-        for key, value in positive.items():
-            if value < 1:
-                raise ValueError(f"train config: {key} must be >= 1, got {value}")
-        for key in ("checkpoint_every", "eval_every", "num_segments"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"train config: {key} must be >= 0, got {getattr(self, key)}")
-        if len(self.lambdas) != 5:
-            raise ValueError(f"train config: lambdas must hold 5 weights, got {self.lambdas}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"train config: dropout must lie in [0, 1), got {self.dropout}")
-        if self.oic_outer not in ("floor", "ceil", "released"):
-            raise ValueError(
-                f"train config: oic_outer must be 'floor', 'ceil' or 'released', got {self.oic_outer!r}")
-        if self.absent_class_score not in ("mean", "topk"):
-            raise ValueError(f"train config: absent_class_score must be 'mean' or 'topk', "
-                             f"got {self.absent_class_score!r}")
-        if self.label_delay not in ("none", "released"):
-            raise ValueError(
-                f"train config: label_delay must be 'none' or 'released', got {self.label_delay!r}")
-        if self.video_end not in ("full", "released"):
-            raise ValueError(
-                f"train config: video_end must be 'full' or 'released', got {self.video_end!r}")
-        if self.segment_sampling not in ("random", "uniform"):
-            raise ValueError(f"train config: segment_sampling must be 'random' or 'uniform', "
-                             f"got {self.segment_sampling!r}")
-        if self.search_method not in ("exact", "beam"):
-            raise ValueError(f"train config: search_method must be 'exact' or 'beam', "
-                             f"got {self.search_method!r}")
+    @model_validator(mode="after")
+    def _selection_evaluates(self) -> "TrainSettings":
         if self.select_best_on_test and self.eval_every == 0:
-            raise ValueError("train config: select_best_on_test needs eval_every > 0")
+            raise ValueError("select_best_on_test needs eval_every > 0")
+        return self
+
+
+class TrainConfig(TrainSettings):
+    """Every hyperparameter of a training run: the settings, plus the sizes and constants
+    no params key sets.
+
+    Attributes:
+        betas: Adam's.
+        feature_dim, embed_dim: input feature and embedding sizes.
+        bg_threshold, act_threshold: pseudo background / action point thresholds on q_bg.
+        tau: feature-contrast temperature.
+    """
+
+    betas: tuple[float, float] = (0.9, 0.999)
+    feature_dim: int = Field(2048, ge=1)
+    embed_dim: int = Field(2048, ge=1)
+    bg_threshold: float = 0.95
+    act_threshold: float = 0.1
+    tau: float = 0.1
 
 
 @dataclass
@@ -538,7 +522,7 @@ def _save_checkpoint(
         "best_state": state.best_state,
         "best_step": state.best_step,
         "best_metric": state.best_metric,
-        "config": dataclasses.asdict(config),
+        "config": config.model_dump(),
         "video_ids": video_ids,
     }
     with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as handle:
@@ -557,7 +541,7 @@ def _load_checkpoint(
     """Restores model, optimizer and RNG states; returns the rest of the state."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     saved = payload["config"]
-    current = dataclasses.asdict(config)
+    current = config.model_dump()
     changed = sorted(k for k in current.keys() | saved.keys()
                      if k not in _RESUMABLE_CHANGES
                      and _normalised(current.get(k)) != _normalised(saved.get(k)))

@@ -28,7 +28,7 @@ from lacp.inference import predict, resampled_seconds
 from lacp.model_io import load_model, read_model_meta
 from pipeline.params import Params
 from pipeline.study import RUNS_FILE
-from stages.analyze import instances_of
+from stages.artifacts import ground_truth_instances
 from stages.artifacts import available_videos, read_annotations
 
 WORKSPACE = "workspace"
@@ -136,7 +136,7 @@ def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list
                                             q_seconds=resampled_seconds(seconds, store[vid].shape[0], num_segments)))
     # 3. pictures and an index
     for vid in chosen:
-        written.append(plot_comparison(vid, instances=instances_of(annotations, vid), views=views[vid],
+        written.append(plot_comparison(vid, instances=ground_truth_instances(annotations, [vid])[vid], views=views[vid],
                                        classes=annotations["classes"], threshold=threshold,
                                        path=Path(out_dir) / f"{vid}.png"))
     lines = ["# Qualitative comparison", "", "Runs, top to bottom: " + "; ".join(

@@ -46,7 +46,7 @@ from lacp.pseudo_quality import PSEUDO_COLUMNS
 from lacp.score_analysis import PAPER_PEARSON, ScoredProposals, best_tiou, correlations
 from lacp.search_record import read_search_record
 from lacp.splits import read_split
-from stages.artifacts import available_videos, read_annotations, read_training_log
+from stages.artifacts import available_videos, ground_truth_instances, read_annotations, read_training_log
 from stages.common import StageParams
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,6 @@ class AnalyzeParams(StageParams):
         return DetectionConfig(r_act=self.r_act, class_threshold=self.class_threshold, faithful=self.faithful)
 
 
-def instances_of(annotations: dict[str, Any], vid: str) -> list[tuple[int, float, float]]:
-    """Ground-truth instances (class index, start s, end s) of one video."""
-    classes = annotations["classes"]
-    return [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
-            for a in annotations["database"][vid]["annotations"]]
-
-
 def score_proposals(model, store: FeatureStore, videos: list[str], annotations: dict[str, Any], params: AnalyzeParams,
                     device, *, num_segments: int) -> ScoredProposals:
     """Every candidate proposal of `videos` with its best same-class tIoU, inner score and OIC."""
@@ -84,7 +77,7 @@ def score_proposals(model, store: FeatureStore, videos: list[str], annotations: 
     for vid in videos:
         found = video_candidates(model, store[vid], params.detection(), device, num_segments=num_segments,
                                  snippet_seconds=snippet_seconds)
-        gt = instances_of(annotations, vid)
+        gt = ground_truth_instances(annotations, [vid])[vid]
         gt_segments = np.array([[s, e] for _, s, e in gt]).reshape(-1, 2)
         gt_labels = np.array([c for c, _, _ in gt], dtype=np.int64)
         parts.append((found.label_index, best_tiou(found.segments, found.label_index, gt_segments, gt_labels),
@@ -169,7 +162,7 @@ def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: 
             scored = score_video(model, store[vid], params.detection(), device, num_segments=num_segments,
                                  snippet_seconds=snippet_seconds)
             plot_search_sequence(
-                vid, instances=instances_of(annotations, vid), points=points[vid],
+                vid, instances=ground_truth_instances(annotations, [vid])[vid], points=points[vid],
                 first=record.first.get(vid), first_step=record.first_step,
                 final=record.final.get(vid), final_step=record.final_step,
                 q=scored.q, q_seconds=scored.seconds, snippet_seconds=snippet_seconds, classes=classes,

@@ -3,7 +3,7 @@
 Stages import these instead of each other, so no stage depends on another stage's module:
 
     artifact                      written by   reader here
-    <dataset>/annotations.json    prepare      `read_annotations`
+    <dataset>/annotations.json    prepare      `read_annotations` (its instances: `ground_truth_instances`)
     <dataset>/videos.json         prepare      `read_video_paths`
     <decoded>/manifest.json       decode       `read_decode_manifest`, `read_decoded_videos`
     <flow>/manifest.json          flow         `read_flow_manifest`
@@ -42,6 +42,7 @@ __all__ = [
     "SOURCE_MISSING",
     "available_videos",
     "excluded_videos",
+    "ground_truth_instances",
     "model_kind",
     "read_annotations",
     "read_decode_manifest",
@@ -65,6 +66,21 @@ def read_annotations(dataset_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"dataset annotations not found: {path} (run the prepare stage first)")
     return annotations_file.read_annotations(path)
+
+
+def ground_truth_instances(annotations: dict[str, Any], videos: list[str]) -> dict[str, list[tuple[int, float, float]]]:
+    """The annotated instances of `videos`, each as (class index, start s, end s).
+
+    Args:
+        annotations: `read_annotations`' dict.
+        videos: ids of its database.
+
+    Returns:
+        {video id: its instances, in the file's order} (an empty list for a video without any).
+    """
+    classes = annotations["classes"]
+    return {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
+                  for a in annotations["database"][vid]["annotations"]] for vid in videos}
 
 
 def read_video_paths(dataset_dir: Path) -> dict[str, str]:

@@ -19,15 +19,13 @@ from types import ModuleType
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from core.config import Config
 
 log = logging.getLogger(__name__)
 
 
-class StageParams(BaseModel):
-    """Base of every params section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class StageParams(Config):
+    """Base of every params section: unknown keys are errors, values are immutable (`core.config`)."""
 
     def fingerprint(self) -> str:
         """A short hash of these params, stored beside per-video outputs so that a rerun

@@ -38,7 +38,7 @@ from lacp.pseudo_instances import (Candidate, PseudoCounts, PseudoGroundTruth, P
 from lacp.pseudo_quality import pseudo_label_quality
 from lacp.search_record import read_search_record
 from lacp.splits import read_split
-from stages.artifacts import PSEUDO_GT_FILE, available_videos, read_annotations
+from stages.artifacts import PSEUDO_GT_FILE, available_videos, ground_truth_instances, read_annotations
 from stages.common import StageParams
 
 
@@ -90,7 +90,6 @@ def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: P
     """
     # 1. inputs: the videos LACP trained on and their points
     annotations = read_annotations(dataset_dir)
-    classes = annotations["classes"]
     database = annotations["database"]
     points: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for point in read_points_csv(Path(points_dir) / "points.csv", annotations):
@@ -104,8 +103,8 @@ def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: P
         # 2. candidates and instances, video by video
         if params.source == "ground_truth":
             for vid in videos:
-                truth = [PseudoInstance(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]),
-                                        float(np.mean(a["segment"]))) for a in database[vid]["annotations"]]
+                truth = [PseudoInstance(c, start, end, float(np.mean([start, end])))
+                         for c, start, end in ground_truth_instances(annotations, [vid])[vid]]
                 found.add(vid, truth, PseudoCounts(instances=len(truth)))
         else:
             if params.source == "search":
@@ -155,9 +154,7 @@ def instance_quality(found: PseudoGroundTruth, annotations: dict[str, Any], leng
         for inst in instances:
             labels[(centres >= inst.start) & (centres <= inst.end), inst.class_index] = 1
         dense[vid] = labels
-    truth = {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
-                   for a in annotations["database"][vid]["annotations"]] for vid in dense}
-    return pseudo_label_quality(dense, truth, snippet_seconds=snippet_seconds)
+    return pseudo_label_quality(dense, ground_truth_instances(annotations, list(dense)), snippet_seconds=snippet_seconds)
 
 
 def pseudo_gt_document(found: PseudoGroundTruth, annotations: dict[str, Any], source: str) -> dict[str, Any]:

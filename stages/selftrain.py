@@ -22,7 +22,6 @@ split.json, and `lacp/` with `video_scores: lacp`) and the training log.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -30,7 +29,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field
 
-from detector.config import DetectorConfig, InferenceConfig
+from detector.config import DetectorConfig, DetectorSettings, InferenceConfig
 from detector.losses import LOSS_TERMS
 from core.files import write_bytes_atomic
 from detector.model_io import VIDEO_SCORER, save_detector
@@ -43,7 +42,6 @@ from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 
 log = logging.getLogger(__name__)
-_NET = DetectorConfig()  # the detector's defaults, stated once in detector.config
 _INFERENCE = InferenceConfig()
 
 
@@ -58,34 +56,10 @@ class DetectionParams(StageParams):
     max_segments: int = Field(_INFERENCE.max_segments, ge=1)
 
 
-class SelftrainParams(StageParams):
-    # Every key but `inference` is a `detector.config.DetectorConfig` field of the same name
-    # (its defaults and checks); feature_dim comes from the feature store.
-    embed_dim: int = _NET.embed_dim
-    num_heads: int = _NET.num_heads
-    window: int = _NET.window
-    stem_blocks: int = _NET.stem_blocks
-    num_levels: int = _NET.num_levels
-    mlp_ratio: int = _NET.mlp_ratio
-    head_layers: int = _NET.head_layers
-    dropout: float = _NET.dropout
-    prior_prob: float = _NET.prior_prob
-    range_base: float = _NET.range_base
-    center_radius: float = _NET.center_radius
-    focal_alpha: float = _NET.focal_alpha
-    focal_gamma: float = _NET.focal_gamma
-    reg_weight: float = _NET.reg_weight
-    loss_norm_momentum: float = _NET.loss_norm_momentum
-    loss_norm_init: float = _NET.loss_norm_init
-    steps: int = _NET.steps
-    batch: int = _NET.batch
-    lr: float = _NET.lr
-    weight_decay: float = _NET.weight_decay
-    warmup_steps: int = _NET.warmup_steps
-    grad_clip: float = _NET.grad_clip
-    ema_decay: float = _NET.ema_decay
-    checkpoint_every: int = _NET.checkpoint_every
-    seed: int = _NET.seed
+class SelftrainParams(StageParams, DetectorSettings):
+    """The `selftrain` section: the detector's settings (`detector.config.DetectorSettings`: every
+    key's type, default, check and reason), plus what only this stage reads."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # lacp: each detection's score times LACP's video-level score of its class (the LACP model is
     # copied into the folder); none: the detector's own scores
@@ -93,8 +67,8 @@ class SelftrainParams(StageParams):
     inference: DetectionParams = DetectionParams()
 
     def config(self, *, feature_dim: int) -> DetectorConfig:
-        """The detector's config: these values (checked there) and the feature width."""
-        return DetectorConfig(**self.model_dump(exclude={"inference", "video_scores"}), feature_dim=feature_dim)
+        """The detector's config: these settings as they are, and the features' width."""
+        return DetectorConfig(**self.model_dump(include=set(DetectorSettings.model_fields)), feature_dim=feature_dim)
 
     def inference_config(self) -> InferenceConfig:
         """The detection settings recorded in the model folder (evaluate and detect apply them)."""
@@ -144,25 +118,19 @@ def run(
         # 2. train (features read per step from the open store)
         log.info("self-training: %d steps, batch %d, %d videos, %d instances (%s)", config.steps, config.batch,
                  len(videos), sum(map(len, instances.values())), pseudo.get("source", "?"))
-        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_TERMS)
-
-        def logged(step: int, steps: int, row: dict[str, float]) -> None:
-            training_log.log(row)
-            if on_progress is not None:
-                on_progress(step, steps, row)
-
+        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_TERMS, on_progress=on_progress)
         checkpoint_dir = resume_dir(model_dir) / run_key(params.fingerprint(),
                                                          [Path(pseudo_dir) / PSEUDO_GT_FILE, Path(features)])
         result = train_detector(instances=instances, get_features=store, num_classes=len(classes),
                                 grid=store.time_grid, config=config, checkpoint_dir=checkpoint_dir,
-                                on_progress=logged)
+                                on_progress=training_log.progress)
 
     # 3. outputs
     if params.video_scores == "lacp":  # the classifier the detections' scores are fused with travels with them
         for name in ("model.pt", "model.json"):
             write_bytes_atomic(Path(model_dir) / VIDEO_SCORER / name, (Path(lacp_model_dir) / name).read_bytes(),
                                fsync=name == "model.pt")
-    save_detector(model_dir, result.state_dict, classes=classes, config=dataclasses.replace(config, device="auto"),
+    save_detector(model_dir, result.state_dict, classes=classes, config=config.model_copy(update={"device": "auto"}),
                   inference=params.inference_config(), features=recorded, pseudo_source=pseudo.get("source", ""),
                   weights=result.weights, video_scores=params.video_scores)
     write_split(model_dir, train=split.train, validation=split.validation, share=split.share, seed=split.seed)

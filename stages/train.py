@@ -14,7 +14,6 @@ see `lacp.splits.validation_split`) are held out and never trained on; the split
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -32,64 +31,32 @@ from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
-from lacp.trainer import TrainConfig, train
+from lacp.trainer import TrainConfig, TrainSettings, train
 from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
-from stages.artifacts import LOSS_COLUMNS, available_videos, read_annotations
+from stages.artifacts import LOSS_COLUMNS, available_videos, ground_truth_instances, read_annotations
 
 log = logging.getLogger(__name__)
 
 
 
-class TrainParams(StageParams):
-    # Defaults are the trainer's own (lacp.trainer.TrainConfig), so the two cannot drift apart.
-    steps: int = Field(TrainConfig.steps, ge=1)
-    batch: int = Field(TrainConfig.batch, ge=1)
-    lr: float = Field(TrainConfig.lr, gt=0)
-    weight_decay: float = Field(TrainConfig.weight_decay, ge=0)
-    lambdas: tuple[float, float, float, float, float] = TrainConfig.lambdas
-    r_act: int = Field(TrainConfig.r_act, ge=1)
-    dropout: float = Field(TrainConfig.dropout, ge=0, lt=1)
-    completeness: bool = TrainConfig.completeness
-    score_contrast: bool = TrainConfig.score_contrast
-    feature_contrast: bool = TrainConfig.feature_contrast
-    search_every: int = Field(TrainConfig.search_every, ge=1)
-    search_method: Literal["exact", "beam"] = TrainConfig.search_method
-    search_budget: int = Field(TrainConfig.search_budget, ge=1)
-    search_prune: float = TrainConfig.search_prune
-    search_workers: int = Field(TrainConfig.search_workers, ge=1)
-    feat_last_class_only: bool = TrainConfig.feat_last_class_only
-    oic_outer: Literal["floor", "ceil", "released"] = TrainConfig.oic_outer
-    video_end: Literal["full", "released"] = TrainConfig.video_end
-    label_delay: Literal["none", "released"] = TrainConfig.label_delay
-    absent_class_score: Literal["mean", "topk"] = TrainConfig.absent_class_score
-    # 0 = every snippet (THUMOS'14 recipe); N = training sequences resampled to N snippets (lacp.batching)
-    num_segments: int = Field(TrainConfig.num_segments, ge=0)
-    segment_sampling: Literal["random", "uniform"] = TrainConfig.segment_sampling
-    eval_every: int = Field(TrainConfig.eval_every, ge=0)
-    select_best_on_test: bool = TrainConfig.select_best_on_test
-    checkpoint_every: int = Field(TrainConfig.checkpoint_every, ge=0)
-    seed: int = TrainConfig.seed
-    validation_share: float = Field(0.2, ge=0, lt=1)  # the split is the stage's (lacp/splits.py), not the trainer's
+class TrainParams(StageParams, TrainSettings):
+    """The `train` section: the trainer's settings (`lacp.trainer.TrainSettings`: every key's
+    type, default and check), plus what only this stage reads: the validation split, which is
+    the stage's (`lacp.splits`), and the devices it accepts."""
+
+    validation_share: float = Field(0.2, ge=0, lt=1)
     validation_seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = TrainConfig.device
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def config(self, *, feature_dim: int) -> TrainConfig:
-        """The trainer's config for these params: every field the two share, plus the feature width."""
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig) if f.name in type(self).model_fields}
-        return TrainConfig(**shared, feature_dim=feature_dim)
+        """The trainer's config: these settings as they are, and the features' width."""
+        return TrainConfig(**self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim)
 
 
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
     """Class names of the instances of each of `videos` (empty for a video without any)."""
     return {vid: {a["label"] for a in annotations["database"][vid]["annotations"]} for vid in videos}
-
-
-def training_instances(annotations: dict[str, Any], videos: list[str]) -> dict[str, list[tuple[int, float, float]]]:
-    """Ground-truth instances (class index, start s, end s) of `videos` (pseudo-label quality)."""
-    classes = annotations["classes"]
-    return {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
-                  for a in annotations["database"][vid]["annotations"]] for vid in videos}
 
 
 def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str], *, grid: TimeGrid) -> list[VideoItem]:
@@ -202,14 +169,9 @@ def run(
         # 2. train (features read per step from the open store)
         log.info("training: %d steps, batch %d, %d videos, %d points", params.steps, params.batch,
                  len(items), sum(len(i.point_frames) for i in items))
-        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
-
-        def logged(step: int, steps: int, row: dict[str, float]) -> None:
-            training_log.log(row)
-            if on_progress is not None:
-                on_progress(step, steps, row)
-
-        instances = training_instances(annotations, videos)  # ground truth: for the log only
+        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS,
+                                   on_progress=on_progress)
+        instances = ground_truth_instances(annotations, videos)  # ground truth: for the log only
 
         def search_quality(labels: dict[str, np.ndarray]) -> dict[str, float]:
             return pseudo_label_quality(labels, instances, snippet_seconds=grid.seconds_per_snippet)
@@ -225,7 +187,7 @@ def run(
             num_classes=len(annotations["classes"]),
             config=params.config(feature_dim=feature_dim),
             checkpoint_dir=checkpoint_dir,
-            on_progress=logged,
+            on_progress=training_log.progress,
             evaluate_fn=evaluate_fn,
             search_log=search_quality,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +59,15 @@ class TrainingLog:
         log_dir: the folder (DVCLive removes its own files there first).
         loss_terms: the `loss_<term>` keys every row holds.
         pseudo_terms: the `pseudo_<name>` keys some rows hold.
+        on_progress: the stage's caller's progress callback, which `progress` hands each step to.
     """
 
-    def __init__(self, log_dir: Path, *, loss_terms: Sequence[str], pseudo_terms: Sequence[str] = ()):
+    def __init__(self, log_dir: Path, *, loss_terms: Sequence[str], pseudo_terms: Sequence[str] = (),
+                 on_progress: Callable[[int, int, dict[str, float]], None] | None = None):
         self.log_dir = Path(log_dir)
         self.loss_terms = tuple(loss_terms)
         self.pseudo_terms = tuple(pseudo_terms)
+        self.on_progress = on_progress
         self.first_step: int | None = None
         self.live = self._open()
 
@@ -88,6 +91,12 @@ class TrainingLog:
             if f"pseudo_{name}" in row and np.isfinite(row[f"pseudo_{name}"]):
                 self.live.log_metric(f"pseudo/{name}", round(row[f"pseudo_{name}"], 6))
         self.live.make_summary()
+
+    def progress(self, step: int, steps: int, row: dict[str, float]) -> None:
+        """The trainer's per-step callback: logs `row`, then hands (step, steps, row) to `on_progress`."""
+        self.log(row)
+        if self.on_progress is not None:
+            self.on_progress(step, steps, row)
 
     def finish(self, rows: list[dict[str, float]], *, summary: dict[str, float] | None = None) -> None:
         """Make the files hold every row of `rows` (rewritten if the run was resumed), and add

@@ -5,7 +5,6 @@ nothing; a params file naming an input dvc.yaml does not track is refused."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -83,7 +82,7 @@ def test_user_inputs_rerun_exactly_what_depends_on_them(tmp_path: Path, dvc_env:
     assert after["videos"] == before["videos"] - 1
 
     # 5. one (still annotated) video replaced by another encoding: decode redoes that video only
-    spec = dataclasses.replace(made["spec"], crf=made["spec"].crf + 6)
+    spec = made["spec"].model_copy(update={"crf": made["spec"].crf + 6})
     video = next(v for v in made["plan"] if v.subset == "train")
     render_video(video, videos / f"{video.video_id}.mp4", spec=spec)
     replaced = run_checked([py, "-m", "dvc", "repro"], repo, dvc_env)

@@ -60,7 +60,7 @@ def test_train_logs_pseudo_label_quality_at_every_search_and_keeps_first_and_las
     from lacp.pseudo_quality import pseudo_label_quality
     from lacp.search_record import read_search_record
     from stages import train
-    from stages.artifacts import read_annotations
+    from stages.artifacts import ground_truth_instances, read_annotations
     from tests.test_lacp_splits import write_tiny_inputs
 
     inputs = write_tiny_inputs(tmp_path)
@@ -73,7 +73,7 @@ def test_train_logs_pseudo_label_quality_at_every_search_and_keeps_first_and_las
     assert (record.first_step, record.final_step) == (2, 4)
     assert sorted(record.first) == sorted(record.final) == ["t1", "t2", "t3", "t4", "t5"]
     annotations = read_annotations(inputs["dataset_dir"])
-    instances = train.training_instances(annotations, sorted(record.final))
+    instances = ground_truth_instances(annotations, sorted(record.final))
     for step, labels in ((2, record.first), (4, record.final)):  # the logged values are those of the kept labels
         quality = pseudo_label_quality(labels, instances, snippet_seconds=16 / 25)
         assert log["pseudo/iou"][step] == pytest.approx(quality["pseudo_iou"], abs=1e-6)

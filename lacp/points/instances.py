@@ -16,7 +16,7 @@ import numpy as np
 
 from lacp.points.formats import PointLabelError
 
-__all__ = ["InstanceError", "Instances", "finite", "is_int", "order_rows", "train_instances"]
+__all__ = ["InstanceError", "Instances", "finite", "order_rows", "train_instances"]
 
 
 class InstanceError(PointLabelError):
@@ -59,10 +59,6 @@ class Instances:
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
         and math.isfinite(float(value))
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def train_instances(annotations: Mapping[str, Any]) -> Instances:

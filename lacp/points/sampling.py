@@ -25,10 +25,10 @@ odd. Its neighbours: `lacp.points.instances` (the validated training instances),
   THUMOS'14 release clicks one typo'd video id, which is counted and left out).
 - `manual` without files (synthetic data): a human is emulated from each instance's
   `salient` time plus `N(0, manual_jitter_s^2)` seconds, clipped into the instance. Default
-  jitter 0.3 s (`SAMPLING`); for scale, on THUMOS'14 the four annotators' clicks on one
+  jitter 0.3 s (`Sampling`); for scale, on THUMOS'14 the four annotators' clicks on one
   instance have a median standard deviation of 0.44 s (mean 0.88 s) over the 2591 instances
   all four clicked.
-- `file`: the points of a points CSV in the LACP format (`points_file`), validated.
+- `file`: the points of a points CSV in the LACP format (`file`), validated.
 
 Robustness options apply after any distribution, in this order: `min_instance_frames`
 (instances with fewer frames `L` are skipped), `drop_rate` (that share of the remaining points,
@@ -44,45 +44,69 @@ Rows are ordered by video id, start frame, class index, stop frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import ConfigDict, Field, model_validator
 
+from core.config import Config
 from lacp.points.clicks import EXAMPLES, ManualStats, assign_clicks
-from lacp.points.formats import Point, PointLabelError, read_points_csv
-from lacp.points.instances import InstanceError, Instances, finite, is_int, order_rows, train_instances
+from lacp.points.formats import Point, read_points_csv
+from lacp.points.instances import InstanceError, Instances, finite, order_rows, train_instances
 
-DISTRIBUTIONS: tuple[str, ...] = ("center", "gaussian", "uniform", "beta", "manual", "file")
-
-
-@dataclass(frozen=True)
-class SamplingDefaults:
-    """The defaults of `sample_points`, stated once; the points stage's params take theirs from here."""
-
-    distribution: str = "gaussian"
-    seed: int = 0
-    sigma: float = 0.035  # the released THUMOS'14 points: relative position std 0.035 around the centre
-    beta_a: float = 2.0
-    beta_b: float = 5.0
-    drop_rate: float = 0.0
-    offset_std: float = 0.0
-    min_instance_frames: int = 1
-    annotator: str | int = "random"
-    manual_jitter_s: float = 0.3
+Distribution = Literal["center", "gaussian", "uniform", "beta", "manual", "file"]
+DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
 
 
-SAMPLING = SamplingDefaults()
+class Sampling(Config):
+    """How `sample_points` samples: every key of params.yaml's `points` section, under its own
+    name (the points stage's params are this; the module docstring says what each does).
 
+    Attributes:
+        distribution: one of `DISTRIBUTIONS`.
+        seed: seed of every random draw; the same seed gives identical points.
+        sigma: `gaussian`: std of the relative position, 0 <= sigma <= 1 (default: the released
+            THUMOS'14 points' relative-position std, 0.035 around the centre).
+        beta_a: `beta`: first shape parameter, > 0.
+        beta_b: `beta`: second shape parameter, > 0.
+        manual_files: `manual`: SF-Net click files; empty emulates clicks from each instance's
+            `salient` time.
+        annotator: `manual` with files: "random" (one file per video, drawn by the seed) or a
+            0-based index into `manual_files`.
+        manual_jitter_s: `manual` without files: click jitter std in seconds, >= 0.
+        file: `file`: the LACP points CSV to read.
+        drop_rate: share of points removed, 0 <= drop_rate < 1.
+        offset_std: std (seconds) of extra noise on every point, clipped to the video; >= 0.
+        min_instance_frames: instances with fewer frames (stop - start) are skipped; >= 0.
+            Instances shorter than one frame raise unless this skips them.
+    """
 
-class PointParamError(PointLabelError):
-    """A sampling parameter outside its allowed values (the message names both)."""
+    model_config = ConfigDict(allow_inf_nan=False)
 
-    def __init__(self, name: str, value: Any, allowed: str):
-        super().__init__(f"point parameter '{name}' must be {allowed}; got {value!r}")
-        self.name = name
+    distribution: Distribution = "gaussian"
+    seed: int = Field(0, ge=0)
+    sigma: float = Field(0.035, ge=0, le=1)
+    beta_a: float = Field(2.0, gt=0)
+    beta_b: float = Field(5.0, gt=0)
+    manual_files: tuple[str, ...] = ()
+    annotator: Literal["random"] | Annotated[int, Field(ge=0)] = "random"
+    manual_jitter_s: float = Field(0.3, ge=0)
+    file: str = ""
+    drop_rate: float = Field(0.0, ge=0, lt=1)
+    offset_std: float = Field(0.0, ge=0)
+    min_instance_frames: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Sampling":
+        if isinstance(self.annotator, int) and self.manual_files and self.annotator >= len(self.manual_files):
+            raise ValueError(f"annotator {self.annotator} must be 'random' or an index in "
+                             f"0..{len(self.manual_files) - 1} ({len(self.manual_files)} manual_files given)")
+        if self.distribution == "file" and not self.file:
+            raise ValueError("distribution 'file' needs file (a points CSV in the LACP format)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -139,49 +163,6 @@ class PointSet:
 
     def __iter__(self) -> Iterator[Point]:
         return iter(self.points)
-
-
-def _check_params(
-    *,
-    distribution: str,
-    seed: int,
-    sigma: float,
-    beta_a: float,
-    beta_b: float,
-    drop_rate: float,
-    offset_std: float,
-    min_instance_frames: int,
-    manual_files: Sequence[str | Path] | None,
-    annotator: str | int,
-    manual_jitter_s: float,
-    points_file: str | Path | None,
-) -> None:
-    """Raise `PointParamError` for the first parameter outside its allowed values."""
-    if distribution not in DISTRIBUTIONS:
-        raise PointParamError("distribution", distribution, f"one of {list(DISTRIBUTIONS)}")
-    if not is_int(seed) or seed < 0:
-        raise PointParamError("seed", seed, "an integer >= 0")
-    if not finite(sigma) or not 0 <= sigma <= 1:
-        raise PointParamError("sigma", sigma, "a number with 0 <= sigma <= 1 (std of the relative position)")
-    for name, value in (("beta_a", beta_a), ("beta_b", beta_b)):
-        if not finite(value) or value <= 0:
-            raise PointParamError(name, value, "a number > 0")
-    if not finite(drop_rate) or not 0 <= drop_rate < 1:
-        raise PointParamError("drop_rate", drop_rate, "a number with 0 <= drop_rate < 1")
-    if not finite(offset_std) or offset_std < 0:
-        raise PointParamError("offset_std", offset_std, "a number of seconds >= 0")
-    if not is_int(min_instance_frames) or min_instance_frames < 0:
-        raise PointParamError("min_instance_frames", min_instance_frames, "an integer >= 0")
-    if not finite(manual_jitter_s) or manual_jitter_s < 0:
-        raise PointParamError("manual_jitter_s", manual_jitter_s, "a number of seconds >= 0")
-    n_files = len(manual_files or ())
-    if annotator != "random" and not (is_int(annotator) and annotator >= 0):
-        raise PointParamError("annotator", annotator, "'random' or a 0-based index into manual_files")
-    if is_int(annotator) and n_files and annotator >= n_files:
-        raise PointParamError("annotator", annotator, f"'random' or an index in 0..{n_files - 1} "
-                              f"({n_files} manual_files given)")
-    if distribution == "file" and points_file is None:
-        raise PointParamError("points_file", points_file, "a points CSV path when distribution is 'file'")
 
 
 def _overlapping(inst: Instances) -> np.ndarray:
@@ -277,75 +258,42 @@ def _add_offsets(inst: Instances, frames: np.ndarray, noise: np.ndarray, offset_
     return np.clip(np.rint(t * inst.fps).astype(np.int64), 0, last)
 
 
-def sample_points(
-    annotations: Mapping[str, Any],
-    *,
-    distribution: str = SAMPLING.distribution,
-    seed: int = SAMPLING.seed,
-    sigma: float = SAMPLING.sigma,
-    beta_a: float = SAMPLING.beta_a,
-    beta_b: float = SAMPLING.beta_b,
-    drop_rate: float = SAMPLING.drop_rate,
-    offset_std: float = SAMPLING.offset_std,
-    min_instance_frames: int = SAMPLING.min_instance_frames,
-    manual_files: Sequence[str | Path] | None = None,
-    annotator: str | int = SAMPLING.annotator,
-    manual_jitter_s: float = SAMPLING.manual_jitter_s,
-    points_file: str | Path | None = None,
-) -> PointSet:
+def sample_points(annotations: Mapping[str, Any], sampling: Sampling = Sampling()) -> PointSet:
     """Sample one point per training instance (test instances get none).
 
     Args:
         annotations: the annotations dict (docs/ARCHITECTURE.md).
-        distribution: one of `DISTRIBUTIONS` (see the module docstring).
-        seed: seed of every random draw; the same seed gives identical points.
-        sigma: `gaussian`: std of the relative position, 0 <= sigma <= 1.
-        beta_a: `beta`: first shape parameter, > 0.
-        beta_b: `beta`: second shape parameter, > 0.
-        drop_rate: share of points removed, 0 <= drop_rate < 1.
-        offset_std: std (seconds) of extra noise on every point, clipped to the video; >= 0.
-        min_instance_frames: instances with fewer frames (stop - start) are skipped; >= 0.
-            Instances shorter than one frame raise unless this skips them.
-        manual_files: `manual`: SF-Net click files; None or empty emulates clicks from
-            each instance's `salient` time.
-        annotator: `manual` with files: "random" (one file per video, drawn by the seed) or
-            a 0-based index into `manual_files`.
-        manual_jitter_s: `manual` without files: click jitter std in seconds, >= 0.
-        points_file: `file`: the LACP points CSV to read.
+        sampling: the distribution and its options (`Sampling`; the points stage's params).
 
     Returns:
         The points (ordered by video id, start frame, class index, stop frame) and a summary.
 
     Raises:
-        PointParamError: a parameter outside its allowed values.
         InstanceError: an annotation that cannot carry a point.
         PointFileError: a malformed or inconsistent click / points file.
     """
-    _check_params(distribution=distribution, seed=seed, sigma=sigma, beta_a=beta_a, beta_b=beta_b,
-                  drop_rate=drop_rate, offset_std=offset_std, min_instance_frames=min_instance_frames,
-                  manual_files=manual_files, annotator=annotator, manual_jitter_s=manual_jitter_s,
-                  points_file=points_file)
+    distribution, seed, min_instance_frames = sampling.distribution, sampling.seed, sampling.min_instance_frames
     pos_rng, annot_rng, drop_rng, offset_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     gt = train_instances(annotations)
     examples: dict[str, list[str]] = {}
     manual: ManualStats | None = None
     if distribution == "file":
-        inst, frames = _file_rows(points_file, annotations)
+        inst, frames = _file_rows(sampling.file, annotations)
         labelled = np.ones(len(inst), bool)  # (N,)
-    elif distribution == "manual" and manual_files:
+    elif distribution == "manual" and sampling.manual_files:
         inst = gt
         frames, labelled, manual, click_examples = assign_clicks(
-            inst, annotations, annot_rng, manual_files=manual_files, annotator=annotator)
+            inst, annotations, annot_rng, manual_files=sampling.manual_files, annotator=sampling.annotator)
         examples.update(click_examples)
         examples["unclicked_instances"] = [inst.name(i) for i in np.flatnonzero(~labelled)[:EXAMPLES]]
     else:
         inst = gt
-        frames = _sample_frames(inst, pos_rng, distribution=distribution, sigma=sigma, beta_a=beta_a,
-                                beta_b=beta_b, manual_jitter_s=manual_jitter_s)
+        frames = _sample_frames(inst, pos_rng, distribution=distribution, sigma=sampling.sigma, beta_a=sampling.beta_a,
+                                beta_b=sampling.beta_b, manual_jitter_s=sampling.manual_jitter_s)
         labelled = np.ones(len(inst), bool)
         if distribution == "manual":
             manual = ManualStats(source="salient", clicks=len(inst), assigned=len(inst), inside=len(inst),
-                                 jitter_s=float(manual_jitter_s))
+                                 jitter_s=float(sampling.manual_jitter_s))
 
     length = inst.stop_frame - inst.start_frame  # (N,)
     short = length < min_instance_frames
@@ -358,10 +306,10 @@ def sample_points(
     examples["skipped_short"] = [inst.name(i) for i in np.flatnonzero(short)[:EXAMPLES]]
 
     noise = offset_rng.standard_normal(len(inst))  # (N,) drawn for every row: stable streams
-    if offset_std > 0:
-        frames = _add_offsets(inst, frames, noise, offset_std)
+    if sampling.offset_std > 0:
+        frames = _add_offsets(inst, frames, noise, sampling.offset_std)
     kept = np.flatnonzero(labelled & ~short)
-    n_drop = int(round(drop_rate * len(kept)))
+    n_drop = int(round(sampling.drop_rate * len(kept)))
     dropped = np.sort(drop_rng.permutation(len(kept))[:n_drop])
     kept = np.delete(kept, dropped)
 

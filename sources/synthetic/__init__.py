@@ -23,7 +23,8 @@ PyAV/libx264 build (the encoder runs single-threaded), identical video bytes. Fr
 generated in vectorised chunks of ``(F, H, W)`` arrays.
 
 Modules: `spec` (class library, `SyntheticSpec`), `plan` (videos and instances, annotations),
-`render` (pixels and H.264 files); this package's entry points render whole datasets.
+`render` (pixels and H.264 files); this package's entry point, `render_videos`, renders a whole
+dataset.
 """
 
 from __future__ import annotations
@@ -36,25 +37,22 @@ from typing import Any
 
 from sources.synthetic.plan import SyntheticInstance, SyntheticVideo, dataset_annotations, plan_dataset
 from sources.synthetic.render import envelope, render_frames, render_video
-from sources.synthetic.spec import CLASS_LIBRARY, ActionClass, SyntheticSpec
+from sources.synthetic.spec import CLASS_LIBRARY, ActionClass, SyntheticSettings, SyntheticSpec
 
 __all__ = [
     "CLASS_LIBRARY",
     "ActionClass",
     "SyntheticInstance",
+    "SyntheticSettings",
     "SyntheticSpec",
     "SyntheticVideo",
     "dataset_annotations",
     "envelope",
     "plan_dataset",
-    "render_dataset",
     "render_frames",
     "render_video",
     "render_videos",
 ]
-
-_OPTIONS = ("preset", "distractors", "noise_std", "min_gap_s", "max_coverage", "duration_law", "class_offset")  # render_dataset extras
-
 
 def render_videos(
     video_dir: Path,
@@ -97,63 +95,3 @@ def render_videos(
                 if progress is not None:
                     progress(jobs[job])
     return dataset_annotations(plan, spec), videos
-
-
-def render_dataset(
-    out_dir: Path,
-    *,
-    seed: int,
-    num_train: int,
-    num_test: int,
-    num_classes: int,
-    width: int,
-    height: int,
-    fps: float,
-    duration_range_s: tuple[float, float],
-    instance_duration_s: tuple[float, float],
-    instances_per_video: tuple[int, int],
-    two_class_share: float,
-    crf: int,
-    workers: int = 1,
-    progress: Callable[[str], None] | None = None,
-    **options: Any,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Render the synthetic dataset from the prepare stage's params.
-
-    The caller writes ``annotations.json`` and ``videos.json`` from the result.
-
-    Args:
-        out_dir: folder for the mp4 files.
-        seed, num_train, num_test, num_classes, width, height, fps, instance_duration_s,
-            instances_per_video, two_class_share, crf: the `SyntheticSpec` fields.
-        duration_range_s: video length range (s), `SyntheticSpec.duration_s`.
-        workers: processes rendering videos at once.
-        progress: called with each video id once its file is written.
-        **options: further `SyntheticSpec` fields (preset, distractors, noise_std,
-            min_gap_s, max_coverage, duration_law, class_offset); their defaults otherwise.
-
-    Returns:
-        (annotations, videos) as `render_videos` returns them.
-
-    Raises:
-        ValueError: a bad spec value, naming the field.
-    """
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise ValueError(f"render_dataset: unknown option(s) {unknown}; allowed: {list(_OPTIONS)}")
-    spec = SyntheticSpec(
-        seed=seed,
-        num_train=num_train,
-        num_test=num_test,
-        num_classes=num_classes,
-        width=width,
-        height=height,
-        fps=fps,
-        duration_s=duration_range_s,
-        instance_duration_s=instance_duration_s,
-        instances_per_video=instances_per_video,
-        two_class_share=two_class_share,
-        crf=crf,
-        **options,
-    )
-    return render_videos(out_dir, spec=spec, workers=workers, progress=progress)

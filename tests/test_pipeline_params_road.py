@@ -1,0 +1,140 @@
+"""One road from params to library: each stage's params model subclasses its library's settings
+(`core.config.Config`), and the library receives a config built from `model_dump`.
+
+So a setting is written once: adding one field to a library's settings class (one line of its
+source, re-executed here) makes it a key of that params section and puts its value into the
+object the library receives; and a bad value is refused once, on load, naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.params import ParamsError, load_params
+from tests.conftest import REPO
+
+DUMMY = "    dummy_knob: int = Field(7, ge=0)  # the one edit\n"
+
+
+class _Reached(Exception):
+    """Raised by a stand-in for the library call once it has the object the stage hands it."""
+
+
+def _edited(monkeypatch: pytest.MonkeyPatch, *, module: str, settings: str) -> ModuleType:
+    """`module` re-executed from its source with `DUMMY` as the first field of class `settings`,
+    standing in sys.modules for this test only.
+
+    Args:
+        monkeypatch: restores sys.modules afterwards.
+        module: the library module's dotted name.
+        settings: the name of its settings class.
+
+    Returns:
+        The edited module.
+    """
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_text()
+    first_field = re.compile(r"^    \w+: ", re.M).search(source, source.index(f"\nclass {settings}("))
+    edited = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, module, edited)
+    exec(compile(source[:first_field.start()] + DUMMY + source[first_field.start():], spec.origin, "exec"),
+         edited.__dict__)
+    return edited
+
+
+def _fresh(monkeypatch: pytest.MonkeyPatch, *, module: str) -> ModuleType:
+    """`module` re-executed unchanged (so it imports the edited library), for this test only.
+
+    Args:
+        monkeypatch: restores sys.modules afterwards.
+        module: the dotted name.
+
+    Returns:
+        The re-executed module.
+    """
+    spec = importlib.util.find_spec(module)
+    fresh = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, module, fresh)
+    spec.loader.exec_module(fresh)
+    return fresh
+
+
+def _received(monkeypatch: pytest.MonkeyPatch, stage: ModuleType, library_call: str, run: Any) -> Any:
+    """What `stage.<library_call>` is handed when `run()` runs (the call replaced by a recorder)."""
+    seen = []
+
+    def record(*args: Any, **kwargs: Any) -> None:
+        seen.append((args, kwargs))
+        raise _Reached
+
+    monkeypatch.setattr(stage, library_call, record)
+    with pytest.raises(_Reached):
+        run()
+    (args, kwargs), = seen
+    return args, kwargs
+
+
+def test_a_sampling_field_reaches_sample_points(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from stages.points import PointsParams
+
+    with pytest.raises(ValidationError, match="dummy_knob"):
+        PointsParams(dummy_knob=3)  # not a key before the edit
+    library = _edited(monkeypatch, module="lacp.points.sampling", settings="Sampling")
+    stage = _fresh(monkeypatch, module="stages.points")
+    monkeypatch.setattr(stage, "read_annotations", lambda dataset_dir: {})
+    params = stage.PointsParams.model_validate({"distribution": "uniform", "dummy_knob": 3})
+    (_, sampling), _ = _received(monkeypatch, stage, "sample_points", lambda: stage.run(
+        params, dataset_dir=tmp_path, out_dir=tmp_path, report_dir=tmp_path))
+    assert type(sampling) is library.Sampling
+    assert (sampling.dummy_knob, sampling.distribution) == (3, "uniform")
+
+
+def test_a_synthetic_setting_reaches_the_renderer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    library = _edited(monkeypatch, module="sources.synthetic.spec", settings="SyntheticSettings")
+    _fresh(monkeypatch, module="sources.synthetic")  # the package re-exports the spec
+    stage = _fresh(monkeypatch, module="stages.prepare")
+    params = stage.DatasetParams.model_validate({"synthetic": {"dummy_knob": 3, "duration_s": [5, 6]}})
+    _, kwargs = _received(monkeypatch, stage, "render_videos", lambda: stage.run(params, out_dir=tmp_path))
+    assert type(kwargs["spec"]) is library.SyntheticSpec
+    assert (kwargs["spec"].dummy_knob, kwargs["spec"].duration_s) == (3, (5.0, 6.0))  # the key's own name
+
+
+@pytest.mark.parametrize(("library_module", "settings", "stage_module", "params", "config"), [
+    ("lacp.trainer", "TrainSettings", "stages.train", "TrainParams", "TrainConfig"),
+    ("detector.config", "DetectorSettings", "stages.selftrain", "SelftrainParams", "DetectorConfig"),
+])
+def test_a_training_setting_reaches_the_trainers_config(monkeypatch: pytest.MonkeyPatch, library_module: str,
+                                                        settings: str, stage_module: str, params: str,
+                                                        config: str) -> None:
+    library = _edited(monkeypatch, module=library_module, settings=settings)
+    stage = _fresh(monkeypatch, module=stage_module)
+    received = getattr(stage, params).model_validate({"dummy_knob": 3, "seed": 5}).config(feature_dim=8)
+    assert type(received) is getattr(library, config)
+    assert (received.dummy_knob, received.seed, received.feature_dim) == (3, 5, 8)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"train": {"steps": 0}}, "train.steps: Input should be greater than or equal to 1"),
+    ({"train": {"select_best_on_test": True}}, "train: Value error, select_best_on_test needs eval_every > 0"),
+    ({"points": {"sigma": 2}}, "points.sigma: Input should be less than or equal to 1"),
+    ({"points": {"distribution": "file"}}, "points: Value error, distribution 'file' needs file"),
+    ({"dataset": {"synthetic": {"crf": 99}}}, "dataset.synthetic.crf: Input should be less than or equal to 51"),
+    ({"dataset": {"synthetic": {"duration_s": [9, 3]}}},
+     "dataset.synthetic.duration_s: Value error, duration_s must be [low, high] with 0 < low <= high"),
+    ({"selftrain": {"window": 8}}, "selftrain: Value error, window must be odd"),
+    ({"selftrain": {"lr": float("inf")}}, "selftrain.lr: Input should be a finite number"),
+])
+def test_a_bad_value_is_refused_once_on_load_naming_the_key(overrides: dict, expected: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(REPO / "params.yaml", overrides=overrides)
+    message = str(err.value)
+    assert "1 invalid value(s)" in message.splitlines()[0]
+    assert message.count(expected) == 1
