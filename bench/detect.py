@@ -12,7 +12,7 @@ Reported per length M (`..._<M>min`):
 - `peak_mib`: the child's peak RSS, and `growth_mib`: that minus its RSS after imports;
 - `detections` and `avg_map` (mAP at tIoU 0.1:0.7 against the rendered instances);
 and `peak_ratio_<long>_to_<short>`: peak at the longest length over the shortest.
-Target: <= `bench.long_video.FLAT_RATIO` (1.3: memory flat in video length).
+Target: <= `bench.machine.FLAT_RATIO` (1.3: memory flat in video length).
 
 Run by hand (after `make run`):  python -m bench.detect [--minutes 1,10] [--model D] [--weights D]
                                  [--work-dir D] [--keep]
@@ -22,19 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from bench.long_video import FLAT_RATIO, render
-from bench.machine import cpu_name, peak_mib
+from bench.long_video import render
+from bench.machine import REPO, add_memory, add_peak_ratio, child_env, cpu_name, measure, run_child, work_folder
 from lacp.model_io import read_model_meta
 
-REPO = Path(__file__).resolve().parents[1]
 PHASES = ("decode", "flow", "features", "model")
 
 
@@ -42,22 +37,19 @@ def child(video: Path, *, model: str, weights: str, out: Path) -> dict:
     """The detect command in this (fresh) process; its seconds and peak memory."""
     from pipeline.cli import main as cli_main
 
-    imported = peak_mib()
-    started = time.perf_counter()
-    status = cli_main(["detect", str(video), "--model", model, "--weights", weights, "--out", str(out), "--strict"])
-    if status != 0:
-        raise RuntimeError(f"detect on {video} exited with status {status}")
-    return {"seconds": time.perf_counter() - started, "peak_mib": peak_mib(), "import_peak_mib": imported}
+    def work() -> None:
+        status = cli_main(["detect", str(video), "--model", model, "--weights", weights, "--out", str(out), "--strict"])
+        if status != 0:
+            raise RuntimeError(f"detect on {video} exited with status {status}")
+
+    return measure(work)
 
 
-def run_child(video: Path, *, model: str, weights: str, out: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+def detect_child(video: Path, *, model: str, weights: str, out: Path) -> dict:
+    """`child` in a fresh process (`bench.machine.run_child`)."""
     argv = [sys.executable, "-m", "bench.detect", "--child", str(video), "--model", model, "--weights", weights,
             "--out", str(out)]
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench child on {video} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(argv, cwd=REPO, env=child_env(), what=f"on {video}")
 
 
 def average_map(detections: Path, video_id: str, entry: dict, *, classes: list[str]) -> float:
@@ -92,10 +84,8 @@ def main() -> None:
         raise SystemExit(f"{args.model}: no trained model folder (run `make run` first, or pass --model)")
 
     lengths = sorted({int(m) for m in args.minutes.split(",")})
-    root = args.work_dir or Path(tempfile.mkdtemp(prefix="lacp-bench-detect-"))
-    root.mkdir(parents=True, exist_ok=True)
     report: dict = {"cpu": cpu_name(), "minutes": lengths, "size": "320x240", "model": args.model}
-    try:
+    with work_folder(args.work_dir, keep=args.keep, prefix="lacp-bench-detect-") as root:
         # 1. one rendered test video per length
         started = time.perf_counter()
         videos = {m: root / f"test_{m}min.mp4" for m in lengths}
@@ -106,25 +96,19 @@ def main() -> None:
         classes = read_model_meta(Path(args.model))["classes"]
         for m in lengths:
             out = root / f"detections_{m}min.json"
-            got = run_child(videos[m], model=args.model, weights=args.weights, out=out)
+            got = detect_child(videos[m], model=args.model, weights=args.weights, out=out)
             document = json.loads(out.read_text())
             phases = document["videos"][videos[m].stem]["seconds"]
             report[f"seconds_{m}min"] = round(got["seconds"], 1)
             report[f"s_per_video_minute_{m}min"] = round(got["seconds"] / m, 2)
             for phase in PHASES:
                 report[f"{phase}_seconds_{m}min"] = round(phases[phase], 1)
-            report[f"peak_mib_{m}min"] = round(got["peak_mib"], 1)
-            report[f"growth_mib_{m}min"] = round(got["peak_mib"] - got["import_peak_mib"], 1)
+            add_memory(report, got, key=f"{{}}_{m}min")
             report[f"detections_{m}min"] = len(document["results"][videos[m].stem])
             report[f"avg_map_{m}min"] = round(average_map(out, videos[m].stem, entries[m], classes=classes), 4)
 
         # 3. flatness: peak at the longest over the shortest length
-        short, long = lengths[0], lengths[-1]
-        report[f"peak_ratio_{long}_to_{short}"] = round(report[f"peak_mib_{long}min"] / report[f"peak_mib_{short}min"], 3)
-        report["flat"] = report[f"peak_ratio_{long}_to_{short}"] <= FLAT_RATIO
-    finally:
-        if not args.keep and args.work_dir is None:
-            shutil.rmtree(root, ignore_errors=True)
+        report["flat"] = add_peak_ratio(report, peak="peak_mib_{}min", ratio="peak_ratio", sizes=lengths)
     print(json.dumps(report))
 
 

@@ -104,7 +104,7 @@ def pack(out: Path) -> dict:
     from features.store import FeatureStore
     from features.tvl1 import tvl1_flow
     from features.video import DecodedFrames
-    from stages.artifacts import read_decoded_videos
+    from stages.artifacts import DecodeManifest
 
     data, models = REPO / "data", REPO / "models"
     needed = [data / "features.h5", data / "dataset" / "annotations.json", data / "points" / "points.csv",
@@ -131,7 +131,7 @@ def pack(out: Path) -> dict:
     rounded = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in rgb_state.items()}
     torch.save(rounded, out / "rgb_bf16.pt")
 
-    decoded = read_decoded_videos(data / "decoded")
+    decoded = DecodeManifest.read(data / "decoded").videos
     annotations = json.loads((data / "dataset" / "annotations.json").read_text())["database"]
     videos = sorted(v for v in decoded if annotations[v]["subset"] == "test")[:VIDEOS]
     frames = []

@@ -16,7 +16,7 @@ Reported per stage and length (`<stage>_..._<M>min`):
 - `seconds` and `s_per_video_minute` (seconds over the minutes of video the stage processed:
   M + 1 for decode, flow and extract, which also process the training video; M for evaluate).
 and `<stage>_ratio_<long>_to_<short>`: peak at the longest length over peak at the shortest.
-Target: <= 1.3 for decode, flow, extract and evaluate (memory flat in video length).
+Target: <= `bench.machine.FLAT_RATIO` (1.3) for decode, flow, extract and evaluate (memory flat in video length).
 prepare, weights, points and train are run too (they feed evaluate) and reported the same way.
 
 Run by hand:  python -m bench.long_video [--minutes 1,20] [--threads 2] [-S key=value ...]
@@ -28,21 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-from bench.machine import cpu_name, peak_mib
+from bench.machine import REPO, add_memory, add_peak_ratio, child_env, cpu_name, measure, run_child, work_folder
 from stages import STAGE_NAMES as STAGES
 
-REPO = Path(__file__).resolve().parents[1]
-MEASURED = ("decode", "flow", "extract", "evaluate")  # the stages whose memory must be flat
-FLAT_RATIO = 1.3  # target: peak memory at the longest length over the shortest at most this
+MEASURED = ("decode", "flow", "extract", "evaluate")  # the stages whose memory must be flat (`FLAT_RATIO`)
 TRAIN_VIDEO = "train_1min"
 INSTANCES_PER_MINUTE = 3
 SIZE = (320, 240)
@@ -109,23 +104,20 @@ def child(stage: str) -> dict:
     from stages.common import VideoPlan, run_plan
 
     params = load_params(REPO / "params.yaml", overrides=json.loads(Path("overrides.json").read_text()))
-    imported = peak_mib()
-    started = time.perf_counter()
-    out = STAGE_TABLE[stage](params, lambda *_: None)
-    summary = run_plan(out) if isinstance(out, VideoPlan) else out
-    if isinstance(out, VideoPlan) and summary.get("failed"):
-        raise RuntimeError(f"{stage}: {summary['failed']} videos failed: {summary}")
-    return {"seconds": time.perf_counter() - started, "peak_mib": peak_mib(), "import_peak_mib": imported}
+
+    def work() -> None:
+        out = STAGE_TABLE[stage](params, lambda *_: None)
+        summary = run_plan(out) if isinstance(out, VideoPlan) else out
+        if isinstance(out, VideoPlan) and summary.get("failed"):
+            raise RuntimeError(f"{stage}: {summary['failed']} videos failed: {summary}")
+
+    return measure(work)
 
 
-def run_child(stage: str, work: Path, *, threads: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+def stage_child(stage: str, work: Path, *, threads: int) -> dict:
+    """`child` in a fresh process in `work` (`bench.machine.run_child`)."""
     argv = [sys.executable, "-m", "bench.long_video", "--child", stage]
-    done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench child {stage} in {work} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(argv, cwd=work, env=child_env(OMP_NUM_THREADS=str(threads)), what=f"{stage} in {work}")
 
 
 def main() -> None:
@@ -143,11 +135,9 @@ def main() -> None:
 
     lengths = sorted({int(m) for m in args.minutes.split(",")})
     sets = overrides(args.sets)
-    root = args.work_dir or Path(tempfile.mkdtemp(prefix="lacp-long-video-"))
-    root.mkdir(parents=True, exist_ok=True)
     report: dict = {"cpu": cpu_name(), "minutes": lengths, "size": f"{SIZE[0]}x{SIZE[1]}", "threads": args.threads,
                     "overrides": args.sets}
-    try:
+    with work_folder(args.work_dir, keep=args.keep, prefix="lacp-long-video-") as root:
         # 1. render the training video and one test video per length
         started = time.perf_counter()
         train_video = root / f"{TRAIN_VIDEO}.mp4"
@@ -162,25 +152,19 @@ def main() -> None:
             write_work_dir(work, train_video=train_video, test_video=test_video, test_id=test_id,
                            gt={TRAIN_VIDEO: train_entry, test_id: test_entry}, sets=sets)
             for stage in STAGES:
-                got = run_child(stage, work, threads=args.threads)
+                got = stage_child(stage, work, threads=args.threads)
                 minutes = m if stage == "evaluate" else m + 1
                 key = f"{stage}_{{}}_{m}min"
-                report[key.format("peak_mib")] = round(got["peak_mib"], 1)
-                report[key.format("growth_mib")] = round(got["peak_mib"] - got["import_peak_mib"], 1)
+                add_memory(report, got, key=key)
                 report[key.format("seconds")] = round(got["seconds"], 1)
                 report[key.format("s_per_video_minute")] = round(got["seconds"] / minutes, 2)
             with open(work / "metrics" / "eval" / "metrics.json") as fh:
                 report[f"evaluate_avg_map_{m}min"] = json.load(fh).get("mAP@0.1-0.7")
 
         # 3. flatness: peak at the longest over the shortest length
-        short, long = lengths[0], lengths[-1]
-        for stage in STAGES:
-            ratio = report[f"{stage}_peak_mib_{long}min"] / report[f"{stage}_peak_mib_{short}min"]
-            report[f"{stage}_ratio_{long}_to_{short}"] = round(ratio, 3)
-        report["flat"] = all(report[f"{s}_ratio_{long}_to_{short}"] <= FLAT_RATIO for s in MEASURED)
-    finally:
-        if not args.keep and args.work_dir is None:
-            shutil.rmtree(root, ignore_errors=True)
+        flat = {stage: add_peak_ratio(report, peak=f"{stage}_peak_mib_{{}}min", ratio=f"{stage}_ratio", sizes=lengths)
+                for stage in STAGES}
+        report["flat"] = all(flat[stage] for stage in MEASURED)
     print(json.dumps(report))
 
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bench.machine import peak_mib
+from bench.machine import REPO, add_memory, add_peak_ratio, measure, run_child
 
 NUM_CLASSES = 20
 SOURCE_FPS = 30.0
@@ -106,16 +105,16 @@ def child_train(store_path: Path, *, steps: int) -> dict:
     from features.store import FeatureStore
     from lacp.trainer import TrainConfig, train
 
-    imported = peak_mib()
-    started = time.perf_counter()
-    with FeatureStore(store_path) as store:
-        items = training_items(store, np.random.default_rng(0))
-        config = TrainConfig(steps=steps, batch=16, search_every=steps, checkpoint_every=0,
-                             device="cpu", search_workers=1)
-        result = train(videos=items, get_features=store, num_classes=NUM_CLASSES, config=config)
-    if len(result.pseudo_labels) != len(items):
-        raise RuntimeError("the search did not cover every video")
-    return {"peak_mib": peak_mib(), "import_peak_mib": imported, "seconds": time.perf_counter() - started}
+    def work() -> None:
+        with FeatureStore(store_path) as store:
+            items = training_items(store, np.random.default_rng(0))
+            config = TrainConfig(steps=steps, batch=16, search_every=steps, checkpoint_every=0,
+                                 device="cpu", search_workers=1)
+            result = train(videos=items, get_features=store, num_classes=NUM_CLASSES, config=config)
+        if len(result.pseudo_labels) != len(items):
+            raise RuntimeError("the search did not cover every video")
+
+    return measure(work)
 
 
 def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
@@ -127,30 +126,27 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
     from lacp.inference import predict
     from stages.evaluate import EvaluateParams
 
-    imported = peak_mib()
-    started = time.perf_counter()
-    torch.manual_seed(0)
-    model = LACPNet(num_classes=NUM_CLASSES).eval()
-    params = EvaluateParams(timelines=TIMELINES, device="cpu", class_threshold=class_threshold)
-    with FeatureStore(store_path) as store:
-        videos = store.videos
-        proposals, class_sets, scores = predict(model, store, videos, params, torch.device("cpu"),
-                                                keep_scores=videos[:TIMELINES])
-    if not len(proposals) == len(class_sets) == len(videos) or len(scores) > TIMELINES:
-        raise RuntimeError("predict did not return one result per video")
-    return {"peak_mib": peak_mib(), "import_peak_mib": imported, "seconds": time.perf_counter() - started,
-            "proposals_per_video": sum(map(len, proposals.values())) / len(videos)}
+    def work() -> dict[str, float]:
+        torch.manual_seed(0)
+        model = LACPNet(num_classes=NUM_CLASSES).eval()
+        params = EvaluateParams(timelines=TIMELINES, device="cpu", class_threshold=class_threshold)
+        with FeatureStore(store_path) as store:
+            videos = store.videos
+            proposals, class_sets, scores = predict(model, store, videos, params, torch.device("cpu"),
+                                                    keep_scores=videos[:TIMELINES])
+        if not len(proposals) == len(class_sets) == len(videos) or len(scores) > TIMELINES:
+            raise RuntimeError("predict did not return one result per video")
+        return {"proposals_per_video": sum(map(len, proposals.values())) / len(videos)}
+
+    return measure(work)
 
 
-def run_child(mode: str, store_path: Path, *, steps: int, threads: int, class_threshold: float, env: dict[str, str]) -> dict:
-    """One configuration in a fresh interpreter; returns its JSON report."""
+def scale_child(mode: str, store_path: Path, *, steps: int, threads: int, class_threshold: float,
+                env: dict[str, str]) -> dict:
+    """One configuration in a fresh interpreter (`bench.machine.run_child`); returns its JSON report."""
     argv = [sys.executable, "-m", "bench.scale", "--child", mode, "--store", str(store_path), "--steps", str(steps),
             "--threads", str(threads), "--class-threshold", str(class_threshold)]
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"bench child {mode} {store_path.name} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(argv, cwd=REPO, env=env, what=f"{mode} {store_path.name}")
 
 
 def main() -> None:
@@ -194,13 +190,13 @@ def main() -> None:
         out["store_gib"] = round(sum(p.stat().st_size for p in stores.values()) / 2**30, 3)
         for mode in ("train", "evaluate"):
             for n, path in stores.items():
-                report = run_child(mode, path, steps=steps, threads=args.threads, class_threshold=args.class_threshold, env=env)
-                out[f"{mode}_peak_mib_{n}"] = round(report["peak_mib"], 1)
-                out[f"{mode}_growth_mib_{n}"] = round(report["peak_mib"] - report["import_peak_mib"], 1)
+                report = scale_child(mode, path, steps=steps, threads=args.threads,
+                                     class_threshold=args.class_threshold, env=env)
+                add_memory(out, report, key=f"{mode}_{{}}_{n}")
                 out[f"{mode}_seconds_{n}"] = round(report["seconds"], 2)
                 if mode == "evaluate":
                     out[f"evaluate_proposals_per_video_{n}"] = round(report["proposals_per_video"], 1)
-            out[f"{mode}_ratio_{big}_to_{small}"] = round(out[f"{mode}_peak_mib_{big}"] / out[f"{mode}_peak_mib_{small}"], 3)
+            add_peak_ratio(out, peak=f"{mode}_peak_mib_{{}}", ratio=f"{mode}_ratio", sizes=(small, big))
     print(json.dumps(out))
 
 

@@ -9,10 +9,11 @@ features of a new video are made exactly as the training's were:
     frame_step, precision; weights checked by SHA-256) -> the evaluate stage's inference
     (`lacp.inference.predict`) and proposal step (`lacp.proposals`, the recorded settings)
 
-Each stage runs as a one-video plan in a temporary folder that is removed afterwards; frames
-stream through every step, so memory does not grow with the video's length. No DVC repository,
-Prefect server or params file is needed (params.yaml, when there is one, only gives the default
-places of the model and the I3D weights).
+Each step calls the stage's own per-video function (`stages.decode.decode_video`,
+`stages.flow.flow_video`, `stages.extract.extract_video`) with its files in a temporary folder
+that is removed afterwards; frames stream through every step, so memory does not grow with the
+video's length. No DVC repository, Prefect server or params file is needed (params.yaml, when
+there is one, only gives the default places of the model and the I3D weights).
 
 Phases (`detect`):
   1. `load_detector`: rebuild the decode, flow and extract params from the record, remake the
@@ -45,9 +46,9 @@ import pydantic
 import torch
 
 from core.device import resolve_device
-from core.files import sha256_file, write_json
+from core.files import sha256_file
 from core.version import project_version
-from features.store import FeatureStore
+from features.store import FeatureStore, FeatureStoreWriter
 from lacp.plots.analysis import ModelView, plot_comparison
 from detector.model_io import read_detector_meta
 from lacp.model_io import feature_record, read_model_meta
@@ -57,16 +58,16 @@ from sources.directory import DEFAULT_EXTENSIONS
 from stages import decode as decode_stage
 from stages import extract as extract_stage
 from stages import flow as flow_stage
-from stages.artifacts import model_kind, read_decode_manifest, read_weights_info
+from stages.artifacts import model_kind, read_weights_info
 from stages.predictors import DetectorPredictor, LacpPredictor, load_predictor
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult
+from stages.common import StageParams, VideoError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Detector", "ModelFolderError", "RECORD_LIMITS", "ResultsFileError", "VideoDetections", "collect_videos",
            "detect", "detect_video", "earlier_results", "load_detector", "results_document", "write_pictures"]
 
-VIDEO_ID = "video"  # the id a video has inside its temporary workspace (any file name works outside)
+VIDEO_ID = "video"  # the id (and file stem) a video has inside its temporary workspace (any file name works outside)
 NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
 EXTRACT_KEYS = ("snippet", "stride", "frame_step", "crop", "precision")  # the extract section's recorded keys
 RESULT_SECTIONS = ("results", "failed", "videos")  # a results file's per-video sections (`results_document`)
@@ -108,6 +109,8 @@ class Detector:
         decode: the decode section the training's features were made with.
         flow: the flow section (device: the caller's).
         extract: the extract section's recorded keys (device: the caller's).
+        attrs: the feature store attrs these sections give here (`stages.extract.store_attrs`),
+            checked against the record: those of a new video's features.
         device: where the flow (tvl1_torch), I3D and the model run.
     """
 
@@ -120,6 +123,7 @@ class Detector:
     decode: decode_stage.DecodeParams
     flow: flow_stage.FlowParams
     extract: extract_stage.ExtractParams
+    attrs: dict[str, Any]
     device: torch.device
 
 
@@ -255,14 +259,15 @@ def load_detector(
                       model_dir=model_dir)
     flow = _rebuild(flow_stage.FlowParams, {**recorded["flow_params"], "device": device},
                     record_key="flow_params", model_dir=model_dir)
+    flow_stage.check_device(flow)
     extract = _rebuild(extract_stage.ExtractParams,
                        {k: record[k] for k in EXTRACT_KEYS} | {"device": device},
                        record_key="features", model_dir=model_dir)
 
     # the attrs these params give here, key by key against the record
-    remade = feature_record(extract_stage.store_attrs(extract, decode=decode.model_dump(),
-                                                      flow=flow_stage.recorded_params(flow),
-                                                      weights=_weights_info(weights_dir), excluded={}))
+    attrs = extract_stage.store_attrs(extract, decode=decode.model_dump(), flow=flow_stage.recorded_params(flow),
+                                      weights=_weights_info(weights_dir), excluded={})
+    remade = feature_record(attrs)
     for key in sorted(set(record) | set(remade)):
         if record.get(key) == remade.get(key):
             continue
@@ -280,27 +285,21 @@ def load_detector(
     settings = dataclasses.asdict(config) if kind == "lacp" else dataclasses.asdict(predictor.inference)
     return Detector(model_dir=model_dir, weights_dir=weights_dir, kind=kind, predictor=predictor,
                     classes=list(meta["classes"]), settings=settings, decode=decode, flow=flow, extract=extract,
-                    device=resolved)
+                    attrs=attrs, device=resolved)
 
 
 # ---------------------------------------------------------------------------------------------
 # 2. one video
 
 
-def _run_one(plan: VideoPlan) -> VideoResult:
-    """A one-video stage plan: the video's result (a `VideoError` propagates), then `finish`."""
-    result = plan.process(VIDEO_ID)
-    plan.finish([result])
-    return result
-
-
 def detect_video(path: Path, detector: Detector, *, work_dir: Path, name: str | None = None) -> VideoDetections:
-    """Detect the actions of one video through the stages' code, in `work_dir` (left to the caller).
+    """Detect the actions of one video through the stages' per-video functions, in `work_dir`
+    (left to the caller).
 
     Args:
         path: the video file.
         detector: `load_detector`'s.
-        work_dir: an empty folder for the decoded video, its flow and its features.
+        work_dir: an empty (or new) folder for the decoded video, its flow and its features.
         name: the results key (default: the file name without its extension).
 
     Returns:
@@ -314,22 +313,25 @@ def detect_video(path: Path, detector: Detector, *, work_dir: Path, name: str | 
     out = VideoDetections(name=name or path.stem, path=path)
     if not path.is_file():
         raise VideoError(out.name, f"file not found: {path}")
-    dataset, decoded, flows = work_dir / "dataset", work_dir / "decoded", work_dir / "flow"
-    features = work_dir / "features.h5"
-    write_json(dataset / "videos.json", {VIDEO_ID: str(path.resolve())})
+    work_dir.mkdir(parents=True, exist_ok=True)
+    decoded, flow, features = work_dir / f"{VIDEO_ID}.mp4", work_dir / f"{VIDEO_ID}.h5", work_dir / "features.h5"
 
     started = time.perf_counter()
-    _run_one(decode_stage.plan(detector.decode, dataset_dir=dataset, out_dir=decoded))
+    row = decode_stage.decode_video(path.resolve(), out=decoded, params=detector.decode, video_id=VIDEO_ID)
     out.seconds["decode"] = time.perf_counter() - started
-    out.duration = float(read_decode_manifest(decoded)["videos"][VIDEO_ID]["duration"])
+    out.duration = row.duration
 
     started = time.perf_counter()
-    _run_one(flow_stage.plan(detector.flow, decoded_dir=decoded, out_dir=flows))
+    flow_stage.flow_video(decoded, out=flow, params=detector.flow, video_id=VIDEO_ID)
     out.seconds["flow"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    _run_one(extract_stage.plan(detector.extract, decoded_dir=decoded, flow_dir=flows, weights_dir=detector.weights_dir,
-                                out_path=features))
+    got = extract_stage.extract_video(VIDEO_ID, decoded=decoded, flow=flow, num_frames=row.frames_out,
+                                      params=detector.extract, weights_dir=detector.weights_dir)
+    writer = FeatureStoreWriter(features, attrs=detector.attrs)
+    writer.write(VIDEO_ID, rgb=got.rgb, flow=got.flow, frames=row.frames_out, source_fps=row.source_fps,
+                 compute_dtype=got.compute_dtype)
+    writer.finalize()
     out.seconds["features"] = time.perf_counter() - started
 
     started = time.perf_counter()

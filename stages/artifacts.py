@@ -5,8 +5,8 @@ Stages import these instead of each other, so no stage depends on another stage'
     artifact                      written by   reader here
     <dataset>/annotations.json    prepare      `read_annotations` (its instances: `ground_truth_instances`)
     <dataset>/videos.json         prepare      `read_video_paths`
-    <decoded>/manifest.json       decode       `read_decode_manifest`, `read_decoded_videos`
-    <flow>/manifest.json          flow         `read_flow_manifest`
+    <decoded>/manifest.json       decode       `DecodeManifest` (its writer too)
+    <flow>/manifest.json          flow         `FlowManifest` (its writer too)
     <weights>/weights.json        weights      `read_weights_info`
     features.h5 (its attrs)       extract      `excluded_videos`, `available_videos`
     <points>/points.csv           points       `lacp.points.formats.read_points_csv`
@@ -19,12 +19,14 @@ Stages import these instead of each other, so no stage depends on another stage'
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from core.files import read_json
+from core.files import read_json, write_json
 from sources import annotations as annotations_file
 
 if TYPE_CHECKING:  # a type only: readers of earlier artifacts need not load h5py
@@ -40,14 +42,13 @@ __all__ = [
     "LOSS_COLUMNS",
     "PSEUDO_GT_FILE",
     "SOURCE_MISSING",
+    "DecodeManifest",
+    "FlowManifest",
     "available_videos",
     "excluded_videos",
     "ground_truth_instances",
     "model_kind",
     "read_annotations",
-    "read_decode_manifest",
-    "read_decoded_videos",
-    "read_flow_manifest",
     "read_pseudo_instances",
     "read_training_log",
     "read_video_paths",
@@ -92,39 +93,81 @@ def read_video_paths(dataset_dir: Path) -> dict[str, str]:
     return {vid: str((dataset_dir / p) if not Path(p).is_absolute() else Path(p)) for vid, p in videos.items()}
 
 
-def read_decode_manifest(decoded_dir: Path) -> dict[str, Any]:
-    """The decode manifest: `{"fps": decoded frame rate, "params": the decode section,
-    "videos": {vid: row}, "failed": {vid: reason}}`.
+@dataclass(frozen=True)
+class StageManifest:
+    """The `manifest.json` of a per-video stage (decode, flow), written by the stage's `finish`
+    and read by the stages after it: its keys are this dataclass's fields, written and read here
+    only (sorted keys, so its bytes, which DVC hashes, do not depend on the field order).
 
-    Raises:
-        ValueError: a manifest without one of those keys (written by an older version: rerun decode).
+    Attributes:
+        videos: the videos that succeeded: id -> the stage's row for it.
+        failed: the videos that failed: id -> reason.
     """
-    path = Path(decoded_dir) / annotations_file.STAGE_MANIFEST
-    manifest = read_json(path, what="decode manifest")
-    missing = [k for k in ("fps", "params", "videos", "failed") if k not in manifest]
-    if missing:
-        raise ValueError(f"{path}: decode manifest without key(s) {missing} (rerun the decode stage)")
-    return manifest
+
+    stage: ClassVar[str]  # the stage that writes it, named in the errors of its reader
+    videos: dict[str, dict[str, Any]]
+    failed: dict[str, str]
+
+    def write(self, folder: Path) -> None:
+        """Write the manifest into the stage's output folder.
+
+        Args:
+            folder: the stage's output folder.
+        """
+        write_json(Path(folder) / annotations_file.STAGE_MANIFEST, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, folder: Path) -> Self:
+        """The manifest in the stage's output folder.
+
+        Args:
+            folder: the stage's output folder.
+
+        Returns:
+            The manifest.
+
+        Raises:
+            FileNotFoundError: the stage has not run.
+            ValueError: a manifest without one of the fields' keys (written by an older version:
+                rerun the stage), or not JSON.
+        """
+        path = Path(folder) / annotations_file.STAGE_MANIFEST
+        manifest = read_json(path, what=f"{cls.stage} manifest")
+        keys = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in keys if k not in manifest]
+        if missing:
+            raise ValueError(f"{path}: {cls.stage} manifest without key(s) {missing} (rerun the {cls.stage} stage)")
+        return cls(**{k: manifest[k] for k in keys})
 
 
-def read_decoded_videos(decoded_dir: Path) -> dict[str, dict[str, Any]]:
-    """The decoded videos (id -> manifest row) that later stages work on."""
-    return read_decode_manifest(decoded_dir)["videos"]
+@dataclass(frozen=True)
+class DecodeManifest(StageManifest):
+    """`<decoded>/manifest.json`; a row is `features.video.DecodedVideo`'s fields.
 
-
-def read_flow_manifest(flow_dir: Path) -> dict[str, Any]:
-    """The flow manifest: `{"method", "bound", "params": the flow section but its device,
-    "videos": {vid: row}, "failed": {vid: reason}}`.
-
-    Raises:
-        ValueError: a manifest without one of those keys (written by an older version: rerun flow).
+    Attributes:
+        fps: the decoded frame rate.
+        params: the decode section.
     """
-    path = Path(flow_dir) / annotations_file.STAGE_MANIFEST
-    manifest = read_json(path, what="flow manifest")
-    missing = [k for k in ("method", "bound", "params", "videos", "failed") if k not in manifest]
-    if missing:
-        raise ValueError(f"{path}: flow manifest without key(s) {missing} (rerun the flow stage)")
-    return manifest
+
+    stage: ClassVar[str] = "decode"
+    fps: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FlowManifest(StageManifest):
+    """`<flow>/manifest.json`; a row is `{"frames", "bytes"}`.
+
+    Attributes:
+        method: the flow method (dis, tvl1, tvl1_torch).
+        bound: the quantisation bound.
+        params: the flow section but its device (`stages.flow.recorded_params`).
+    """
+
+    stage: ClassVar[str] = "flow"
+    method: str
+    bound: float
+    params: dict[str, Any]
 
 
 def read_weights_info(weights_dir: Path) -> dict[str, Any]:

@@ -21,11 +21,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from features import video
-from features.video import VideoDecodeError, decode_to_mp4
+from features.video import DecodedVideo, VideoDecodeError, decode_to_mp4
 from core.files import atomic_path, quick_fingerprint, read_json, remove_stale_tmp, write_json
-from sources.annotations import STAGE_MANIFEST
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
-from stages.artifacts import SOURCE_MISSING, read_video_paths
+from stages.artifacts import SOURCE_MISSING, DecodeManifest, read_video_paths
 
 _LISTED = 5  # source paths named in the message of an unreachable folder
 
@@ -46,6 +45,32 @@ def source_identity(path: Path) -> dict[str, Any]:
     """What identifies a source file cheaply: its name and `core.files.quick_fingerprint` (size
     and the first and last MiB; not mtime, which clones change)."""
     return {"name": Path(path).name, "fingerprint": quick_fingerprint(path)}
+
+
+def decode_video(source: Path, *, out: Path, params: DecodeParams, video_id: str) -> DecodedVideo:
+    """Decode one source video into an mp4 at `out`, on disk before this returns.
+
+    Args:
+        source: the source video file.
+        out: the mp4 to write (written through a temporary name and flushed, so that a record
+            written after it may vouch for it).
+        params: the `decode` params section.
+        video_id: the video's name in a `VideoError`.
+
+    Returns:
+        The decoded video's manifest row.
+
+    Raises:
+        VideoError: the source is unreadable, too short, or out of `features.video`'s bounds
+            (the reason is `features.video`'s message, naming the file).
+    """
+    try:
+        with atomic_path(out, fsync=True) as tmp:
+            row = decode_to_mp4(source, tmp, fps=params.fps, short_side=params.short_side, crf=params.crf,
+                                preset=params.preset, min_frames=params.min_frames)
+    except VideoDecodeError as err:
+        raise VideoError(video_id, str(err)) from None
+    return row
 
 
 def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], out_dir: Path) -> VideoResult:
@@ -74,19 +99,7 @@ def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], 
         done = read_json(sidecar, what="decode sidecar")
         if done.get("key") == key:
             return VideoResult(video_id, ok=True, info=done["info"], skipped=True)
-    try:
-        with atomic_path(mp4, fsync=True) as tmp:  # on disk before the sidecar says it is done
-            row = decode_to_mp4(
-                src,
-                tmp,
-                fps=params.fps,
-                short_side=params.short_side,
-                crf=params.crf,
-                preset=params.preset,
-                min_frames=params.min_frames,
-            )
-    except VideoDecodeError as err:
-        raise VideoError(video_id, str(err)) from None
+    row = decode_video(src, out=mp4, params=params, video_id=video_id)  # on disk before the sidecar says it is done
     write_json(sidecar, {"key": key, "info": row.as_dict()})
     return VideoResult(video_id, ok=True, info=row.as_dict())
 
@@ -124,7 +137,7 @@ def finish(
     for vid in failed.keys() - set(missing):
         for suffix in (".mp4", ".json"):
             (out_dir / f"{vid}{suffix}").unlink(missing_ok=True)
-    write_json(out_dir / STAGE_MANIFEST, {"fps": params.fps, "params": params.model_dump(), "videos": videos, "failed": failed})
+    DecodeManifest(fps=params.fps, params=params.model_dump(), videos=videos, failed=failed).write(out_dir)
     return {
         "videos": len(results),
         "decoded": sum(r.ok and not r.skipped for r in results),

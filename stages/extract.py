@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,7 +39,7 @@ from features.weights import load_i3d
 from core.device import resolve_device
 from core.files import quick_fingerprint, remove_stale_tmp
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
-from stages.artifacts import read_decode_manifest, read_decoded_videos, read_flow_manifest, read_weights_info
+from stages.artifacts import DecodeManifest, FlowManifest, read_weights_info
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,73 @@ def input_identity(video_id: str, *, decoded_dir: Path, flow_dir: Path) -> str:
     return json.dumps({key: quick_fingerprint(path) for key, (path, _) in files.items()}, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class VideoFeatures:
+    """One video's two-stream I3D features.
+
+    Attributes:
+        rgb: (T, 1024) float32, the RGB stream's.
+        flow: (T, 1024) float32, the flow stream's.
+        compute_dtype: the dtype the network ran in (`dtype_name`).
+    """
+
+    rgb: np.ndarray
+    flow: np.ndarray
+    compute_dtype: str
+
+
+def extract_video(video_id: str, *, decoded: Path, flow: Path, num_frames: int, params: ExtractParams,
+                  weights_dir: Path) -> VideoFeatures:
+    """The I3D features of one video from its decoded mp4 and its flow file.
+
+    Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
+    the flow file is read by slices), so memory does not grow with the video's length.
+
+    Args:
+        video_id: the video's name in a `VideoError`.
+        decoded: the decoded mp4.
+        flow: its flow file.
+        num_frames: its frame count (the decode manifest's `frames_out`), checked against both.
+        params: the `extract` params section.
+        weights_dir: the I3D weights folder (rgb.pt, flow.pt).
+
+    Returns:
+        The features.
+
+    Raises:
+        VideoError: the flow file is unreadable or of another length, or the decoded video is
+            not `num_frames` long or unreadable (naming the stage to rerun).
+    """
+    device = str(resolve_device(params.device))
+    # fp32 convolutions sum in an order that depends on the thread count: use every core the
+    # process may run on, whatever the runner (a Dask worker starts with OMP_NUM_THREADS=1),
+    # so that a video's features do not depend on where it ran
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
+    flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
+    batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
+    cut = dict(snippet=params.snippet, stride=params.stride, frame_step=params.frame_step, batch=batch)
+    try:
+        flow_frames = FlowReader(flow)
+    except FlowFileError as err:
+        raise VideoError(video_id, f"{err} (delete it and rerun the flow stage)") from None
+    with flow_frames:
+        if len(flow_frames) != num_frames:
+            raise VideoError(video_id, f"flow has {len(flow_frames)} frames, the decoded video {num_frames}: "
+                             "rerun the flow stage")
+        flow_feats = stream_features(
+            flow_model,
+            iter_snippet_batches(flow_frames, transform=functools.partial(preprocess_flow, crop=params.crop), **cut),
+        )  # (T, 1024)
+    try:
+        with DecodedFrames(decoded, num_frames=num_frames) as frames:  # (N, H, W, 3) uint8
+            rgb_transform = functools.partial(preprocess_rgb, short_side=None, crop=params.crop)
+            rgb_feats = stream_features(rgb_model, iter_snippet_batches(frames, transform=rgb_transform, **cut))  # (T, 1024)
+    except VideoDecodeError as err:
+        raise VideoError(video_id, f"{err} (rerun the decode stage)") from None
+    return VideoFeatures(rgb=rgb_feats, flow=flow_feats, compute_dtype=dtype_name(rgb_model.dtype))
+
+
 def extract_one(
     video_id: str,
     *,
@@ -102,47 +170,36 @@ def extract_one(
     attrs: dict[str, Any],
     decoded: dict[str, dict[str, Any]],
 ) -> VideoResult:
-    """Features of one video, unless a part or the finished store already holds them, made
-    from the same input under the same settings (`features.store.FeatureStoreWriter.reuse`).
+    """Features of one video (`extract_video`) into its part file, unless a part or the finished
+    store already holds them, made from the same input under the same settings
+    (`features.store.FeatureStoreWriter.reuse`).
 
-    Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
-    the flow file is read by slices), so memory does not grow with the video's length.
-    `decoded` is the decode manifest's rows (frame count and source fps per video).
+    Args:
+        video_id: the video.
+        params: the `extract` params section.
+        decoded_dir: the decode stage's folder (`<vid>.mp4`).
+        flow_dir: the flow stage's folder (`<vid>.h5`).
+        weights_dir: the I3D weights folder.
+        out_path: the feature store (its parts go to `<out_path>.parts/`).
+        attrs: the store attrs (`store_attrs`).
+        decoded: the decode manifest's rows (frame count and source fps per video).
+
+    Returns:
+        The video's result (`info`: its snippet count; skipped: reused).
+
+    Raises:
+        VideoError: as `extract_video`, or a missing input file (`input_identity`).
     """
     writer = FeatureStoreWriter(out_path, attrs=attrs)
     input_id = input_identity(video_id, decoded_dir=decoded_dir, flow_dir=flow_dir)
     if writer.reuse(video_id, input_id=input_id):
         return VideoResult(video_id, ok=True, skipped=True)
-    device = str(resolve_device(params.device))
-    # fp32 convolutions sum in an order that depends on the thread count: use every core the
-    # process may run on, whatever the runner (a Dask worker starts with OMP_NUM_THREADS=1),
-    # so that a video's features do not depend on where it ran
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
-    flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
     num_frames = int(decoded[video_id]["frames_out"])
-    batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
-    cut = dict(snippet=params.snippet, stride=params.stride, frame_step=params.frame_step, batch=batch)
-    try:
-        flow = FlowReader(flow_dir / f"{video_id}.h5")
-    except FlowFileError as err:
-        raise VideoError(video_id, f"{err} (delete it and rerun the flow stage)") from None
-    with flow:
-        if len(flow) != num_frames:
-            raise VideoError(video_id, f"flow has {len(flow)} frames, the decoded video {num_frames}: rerun the flow stage")
-        flow_feats = stream_features(
-            flow_model, iter_snippet_batches(flow, transform=functools.partial(preprocess_flow, crop=params.crop), **cut)
-        )  # (T, 1024)
-    try:
-        with DecodedFrames(decoded_dir / f"{video_id}.mp4", num_frames=num_frames) as frames:  # (N, H, W, 3) uint8
-            rgb_transform = functools.partial(preprocess_rgb, short_side=None, crop=params.crop)
-            rgb_feats = stream_features(rgb_model, iter_snippet_batches(frames, transform=rgb_transform, **cut))  # (T, 1024)
-    except VideoDecodeError as err:
-        raise VideoError(video_id, f"{err} (rerun the decode stage)") from None
-    source_fps = float(decoded[video_id]["source_fps"])
-    writer.write(video_id, rgb=rgb_feats, flow=flow_feats, frames=num_frames, source_fps=source_fps,
-                 compute_dtype=dtype_name(rgb_model.dtype), input_id=input_id)
-    return VideoResult(video_id, ok=True, info={"snippets": len(rgb_feats)})
+    got = extract_video(video_id, decoded=decoded_dir / f"{video_id}.mp4", flow=flow_dir / f"{video_id}.h5",
+                        num_frames=num_frames, params=params, weights_dir=weights_dir)
+    writer.write(video_id, rgb=got.rgb, flow=got.flow, frames=num_frames, source_fps=float(decoded[video_id]["source_fps"]),
+                 compute_dtype=got.compute_dtype, input_id=input_id)
+    return VideoResult(video_id, ok=True, info={"snippets": len(got.rgb)})
 
 
 def finish(results: list[VideoResult], *, out_path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -211,12 +268,12 @@ def store_attrs(
 def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_dir: Path, out_path: Path) -> VideoPlan:
     """The extract stage as a per-video plan over the videos that decode and flow produced."""
     decoded_dir, flow_dir, weights_dir, out_path = map(Path, (decoded_dir, flow_dir, weights_dir, out_path))
-    decoded = read_decoded_videos(decoded_dir)
-    flow_manifest = read_flow_manifest(flow_dir)
-    decode_manifest = read_decode_manifest(decoded_dir)
-    excluded = {**decode_manifest["failed"], **flow_manifest["failed"]}
-    videos = sorted(v for v in decoded if v in flow_manifest["videos"])
-    attrs = store_attrs(params, decode=decode_manifest["params"], flow=flow_manifest["params"],
+    decode_manifest = DecodeManifest.read(decoded_dir)
+    flow_manifest = FlowManifest.read(flow_dir)
+    decoded = decode_manifest.videos
+    excluded = {**decode_manifest.failed, **flow_manifest.failed}
+    videos = sorted(v for v in decoded if v in flow_manifest.videos)
+    attrs = store_attrs(params, decode=decode_manifest.params, flow=flow_manifest.params,
                         weights=read_weights_info(weights_dir), excluded=excluded)
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other settings
     common = dict(out_path=out_path, attrs=attrs)

@@ -29,9 +29,8 @@ from features.flow import TORCH_BATCH, iter_flow, write_flow_frames
 from features.tvl1 import TVL1Settings
 from features.video import VideoDecodeError, iter_decoded_frames
 from core.files import read_json, remove_stale_tmp, sha256_file, write_json
-from sources.annotations import STAGE_MANIFEST
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
-from stages.artifacts import read_decoded_videos
+from stages.artifacts import DecodeManifest, FlowManifest
 
 
 class TVL1Params(StageParams):
@@ -65,6 +64,43 @@ def _gray_frames(path: Path):
         yield cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
+def check_device(params: FlowParams) -> None:
+    """Refuse `device: cuda` for tvl1_torch where torch sees no CUDA device, before any video runs.
+
+    Args:
+        params: the `flow` params section.
+
+    Raises:
+        ValueError: naming the setting.
+    """
+    if params.method == "tvl1_torch" and resolve_device(params.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("flow.device: cuda, but torch sees no CUDA device; use auto or cpu")
+
+
+def flow_video(decoded: Path, *, out: Path, params: FlowParams, video_id: str) -> int:
+    """Compute the flow of one decoded video into an HDF5 file at `out` (`features.flow`).
+
+    Args:
+        decoded: the decoded mp4.
+        out: the flow file to write (`features.flow.write_flow_frames`: through a temporary name).
+        params: the `flow` params section (`check_device` passed).
+        video_id: the video's name in a `VideoError`.
+
+    Returns:
+        The number of flow frames written (the decoded video's frame count).
+
+    Raises:
+        VideoError: the decoded video cannot be read.
+    """
+    device = resolve_device(params.device) if params.method == "tvl1_torch" else "cpu"
+    flows = iter_flow(_gray_frames(decoded), method=params.method, bound=params.bound, tvl1=params.tvl1.model_dump(),
+                      dis_preset=params.dis_preset, batch=params.tvl1_torch_batch, device=device)
+    try:
+        return write_flow_frames(out, flows, method=params.method, bound=params.bound, params=params.model_dump())
+    except VideoDecodeError as err:
+        raise VideoError(video_id, str(err)) from None
+
+
 def flow_one(video_id: str, *, params: FlowParams, decoded_dir: Path, out_dir: Path) -> VideoResult:
     """Compute and store the flow of one decoded video unless an identical result exists."""
     src = decoded_dir / f"{video_id}.mp4"
@@ -76,14 +112,7 @@ def flow_one(video_id: str, *, params: FlowParams, decoded_dir: Path, out_dir: P
         done = read_json(sidecar, what="flow sidecar")
         if done.get("key") == key:
             return VideoResult(video_id, ok=True, info=done["info"], skipped=True)
-    tvl1 = params.tvl1.model_dump()
-    device = resolve_device(params.device) if torch_method else "cpu"
-    flows = iter_flow(_gray_frames(src), method=params.method, bound=params.bound, tvl1=tvl1,
-                      dis_preset=params.dis_preset, batch=params.tvl1_torch_batch, device=device)
-    try:
-        frames = write_flow_frames(dst, flows, method=params.method, bound=params.bound, params=params.model_dump())
-    except VideoDecodeError as err:
-        raise VideoError(video_id, str(err)) from None
+    frames = flow_video(src, out=dst, params=params, video_id=video_id)
     info = {"frames": frames, "bytes": dst.stat().st_size}
     write_json(sidecar, {"key": key, "info": info})
     return VideoResult(video_id, ok=True, info=info)
@@ -94,8 +123,8 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
     videos = {r.video_id: r.info for r in results if r.ok}
     failed = {r.video_id: r.reason for r in results if not r.ok}
     remove_stale_tmp(out_dir, targets=("*.h5", "*.json"))
-    write_json(out_dir / STAGE_MANIFEST, {"method": params.method, "bound": params.bound, "params": recorded_params(params),
-                                          "videos": videos, "failed": failed})
+    FlowManifest(method=params.method, bound=params.bound, params=recorded_params(params), videos=videos,
+                 failed=failed).write(out_dir)
     frames = sum(v["frames"] for v in videos.values())
     stored = sum(v["bytes"] for v in videos.values())
     return {
@@ -110,16 +139,14 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
 def plan(params: FlowParams, *, decoded_dir: Path, out_dir: Path) -> VideoPlan:
     """The flow stage as a per-video plan over the successfully decoded videos."""
     decoded_dir, out_dir = Path(decoded_dir), Path(out_dir)
-    torch_method = params.method == "tvl1_torch"
-    if torch_method and resolve_device(params.device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("flow.device: cuda, but torch sees no CUDA device; use auto or cpu")
+    check_device(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out_dir, targets=("*.h5", "*.json"))  # its flow files, sidecars and manifest
-    videos = sorted(read_decoded_videos(decoded_dir))
+    videos = sorted(DecodeManifest.read(decoded_dir).videos)
     return VideoPlan(
         stage="flow",
         videos=videos,
         process=functools.partial(flow_one, params=params, decoded_dir=decoded_dir, out_dir=out_dir),
         finish=functools.partial(finish, params=params, out_dir=out_dir),
-        max_workers=1 if torch_method else None,  # torch already uses every core / the GPU
+        max_workers=1 if params.method == "tvl1_torch" else None,  # torch already uses every core / the GPU
     )
