@@ -259,7 +259,7 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
         x = torch.rand(speed_batch, 3, 16, 224, 224, device=device) * 2 - 1  # (B, C, T, H, W)
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             model = prepare_for_inference(rgb_model, dtype=dtype, device=device)
-            seconds = speed(lambda: model.features(x), device=device, repeats=repeats)
+            seconds = speed(lambda model=model: model.features(x), device=device, repeats=repeats)
             report[f"extract_{name}_snippets_per_s_224"] = round(speed_batch / seconds, 1)
 
     # 2. tvl1_torch on CUDA: speed at 224x224 and agreement with this CPU's result

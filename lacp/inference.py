@@ -111,7 +111,7 @@ def predict(
         scored = score_video(model, store[vid], config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)
         proposals[vid] = generate_proposals(scored.q, config=config, snippet_seconds=scored.seconds,
                                             video_score=scored.video_score)
-        class_sets[vid] = set(int(i) for i in predicted_classes(scored.video_score, threshold=config.class_threshold))
+        class_sets[vid] = {int(i) for i in predicted_classes(scored.video_score, threshold=config.class_threshold)}
         if vid in keep:
             scores[vid] = scored.q
     return proposals, class_sets, scores

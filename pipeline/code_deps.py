@@ -119,7 +119,7 @@ def stage_closure(root: Path, stage: str) -> set[str]:
 def missing_deps(closure: Iterable[str], deps: Iterable[str]) -> list[str]:
     """Files of `closure` that no dep covers (a dep covers a file equal to it or under it)."""
     folders = [d.rstrip("/") + "/" for d in deps]
-    exact = set(d.rstrip("/") for d in deps)
+    exact = {d.rstrip("/") for d in deps}
     return sorted(f for f in closure if f not in exact and not any(f.startswith(d) for d in folders))
 
 

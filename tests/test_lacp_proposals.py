@@ -141,7 +141,7 @@ def reference_proposals(q, video_score, *, faithful):
         extra = 1.0 if faithful else 0.0
         kept = []
         for score, s, e in found:
-            def iou(k):
+            def iou(k, s=s, e=e):
                 inter = max(0.0, min(e, k[2]) - max(s, k[1]) + extra)
                 return inter / ((e - s + extra) + (k[2] - k[1] + extra) - inter)
             if all(iou(k) < 0.7 for k in kept):

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core.files import write_bytes_atomic
+
 LACP_COLUMNS: tuple[str, ...] = ("class", "class_index", "start_frame", "stop_frame", "video_id", "point")
 POINTS_COLUMNS: tuple[str, ...] = LACP_COLUMNS + ("time",)
-
-from core.files import write_bytes_atomic
 
 
 class PointLabelError(ValueError):

@@ -258,12 +258,13 @@ def _add_offsets(inst: Instances, frames: np.ndarray, noise: np.ndarray, offset_
     return np.clip(np.rint(t * inst.fps).astype(np.int64), 0, last)
 
 
-def sample_points(annotations: Mapping[str, Any], sampling: Sampling = Sampling()) -> PointSet:
+def sample_points(annotations: Mapping[str, Any], sampling: Sampling | None = None) -> PointSet:
     """Sample one point per training instance (test instances get none).
 
     Args:
         annotations: the annotations dict (docs/ARCHITECTURE.md).
-        sampling: the distribution and its options (`Sampling`; the points stage's params).
+        sampling: the distribution and its options (`Sampling`; the points stage's params);
+            None = the defaults.
 
     Returns:
         The points (ordered by video id, start frame, class index, stop frame) and a summary.
@@ -272,6 +273,7 @@ def sample_points(annotations: Mapping[str, Any], sampling: Sampling = Sampling(
         InstanceError: an annotation that cannot carry a point.
         PointFileError: a malformed or inconsistent click / points file.
     """
+    sampling = sampling if sampling is not None else Sampling()
     distribution, seed, min_instance_frames = sampling.distribution, sampling.seed, sampling.min_instance_frames
     pos_rng, annot_rng, drop_rng, offset_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     gt = train_instances(annotations)
