@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from core.files import atomic_path, write_json
 from core.version import PROJECT, project_version
@@ -72,7 +73,7 @@ def save_detector(
         "kind": DETECTOR_KIND,
         "classes": list(classes),
         "config": dataclasses.asdict(config),
-        "inference": dataclasses.asdict(inference),
+        "inference": inference.model_dump(),
         "features": dict(features),
         "pseudo_source": pseudo_source,
         "weights": weights,
@@ -108,13 +109,16 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
         if isinstance(value, bool) or not isinstance(value, int) or value > limit:
             raise ValueError(f"{path} key 'config.{key}': expected a whole number of at most {limit}, got {value!r:.100}")
     configs = []
-    for key, cls in (("config", DetectorConfig), ("inference", InferenceConfig)):
-        known = {f.name for f in dataclasses.fields(cls)}
+    for key, cls, known in (("config", DetectorConfig, {f.name for f in dataclasses.fields(DetectorConfig)}),
+                            ("inference", InferenceConfig, set(InferenceConfig.model_fields))):
         unknown = sorted(set(meta.get(key, {})) - known)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown} in '{key}' (expected some of {sorted(known)})")
         try:
             configs.append(cls(**meta.get(key, {})))
+        except ValidationError as err:  # InferenceConfig: the first refused value, by its key
+            first = err.errors()[0]
+            raise ValueError(f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, got {first['input']!r:.100}") from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} key '{key}': {err}") from None
     return meta, configs[0], configs[1]
