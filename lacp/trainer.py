@@ -54,6 +54,7 @@ from lacp.batching import (FeatureSource, VideoItem, VideoSample, collate, featu
                            resample_sample, segment_positions)
 from lacp.losses import LAMBDAS, lacp_loss
 from lacp.model import LACPNet
+from lacp.proposals import DetectionConfig
 from lacp.seeds import batch_background_seeds, select_seeds
 
 __all__ = [
@@ -136,7 +137,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 5e-4
     lambdas: tuple[float, ...] = LAMBDAS
-    r_act: int = 8
+    r_act: int = DetectionConfig.model_fields["r_act"].default  # one top-k ratio for training and inference
     dropout: float = 0.7
     feature_dim: int = 2048
     embed_dim: int = 2048

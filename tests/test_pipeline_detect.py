@@ -71,10 +71,11 @@ def test_detect_gives_the_evaluate_stage_detections(run, detector, tmp_path):
 
 def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run, tmp_path):
     """The selftrain stage's folder (kind "detector"): a test video's detections from its source
-    file equal the evaluate_selftrain stage's, segment and score to 1e-5; LACP's proposal flags are
-    refused for it."""
+    file equal the evaluate_selftrain stage's, segment and score to 1e-5; its settings are the
+    folder's records (its post-processing and its LACP copy's), each overridable by a flag."""
     selftrained = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu")
-    assert selftrained.kind == "detector" and set(selftrained.settings) >= {"nms_sigma", "max_segments"}
+    assert selftrained.kind == "detector"
+    assert selftrained.settings == {**run.detection.lacp().model_dump(), "detector": run.detection.detector.model_dump()}
     sources = read_video_paths(run.paths.dataset)
     evaluated = json.loads((run.paths.selftrain_evaluation / "predictions.json").read_text())["results"]
     assert sum(map(len, evaluated.values())) > 0
@@ -85,9 +86,13 @@ def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run
             assert selftrained.classes[g["label_index"]] == w["label"]
             assert g["score"] == pytest.approx(w["score"], abs=1e-5)
             assert g["segment"] == pytest.approx(w["segment"], abs=1e-5)
-    with pytest.raises(ModelFolderError, match="nms_tiou set LACP's proposal step"):
-        load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
-                      overrides={"nms_tiou": 0.5})
+    overridden = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
+                               overrides={"r_act": 4, "detector": {"max_segments": 1}})
+    assert overridden.predictor.inference.max_segments == 1 and overridden.predictor.scorer.config.r_act == 4
+    assert overridden.settings["detector"]["max_segments"] == 1 and overridden.settings["r_act"] == 4
+    with pytest.raises(ModelFolderError, match="--max-segments set the self-trained detector's post-processing"):
+        load_detector(run.paths.model, weights_dir=run.paths.weights, device="cpu",
+                      overrides={"detector": {"max_segments": 1}})
 
 
 def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
@@ -314,7 +319,7 @@ def test_model_folder_records_features_detection_and_version(run):
         assert key in meta["features"], key
     assert json.loads(meta["features"]["decode_params"])["fps"] == run.decode.fps
     assert json.loads(meta["features"]["flow_params"])["method"] == run.flow.method
-    assert meta["detection"]["r_act"] == run.train.r_act
+    assert meta["detection"] == run.detection.lacp().model_dump()  # the params' section, as train ran with it
     assert meta["project"]["name"] == "lacp-pipeline" and meta["project"]["version"]
 
 

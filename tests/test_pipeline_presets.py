@@ -34,7 +34,7 @@ RELEASED = {  # the released LACP code's value of each documented departure swit
     "train.feat_last_class_only": True,
     "train.video_end": "released",
     "train.label_delay": "released",
-    "evaluate.faithful": True,
+    "detection.faithful": True,
 }
 
 
