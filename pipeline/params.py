@@ -1,8 +1,11 @@
 """The params schema: `params.yaml` validated into one typed object.
 
-Each stage owns the model of its own section (`stages/<stage>.py`); this module only adds
-the orchestration sections (`paths`, `pipeline`) and composes them. Validation errors name
-the key path and what was expected, e.g. ``decode.preset: Input should be 'ultrafast', ...``.
+Each stage owns the model of its own section (`stages/<stage>.py`); this module adds the
+orchestration sections (`paths`, `pipeline`, `detect`) and `detection`, the section shared by
+every stage that makes detections (`DetectionParams`: the library configs themselves), and
+composes them. Validation errors name the key path and what was expected, e.g.
+``decode.preset: Input should be 'ultrafast', ...``; a key of an older params file that moved
+(`MOVED_KEYS`) is named with its new place.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@
    a seeded sample instead), its best tIoU with a ground-truth instance of its class in its
    video, its inner score (mean class activation inside) and its outer-inner contrast (OIC);
    Pearson and Spearman correlation of each score with the tIoU, overall and per class
-   (`lacp.score_analysis`). The OIC is the released inference's (`faithful: true`): on the CAS
+   (`lacp.score_analysis`). The OIC is the released inference's (`detection.faithful: true`): on the CAS
    upsampled 24x, a left outer window of ceil(L/4) and a right one of floor(L/4) positions
    pooled into one mean, and for runs cut at a CAS threshold the values below that threshold
-   counted as 0; `faithful: false` is METHOD.md's literal floor(L/4) each side on the
+   counted as 0; `detection.faithful: false` is METHOD.md's literal floor(L/4) each side on the
    unmodified CAS (`lacp.proposals`).
 2. Optimal sequences: for `sequence_videos` training videos, the ground truth, the points, the
    pseudo labels of the first and the last search (`lacp.search_record`, written by train)
