@@ -55,7 +55,7 @@ def proposal_candidates(model, features: np.ndarray, classes: set[int], detectio
         model: the trained LACP network.
         features: (T, D) the video's features.
         classes: class indices the video's points name (its known video-level labels).
-        detection: the model folder's detection settings.
+        detection: the params' detection settings (equal to the model folder's record).
         device: where the network runs.
         num_segments: the model's training sequence length (model.json).
         snippet_seconds: seconds per snippet of the feature grid.
