@@ -118,7 +118,8 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
             configs.append(cls(**meta.get(key, {})))
         except ValidationError as err:  # InferenceConfig: the first refused value, by its key
             first = err.errors()[0]
-            raise ValueError(f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, got {first['input']!r:.100}") from None
+            raise ValueError(f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, "
+                             f"got {first['input']!r:.100}") from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} key '{key}': {err}") from None
     return meta, configs[0], configs[1]

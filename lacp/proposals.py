@@ -210,7 +210,8 @@ class DetectionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    r_act: int = Field(8, ge=1, description="top-k ratio of the video score, k = max(1, T // r_act) (also the training's)")
+    r_act: int = Field(8, ge=1,
+                       description="top-k ratio of the video score, k = max(1, T // r_act) (also the training's)")
     class_threshold: float = Field(0.5, ge=0, le=1,
                                    description="video score a class needs to be localised (else the argmax is)")
     nms_tiou: float = Field(0.7, gt=0, le=1, description="tIoU above which NMS suppresses a proposal")

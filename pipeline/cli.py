@@ -183,7 +183,8 @@ def detection_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from detector.config import InferenceConfig
     from lacp.proposals import DetectionConfig
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in DetectionConfig.model_fields if getattr(args, k) is not None}
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in DetectionConfig.model_fields
+                                 if getattr(args, k) is not None}
     detector = {k: getattr(args, k) for k in InferenceConfig.model_fields if getattr(args, k) is not None}
     return overrides | ({"detector": detector} if detector else {})
 

@@ -150,8 +150,8 @@ def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path,
     with FeatureStore(features) as store:
         # 2. scoring variants on the test videos
         videos = available_videos(store, test, features=Path(features), what="test")
-        analysed = sample(score_proposals(model, store, videos, annotations, detection, device, num_segments=num_segments),
-                          params.max_proposals, seed=params.seed)
+        analysed = sample(score_proposals(model, store, videos, annotations, detection, device,
+                                          num_segments=num_segments), params.max_proposals, seed=params.seed)
         found = correlations(analysed, classes=classes)
         drawn = sample(analysed, params.scatter_points, seed=params.seed)
 

@@ -338,3 +338,21 @@ def test_detect_on_cuda_finds_the_cpu_detections(run, tmp_path):
         assert detector.classes[best["label_index"]] == top["label"]
         assert best["score"] == pytest.approx(top["score"], abs=0.05)
         assert best["segment"] == pytest.approx(top["segment"], abs=16 / 25)
+
+
+def test_evaluate_selftrain_refuses_a_detector_folder_whose_records_differ(run):
+    """The detector folder records detection.detector (selftrain) and its LACP copy LACP's keys
+    (train): evaluate_selftrain's params must equal both, each difference named with its key."""
+    from detector.config import InferenceConfig
+    from lacp.proposals import DetectionConfig
+    from stages.evaluate import check_recorded_detection
+
+    check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(), inference=run.detection.detector)
+    with pytest.raises(ValueError, match=r"selftrain/model\.json records .*detection\.detector\.nms_sigma is 0\.5 "
+                                         r"there, 0\.3 in the params\. The selftrain stage"):
+        check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(),
+                                 inference=InferenceConfig(nms_sigma=0.3))
+    with pytest.raises(ValueError, match=r"selftrain/lacp/model\.json records .*detection\.r_act is 8 there, 4 in "
+                                         r"the params\. The train stage"):
+        check_recorded_detection(run.paths.selftrain_model, detection=DetectionConfig(r_act=4),
+                                 inference=run.detection.detector)

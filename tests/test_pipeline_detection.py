@@ -102,7 +102,8 @@ def test_dvc_yaml_lists_the_detection_keys_for_exactly_the_stages_that_take_them
         module = importlib.import_module(f"stages.{STAGE_MODULES[name]}")
         takes = set(inspect.signature(module.run).parameters) if hasattr(module, "run") else set()
         listed = {p for p in stages[name].get("params", []) if isinstance(p, str) and p.startswith("detection")}
-        wanted = (lacp_keys if "detection" in takes else set()) | ({"detection.detector"} if "inference" in takes else set())
+        wanted = ((lacp_keys if "detection" in takes else set())
+                  | ({"detection.detector"} if "inference" in takes else set()))
         if "detection" in listed:
             assert wanted, f"{name} lists detection but takes none of it"
         else:
