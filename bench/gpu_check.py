@@ -176,6 +176,8 @@ class _MemoryLog:
 def train_and_evaluate(bundle: Path, *, device: str, steps: int | None = None, evaluate: bool = True) -> dict:
     """The train and evaluate stages with params.yaml's sections on the bundled default run."""
     import stages.train
+    from detector.config import InferenceConfig
+    from lacp.proposals import DetectionConfig
     from stages import evaluate as evaluate_stage
 
     if importlib.util.find_spec("dvclive") is None:
@@ -183,15 +185,17 @@ def train_and_evaluate(bundle: Path, *, device: str, steps: int | None = None, e
     # the sections' defaults, which equal params.yaml's (tests/test_pipeline_params.py); loading
     # params.yaml would import every stage, PyAV's among them
     train_params = stages.train.TrainParams(device=device, **({"steps": steps} if steps else {}))
+    detection = DetectionConfig()  # the detection section's defaults (LACP's keys)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         work = Path(work)
-        summary = stages.train.run(train_params, dataset_dir=bundle / "dataset", features=bundle / "features.h5",
-                                   points_dir=bundle / "points", model_dir=work / "model", log_dir=work / "log",
+        summary = stages.train.run(train_params, detection=detection, dataset_dir=bundle / "dataset",
+                                   features=bundle / "features.h5", points_dir=bundle / "points", model_dir=work / "model", log_dir=work / "log",
                                    pseudo_labels_path=work / "pseudo_labels.h5")
         out = {"seconds_per_step": summary["seconds_per_step"], "steps": summary["steps"]}
         if evaluate:
             eval_params = evaluate_stage.EvaluateParams(device=device)
-            metrics = evaluate_stage.run(eval_params, dataset_dir=bundle / "dataset", features=bundle / "features.h5",
+            metrics = evaluate_stage.run(eval_params, detection=detection, inference=InferenceConfig(),
+                                         dataset_dir=bundle / "dataset", features=bundle / "features.h5",
                                          model_dir=work / "model", out_dir=work / "eval")
             out |= {"map_avg_0.1_0.7": metrics["mAP@0.1-0.7"], "accuracy": metrics["accuracy"]}
     return out

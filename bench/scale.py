@@ -124,15 +124,15 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
     from features.store import FeatureStore
     from lacp.model import LACPNet
     from lacp.inference import predict
-    from stages.evaluate import EvaluateParams
+    from lacp.proposals import DetectionConfig
 
     def work() -> dict[str, float]:
         torch.manual_seed(0)
         model = LACPNet(num_classes=NUM_CLASSES).eval()
-        params = EvaluateParams(timelines=TIMELINES, device="cpu", class_threshold=class_threshold)
+        detection = DetectionConfig(class_threshold=class_threshold)
         with FeatureStore(store_path) as store:
             videos = store.videos
-            proposals, class_sets, scores = predict(model, store, videos, params, torch.device("cpu"),
+            proposals, class_sets, scores = predict(model, store, videos, detection, torch.device("cpu"),
                                                     keep_scores=videos[:TIMELINES])
         if not len(proposals) == len(class_sets) == len(videos) or len(scores) > TIMELINES:
             raise RuntimeError("predict did not return one result per video")

@@ -29,10 +29,9 @@ be larger): every level sees the same scale of targets.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from core.config import Config
 
@@ -159,33 +158,26 @@ def regression_ranges(*, num_levels: int, base: float) -> np.ndarray:
     return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
-@dataclass(frozen=True)
-class InferenceConfig:
-    """How the heads' outputs become detections (`detector.postprocess`); not part of training."""
+class InferenceConfig(Config):
+    """How the heads' outputs become detections (`detector.postprocess`); not part of training.
+    The params' `detection.detector` section (each default and range declared here once),
+    recorded in the model folder by the selftrain stage and applied by evaluate_selftrain and
+    `python -m pipeline detect` (whose flags the descriptions document)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # besides Config's: frozen, unknown keys refused
 
     # Candidates below this class probability are dropped before decoding (the paper's 0.001).
-    score_threshold: float = 0.001
+    score_threshold: float = Field(0.001, ge=0, description="candidates below this class probability are dropped")
     # At most this many (location, class) candidates per pyramid level, by probability (THUMOS'14's
     # level 0 has up to ~2,300 locations x 20 classes; a default video has ~60 locations x 4 classes).
-    pre_nms_topk: int = 1000
+    pre_nms_topk: int = Field(1000, ge=1, description="candidates kept per pyramid level before Soft-NMS")
     # Decoded segments not longer than this (snippets) are dropped (the paper: 0.05 s; 0.05 snippets).
-    min_length: float = 0.05
+    min_length: float = Field(0.05, ge=0, description="segments not longer than this (snippets) are dropped")
     # Gaussian Soft-NMS: a segment's score is multiplied by exp(-tIoU**2 / sigma) with each selected
     # segment of its class (the paper's 0.5).
-    nms_sigma: float = 0.5
+    nms_sigma: float = Field(0.5, gt=0, description="Gaussian Soft-NMS: score x exp(-tIoU^2 / sigma)")
     # Decayed scores below this are dropped (the paper's 0.001).
-    min_score: float = 0.001
+    min_score: float = Field(0.001, ge=0, description="decayed scores below this are dropped")
     # Detections kept per video, by score over all classes (the paper: 200 on THUMOS'14's long
     # videos; 100 is ~30 per instance on the default ones, far past the last recall step).
-    max_segments: int = 100
-
-    def __post_init__(self) -> None:
-        for key in ("pre_nms_topk", "max_segments"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"detector inference config: {key} must be >= 1, got {getattr(self, key)}")
-        for key in ("score_threshold", "min_length", "min_score"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"detector inference config: {key} must be >= 0, got {value}")
-        if not (math.isfinite(self.nms_sigma) and self.nms_sigma > 0):
-            raise ValueError(f"detector inference config: nms_sigma must be > 0, got {self.nms_sigma}")
+    max_segments: int = Field(100, ge=1, description="detections kept per video")

@@ -11,7 +11,6 @@ outputs become detections), `features` (the feature store's record, `lacp.model_
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from core.files import atomic_path, write_json
 from core.version import PROJECT, project_version
@@ -72,7 +72,7 @@ def save_detector(
         "kind": DETECTOR_KIND,
         "classes": list(classes),
         "config": config.model_dump(),
-        "inference": dataclasses.asdict(inference),
+        "inference": inference.model_dump(),
         "features": dict(features),
         "pseudo_source": pseudo_source,
         "weights": weights,
@@ -109,12 +109,16 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
             raise ValueError(f"{path} key 'config.{key}': expected a whole number of at most {limit}, got {value!r:.100}")
     configs = []
     for key, cls, known in (("config", DetectorConfig, set(DetectorConfig.model_fields)),
-                            ("inference", InferenceConfig, {f.name for f in dataclasses.fields(InferenceConfig)})):
+                            ("inference", InferenceConfig, set(InferenceConfig.model_fields))):
         unknown = sorted(set(meta.get(key, {})) - known)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown} in '{key}' (expected some of {sorted(known)})")
         try:
             configs.append(cls(**meta.get(key, {})))
+        except ValidationError as err:  # InferenceConfig: the first refused value, by its key
+            first = err.errors()[0]
+            raise ValueError(f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, "
+                             f"got {first['input']!r:.100}") from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} key '{key}': {err}") from None
     return meta, configs[0], configs[1]

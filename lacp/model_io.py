@@ -23,7 +23,6 @@ compares model.pt's tensors with the shapes model.json describes before it alloc
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import pickle
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ValidationError
 
 from core.files import write_bytes_atomic
 from core.version import PROJECT, project_version
@@ -89,7 +89,7 @@ def save_model(
         "selection": selection,
         "num_segments": num_segments,
         "features": dict(features or {}),
-        "detection": dataclasses.asdict(detection or DetectionConfig()),
+        "detection": (detection or DetectionConfig()).model_dump(),
         "project": {"name": PROJECT, "version": project_version()},
     }
     weights = io.BytesIO()
@@ -161,24 +161,44 @@ def _check_size(value: object, *, key: str, where: str) -> None:
 
 
 def _check_detection(record: Mapping[str, Any], *, where: str) -> None:
-    """model.json's `detection`: some of `DetectionConfig`'s keys, each of its kind (a whole number
-    >= 1, a number from 0 to 1, or true/false), else a ValueError naming the key."""
-    defaults = dataclasses.asdict(DetectionConfig())
-    unknown = sorted(set(record) - set(defaults))
+    """model.json's `detection`: some of `DetectionConfig`'s keys, each of its type and range
+    (strictly: no "yes" for true), else a ValueError naming the key."""
+    known = DetectionConfig.model_fields
+    unknown = sorted(set(record) - set(known))
     if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; a model folder records some of {sorted(defaults)} "
+        raise ValueError(f"{where}: unknown setting(s) {unknown}; a model folder records some of {sorted(known)} "
                          "(lacp.proposals.DetectionConfig): the file was edited or written by another program")
-    for key, value in record.items():
-        kind = type(defaults[key])
-        if kind is bool:
-            ok, expected = isinstance(value, bool), "true or false"
-        elif kind is int:
-            ok, expected = not isinstance(value, bool) and isinstance(value, int) and value >= 1, "a whole number >= 1"
-        else:
-            ok = not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 1
-            expected = "a number from 0 to 1"
-        if not ok:
-            raise ValueError(f"{where} '{key}': expected {expected}, got {value!r}")
+    try:
+        DetectionConfig.model_validate(record, strict=True)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ValueError(f"{where} '{first['loc'][0]}': {first['msg']}, got {first['input']!r}") from None
+
+
+def check_recorded_settings(recorded: BaseModel, given: BaseModel, *, where: Path, section: str, writer: str) -> None:
+    """Refuse settings that differ from the ones a model folder records.
+
+    A model folder records the detection settings it was made with (train: LACP's, selftrain:
+    the detector's post-processing), and `python -m pipeline detect` applies that record; a stage
+    that applies the params' section to the folder must therefore find the same values there.
+
+    Args:
+        recorded: the folder's record (`DetectionConfig`, `detector.config.InferenceConfig`).
+        given: the params' section of the same type.
+        where: the model.json read (named in the error).
+        section: the params key of the section ("detection", "detection.detector").
+        writer: the stage that writes the record (named in the fix).
+
+    Raises:
+        ValueError: naming each differing key with both values.
+    """
+    differing = [k for k in type(given).model_fields if getattr(recorded, k) != getattr(given, k)]
+    if differing:
+        values = "; ".join(f"{section}.{k} is {getattr(recorded, k)!r} there, {getattr(given, k)!r} in the params"
+                           for k in differing)
+        raise ValueError(f"{where} records other detection settings than the params: {values}. The {writer} stage "
+                         f"records the section it ran with (`dvc repro` reruns it after a change); rerun it, or set "
+                         f"the params back to the record")
 
 
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from core.config import Config
+from pydantic import Field
 
 
 __all__ = [
@@ -201,22 +203,19 @@ def nms_1d(segments: np.ndarray, scores: np.ndarray, *, tiou: float = 0.7, faith
     return np.array(kept, dtype=np.int64)
 
 
-@dataclass(frozen=True)
-class DetectionConfig:
-    """How scores become detections; the evaluate stage's params (`EvaluateParams`) and the
-    train stage's periodic test evaluation take their defaults from here.
+class DetectionConfig(Config):
+    """How LACP's scores become detections: the params' `detection` section (its LACP keys, each
+    default, range and description declared here once), recorded in the model folder by the train
+    stage and applied by evaluate, analyze, pseudo and `python -m pipeline detect` (whose flags
+    these descriptions document)."""
 
-    Attributes:
-        r_act: top-k ratio of the video score (k = max(1, T // r_act)).
-        class_threshold: video score a class needs to be localised (else the argmax is).
-        nms_tiou: tIoU above which NMS suppresses a proposal.
-        faithful: the released inference's quirks (module docstring; docs/METHOD.md section 5).
-    """
-
-    r_act: int = 8
-    class_threshold: float = 0.5
-    nms_tiou: float = 0.7
-    faithful: bool = True
+    r_act: int = Field(8, ge=1,
+                       description="top-k ratio of the video score, k = max(1, T // r_act) (also the training's)")
+    class_threshold: float = Field(0.5, ge=0, le=1,
+                                   description="video score a class needs to be localised (else the argmax is)")
+    nms_tiou: float = Field(0.7, gt=0, le=1, description="tIoU above which NMS suppresses a proposal")
+    faithful: bool = Field(True, description="the released inference's proposal quirks (lacp.proposals; "
+                                             "docs/METHOD.md section 5)")
 
 
 @dataclass(frozen=True)

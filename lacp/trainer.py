@@ -54,6 +54,7 @@ from core.files import atomic_path
 from lacp.batching import (FeatureSource, VideoItem, VideoSample, collate, feature_getter, load_sample,
                            resample_sample, segment_positions)
 from lacp.losses import LAMBDAS, lacp_loss
+from lacp.proposals import DetectionConfig
 from lacp.model import LACPNet
 from lacp.seeds import batch_background_seeds, select_seeds
 
@@ -93,7 +94,6 @@ class TrainSettings(Config):
         batch: videos per step.
         lr, weight_decay: Adam.
         lambdas: weights of L_vid, L_point, L_bkg_point, L_score, L_feat.
-        r_act: top-k ratio of the video scores.
         dropout: dropout before the CAS layer.
         completeness: False = point-supervised baseline (no search, no L_score / L_feat).
         score_contrast, feature_contrast: ablation switches of L_score and L_feat.
@@ -136,7 +136,6 @@ class TrainSettings(Config):
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     lambdas: tuple[float, float, float, float, float] = LAMBDAS
-    r_act: int = Field(8, ge=1)
     dropout: float = Field(0.7, ge=0, lt=1)
     completeness: bool = True
     score_contrast: bool = True
@@ -171,12 +170,15 @@ class TrainConfig(TrainSettings):
     no params key sets.
 
     Attributes:
+        r_act: top-k ratio of the video scores, the params' `detection.r_act` (one value for
+            training and inference; `lacp.proposals.DetectionConfig` declares and checks it).
         betas: Adam's.
         feature_dim, embed_dim: input feature and embedding sizes.
         bg_threshold, act_threshold: pseudo background / action point thresholds on q_bg.
         tau: feature-contrast temperature.
     """
 
+    r_act: int = DetectionConfig.model_fields["r_act"].default
     betas: tuple[float, float] = (0.9, 0.999)
     feature_dim: int = Field(2048, ge=1)
     embed_dim: int = Field(2048, ge=1)

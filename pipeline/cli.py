@@ -23,6 +23,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipeline.console import VERBOSE_ENV, configure_logging, verbose_requested
 from stages import STAGE_NAMES
@@ -176,13 +177,24 @@ def _default_path(args: argparse.Namespace, given: str, key: str, flag: str) -> 
     return Path(getattr(_params(args).paths, key))
 
 
+def detection_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The detection keys `detect`'s flags set, shaped as the params' `detection` section (LACP's
+    keys, and `detector` for the self-trained detector's): `pipeline.detect.detection_settings`."""
+    from detector.config import InferenceConfig
+    from lacp.proposals import DetectionConfig
+
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in DetectionConfig.model_fields
+                                 if getattr(args, k) is not None}
+    detector = {k: getattr(args, k) for k in InferenceConfig.model_fields if getattr(args, k) is not None}
+    return overrides | ({"detector": detector} if detector else {})
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from core.files import write_json
     from pipeline.console import say
     from pipeline.detect import collect_videos, detect, earlier_results, load_detector, results_document, write_pictures
 
-    overrides = {k: v for k, v in {"r_act": args.r_act, "class_threshold": args.class_threshold,
-                                   "nms_tiou": args.nms_tiou, "faithful": args.faithful}.items() if v is not None}
+    overrides = detection_overrides(args)
     videos = collect_videos(args.videos)  # bad arguments are refused before the model loads
     model_dir = Path(args.model) if args.model else None
     if model_dir is None:  # the params file's choice (detect.model): LACP's or the self-trained detector's folder
@@ -297,6 +309,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_detection_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per key of the params' `detection` section (LACP's, then the self-trained
+    detector's), each overriding the model folder's record, its help the config field's description."""
+    from detector.config import InferenceConfig
+    from lacp.proposals import DetectionConfig
+
+    for model, fields, applies in (("LACP", DetectionConfig.model_fields, "an LACP folder, or the LACP scores a "
+                                    "detector folder fuses"),
+                                   ("detector", InferenceConfig.model_fields, "a self-trained detector's folder")):
+        group = parser.add_argument_group(f"detection settings ({model}; default: the folder's record; for {applies})")
+        for key, info in fields.items():
+            flag = f"--{key.replace('_', '-')}"
+            described = f"{info.description} (detection.{'detector.' * (model == 'detector')}{key})"
+            if info.annotation is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=described)
+            else:
+                group.add_argument(flag, type=info.annotation, default=None, metavar=key.upper(), help=described)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sources.directory import DEFAULT_EXTENSIONS
 
@@ -373,11 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="drop detections scoring below this (default: keep all)")
     p.add_argument("--pictures", default="", metavar="DIR", help="also draw one timeline per video into DIR")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--r-act", type=int, default=None, help="override the recorded top-k ratio of the video score")
-    p.add_argument("--class-threshold", type=float, default=None, help="override the recorded class threshold")
-    p.add_argument("--nms-tiou", type=float, default=None, help="override the recorded NMS tIoU")
-    p.add_argument("--faithful", action=argparse.BooleanOptionalAction, default=None,
-                   help="override the recorded choice of the released recipe's proposal quirks")
+    _add_detection_flags(p)
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any video failed")
     p.set_defaults(fn=cmd_detect)
 

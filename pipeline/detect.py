@@ -7,7 +7,8 @@ features of a new video are made exactly as the training's were:
     decode (`stages.decode`, 25 fps, the recorded short side) -> flow (`stages.flow`, the
     recorded method and settings) -> I3D features (`stages.extract`, the recorded crop,
     frame_step, precision; weights checked by SHA-256) -> the evaluate stage's inference
-    (`lacp.inference.predict`) and proposal step (`lacp.proposals`, the recorded settings)
+    (`lacp.inference.predict`) and proposal step (`lacp.proposals`, the recorded detection settings,
+    each overridable by a flag: `detection_settings`)
 
 Each step calls the stage's own per-video function (`stages.decode.decode_video`,
 `stages.flow.flow_video`, `stages.extract.extract_video`) with its files in a temporary folder
@@ -30,13 +31,12 @@ Phases (`detect`):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,8 @@ from core.files import sha256_file
 from core.version import project_version
 from features.store import FeatureStore, FeatureStoreWriter
 from lacp.plots.analysis import ModelView, plot_comparison
-from detector.model_io import read_detector_meta
+from detector.config import InferenceConfig
+from detector.model_io import VIDEO_SCORER, read_detector_meta
 from lacp.model_io import feature_record, read_model_meta
 from lacp.proposals import DetectionConfig, to_results_json
 from pipeline.console import format_seconds
@@ -65,7 +66,8 @@ from stages.common import StageParams, VideoError
 log = logging.getLogger(__name__)
 
 __all__ = ["Detector", "ModelFolderError", "RECORD_LIMITS", "ResultsFileError", "VideoDetections", "collect_videos",
-           "detect", "detect_video", "earlier_results", "load_detector", "results_document", "write_pictures"]
+           "detect", "detect_video", "detection_settings", "earlier_results", "load_detector", "results_document",
+           "write_pictures"]
 
 VIDEO_ID = "video"  # the id (and file stem) a video has inside its temporary workspace (any file name works outside)
 NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
@@ -104,8 +106,8 @@ class Detector:
         kind: the folder's model kind ("lacp" or "detector", `stages.artifacts.model_kind`).
         predictor: the model applied to stored features (`stages.predictors`), on `device`.
         classes: class names by index.
-        settings: the detection settings a results file records (LACP: the record's
-            `DetectionConfig` with the caller's overrides; the detector: its `InferenceConfig`).
+        settings: the detection settings a results file records, shaped as the params' `detection`
+            section (`detection_settings`: the folder's record with the caller's overrides).
         decode: the decode section the training's features were made with.
         flow: the flow section (device: the caller's).
         extract: the extract section's recorded keys (device: the caller's).
@@ -207,6 +209,66 @@ def _weights_info(weights_dir: Path) -> dict[str, Any]:
     return info
 
 
+def detection_settings(model_dir: Path, *, kind: str,
+                       overrides: Mapping[str, Any]) -> tuple[DetectionConfig, InferenceConfig, dict[str, Any]]:
+    """The detection settings `detect` applies: the model folder's record, each key the caller
+    gives replacing the recorded one.
+
+    An LACP folder records LACP's settings (model.json `detection`, the train stage's section); a
+    detector folder its post-processing (`inference`, selftrain's `detection.detector`) and, when
+    it fuses its scores with LACP's video scores, LACP's in the copied LACP folder.
+
+    Args:
+        model_dir: the model folder.
+        kind: its kind ("lacp" or "detector").
+        overrides: keys of the params' `detection` section: LACP's (`DetectionConfig` fields) and
+            `detector` ({`InferenceConfig` field: value}).
+
+    Returns:
+        LACP's settings, the detector's (the defaults for an LACP folder, which does not use
+        them), and what a results file records: LACP's keys (unless a detector folder fuses no
+        LACP scores) plus `detector` for a detector folder.
+
+    Raises:
+        ModelFolderError: an override the folder does not use (the detector's post-processing for
+            an LACP folder; LACP's keys for a detector folder without LACP video scores).
+        ValueError: an override out of its range, named by its flag.
+    """
+    where = Path(model_dir) / "model.json"
+    lacp_overrides = {k: v for k, v in overrides.items() if k != "detector"}
+    detector_overrides = dict(overrides.get("detector", {}))
+    if kind == "lacp":
+        if detector_overrides:
+            raise ModelFolderError(f"{where}: {_flags(detector_overrides)} set the self-trained detector's "
+                                   "post-processing; an LACP folder's detections are LACP's proposals")
+        config = _overridden(DetectionConfig, read_model_meta(model_dir)["detection"], lacp_overrides)
+        return config, InferenceConfig(), config.model_dump()
+    meta, _, recorded = read_detector_meta(model_dir)
+    inference = _overridden(InferenceConfig, recorded.model_dump(), detector_overrides)
+    if meta["video_scores"] != "lacp":
+        if lacp_overrides:
+            raise ModelFolderError(f"{where}: {_flags(lacp_overrides)} set LACP's settings; this self-trained "
+                                   "detector fuses no LACP video scores (video_scores: none)")
+        return DetectionConfig(), inference, {"detector": inference.model_dump()}
+    config = _overridden(DetectionConfig, read_model_meta(Path(model_dir) / VIDEO_SCORER)["detection"], lacp_overrides)
+    return config, inference, {**config.model_dump(), "detector": inference.model_dump()}
+
+
+def _flags(keys: Iterable[str]) -> str:
+    """The `detect` flags of detection keys: `--class-threshold, --nms-sigma`."""
+    return ", ".join(f"--{k.replace('_', '-')}" for k in sorted(keys))
+
+
+def _overridden(cls: type[DetectionConfig] | type[InferenceConfig], recorded: Mapping[str, Any],
+                overrides: Mapping[str, Any]) -> Any:
+    """`cls` from a record with the caller's overrides; a bad override is named by its flag."""
+    try:
+        return cls(**{**recorded, **overrides})
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        raise ValueError(f"detect {_flags([str(first['loc'][0])])} {first['input']!r}: {first['msg']}") from None
+
+
 def load_detector(
     model_dir: Path,
     *,
@@ -221,8 +283,8 @@ def load_detector(
             self-trained detector: `kind` "detector" in its model.json).
         weights_dir: the I3D weights folder (the weights stage's output).
         device: auto | cpu | cuda, for the flow (tvl1_torch only), I3D and the model.
-        overrides: LACP's detection settings to use instead of the recorded ones (`DetectionConfig`
-            keys); refused for a detector folder.
+        overrides: keys of the params' `detection` section to use instead of the folder's record
+            (`detection_settings`).
 
     Returns:
         The detector.
@@ -238,9 +300,7 @@ def load_detector(
     model_dir, weights_dir = Path(model_dir), Path(weights_dir)
     kind = model_kind(model_dir)
     meta = read_model_meta(model_dir) if kind == "lacp" else read_detector_meta(model_dir)[0]
-    if kind == "detector" and overrides:
-        raise ModelFolderError(f"{model_dir / 'model.json'}: {', '.join(sorted(overrides))} set LACP's proposal step; "
-                               "the self-trained detector applies the inference settings its folder records")
+    config, inference, settings = detection_settings(model_dir, kind=kind, overrides=overrides or {})
     record = meta["features"]
     where = model_dir / "model.json"
     if not record:
@@ -280,9 +340,7 @@ def load_detector(
                                f"would make {remade.get(key)!r}{hint}")
 
     resolved = resolve_device(device)
-    config = DetectionConfig(**{**meta.get("detection", {}), **(overrides or {})})  # LACP's proposal step
-    predictor = load_predictor(model_dir, config, resolved, classes=list(meta["classes"]))
-    settings = dataclasses.asdict(config) if kind == "lacp" else dataclasses.asdict(predictor.inference)
+    predictor = load_predictor(model_dir, config, resolved, classes=list(meta["classes"]), inference=inference)
     return Detector(model_dir=model_dir, weights_dir=weights_dir, kind=kind, predictor=predictor,
                     classes=list(meta["classes"]), settings=settings, decode=decode, flow=flow, extract=extract,
                     attrs=attrs, device=resolved)

@@ -1,8 +1,11 @@
 """The params schema: `params.yaml` validated into one typed object.
 
-Each stage owns the model of its own section (`stages/<stage>.py`); this module only adds
-the orchestration sections (`paths`, `pipeline`) and composes them. Validation errors name
-the key path and what was expected, e.g. ``decode.preset: Input should be 'ultrafast', ...``.
+Each stage owns the model of its own section (`stages/<stage>.py`); this module adds the
+orchestration sections (`paths`, `pipeline`, `detect`) and `detection`, the section shared by
+every stage that makes detections (`DetectionParams`: the library configs themselves), and
+composes them. Validation errors name the key path and what was expected, e.g.
+``decode.preset: Input should be 'ultrafast', ...``; a key of an older params file that moved
+(`MOVED_KEYS`) is named with its new place.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+
+from detector.config import InferenceConfig
+from lacp.proposals import DetectionConfig
 
 from stages.common import StageParams
 from stages.analyze import AnalyzeParams
@@ -58,6 +64,30 @@ class PipelineParams(StageParams):
     retries: int = 1
 
 
+class DetectionParams(DetectionConfig):
+    """How scores become detections, for every stage and command that makes them: LACP's keys
+    (`lacp.proposals.DetectionConfig`'s fields: train trains with `r_act` and records the section in
+    the model folder; evaluate, analyze and pseudo apply it) and `detector`, the self-trained
+    detector's post-processing (`detector.config.InferenceConfig`: selftrain records it,
+    evaluate_selftrain applies it); `python -m pipeline detect` applies a folder's record, its
+    flags overriding each key."""
+
+    detector: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    def lacp(self) -> DetectionConfig:
+        """LACP's settings alone (the section but `detector`)."""
+        return DetectionConfig(**self.model_dump(exclude={"detector"}))
+
+
+MOVED_KEYS = {
+    "train.r_act": "detection.r_act",
+    **{f"evaluate.{key}": f"detection.{key}" for key in ("r_act", "class_threshold", "nms_tiou", "faithful")},
+    **{f"analyze.{key}": f"detection.{key}" for key in ("r_act", "class_threshold", "faithful")},
+    "selftrain.inference": "detection.detector",
+}
+"""Keys an older params file may hold -> where they live now (`load_params` names the move)."""
+
+
 class DetectParams(StageParams):
     """What `python -m pipeline detect` applies when no --model is given (no stage reads it)."""
 
@@ -84,6 +114,7 @@ class Params(StageParams):
     analyze: AnalyzeParams
     pseudo: PseudoParams
     selftrain: SelftrainParams
+    detection: DetectionParams
     detect: DetectParams
 
 
@@ -126,10 +157,20 @@ def load_params(path: Path | str = "params.yaml", overrides: dict | None = None)
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     if overrides:
         raw = merge(raw, overrides)
+    moved = [f"  {old}: moved to {new} (one detection section, read by every stage and command that makes detections)"
+             for old, new in MOVED_KEYS.items() if _holds(raw, old)]
+    if moved:
+        raise ParamsError("\n".join([f"{path}: {len(moved)} key(s) in their old place", *moved]))
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
         raise ParamsError(_format_errors(path, err)) from None
+
+
+def _holds(raw: dict, key: str) -> bool:
+    """Whether the params mapping `raw` holds the dotted `key` (section.name)."""
+    section, name = key.split(".")
+    return isinstance(raw.get(section), dict) and name in raw[section]
 
 
 def merge(base: dict, over: dict) -> dict:

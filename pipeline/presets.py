@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from pipeline.params import Params, ParamsError, load_params
+from pipeline.params import MOVED_KEYS, Params, ParamsError, load_params
 from core.files import atomic_path
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -223,6 +223,8 @@ def _flatten(raw: dict[str, Any], *, prefix: str, fields: dict[str, FieldInfo], 
             out[dotted] = value
         elif isinstance(value, dict) and any(k.startswith(f"{dotted}.") for k in fields):
             out.update(_flatten(value, prefix=f"{dotted}.", fields=fields, path=path))
+        elif dotted in MOVED_KEYS:
+            raise ValueError(f"{path}: {dotted}: moved to {MOVED_KEYS[dotted]}")
         else:
             raise ValueError(f"{path}: {dotted}: unknown key (not in the params schema; see params.yaml's keys)")
     return out

@@ -9,8 +9,8 @@ A run is named as one of:
 Each run's model folder is read from the DVC cache at its revision (`dvc.api.DVCFileSystem`),
 nothing in the workspace changes. The runs must have been trained on the workspace's features
 (the same `data/features.h5` by content, as in every study, which varies points and train
-params only); a run on other features is refused by name. Detection settings are the
-workspace's `evaluate` params.
+params only); a run on other features is refused by name. Detection settings are each run's
+record (model.json `detection`: the `detection` section it was trained with), as `detect` applies them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from features.store import FeatureStore
 from lacp.plots.analysis import ModelView, plot_comparison
 from lacp.inference import predict, resampled_seconds
 from lacp.model_io import load_model, read_model_meta
+from lacp.proposals import DetectionConfig
 from pipeline.params import Params
 from pipeline.study import RUNS_FILE
 from stages.artifacts import ground_truth_instances
@@ -100,7 +101,7 @@ def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list
     """Draw the runs on the chosen test videos (`lacp.plots.analysis.plot_comparison`).
 
     Args:
-        params: the workspace's params (paths, evaluate's detection settings).
+        params: the workspace's params (paths, evaluate's device).
         refs: the runs (module docstring), drawn top to bottom.
         out_dir: where `<video>.png` and `qualitative.md` go.
         videos: test videos to draw; empty = the first `count` test videos by id.
@@ -127,9 +128,10 @@ def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list
         for run in runs:
             model_dir = fetch_model(run, params, Path(scratch))
             model = load_model(model_dir, device=device)
-            num_segments = read_model_meta(model_dir)["num_segments"]
-            proposals, _, scores = predict(model, store, chosen, params.evaluate, device, keep_scores=chosen,
-                                           num_segments=num_segments)
+            meta = read_model_meta(model_dir)
+            num_segments = meta["num_segments"]
+            proposals, _, scores = predict(model, store, chosen, DetectionConfig(**meta["detection"]), device,
+                                           keep_scores=chosen, num_segments=num_segments)
             seconds = store.time_grid.seconds_per_snippet
             for vid in chosen:
                 views[vid].append(ModelView(name=run.name, detections=proposals[vid], q=scores[vid],

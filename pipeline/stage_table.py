@@ -17,7 +17,8 @@ from stages.common import VideoPlan
 
 StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
 
-# Stage name -> what it runs. DVC (dvc.yaml) owns the order; this is only a lookup.
+# Stage name -> what it runs. DVC (dvc.yaml) owns the order; this is only a lookup. Each stage gets its
+# own section, and the stages that make detections the `detection` section too (dvc.yaml lists it for them).
 STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] = {
     "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
     "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
@@ -35,6 +36,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "train": lambda p, progress: train.run(
         p.train,
+        detection=p.detection.lacp(),
         dataset_dir=p.paths.dataset,
         features=p.paths.features,
         points_dir=p.paths.points,
@@ -45,6 +47,8 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "evaluate": lambda p, _: evaluate.run(
         p.evaluate,
+        detection=p.detection.lacp(),
+        inference=p.detection.detector,
         dataset_dir=p.paths.dataset,
         features=p.paths.features,
         model_dir=p.paths.model,
@@ -52,6 +56,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "analyze": lambda p, _: analyze.run(
         p.analyze,
+        detection=p.detection.lacp(),
         dataset_dir=p.paths.dataset,
         features=p.paths.features,
         model_dir=p.paths.model,
@@ -62,6 +67,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "pseudo": lambda p, _: pseudo.run(
         p.pseudo,
+        detection=p.detection.lacp(),
         dataset_dir=p.paths.dataset,
         features=p.paths.features,
         model_dir=p.paths.model,
@@ -72,6 +78,7 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "selftrain": lambda p, progress: selftrain.run(
         p.selftrain,
+        inference=p.detection.detector,
         features=p.paths.features,
         lacp_model_dir=p.paths.model,
         pseudo_dir=p.paths.pseudo,
@@ -81,6 +88,8 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     ),
     "evaluate_selftrain": lambda p, _: evaluate.run(
         p.evaluate,
+        detection=p.detection.lacp(),
+        inference=p.detection.detector,
         dataset_dir=p.paths.dataset,
         features=p.paths.features,
         model_dir=p.paths.selftrain_model,

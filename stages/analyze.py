@@ -6,10 +6,10 @@
    a seeded sample instead), its best tIoU with a ground-truth instance of its class in its
    video, its inner score (mean class activation inside) and its outer-inner contrast (OIC);
    Pearson and Spearman correlation of each score with the tIoU, overall and per class
-   (`lacp.score_analysis`). The OIC is the released inference's (`faithful: true`): on the CAS
+   (`lacp.score_analysis`). The OIC is the released inference's (`detection.faithful: true`): on the CAS
    upsampled 24x, a left outer window of ceil(L/4) and a right one of floor(L/4) positions
    pooled into one mean, and for runs cut at a CAS threshold the values below that threshold
-   counted as 0; `faithful: false` is METHOD.md's literal floor(L/4) each side on the
+   counted as 0; `detection.faithful: false` is METHOD.md's literal floor(L/4) each side on the
    unmodified CAS (`lacp.proposals`).
 2. Optimal sequences: for `sequence_videos` training videos, the ground truth, the points, the
    pseudo labels of the first and the last search (`lacp.search_record`, written by train)
@@ -39,7 +39,7 @@ from core.files import atomic_path, write_json
 from features.store import FeatureStore
 from lacp.plots.analysis import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
 from lacp.inference import score_video, video_candidates
-from lacp.model_io import load_model, read_model_meta
+from lacp.model_io import check_recorded_settings, load_model, read_model_meta
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS
@@ -50,32 +50,25 @@ from stages.artifacts import available_videos, ground_truth_instances, read_anno
 from stages.common import StageParams
 
 log = logging.getLogger(__name__)
-_DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.proposals
 SCORES = ("oic", "inner")
 
 
 class AnalyzeParams(StageParams):
-    r_act: int = Field(_DETECTION.r_act, ge=1)
-    class_threshold: float = Field(_DETECTION.class_threshold, gt=0, lt=1)
-    faithful: bool = _DETECTION.faithful
     max_proposals: int = Field(0, ge=0)
     scatter_points: int = Field(4000, ge=1)
     sequence_videos: int = Field(4, ge=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    def detection(self) -> DetectionConfig:
-        """The proposal settings (NMS is not used: the analysis is of every candidate)."""
-        return DetectionConfig(r_act=self.r_act, class_threshold=self.class_threshold, faithful=self.faithful)
 
-
-def score_proposals(model, store: FeatureStore, videos: list[str], annotations: dict[str, Any], params: AnalyzeParams,
-                    device, *, num_segments: int) -> ScoredProposals:
-    """Every candidate proposal of `videos` with its best same-class tIoU, inner score and OIC."""
+def score_proposals(model, store: FeatureStore, videos: list[str], annotations: dict[str, Any],
+                    detection: DetectionConfig, device, *, num_segments: int) -> ScoredProposals:
+    """Every candidate proposal of `videos` with its best same-class tIoU, inner score and OIC
+    (`detection`: the proposal settings; NMS is not used: the analysis is of every candidate)."""
     snippet_seconds = store.time_grid.seconds_per_snippet
     parts = []
     for vid in videos:
-        found = video_candidates(model, store[vid], params.detection(), device, num_segments=num_segments,
+        found = video_candidates(model, store[vid], detection, device, num_segments=num_segments,
                                  snippet_seconds=snippet_seconds)
         gt = ground_truth_instances(annotations, [vid])[vid]
         gt_segments = np.array([[s, e] for _, s, e in gt]).reshape(-1, 2)
@@ -113,12 +106,14 @@ def search_quality(train_log: Path) -> dict[str, dict[int, float]]:
     return {name: found.get(f"pseudo/{name}", {}) for name in PSEUDO_COLUMNS}
 
 
-def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: Path, points_dir: Path,
-        pseudo_labels: Path, train_log: Path, out_dir: Path) -> dict[str, Any]:
+def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path, features: Path, model_dir: Path,
+        points_dir: Path, pseudo_labels: Path, train_log: Path, out_dir: Path) -> dict[str, Any]:
     """The scoring-variants and optimal-sequence analyses of the trained run.
 
     Args:
         params: the `analyze` params section.
+        detection: the params' detection section, LACP's keys (the model folder's record must
+            equal it, as evaluate's does).
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         model_dir: train's model folder.
@@ -137,7 +132,10 @@ def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: 
     classes = annotations["classes"]
     device = resolve_device(params.device)
     model = load_model(model_dir, device=device)
-    num_segments = read_model_meta(model_dir)["num_segments"]
+    meta = read_model_meta(model_dir)
+    check_recorded_settings(DetectionConfig(**meta["detection"]), detection, where=Path(model_dir) / "model.json",
+                            section="detection", writer="train")
+    num_segments = meta["num_segments"]
     record = read_search_record(pseudo_labels)
     quality = search_quality(train_log)
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
@@ -145,8 +143,8 @@ def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: 
     with FeatureStore(features) as store:
         # 2. scoring variants on the test videos
         videos = available_videos(store, test, features=Path(features), what="test")
-        analysed = sample(score_proposals(model, store, videos, annotations, params, device, num_segments=num_segments),
-                          params.max_proposals, seed=params.seed)
+        analysed = sample(score_proposals(model, store, videos, annotations, detection, device,
+                                          num_segments=num_segments), params.max_proposals, seed=params.seed)
         found = correlations(analysed, classes=classes)
         drawn = sample(analysed, params.scatter_points, seed=params.seed)
 
@@ -159,7 +157,7 @@ def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: 
                 points[point.video_id].append((point.class_index, float(point.time)))
         snippet_seconds = store.time_grid.seconds_per_snippet
         for vid in pictured:
-            scored = score_video(model, store[vid], params.detection(), device, num_segments=num_segments,
+            scored = score_video(model, store[vid], detection, device, num_segments=num_segments,
                                  snippet_seconds=snippet_seconds)
             plot_search_sequence(
                 vid, instances=ground_truth_instances(annotations, [vid])[vid], points=points[vid],
@@ -178,7 +176,7 @@ def run(params: AnalyzeParams, *, dataset_dir: Path, features: Path, model_dir: 
                        overlapping={s: found[f"pearson_{s}_overlapping"] for s in SCORES}, paper=PAPER_PEARSON,
                        path=out_dir / "scoring_variants.png")
     plot_pseudo_quality(quality, out_dir / "pseudo_quality.png")
-    write_report(out_dir, metrics, found, pictured, params=params, sampled=params.max_proposals,
+    write_report(out_dir, metrics, found, pictured, faithful=detection.faithful, sampled=params.max_proposals,
                  has_quality=bool(quality["iou"]))
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     return {**headline, "report": str(out_dir / "report.md")}
@@ -237,10 +235,11 @@ def _fmt(value: float | None) -> str:
 
 
 def write_report(out_dir: Path, metrics: dict[str, Any], found: dict[str, Any], pictured: list[str], *,
-                 params: AnalyzeParams, sampled: int, has_quality: bool) -> None:
-    """report.md: the correlation table beside the paper's, the pseudo-label quality, the pictures."""
+                 faithful: bool, sampled: int, has_quality: bool) -> None:
+    """report.md: the correlation table beside the paper's, the pseudo-label quality, the pictures
+    (`faithful`: the OIC convention, `detection.faithful`)."""
     convention = ("the released inference's: left outer window ceil(L/4), right floor(L/4) positions of the "
-                  "24x-upsampled CAS, sub-threshold values counted as 0 for CAS-threshold runs" if params.faithful
+                  "24x-upsampled CAS, sub-threshold values counted as 0 for CAS-threshold runs" if faithful
                   else "METHOD.md's literal one: floor(L/4) positions each side of the 24x-upsampled CAS")
     lines = [
         "# Analysis", "",

@@ -8,7 +8,8 @@ at each tIoU and averaged; a DVC plot), `map_vs_tiou.csv/.png`, `per_class_ap.pn
 `timelines/<vid>.png` and `report.md` (the tables and the pictures, published to Prefect by
 the flow). Pictures and per-class files are of the test videos.
 
-The stage reads its own params section and the model folder: a model trained on sequences
+The stage reads its own params section, the `detection` section (which must equal the model
+folder's record, the settings `python -m pipeline detect` applies) and the model folder: a model trained on sequences
 resampled to N snippets (`train.num_segments`, recorded as `num_segments` in model.json) is
 evaluated on each video resampled to N snippets the same way (`lacp.inference.predict`), its
 detections mapped back to the video's seconds.
@@ -36,23 +37,20 @@ from lacp.metrics import (
 from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import to_results_json
 from lacp.proposals import DetectionConfig
-from lacp.model_io import read_model_meta
+from lacp.model_io import check_recorded_settings, read_model_meta
+from detector.config import InferenceConfig
+from detector.model_io import VIDEO_SCORER, read_detector_meta
 from lacp.splits import SPLIT_FILE, read_split
 from core.device import resolve_device
 from core.files import atomic_path, write_json
 from stages.common import StageParams
-from stages.artifacts import available_videos, read_annotations
-from stages.predictors import LacpPredictor, load_predictor
+from stages.artifacts import available_videos, model_kind, read_annotations
+from stages.predictors import load_predictor
 
 log = logging.getLogger(__name__)
-_DETECTION = DetectionConfig()  # the detection defaults, stated once in lacp.proposals
 
 
 class EvaluateParams(StageParams):
-    r_act: int = Field(_DETECTION.r_act, ge=1)
-    class_threshold: float = Field(_DETECTION.class_threshold, gt=0, lt=1)
-    nms_tiou: float = Field(_DETECTION.nms_tiou, gt=0, le=1)
-    faithful: bool = _DETECTION.faithful
     tiou: list[float] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     timelines: int = Field(4, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -85,21 +83,26 @@ def validation_videos(model_dir: Path, annotations: dict[str, Any]) -> list[str]
     return videos
 
 
-def detection_config(params: EvaluateParams) -> DetectionConfig:
-    """LACP's detection settings from this stage's params (the detector's are its folder's)."""
-    return DetectionConfig(r_act=params.r_act, class_threshold=params.class_threshold, nms_tiou=params.nms_tiou,
-                           faithful=params.faithful)
+def check_recorded_detection(model_dir: Path, *, detection: DetectionConfig, inference: InferenceConfig) -> None:
+    """Refuse a model folder whose recorded detection settings (the ones `python -m pipeline
+    detect` applies) differ from the params' section: LACP's record (train's folder, or the LACP
+    copy a detector folder fuses its scores with) against `detection`, a detector folder's
+    post-processing against `inference` (`lacp.model_io.check_recorded_settings`).
 
-
-def warn_if_detect_differs(model_dir: Path, params: EvaluateParams) -> None:
-    """Warn when these detection settings differ from the ones the LACP model folder records,
-    which `python -m pipeline detect` applies."""
-    recorded = read_model_meta(model_dir)["detection"]
-    differing = {k: (v, getattr(params, k)) for k, v in recorded.items() if getattr(params, k, v) != v}
-    if differing:
-        log.warning("evaluate's detection settings differ from %s/model.json's, which `detect` applies: %s "
-                    "(pass them to detect as --r-act / --class-threshold / --nms-tiou / --[no-]faithful)", model_dir,
-                    ", ".join(f"{k} {was} there, {now} here" for k, (was, now) in differing.items()))
+    Raises:
+        ValueError: naming the model.json, each differing key and both values.
+    """
+    model_dir = Path(model_dir)
+    lacp_dir = model_dir
+    if model_kind(model_dir) == "detector":
+        meta, _, recorded = read_detector_meta(model_dir)
+        check_recorded_settings(recorded, inference, where=model_dir / "model.json", section="detection.detector",
+                                writer="selftrain")
+        if meta["video_scores"] != "lacp":
+            return
+        lacp_dir = model_dir / VIDEO_SCORER
+    check_recorded_settings(DetectionConfig(**read_model_meta(lacp_dir)["detection"]), detection,
+                            where=lacp_dir / "model.json", section="detection", writer="train")
 
 
 def subset_metrics(
@@ -124,11 +127,15 @@ def subset_metrics(
     return metrics
 
 
-def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(params: EvaluateParams, *, detection: DetectionConfig, inference: InferenceConfig, dataset_dir: Path,
+        features: Path, model_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Evaluate the trained model on the test subset and on the held-out validation videos.
 
     Args:
         params: the `evaluate` params section.
+        detection: the params' detection section, LACP's keys (the model folder's record must
+            equal it: `check_recorded_detection`).
+        inference: the params' `detection.detector` (a detector folder's record must equal it).
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         model_dir: train's output (model and validation split).
@@ -143,9 +150,8 @@ def run(params: EvaluateParams, *, dataset_dir: Path, features: Path, model_dir:
     annotations = read_annotations(dataset_dir)
     classes = annotations["classes"]
     device = resolve_device(params.device)
-    predictor = load_predictor(model_dir, detection_config(params), device, classes=classes)
-    if isinstance(predictor, LacpPredictor):
-        warn_if_detect_differs(model_dir, params)
+    check_recorded_detection(model_dir, detection=detection, inference=inference)
+    predictor = load_predictor(model_dir, detection, device, classes=classes, inference=inference)
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     gt = load_ground_truth(annotations, subset="test")
     validation = validation_videos(model_dir, annotations)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from detector.inference import detect_video, load_detector
+from detector.config import InferenceConfig
 from detector.model_io import VIDEO_SCORER, load_detector_weights, read_detector_meta
 from features.store import FeatureStore
 from lacp.inference import predict, resampled_seconds, score_video
@@ -53,14 +54,16 @@ class LacpPredictor:
 
 
 class DetectorPredictor:
-    """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the
-    folder's inference settings, each score times the video-level score of its class from the LACP
-    model in the folder (`video_scores: lacp`, `stages.selftrain`); a video's predicted classes are
+    """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the given
+    post-processing, each score times the video-level score of its class from the LACP model in the
+    folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings); a video's predicted classes are
     those whose video score (else best detection score) is at least `class_threshold` (else the
     best one); the kept curves are `coverage_scores` (the detector has no CAS)."""
 
-    def __init__(self, model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str]):
-        meta, self.config, self.inference = read_detector_meta(model_dir)
+    def __init__(self, model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str],
+                 inference: InferenceConfig):
+        meta, self.config, _ = read_detector_meta(model_dir)
+        self.inference = inference
         if meta["classes"] != list(classes):
             raise ValueError(f"{model_dir}: model classes {meta['classes']} differ from the annotations' {classes}")
         self.model = load_detector(load_detector_weights(model_dir), config=self.config, num_classes=len(classes),
@@ -71,8 +74,7 @@ class DetectorPredictor:
         self.scorer = None  # LACP, for the video-level class scores the detections are fused with
         if meta["video_scores"] == "lacp":
             scorer_dir = Path(model_dir) / VIDEO_SCORER
-            self.scorer = LacpPredictor(scorer_dir, DetectionConfig(**read_model_meta(scorer_dir)["detection"]), device,
-                                        classes=classes)
+            self.scorer = LacpPredictor(scorer_dir, config, device, classes=classes)
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
         grid = store.time_grid
@@ -107,18 +109,20 @@ def coverage_scores(detections: list[dict], length: int, num_classes: int, snipp
     return curves
 
 
-def load_predictor(model_dir: Path, config: DetectionConfig, device: torch.device, *,
-                   classes: list[str]) -> LacpPredictor | DetectorPredictor:
+def load_predictor(model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str],
+                   inference: InferenceConfig) -> LacpPredictor | DetectorPredictor:
     """The predictor of the model folder's kind (`stages.artifacts.model_kind`).
 
     Args:
         model_dir: a train or selftrain output.
-        config: LACP's detection settings (the detector uses its folder's, and only the class
-            threshold of these).
+        config: LACP's detection settings (the detector uses their class threshold, and the LACP
+            model it fuses its scores with all of them).
         device: where the network runs.
         classes: the annotations' class names (the folder's must be the same).
+        inference: the self-trained detector's post-processing (unused for an LACP folder).
     """
-    kind = model_kind(model_dir)
-    return (DetectorPredictor if kind == "detector" else LacpPredictor)(model_dir, config, device, classes=classes)
+    if model_kind(model_dir) == "detector":
+        return DetectorPredictor(model_dir, config, device, classes=classes, inference=inference)
+    return LacpPredictor(model_dir, config, device, classes=classes)
 
 

@@ -4,7 +4,7 @@ The first half of self-training (the `selftrain` stage trains a fully-supervised
 this file). One instance per point of the videos LACP trained on (the model folder's split:
 never a validation or test video), by `source`:
 - `proposals`: LACP's inference on each training video, proposals after NMS, localised for the
-  classes the video's points name, with the detection settings recorded in the model folder;
+  classes the video's points name, with the params' `detection` settings (equal to the model folder's record);
 - `search`: the last optimal-sequence search's pseudo labels (the train stage's `pseudo_labels.h5`);
 - `ground_truth`: the true training instances (the fully-supervised upper bound of the same
   detector on the same features and videos; points are not used).
@@ -30,7 +30,7 @@ from core.device import resolve_device
 from core.files import write_json
 from features.store import FeatureStore
 from lacp.inference import score_video
-from lacp.model_io import load_model, read_model_meta
+from lacp.model_io import check_recorded_settings, load_model, read_model_meta
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig, generate_proposals
 from lacp.pseudo_instances import (Candidate, PseudoCounts, PseudoGroundTruth, PseudoInstance,
@@ -55,7 +55,7 @@ def proposal_candidates(model, features: np.ndarray, classes: set[int], detectio
         model: the trained LACP network.
         features: (T, D) the video's features.
         classes: class indices the video's points name (its known video-level labels).
-        detection: the model folder's detection settings.
+        detection: the params' detection settings (equal to the model folder's record).
         device: where the network runs.
         num_segments: the model's training sequence length (model.json).
         snippet_seconds: seconds per snippet of the feature grid.
@@ -70,12 +70,14 @@ def proposal_candidates(model, features: np.ndarray, classes: set[int], detectio
     return [Candidate(p["label_index"], p["segment"][0], p["segment"][1], p["score"]) for p in proposals]
 
 
-def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: Path, points_dir: Path,
-        pseudo_labels: Path, out_dir: Path, report_dir: Path) -> dict[str, Any]:
+def run(params: PseudoParams, *, detection: DetectionConfig, dataset_dir: Path, features: Path, model_dir: Path,
+        points_dir: Path, pseudo_labels: Path, out_dir: Path, report_dir: Path) -> dict[str, Any]:
     """Write the pseudo ground truth of LACP's training videos and its diagnostics.
 
     Args:
         params: the `pseudo` params section.
+        detection: the params' detection section, LACP's keys (`source: proposals`; the model
+            folder's record must equal it, as evaluate's does).
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         model_dir: train's output (the LACP model and its split).
@@ -118,7 +120,8 @@ def run(params: PseudoParams, *, dataset_dir: Path, features: Path, model_dir: P
                 device = resolve_device(params.device)
                 model = load_model(model_dir, device=device)
                 meta = read_model_meta(model_dir)
-                detection = DetectionConfig(**meta["detection"])
+                check_recorded_settings(DetectionConfig(**meta["detection"]), detection,
+                                        where=Path(model_dir) / "model.json", section="detection", writer="train")
             for vid in videos:
                 if params.source == "search":
                     candidates = search_candidates(record.final[vid], snippet_seconds=grid.seconds_per_snippet)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import Field
 
 from detector.config import DetectorConfig, DetectorSettings, InferenceConfig
 from detector.losses import LOSS_TERMS
@@ -42,20 +41,6 @@ from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 
 log = logging.getLogger(__name__)
-_INFERENCE = InferenceConfig()
-
-
-class DetectionParams(StageParams):
-    """How the detector's outputs become detections (`detector.config.InferenceConfig`)."""
-
-    score_threshold: float = Field(_INFERENCE.score_threshold, ge=0)
-    pre_nms_topk: int = Field(_INFERENCE.pre_nms_topk, ge=1)
-    min_length: float = Field(_INFERENCE.min_length, ge=0)
-    nms_sigma: float = Field(_INFERENCE.nms_sigma, gt=0)
-    min_score: float = Field(_INFERENCE.min_score, ge=0)
-    max_segments: int = Field(_INFERENCE.max_segments, ge=1)
-
-
 class SelftrainParams(StageParams, DetectorSettings):
     """The `selftrain` section: the detector's settings (`detector.config.DetectorSettings`: every
     key's type, default, check and reason), plus what only this stage reads."""
@@ -64,20 +49,16 @@ class SelftrainParams(StageParams, DetectorSettings):
     # lacp: each detection's score times LACP's video-level score of its class (the LACP model is
     # copied into the folder); none: the detector's own scores
     video_scores: Literal["lacp", "none"] = "lacp"
-    inference: DetectionParams = DetectionParams()
 
     def config(self, *, feature_dim: int) -> DetectorConfig:
         """The detector's config: these settings as they are, and the features' width."""
         return DetectorConfig(**self.model_dump(include=set(DetectorSettings.model_fields)), feature_dim=feature_dim)
 
-    def inference_config(self) -> InferenceConfig:
-        """The detection settings recorded in the model folder (evaluate and detect apply them)."""
-        return InferenceConfig(**self.inference.model_dump())
-
 
 def run(
     params: SelftrainParams,
     *,
+    inference: InferenceConfig,
     features: Path,
     lacp_model_dir: Path,
     pseudo_dir: Path,
@@ -89,6 +70,8 @@ def run(
 
     Args:
         params: the `selftrain` params section.
+        inference: the params' `detection.detector`: how the detector's outputs become
+            detections, recorded in the model folder (evaluate_selftrain and detect apply it).
         features: the HDF5 feature store.
         lacp_model_dir: train's output (its split is this model's too).
         pseudo_dir: the pseudo stage's output (pseudo_gt.json).
@@ -131,7 +114,7 @@ def run(
             write_bytes_atomic(Path(model_dir) / VIDEO_SCORER / name, (Path(lacp_model_dir) / name).read_bytes(),
                                fsync=name == "model.pt")
     save_detector(model_dir, result.state_dict, classes=classes, config=config.model_copy(update={"device": "auto"}),
-                  inference=params.inference_config(), features=recorded, pseudo_source=pseudo.get("source", ""),
+                  inference=inference, features=recorded, pseudo_source=pseudo.get("source", ""),
                   weights=result.weights, video_scores=params.video_scores)
     write_split(model_dir, train=split.train, validation=split.validation, share=split.share, seed=split.seed)
     training_log.finish(result.log)

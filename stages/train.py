@@ -49,9 +49,11 @@ class TrainParams(StageParams, TrainSettings):
     validation_seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
-    def config(self, *, feature_dim: int) -> TrainConfig:
-        """The trainer's config: these settings as they are, and the features' width."""
-        return TrainConfig(**self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim)
+    def config(self, *, feature_dim: int, r_act: int) -> TrainConfig:
+        """The trainer's config: these settings as they are, the features' width and the top-k
+        ratio (the params' `detection.r_act`)."""
+        return TrainConfig(**self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim,
+                           r_act=r_act)
 
 
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
@@ -87,11 +89,11 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
 
 
 def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str,
-                num_segments: int = 0):
+                detection: DetectionConfig, num_segments: int = 0):
     """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
 
-    Uses the default detection settings (`lacp.proposals.DetectionConfig`, the evaluate
-    stage's defaults) and the default thresholds (`lacp.metrics.DEFAULT_TIOU`, 0.1:0.7): this
+    Uses the params' detection settings (`detection`, the evaluate stage's too) and the default
+    thresholds (`lacp.metrics.DEFAULT_TIOU`, 0.1:0.7): this
     stage does not read `evaluate` params, so `evaluate.tiou` (e.g. ActivityNet's 0.5:0.95)
     does not reach it. Inference is the evaluate stage's (`lacp.inference.predict`), on the
     same `num_segments` as training (0 = every snippet; N = each video resampled to N).
@@ -108,7 +110,7 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     gt = load_ground_truth(annotations, subset="test")
 
     def evaluate(model, step: int) -> float:
-        proposals, _, _ = predict(model, store, videos, DetectionConfig(), resolve_device(device),
+        proposals, _, _ = predict(model, store, videos, detection, resolve_device(device),
                                   num_segments=num_segments)
         results = to_results_json(proposals, classes=annotations["classes"])
         return float(evaluate_detection(gt, results).map.mean())
@@ -119,6 +121,7 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
 def run(
     params: TrainParams,
     *,
+    detection: DetectionConfig,
     dataset_dir: Path,
     features: Path,
     points_dir: Path,
@@ -131,6 +134,8 @@ def run(
 
     Args:
         params: the `train` params section.
+        detection: the params' detection section (LACP's keys): trained with its `r_act`,
+            recorded in model.json for evaluate and `python -m pipeline detect`.
         dataset_dir: prepare's output (annotations.json).
         features: the HDF5 feature store.
         points_dir: the points stage's output (points.csv).
@@ -179,13 +184,14 @@ def run(
         evaluate_fn = None
         if params.eval_every:
             evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device,
-                                      num_segments=params.num_segments)
-        checkpoint_dir = resume_dir(model_dir) / run_key(params.fingerprint(), [Path(points_dir) / "points.csv", Path(features)])
+                                      detection=detection, num_segments=params.num_segments)
+        checkpoint_dir = resume_dir(model_dir) / run_key(f"{params.fingerprint()}:r_act={detection.r_act}",
+                                                         [Path(points_dir) / "points.csv", Path(features)])
         result = train(
             videos=items,
             get_features=store,
             num_classes=len(annotations["classes"]),
-            config=params.config(feature_dim=feature_dim),
+            config=params.config(feature_dim=feature_dim, r_act=detection.r_act),
             checkpoint_dir=checkpoint_dir,
             on_progress=training_log.progress,
             evaluate_fn=evaluate_fn,
@@ -203,7 +209,7 @@ def run(
         selection=result.selection,
         num_segments=params.num_segments,  # evaluation resamples to the same length
         features=recorded,  # what `python -m pipeline detect` remakes the features of a new video with
-        detection=DetectionConfig(r_act=params.r_act),  # the evaluate stage's defaults, with this run's top-k ratio
+        detection=detection,  # the settings evaluate applies and `python -m pipeline detect` reads back
     )
     write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
                 seed=params.validation_seed)

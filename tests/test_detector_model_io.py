@@ -50,7 +50,8 @@ def _edit(folder: Path, **changes) -> None:
     ({"config__embed_dim": LIMITS["embed_dim"] + 1}, f"config.embed_dim': expected a whole number of at most {LIMITS['embed_dim']}"),
     ({"config__feature_dim": 2**40}, "config.feature_dim'"),
     ({"config__surprise": 1}, r"unknown key\(s\) \['surprise'\] in 'config'"),
-    ({"inference__nms_sigma": -1.0}, "key 'inference': .*nms_sigma must be > 0"),
+    ({"inference__nms_sigma": -1.0}, "key 'inference.nms_sigma': Input should be greater than 0, got -1.0"),
+    ({"inference__max_segments": 2.5}, "key 'inference.max_segments': Input should be a valid integer"),
     ({"kind": "lacp"}, "not a self-trained detector's model.json"),
     ({"classes": []}, "key 'classes': expected a list of 1 to 1000 class names"),
 ])

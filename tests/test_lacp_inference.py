@@ -17,6 +17,7 @@ from lacp.inference import predict, resample_for_inference, resampled_seconds, v
 from lacp.model import LACPNet
 from lacp.model_io import load_model, read_model_meta, save_model
 from lacp.proposals import DetectionConfig, generate_proposals, predicted_classes, video_scores
+from detector.config import InferenceConfig
 from tests.test_lacp_splits import write_tiny_inputs
 
 ATTRS = {"crop": 112, "backbone": "i3d", "weights_sha256": "ab" * 32, "flow_method": "dis", "flow_init": "x"}
@@ -162,13 +163,14 @@ def test_train_records_num_segments_and_evaluate_and_eval_every_use_it(tmp_path:
     params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu",
                                num_segments=4, eval_every=1)
     model_dir = tmp_path / "model"
-    train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
+    train.run(params, detection=DetectionConfig(), **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
               pseudo_labels_path=tmp_path / "pseudo_labels.h5")
     assert seen == [4, 4]  # eval_every = 1: two steps evaluated, at the training's length
     assert read_model_meta(model_dir)["num_segments"] == 4
     monkeypatch.setattr(lacp.inference, "predict", real_predict)
 
-    evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), dataset_dir=tiny_inputs["dataset_dir"],
+    evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), detection=DetectionConfig(), inference=InferenceConfig(),
+                 dataset_dir=tiny_inputs["dataset_dir"],
                  features=tiny_inputs["features"], model_dir=model_dir, out_dir=tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "predictions.json").read_text())["results"]
     model = load_model(model_dir)

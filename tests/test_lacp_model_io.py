@@ -46,11 +46,13 @@ def test_unknown_detection_key_is_named_not_a_type_error(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
-    ("r_act", 0, "a whole number >= 1"), ("nms_tiou", 7, "a number from 0 to 1"), ("faithful", "yes", "true or false"),
+    ("r_act", 0, "Input should be greater than or equal to 1"), ("r_act", 8.0, "Input should be a valid integer"),
+    ("nms_tiou", 7, "Input should be less than or equal to 1"), ("faithful", "yes", "Input should be a valid boolean"),
 ])
 def test_detection_values_of_the_wrong_kind_are_named(tmp_path: Path, key: str, value, expected: str) -> None:
+    """Checked strictly against `DetectionConfig` (its ranges; no "yes" for true, no 8.0 for 8)."""
     folder = _model_folder(tmp_path, detection={key: value})
-    with pytest.raises(ValueError, match=rf"key 'detection' '{key}': expected {expected}, got {value!r}"):
+    with pytest.raises(ValueError, match=rf"key 'detection' '{key}': {expected}, got {value!r}"):
         read_model_meta(folder)
 
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from features.store import FeatureStoreWriter
 from lacp.metrics import load_ground_truth
+from lacp.proposals import DetectionConfig
 from lacp.splits import SPLIT_FILE, read_split, validation_split, write_split
+from detector.config import InferenceConfig
 from sources.annotations import write_annotations
 from stages import evaluate, train
 
@@ -127,7 +129,7 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
 def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: dict[str, Path], tmp_path: Path) -> None:
     params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu", validation_share=0.4)
     model_dir = tmp_path / "model"
-    summary = train.run(params, **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
+    summary = train.run(params, detection=DetectionConfig(), **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
                         pseudo_labels_path=tmp_path / "pseudo_labels.h5")
     split = json.loads((model_dir / SPLIT_FILE).read_text())
     assert split["share"] == 0.4 and split["seed"] == 0 and len(split["validation"]) == 2
@@ -136,7 +138,8 @@ def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: di
     assert summary["videos"] == 3 and summary["validation_videos"] == 2
 
     def evaluated() -> dict:
-        evaluate.run(evaluate.EvaluateParams(timelines=0, device="cpu"), dataset_dir=tiny_inputs["dataset_dir"],
+        evaluate.run(evaluate.EvaluateParams(timelines=0, device="cpu"), detection=DetectionConfig(),
+                     inference=InferenceConfig(), dataset_dir=tiny_inputs["dataset_dir"],
                      features=tiny_inputs["features"], model_dir=model_dir, out_dir=tmp_path / "eval")
         return json.loads((tmp_path / "eval" / "metrics.json").read_text())
 

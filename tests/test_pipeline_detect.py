@@ -71,10 +71,11 @@ def test_detect_gives_the_evaluate_stage_detections(run, detector, tmp_path):
 
 def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run, tmp_path):
     """The selftrain stage's folder (kind "detector"): a test video's detections from its source
-    file equal the evaluate_selftrain stage's, segment and score to 1e-5; LACP's proposal flags are
-    refused for it."""
+    file equal the evaluate_selftrain stage's, segment and score to 1e-5; its settings are the
+    folder's records (its post-processing and its LACP copy's), each overridable by a flag."""
     selftrained = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu")
-    assert selftrained.kind == "detector" and set(selftrained.settings) >= {"nms_sigma", "max_segments"}
+    assert selftrained.kind == "detector"
+    assert selftrained.settings == {**run.detection.lacp().model_dump(), "detector": run.detection.detector.model_dump()}
     sources = read_video_paths(run.paths.dataset)
     evaluated = json.loads((run.paths.selftrain_evaluation / "predictions.json").read_text())["results"]
     assert sum(map(len, evaluated.values())) > 0
@@ -85,9 +86,13 @@ def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run
             assert selftrained.classes[g["label_index"]] == w["label"]
             assert g["score"] == pytest.approx(w["score"], abs=1e-5)
             assert g["segment"] == pytest.approx(w["segment"], abs=1e-5)
-    with pytest.raises(ModelFolderError, match="nms_tiou set LACP's proposal step"):
-        load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
-                      overrides={"nms_tiou": 0.5})
+    overridden = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
+                               overrides={"r_act": 4, "detector": {"max_segments": 1}})
+    assert overridden.predictor.inference.max_segments == 1 and overridden.predictor.scorer.config.r_act == 4
+    assert overridden.settings["detector"]["max_segments"] == 1 and overridden.settings["r_act"] == 4
+    with pytest.raises(ModelFolderError, match="--max-segments set the self-trained detector's post-processing"):
+        load_detector(run.paths.model, weights_dir=run.paths.weights, device="cpu",
+                      overrides={"detector": {"max_segments": 1}})
 
 
 def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
@@ -314,7 +319,7 @@ def test_model_folder_records_features_detection_and_version(run):
         assert key in meta["features"], key
     assert json.loads(meta["features"]["decode_params"])["fps"] == run.decode.fps
     assert json.loads(meta["features"]["flow_params"])["method"] == run.flow.method
-    assert meta["detection"]["r_act"] == run.train.r_act
+    assert meta["detection"] == run.detection.lacp().model_dump()  # the params' section, as train ran with it
     assert meta["project"]["name"] == "lacp-pipeline" and meta["project"]["version"]
 
 
@@ -333,3 +338,21 @@ def test_detect_on_cuda_finds_the_cpu_detections(run, tmp_path):
         assert detector.classes[best["label_index"]] == top["label"]
         assert best["score"] == pytest.approx(top["score"], abs=0.05)
         assert best["segment"] == pytest.approx(top["segment"], abs=16 / 25)
+
+
+def test_evaluate_selftrain_refuses_a_detector_folder_whose_records_differ(run):
+    """The detector folder records detection.detector (selftrain) and its LACP copy LACP's keys
+    (train): evaluate_selftrain's params must equal both, each difference named with its key."""
+    from detector.config import InferenceConfig
+    from lacp.proposals import DetectionConfig
+    from stages.evaluate import check_recorded_detection
+
+    check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(), inference=run.detection.detector)
+    with pytest.raises(ValueError, match=r"selftrain/model\.json records .*detection\.detector\.nms_sigma is 0\.5 "
+                                         r"there, 0\.3 in the params\. The selftrain stage"):
+        check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(),
+                                 inference=InferenceConfig(nms_sigma=0.3))
+    with pytest.raises(ValueError, match=r"selftrain/lacp/model\.json records .*detection\.r_act is 8 there, 4 in "
+                                         r"the params\. The train stage"):
+        check_recorded_detection(run.paths.selftrain_model, detection=DetectionConfig(r_act=4),
+                                 inference=run.detection.detector)

@@ -107,16 +107,18 @@ def test_a_synthetic_setting_reaches_the_renderer(monkeypatch: pytest.MonkeyPatc
     assert (kwargs["spec"].dummy_knob, kwargs["spec"].duration_s) == (3, (5.0, 6.0))  # the key's own name
 
 
-@pytest.mark.parametrize(("library_module", "settings", "stage_module", "params", "config"), [
-    ("lacp.trainer", "TrainSettings", "stages.train", "TrainParams", "TrainConfig"),
-    ("detector.config", "DetectorSettings", "stages.selftrain", "SelftrainParams", "DetectorConfig"),
+@pytest.mark.parametrize(("library_module", "settings", "stage_module", "params", "config", "given"), [
+    # train's top-k ratio comes from the detection section (one value for training and inference)
+    ("lacp.trainer", "TrainSettings", "stages.train", "TrainParams", "TrainConfig", {"r_act": 4}),
+    ("detector.config", "DetectorSettings", "stages.selftrain", "SelftrainParams", "DetectorConfig", {}),
 ])
 def test_a_training_setting_reaches_the_trainers_config(monkeypatch: pytest.MonkeyPatch, library_module: str,
                                                         settings: str, stage_module: str, params: str,
-                                                        config: str) -> None:
+                                                        config: str, given: dict) -> None:
     library = _edited(monkeypatch, module=library_module, settings=settings)
     stage = _fresh(monkeypatch, module=stage_module)
-    received = getattr(stage, params).model_validate({"dummy_knob": 3, "seed": 5}).config(feature_dim=8)
+    received = getattr(stage, params).model_validate({"dummy_knob": 3, "seed": 5}).config(feature_dim=8, **given)
+    assert all(getattr(received, key) == value for key, value in given.items())
     assert type(received) is getattr(library, config)
     assert (received.dummy_knob, received.seed, received.feature_dim) == (3, 5, 8)
 

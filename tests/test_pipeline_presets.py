@@ -34,7 +34,7 @@ RELEASED = {  # the released LACP code's value of each documented departure swit
     "train.feat_last_class_only": True,
     "train.video_end": "released",
     "train.label_delay": "released",
-    "evaluate.faithful": True,
+    "detection.faithful": True,
 }
 
 
@@ -219,6 +219,9 @@ def test_unknown_key_is_named_with_the_preset_file(tmp_path: Path):
     (tmp_path / "section.yaml").write_text("# a section typo\ntrian:\n  steps: 3\n")
     with pytest.raises(ValueError, match=r"section\.yaml: trian: unknown key"):
         load_preset("section", preset_dir=tmp_path)
+    (tmp_path / "old.yaml").write_text("# an older preset\nevaluate:\n  faithful: false\n")
+    with pytest.raises(ValueError, match=r"old\.yaml: evaluate\.faithful: moved to detection\.faithful"):
+        load_preset("old", preset_dir=tmp_path)
 
 
 def test_bad_value_and_unknown_preset_are_named(tmp_path: Path, params_copy: Path):

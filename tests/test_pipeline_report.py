@@ -64,6 +64,7 @@ def test_report_gathers_every_part_and_names_the_missing_ones(tmp_path: Path) ->
 def test_qualitative_resolves_study_labels_and_draws_workspace_runs(tmp_path: Path) -> None:
     from pipeline.params import load_params
     from pipeline.qualitative import compare_runs, resolve_runs
+    from lacp.proposals import DetectionConfig
     from stages import train
     from tests.test_lacp_splits import write_tiny_inputs
 
@@ -78,7 +79,8 @@ def test_qualitative_resolves_study_labels_and_draws_workspace_runs(tmp_path: Pa
         resolve_runs(["base"], study=tmp_path / "s", seed=5)
 
     inputs = write_tiny_inputs(tmp_path)
-    train.run(train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu"), **inputs,
+    train.run(train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu"),
+              detection=DetectionConfig(), **inputs,
               model_dir=tmp_path / "model", log_dir=tmp_path / "log", pseudo_labels_path=tmp_path / "p.h5")
     params = load_params(Path(__file__).parents[1] / "params.yaml", overrides={"paths": {
         "dataset": str(inputs["dataset_dir"]), "features": str(inputs["features"]), "model": str(tmp_path / "model")},

@@ -41,14 +41,14 @@ def test_grid_expansion_and_labels():
 def test_departures_study_is_the_defaults_the_preset_and_each_key_alone():
     points = departure_points("released")
     keys = ["train.oic_outer", "train.search_method", "train.feat_last_class_only", "train.video_end",
-            "train.label_delay", "evaluate.faithful"]
+            "train.label_delay", "detection.faithful"]
     assert list(points)[:2] == ["defaults", "released preset"]
     assert points["defaults"] == {}
     assert sorted(points["released preset"]) == sorted(keys)
     alone = {label: p for label, p in points.items() if label not in ("defaults", "released preset")}
     assert sorted(k for p in alone.values() for k in p) == sorted(keys)  # one key each
     assert alone["train.oic_outer=released"] == {"train.oic_outer": "released"}
-    assert alone["evaluate.faithful=true"] == {"evaluate.faithful": "true"}
+    assert alone["detection.faithful=true"] == {"detection.faithful": "true"}
 
 
 def test_bad_grid_entry_is_explained():

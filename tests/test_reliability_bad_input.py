@@ -35,6 +35,8 @@ from features.weights import flow_from_rgb, save_state_dict
 from lacp.model import LACPNet
 from lacp.model_io import save_model
 from lacp.points.formats import PointFileError
+from lacp.proposals import DetectionConfig
+from detector.config import InferenceConfig
 from sources.annotations import AnnotationError, write_annotations
 from sources.directory import DatasetError
 from stages import decode, evaluate, extract, points, prepare, train
@@ -453,7 +455,8 @@ def run_train(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str, An
     points_dir = tmp_path / "points"
     points_dir.mkdir(exist_ok=True)
     (points_dir / "points.csv").write_text(POINTS_HEADER + GOOD_POINTS)
-    return train.run(TRAIN, dataset_dir=dataset_dir, features=features, points_dir=points_dir,
+    return train.run(TRAIN, detection=DetectionConfig(), dataset_dir=dataset_dir, features=features,
+                     points_dir=points_dir,
                      model_dir=tmp_path / "model", log_dir=tmp_path / "log",
                      pseudo_labels_path=tmp_path / "pseudo_labels.h5")
 
@@ -462,7 +465,8 @@ def run_evaluate(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str,
     torch.manual_seed(0)
     save_model(tmp_path / "model", LACPNet(num_classes=2).state_dict(), classes=["jump", "run"],
                feature_dim=2048, embed_dim=2048, dropout=0.7)
-    return evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), dataset_dir=dataset_dir, features=features,
+    return evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), detection=DetectionConfig(),
+                        inference=InferenceConfig(), dataset_dir=dataset_dir, features=features,
                         model_dir=tmp_path / "model", out_dir=tmp_path / "eval")
 
 

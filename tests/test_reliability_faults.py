@@ -94,11 +94,12 @@ def run_stage(stage: str, params_file: Path) -> None:
         points.run(points.PointsParams(**raw["points"]), dataset_dir=paths["dataset"], out_dir=paths["points"],
                    report_dir=paths["points_report"])
     elif stage == "train":
+        from lacp.proposals import DetectionConfig
         from stages import train
 
         root = params_file.parent
-        train.run(train.TrainParams(**TRAIN), dataset_dir=root / "dataset", features=root / "features.h5",
-                  points_dir=root / "points", model_dir=paths["model"], log_dir=paths["train_log"],
+        train.run(train.TrainParams(**TRAIN), detection=DetectionConfig(), dataset_dir=root / "dataset",
+                  features=root / "features.h5", points_dir=root / "points", model_dir=paths["model"], log_dir=paths["train_log"],
                   pseudo_labels_path=paths["pseudo_labels"])
     else:
         raise ValueError(f"run_stage: unknown stage {stage!r}, expected decode, points or train")

@@ -21,6 +21,8 @@ import torch
 
 from lacp.model_io import load_model, save_model
 from lacp.model import LACPNet
+from lacp.proposals import DetectionConfig
+from detector.config import InferenceConfig
 from sources.annotations import write_annotations
 from stages import evaluate, weights
 from tests.conftest import REPO
@@ -162,7 +164,8 @@ def test_bad_model_file_is_refused_by_the_evaluate_stage(tmp_path: Path, damage:
         "classes": ["jump", "run"],
     })
     with pytest.raises(ValueError) as err:
-        evaluate.run(evaluate.EvaluateParams(device="cpu"), dataset_dir=tmp_path / "dataset", features=tmp_path / "features.h5",
+        evaluate.run(evaluate.EvaluateParams(device="cpu"), detection=DetectionConfig(), inference=InferenceConfig(),
+                     dataset_dir=tmp_path / "dataset", features=tmp_path / "features.h5",
                      model_dir=model_dir, out_dir=tmp_path / "eval")
     message = str(err.value)
     assert message.startswith(f"{model_dir / 'model.pt'}: cannot be loaded as a tensor-only state_dict")

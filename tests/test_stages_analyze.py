@@ -14,6 +14,7 @@ import torch
 from features.store import FeatureStore, FeatureStoreWriter
 from features.timegrid import RELEASED_GRID
 from lacp.inference import video_candidates
+from lacp.proposals import DetectionConfig
 from lacp.score_analysis import ScoredProposals, pearson, spearman
 from stages import analyze
 
@@ -55,11 +56,11 @@ def test_score_proposals_pairs_each_candidate_with_its_best_same_class_tiou(tmp_
         "v1": {"subset": "test", "fps": 25.0, "annotations": [{"label": "a", "segment": [10 * SS, 20 * SS]},
                                                                {"label": "b", "segment": [30 * SS, 35 * SS]}]},
         "v2": {"subset": "test", "fps": 25.0, "annotations": [{"label": "a", "segment": [5 * SS, 15 * SS]}]}}}
-    params = analyze.AnalyzeParams(device="cpu")
+    detection = DetectionConfig()
     model, cpu = TwoClassScores(), torch.device("cpu")
     with FeatureStore(tmp_path / "f.h5") as store:
-        got = analyze.score_proposals(model, store, ["v1", "v2"], annotations, params, cpu, num_segments=0)
-        found = {vid: video_candidates(model, store[vid], params.detection(), cpu, num_segments=0, snippet_seconds=SS)
+        got = analyze.score_proposals(model, store, ["v1", "v2"], annotations, detection, cpu, num_segments=0)
+        found = {vid: video_candidates(model, store[vid], detection, cpu, num_segments=0, snippet_seconds=SS)
                  for vid in videos}
     m1 = len(found["v1"].inner)
     assert len(got.tiou) == m1 + len(found["v2"].inner) and m1 > 1
@@ -93,8 +94,7 @@ def test_metrics_table_and_report_on_hand_made_proposals(tmp_path: Path) -> None
     assert (metrics["first_search_step"], metrics["last_search_step"]) == (10, 20)
     assert metrics["pseudo_iou_first_search"] == 0.25 and metrics["pseudo_iou_last_search"] == 0.5
     assert metrics["per_class"]["a"]["pearson_oic"] == pytest.approx(1.0)
-    params = analyze.AnalyzeParams()
-    analyze.write_report(tmp_path, metrics, found, ["t1"], params=params, sampled=0, has_quality=True)
+    analyze.write_report(tmp_path, metrics, found, ["t1"], faithful=True, sampled=0, has_quality=True)
     report = (tmp_path / "report.md").read_text()
     assert "| outer-inner contrast (OIC) | 0.956 | 0.68 | 0.943 | 0.956 | 0.943 |" in report
     assert "| first search | 0.250 | 0.400 | 0.900 | 0.500 |" in report
@@ -116,11 +116,12 @@ def test_the_stage_on_the_tiny_dataset(tmp_path: Path) -> None:
     from tests.test_lacp_splits import write_tiny_inputs
 
     inputs = write_tiny_inputs(tmp_path)
-    train.run(train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu"),
+    train.run(train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu"), detection=DetectionConfig(),
               **inputs, model_dir=tmp_path / "model", log_dir=tmp_path / "log",
               pseudo_labels_path=tmp_path / "pseudo_labels.h5")
     out = tmp_path / "analysis"
-    summary = analyze.run(analyze.AnalyzeParams(sequence_videos=2, device="cpu"), dataset_dir=inputs["dataset_dir"],
+    summary = analyze.run(analyze.AnalyzeParams(sequence_videos=2, device="cpu"), detection=DetectionConfig(),
+                          dataset_dir=inputs["dataset_dir"],
                           features=inputs["features"], model_dir=tmp_path / "model", points_dir=inputs["points_dir"],
                           pseudo_labels=tmp_path / "pseudo_labels.h5", train_log=tmp_path / "log", out_dir=out)
     metrics = json.loads((out / "metrics.json").read_text())
