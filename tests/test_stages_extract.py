@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from features.flow import compute_flow, read_flow, write_flow
+from features.flow import FlowSettings, compute_flow, read_flow, write_flow
 from features.i3d import I3D
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from core.files import atomic_path, sha256_file, write_json
@@ -42,7 +42,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     write_texture_video(root / "src.mp4", FRAMES, size=(64, 48))
     decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", settings=DecodeSettings(short_side=64, min_frames=1))
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in read_decoded_frames(decoded / f"{VID}.mp4")])
-    write_flow(flow / f"{VID}.h5", compute_flow(gray, method="dis"), method="dis", bound=20.0)
+    write_flow(flow / f"{VID}.h5", compute_flow(gray, FlowSettings(method="dis")), method="dis", bound=20.0)
     for name, channels in (("rgb", 3), ("flow", 2)):
         torch.manual_seed(channels)
         save_state_dict(I3D(in_channels=channels).state_dict(), weights / f"{name}.pt")
@@ -119,7 +119,7 @@ def short(inputs, tmp_path_factory) -> dict[str, Path]:
     decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", settings=DecodeSettings(short_side=32, min_frames=1))
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in read_decoded_frames(decoded / f"{VID}.mp4")])
     assert len(gray) == SHORT
-    write_flow(flow / f"{VID}.h5", compute_flow(gray, method="dis"), method="dis", bound=20.0)
+    write_flow(flow / f"{VID}.h5", compute_flow(gray, FlowSettings(method="dis")), method="dis", bound=20.0)
     return {"decoded": decoded, "flow": flow, "weights": inputs["weights"]}
 
 
