@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.machine import cpu_name
-from features.video import decode_to_mp4
+from features.video import DecodeSettings, decode_to_mp4
 
 
 def bikes() -> Path:
@@ -38,7 +38,8 @@ def main() -> None:
         dst = Path(tmp) / "bikes_25fps.mp4"
         for _ in range(1 if args.quick else 5):
             started = time.perf_counter()
-            row = decode_to_mp4(src, dst, fps=25, short_side=args.short_side, crf=args.crf, preset=args.preset)
+            settings = DecodeSettings(short_side=args.short_side, crf=args.crf, preset=args.preset)
+            row = decode_to_mp4(src, dst, settings=settings)
             times.append(time.perf_counter() - started)
             size = dst.stat().st_size
     best = min(times)

@@ -31,7 +31,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import av
@@ -40,8 +39,16 @@ import numpy as np
 import torch
 
 from bench.machine import cpu_name
-from features.flow import TORCH_BATCH, compute_flow, dequantize_pixels, make_pair_flow, quantize, write_flow
-from features.tvl1 import tvl1_flow
+from features.flow import (
+    TORCH_BATCH,
+    FlowSettings,
+    compute_flow,
+    dequantize_pixels,
+    make_pair_flow,
+    quantize,
+    write_flow,
+)
+from features.tvl1 import TVL1Solver, tvl1_flow
 from features.video import iter_decoded_frames
 
 SIZE = 224
@@ -128,9 +135,10 @@ def render(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def measure(frames: np.ndarray, truth: np.ndarray, mask: np.ndarray, **kw: object) -> dict:
-    """Frames/s of compute_flow (flow + quantisation) and EPE of its output in pixels."""
+    """Frames/s of compute_flow (flow + quantisation) and EPE of its output in pixels; `kw`:
+    `features.flow.FlowSettings` keys but the bound."""
     start = time.perf_counter()
-    q = compute_flow(frames, bound=BOUND, **kw)  # (N, H, W, 2) uint8
+    q = compute_flow(frames, FlowSettings(bound=BOUND, **kw))  # (N, H, W, 2) uint8
     seconds = time.perf_counter() - start
     pairs = len(frames) - 1
     est = dequantize_pixels(q[:pairs], BOUND)  # (N-1, H, W, 2)
@@ -187,7 +195,7 @@ def read_decoded_clip(path: str | os.PathLike[str], *, start: int, count: int) -
     return np.stack(frames)
 
 
-def torch_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None, batch: int = TORCH_BATCH,
+def torch_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(), batch: int = TORCH_BATCH,
                 device: str | torch.device = "cpu") -> np.ndarray:
     """tvl1_torch flow of each consecutive pair, ``batch`` pairs at a time.
 
@@ -196,29 +204,29 @@ def torch_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None, 
     """
     t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)  # (N, H, W)
     pairs = len(frames) - 1
-    out = [tvl1_flow(t[s:min(s + batch, pairs)], t[s + 1:min(s + batch, pairs) + 1], params=tvl1).cpu()
+    out = [tvl1_flow(t[s:min(s + batch, pairs)], t[s + 1:min(s + batch, pairs) + 1], settings=tvl1).cpu()
            for s in range(0, pairs, batch)]
     return torch.cat(out).numpy()
 
 
-def opencv_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None) -> np.ndarray:
+def opencv_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver()) -> np.ndarray:
     """OpenCV TV-L1 flow of each consecutive pair (one OpenCV object, as the flow stage uses).
 
     Returns:
         (N - 1, H, W, 2) float32 in px.
     """
-    pair_flow = make_pair_flow(method="tvl1", tvl1=tvl1)
+    pair_flow = make_pair_flow(FlowSettings(method="tvl1", tvl1=tvl1))
     return np.stack([pair_flow(frames[i], frames[i + 1]) for i in range(len(frames) - 1)])
 
 
-def opencv_and_torch_flows(frames: np.ndarray, *, tvl1: Mapping[str, float] | None = None,
+def opencv_and_torch_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(),
                            batch: int = TORCH_BATCH, device: str | torch.device = "cpu",
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Both TV-L1 flows of a clip with the same parameters.
 
     Args:
         frames: (N, H, W) uint8 grey frames, N >= 2.
-        tvl1: TV-L1 params (features.flow.TVL1_PARAMS keys); None: the defaults.
+        tvl1: the TV-L1 parameters (the defaults: OpenCV's).
         batch, device: of tvl1_torch.
 
     Returns:
@@ -240,7 +248,7 @@ def opencv_self_agreement(frames: np.ndarray, flows: np.ndarray, *, noise: float
     """
     rng = np.random.default_rng(0)
     noisy = ((frames + rng.normal(0.0, noise, frames.shape)) / 255.0).astype(np.float32)
-    pair_flow = make_pair_flow(method="tvl1")
+    pair_flow = make_pair_flow(FlowSettings(method="tvl1"))
     moved = np.stack([pair_flow(noisy[i], noisy[i + 1]) for i in range(len(frames) - 1)])
     return agreement(moved, flows)
 
@@ -403,7 +411,7 @@ def main() -> None:
     result["tvl1_seconds_per_frame"] = round(m["seconds_per_frame"], 3)
     result["tvl1_epe_px"] = round(m["epe_px"], 3)
     m = measure(frames[:n_tvl1], truth[: n_tvl1 - 1], mask[: n_tvl1 - 1], method="tvl1_torch",
-                batch=args.batch)
+                tvl1_torch_batch=args.batch)
     result["tvl1_torch_epe_px"] = round(m["epe_px"], 3)
     frames_per_minute = 60 * FPS
     raw = SIZE * SIZE * 2 * frames_per_minute

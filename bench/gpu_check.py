@@ -100,7 +100,7 @@ def tvl1_pairs(frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 # -------------------------------------------------------------------------------------------- pack
 def pack(out: Path) -> dict:
     """Bundle what `run` needs from this checkout's default run (see the module docstring)."""
-    from features.flow import compute_flow
+    from features.flow import FlowSettings, compute_flow
     from features.store import FeatureStore
     from features.tvl1 import tvl1_flow
     from features.video import DecodedFrames
@@ -141,7 +141,8 @@ def pack(out: Path) -> dict:
     frames = np.stack(frames)  # (VIDEOS, FRAMES, H, W, 3)
     import cv2
 
-    flows = np.stack([compute_flow(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]), method="dis")
+    dis = FlowSettings(method="dis")
+    flows = np.stack([compute_flow(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]), dis)
                       for video in frames])  # (VIDEOS, FRAMES, H, W, 2) uint8
     rgb_model, flow_model = i3d_pair({k: v.float() if v.is_floating_point() else v for k, v in rounded.items()})
     with FeatureStore(out / "features.h5") as store:

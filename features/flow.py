@@ -5,7 +5,7 @@ Methods:
             method of the I3D / THUMOS'14 features; slow (about 1 s per 224x224 frame on one core).
     "tvl1_torch"
             the same Dual TV-L1 model, parameters and stopping rule in PyTorch
-            (``features.tvl1``), computed for ``batch`` consecutive pairs at a time on a CPU
+            (``features.tvl1``), computed for ``tvl1_torch_batch`` consecutive pairs at a time on a CPU
             or a CUDA device; it agrees with "tvl1" to the amount by which OpenCV's own
             result moves when its input moves by 1e-3 grey levels, and runs several times
             faster per core (bench/flow.py).
@@ -42,14 +42,17 @@ from typing import Any, Literal
 import cv2
 import h5py
 import numpy as np
+import torch
+from pydantic import Field
 
+from core.config import Config
 from features.store import atomic_h5_file, open_hdf5
+from features.tvl1 import TVL1Settings, TVL1Solver, tvl1_flow
 
-FlowMethod = Literal["tvl1", "dis", "tvl1_torch"]
+FlowMethod = Literal["dis", "tvl1", "tvl1_torch"]
 DisPreset = Literal["ultrafast", "fast", "medium"]
 Compression = Literal["gzip", "lzf"]
 
-METHODS: tuple[str, ...] = ("tvl1", "dis", "tvl1_torch")
 TORCH_BATCH = 8
 """Frame pairs per ``tvl1_torch`` batch unless told otherwise."""
 DIS_PRESETS: dict[str, int] = {
@@ -57,22 +60,20 @@ DIS_PRESETS: dict[str, int] = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-# TV-L1 parameter name -> (setter on the OpenCV object, type). Unset ones keep OpenCV defaults
-# (tau 0.25, lambda 0.15, theta 0.3, nscales 5, warps 5, epsilon 0.01, inner 30, outer 10,
-# scale_step 0.8, gamma 0, median_filtering 5). "tvl1_torch" takes the same names
-# (features.tvl1.TVL1Settings) with the same defaults.
-TVL1_PARAMS: dict[str, tuple[str, type]] = {
-    "tau": ("setTau", float),
-    "lambda_": ("setLambda", float),
-    "theta": ("setTheta", float),
-    "nscales": ("setScalesNumber", int),
-    "warps": ("setWarpingsNumber", int),
-    "epsilon": ("setEpsilon", float),
-    "inner_iterations": ("setInnerIterations", int),
-    "outer_iterations": ("setOuterIterations", int),
-    "scale_step": ("setScaleStep", float),
-    "gamma": ("setGamma", float),
-    "median_filtering": ("setMedianFiltering", int),
+# TV-L1 parameter name (features.tvl1.TVL1Solver, whose defaults are OpenCV's) -> its setter on
+# the OpenCV object.
+TVL1_PARAMS: dict[str, str] = {
+    "tau": "setTau",
+    "lambda_": "setLambda",
+    "theta": "setTheta",
+    "nscales": "setScalesNumber",
+    "warps": "setWarpingsNumber",
+    "epsilon": "setEpsilon",
+    "inner_iterations": "setInnerIterations",
+    "outer_iterations": "setOuterIterations",
+    "scale_step": "setScaleStep",
+    "gamma": "setGamma",
+    "median_filtering": "setMedianFiltering",
 }
 FLOW_DATASET = "flow"
 
@@ -84,6 +85,17 @@ class FlowFileError(ValueError):
     """A flow file is missing, truncated, corrupt or not in the flow file schema."""
 
 
+class FlowSettings(Config):
+    """How ``iter_flow`` computes and quantises a video's flow (the flow section of params.yaml
+    but where it runs)."""
+
+    method: FlowMethod = "dis"  # "dis" (fast), "tvl1" (reference) or "tvl1_torch" (the same in PyTorch)
+    bound: float = Field(20.0, gt=0, allow_inf_nan=False)  # flow clipped to [-bound, bound] px, then quantised
+    dis_preset: DisPreset = "fast"  # "dis" only
+    tvl1_torch_batch: int = Field(TORCH_BATCH, ge=1)  # "tvl1_torch" only: frame pairs computed at once
+    tvl1: TVL1Settings = TVL1Settings()  # "tvl1" and "tvl1_torch"
+
+
 def _check_bound(bound: float) -> float:
     bound = float(bound)
     if not (np.isfinite(bound) and bound > 0):
@@ -91,12 +103,7 @@ def _check_bound(bound: float) -> float:
     return bound
 
 
-def make_pair_flow(
-    *,
-    method: FlowMethod = "tvl1",
-    tvl1: Mapping[str, float] | None = None,
-    dis_preset: DisPreset = "fast",
-) -> PairFlow:
+def make_pair_flow(settings: FlowSettings = FlowSettings()) -> PairFlow:
     """Build a function computing the flow of one frame pair with a fresh OpenCV object.
 
     The returned function is not thread-safe; build one per thread / video. For
@@ -104,28 +111,19 @@ def make_pair_flow(
     batches pairs instead).
 
     Args:
-        method: "tvl1", "dis" or "tvl1_torch".
-        tvl1: TV-L1 settings, keys from ``TVL1_PARAMS`` (used by "tvl1" and "tvl1_torch").
-        dis_preset: DIS preset "ultrafast", "fast" or "medium" (only used by "dis").
+        settings: the method and its settings (the bound and the batch are not used here).
 
     Returns:
         ``fn(prev, next) -> (H, W, 2) float32`` flow in pixels.
     """
-    if method == "tvl1":
+    if settings.method == "tvl1":
         algo = cv2.optflow.DualTVL1OpticalFlow_create()
-        for key, value in (tvl1 or {}).items():
-            if key not in TVL1_PARAMS:
-                raise ValueError(f"tvl1 param {key!r}: unknown; allowed {sorted(TVL1_PARAMS)}")
-            setter, kind = TVL1_PARAMS[key]
-            getattr(algo, setter)(kind(value))
-    elif method == "dis":
-        if dis_preset not in DIS_PRESETS:
-            raise ValueError(f"dis_preset {dis_preset!r}: expected one of {sorted(DIS_PRESETS)}")
-        algo = cv2.DISOpticalFlow_create(DIS_PRESETS[dis_preset])
-    elif method == "tvl1_torch":
-        return _torch_pair_flow(tvl1)
+        for key, value in settings.tvl1.model_dump().items():
+            getattr(algo, TVL1_PARAMS[key])(value)
+    elif settings.method == "dis":
+        algo = cv2.DISOpticalFlow_create(DIS_PRESETS[settings.dis_preset])
     else:
-        raise ValueError(f"flow method {method!r}: expected one of {list(METHODS)}")
+        return _torch_pair_flow(_solver(settings.tvl1))
 
     def pair_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         return algo.calc(prev, nxt, None)  # (H, W, 2) float32
@@ -133,17 +131,17 @@ def make_pair_flow(
     return pair_flow
 
 
-def _torch_pair_flow(tvl1: Mapping[str, float] | None) -> PairFlow:
+def _solver(tvl1: TVL1Settings) -> TVL1Solver:
+    """The TV-L1 settings with OpenCV's defaults for what they leave out (a `TVL1Solver` as is)."""
+    return TVL1Solver(**tvl1.model_dump())
+
+
+def _torch_pair_flow(solver: TVL1Solver) -> PairFlow:
     """``make_pair_flow`` for "tvl1_torch": one pair at a time on the CPU."""
-    import torch
-
-    from features.tvl1 import TVL1Settings, tvl1_flow
-
-    settings = TVL1Settings.from_mapping(tvl1)
 
     def pair_flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         a, b = torch.from_numpy(np.ascontiguousarray(prev)), torch.from_numpy(np.ascontiguousarray(nxt))
-        return tvl1_flow(a[None], b[None], params=settings)[0].numpy()  # (H, W, 2)
+        return tvl1_flow(a[None], b[None], settings=solver)[0].numpy()  # (H, W, 2)
 
     return pair_flow
 
@@ -212,23 +210,20 @@ def _check_gray(frame: np.ndarray, index: int, shape: tuple[int, ...] | None) ->
 
 def iter_flow(
     frames_gray: Iterable[np.ndarray],
+    settings: FlowSettings = FlowSettings(),
     *,
-    method: FlowMethod = "tvl1",
-    bound: float = 20.0,
-    tvl1: Mapping[str, float] | None = None,
-    dis_preset: DisPreset = "fast",
-    batch: int = TORCH_BATCH,
-    device: str | Any = "cpu",
+    device: str | torch.device = "cpu",
 ) -> Iterator[np.ndarray]:
     """Stream quantised flow from a stream of grayscale frames.
 
-    The OpenCV methods hold one previous frame; "tvl1_torch" holds at most ``batch`` + 1
-    frames and computes their ``batch`` pairs at once. Output, order and quantisation are
-    the same for every method.
+    The OpenCV methods hold one previous frame; "tvl1_torch" holds at most
+    ``settings.tvl1_torch_batch`` + 1 frames and computes their pairs at once. Output, order
+    and quantisation are the same for every method.
 
     Args:
         frames_gray: iterable of (H, W) uint8 frames (e.g. a decoder generator).
-        method, bound, tvl1, dis_preset, batch, device: as in ``compute_flow``.
+        settings: the method, the quantisation bound and the method's settings.
+        device: torch device of "tvl1_torch" ("cpu", "cuda", a ``torch.device``).
 
     Yields:
         (H, W, 2) uint8 quantised flow, as many as there are frames (last pair repeated;
@@ -237,11 +232,10 @@ def iter_flow(
     Raises:
         ValueError: if there is no frame, or a frame is not (H, W) uint8 of a common shape.
     """
-    bound = _check_bound(bound)
-    if method == "tvl1_torch":
-        yield from _iter_flow_torch(frames_gray, bound=bound, tvl1=tvl1, batch=batch, device=device)
+    if settings.method == "tvl1_torch":
+        yield from _iter_flow_torch(frames_gray, settings=settings, device=device)
         return
-    pair_flow = make_pair_flow(method=method, tvl1=tvl1, dis_preset=dis_preset)
+    pair_flow = make_pair_flow(settings)
     it = iter(frames_gray)
     first = next(it, None)
     if first is None:
@@ -250,44 +244,36 @@ def iter_flow(
     last: np.ndarray | None = None
     for index, frame in enumerate(it, start=1):
         cur = _check_gray(frame, index, prev.shape)
-        last = quantize(pair_flow(prev, cur), bound)  # (H, W, 2)
+        last = quantize(pair_flow(prev, cur), settings.bound)  # (H, W, 2)
         yield last
         prev = cur
     if last is None:
-        last = quantize(np.zeros((*prev.shape, 2), dtype=np.float32), bound)
+        last = quantize(np.zeros((*prev.shape, 2), dtype=np.float32), settings.bound)
     yield last
 
 
 def _iter_flow_torch(
     frames_gray: Iterable[np.ndarray],
     *,
-    bound: float,
-    tvl1: Mapping[str, float] | None,
-    batch: int,
-    device: str | Any,
+    settings: FlowSettings,
+    device: str | torch.device,
 ) -> Iterator[np.ndarray]:
     """``iter_flow`` for "tvl1_torch": batches of consecutive pairs, at most batch + 1 frames held."""
-    import torch
-
-    from features.tvl1 import TVL1Settings, tvl1_flow
-
-    if int(batch) != batch or batch < 1:
-        raise ValueError(f"tvl1_torch batch: expected an integer >= 1, got {batch!r}")
-    settings = TVL1Settings.from_mapping(tvl1)
+    solver, bound = _solver(settings.tvl1), settings.bound
     device = torch.device(device)
     it = iter(frames_gray)
     first = next(it, None)
     if first is None:
         raise ValueError("compute flow: no frame given; expected at least 1")
     first = _check_gray(first, 0, None)
-    held = torch.empty((int(batch) + 1, *first.shape), dtype=torch.uint8)  # (batch + 1, H, W)
+    held = torch.empty((settings.tvl1_torch_batch + 1, *first.shape), dtype=torch.uint8)  # (batch + 1, H, W)
     held[0] = torch.from_numpy(first)
     count = 1  # frames in `held`; held[0] is the first frame of the next pair
     last: np.ndarray | None = None
 
     def pairs_of(n: int) -> Iterator[np.ndarray]:
         frames = held[:n].to(device)  # (n, H, W)
-        flow = tvl1_flow(frames[:-1], frames[1:], params=settings).cpu().numpy()  # (n-1, H, W, 2)
+        flow = tvl1_flow(frames[:-1], frames[1:], settings=solver).cpu().numpy()  # (n-1, H, W, 2)
         for f in flow:
             yield quantize(f, bound)  # (H, W, 2)
 
@@ -309,24 +295,15 @@ def _iter_flow_torch(
 
 def compute_flow(
     frames_gray: np.ndarray,
+    settings: FlowSettings = FlowSettings(),
     *,
-    method: FlowMethod = "tvl1",
-    bound: float = 20.0,
-    tvl1: Mapping[str, float] | None = None,
-    dis_preset: DisPreset = "fast",
-    batch: int = TORCH_BATCH,
-    device: str | Any = "cpu",
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Quantised optical flow of a whole clip.
 
     Args:
         frames_gray: (N, H, W) uint8 grayscale frames, N >= 1.
-        method: "tvl1" (reference), "tvl1_torch" (the same in PyTorch) or "dis" (fast).
-        bound: clipping bound in pixels.
-        tvl1: TV-L1 settings, keys from ``TVL1_PARAMS`` ("tvl1" and "tvl1_torch").
-        dis_preset: "ultrafast", "fast" or "medium".
-        batch: frame pairs per "tvl1_torch" batch.
-        device: torch device of "tvl1_torch" ("cpu", "cuda", a ``torch.device``).
+        settings, device: as for ``iter_flow``.
 
     Returns:
         (N, H, W, 2) uint8 flow, flow[i] from frame i to i+1, the last pair repeated.
@@ -338,9 +315,7 @@ def compute_flow(
         )
     n, h, w = frames.shape
     out = np.empty((n, h, w, 2), dtype=np.uint8)  # (N, H, W, 2)
-    flows = iter_flow(frames, method=method, bound=bound, tvl1=tvl1, dis_preset=dis_preset,
-                      batch=batch, device=device)
-    for i, q in enumerate(flows):
+    for i, q in enumerate(iter_flow(frames, settings, device=device)):
         out[i] = q
     return out
 

@@ -4,20 +4,27 @@ RGB: resize so the short side is `short_side` (bilinear), centre crop `crop` x `
 p in [0, 255] to p / 255 * 2 - 1. Flow: stored as uint8 q = round((f + b) / (2 b) * 255) for a
 flow f clipped to [-b, b]; it is centre cropped and mapped to q / 255 * 2 - 1 = f / b in [-1, 1].
 A video of N frames gives `snippet_count(N)` snippets of `snippet` frames every `stride` frames;
-the last one is padded by repeating the video's last frame.
+the last one is padded by repeating the video's last frame. `SnippetSettings` states how the
+extract stage does it (`stream_batches`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
 import cv2
 import numpy as np
 import torch
+from pydantic import Field, model_validator
+
+from core.config import Config
+from features.i3d import default_batch
 
 __all__ = [
+    "SnippetSettings",
     "center_crop",
     "flow_to_unit",
     "iter_snippet_batches",
@@ -27,7 +34,26 @@ __all__ = [
     "rgb_to_unit",
     "snippet_count",
     "snippet_starts",
+    "stream_batches",
 ]
+
+
+class SnippetSettings(Config):
+    """How the extract stage cuts a decoded video into I3D input (`stream_batches`) and in what
+    precision the network runs (the extract section of params.yaml but where it runs)."""
+
+    snippet: int = Field(16, ge=1)  # frames per snippet
+    stride: int = Field(16, ge=1)  # frames between snippet starts
+    frame_step: int = Field(2, ge=1)  # the network sees every k-th frame of a snippet; 1 for real data
+    crop: int = Field(112, ge=32)  # centre crop side (px); 224 for real data (short side 256)
+    batch: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # snippets per forward pass; "auto": default_batch
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 where the hardware has it (else float32), or fp32
+
+    @model_validator(mode="after")
+    def _step_within_snippet(self) -> Self:
+        if self.frame_step > self.snippet:
+            raise ValueError(f"frame_step ({self.frame_step}) must not exceed snippet ({self.snippet})")
+        return self
 
 
 def _check_frames(frames: np.ndarray, *, channels: int, name: str) -> None:
@@ -212,3 +238,33 @@ def iter_snippet_batches(
         block = np.asarray(block, dtype=np.float32)  # (M, H', W', C)
         snippets = torch.from_numpy(block[index.reshape(len(chunk_starts), -1)])  # (B, S, H', W', C)
         yield snippets.permute(0, 4, 1, 2, 3)  # (B, C, S, H', W')
+
+
+def stream_batches(
+    frames: Any,
+    *,
+    settings: SnippetSettings,
+    stream: Literal["rgb", "flow"],
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> Iterator[torch.Tensor]:
+    """The snippet batches of one stream of a decoded video, as the extract stage feeds I3D.
+
+    Args:
+        frames: (N, H, W, 3) uint8 RGB frames at the decoded size (not resized), or the
+            video's (N, H, W, 2) uint8 flow; sliceable along N.
+        settings: snippet, stride, frame step, centre crop and batch.
+        stream: "rgb" or "flow": which preprocessing (`preprocess_rgb`, `preprocess_flow`).
+        dtype: the dtype the network computes in and
+        device: the device it runs on, for an "auto" batch (`features.i3d.default_batch`).
+
+    Returns:
+        `iter_snippet_batches`' (B, C, S, crop, crop) float32 batches.
+    """
+    if stream == "rgb":
+        transform = functools.partial(preprocess_rgb, short_side=None, crop=settings.crop)
+    else:
+        transform = functools.partial(preprocess_flow, crop=settings.crop)
+    batch = settings.batch if settings.batch != "auto" else default_batch(dtype, device)
+    return iter_snippet_batches(frames, snippet=settings.snippet, stride=settings.stride, batch=batch,
+                                frame_step=settings.frame_step, transform=transform)

@@ -83,20 +83,22 @@ is not used. Threads: torch's intra-op threads, and OpenCV's for the CPU median.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
+
+from core.config import Config
 
 __all__ = [
     "MIN_LEVEL_SIZE",
     "WARP_SUBPIXEL_STEPS",
     "TVL1Settings",
+    "TVL1Solver",
     "centered_gradient",
     "median_filter",
     "pyramid_sizes",
@@ -112,67 +114,34 @@ WARP_SUBPIXEL_STEPS = 32
 _TINY = 1e-30  # floor of |grad I1w|^2 in the data step (a normal float32)
 
 
-@dataclass(frozen=True)
-class TVL1Settings:
-    """Dual TV-L1 parameters, named and defaulted as ``features.flow.TVL1_PARAMS`` / OpenCV.
+class TVL1Settings(Config):
+    """The Dual TV-L1 settings a run chooses (params.yaml's ``flow.tvl1``, for "tvl1" and
+    "tvl1_torch" alike), named and defaulted as OpenCV's (``features.flow.TVL1_PARAMS``)."""
 
-    Attributes:
-        tau: time step of the dual update (stable for tau <= 0.25).
-        lambda_: weight of the data term (smaller = smoother flow).
-        theta: coupling of u and v.
-        nscales: most pyramid levels.
-        warps: warps (re-linearisations) per level.
-        epsilon: stopping threshold on the root-mean-square change of u per iteration.
-        inner_iterations: iterations per outer iteration.
-        outer_iterations: outer iterations (median filter, then inner ones) per warp.
-        scale_step: pyramid downscaling factor, 0 < scale_step < 1.
-        gamma: weight of the illumination term u3 (0: no u3, the usual model).
-        median_filtering: median filter size applied to u between outer iterations (<= 1: off).
-    """
+    tau: float = Field(0.25, gt=0, allow_inf_nan=False)  # time step of the dual update (stable for tau <= 0.25)
+    lambda_: float = Field(0.15, allow_inf_nan=False)  # weight of the data term (smaller = smoother flow)
+    theta: float = Field(0.3, gt=0, allow_inf_nan=False)  # coupling of u and v
+    nscales: int = Field(5, ge=1)  # most pyramid levels
+    warps: int = Field(5, ge=1)  # warps (re-linearisations) per level
+    epsilon: float = Field(0.01, gt=0, allow_inf_nan=False)  # stop once the rms change of u per iteration is below
 
-    tau: float = 0.25
-    lambda_: float = 0.15
-    theta: float = 0.3
-    nscales: int = 5
-    warps: int = 5
-    epsilon: float = 0.01
-    inner_iterations: int = 30
-    outer_iterations: int = 10
-    scale_step: float = 0.8
-    gamma: float = 0.0
-    median_filtering: int = 5
 
-    def __post_init__(self) -> None:
-        for name in ("tau", "lambda_", "theta", "epsilon", "scale_step", "gamma"):
-            value = getattr(self, name)
-            if not math.isfinite(float(value)):
-                raise ValueError(f"tvl1 {name}: expected a finite number, got {value!r}")
-        for name in ("tau", "theta", "epsilon"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"tvl1 {name}: expected > 0, got {getattr(self, name)}")
-        for name in ("nscales", "warps", "inner_iterations", "outer_iterations"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"tvl1 {name}: expected an integer >= 1, got {getattr(self, name)!r}")
-        if not 0 < self.scale_step < 1:
-            raise ValueError(f"tvl1 scale_step: expected 0 < scale_step < 1, got {self.scale_step}")
-        m = self.median_filtering
-        if int(m) != m or (m > 1 and m % 2 == 0):
-            raise ValueError(f"tvl1 median_filtering: expected an odd size or <= 1 (off), got {m!r}")
+class TVL1Solver(TVL1Settings):
+    """All of DualTVL1's parameters: the settings, and those a run keeps at OpenCV's defaults
+    (no params key; the tests compare with OpenCV under other values)."""
 
+    inner_iterations: int = Field(30, ge=1)  # iterations per outer iteration
+    outer_iterations: int = Field(10, ge=1)  # outer iterations (median filter, then inner ones) per warp
+    scale_step: float = Field(0.8, gt=0, lt=1)  # pyramid downscaling factor
+    gamma: float = Field(0.0, allow_inf_nan=False)  # weight of the illumination term u3 (0: no u3, the usual model)
+    median_filtering: int = 5  # median filter size applied to u between outer iterations (<= 1: off)
+
+    @field_validator("median_filtering")
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> TVL1Settings:
-        """Settings from a mapping of parameter names (missing ones keep the defaults).
-
-        Raises:
-            ValueError: naming an unknown key.
-        """
-        names = {f.name: f.type for f in dataclasses.fields(cls)}
-        values = dict(values or {})
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ValueError(f"tvl1 param {unknown[0]!r}: unknown; allowed {sorted(names)}")
-        kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
-        return cls(**{k: kinds[k](v) for k, v in values.items()})
+    def _odd_or_off(cls, size: int) -> int:
+        if size > 1 and size % 2 == 0:
+            raise ValueError(f"expected an odd size or <= 1 (off), got {size}")
+        return size
 
 
 # ---------------------------------------------------------------- building blocks
@@ -368,7 +337,7 @@ def _step(
 class _Iterator:
     """Runs inner iterations on the active pairs of a batch with reused scratch buffers."""
 
-    def __init__(self, settings: TVL1Settings) -> None:
+    def __init__(self, settings: TVL1Solver) -> None:
         self.l_t = float(settings.lambda_ * settings.theta)
         self.tau = float(settings.tau)
         self.taut = float(settings.tau / settings.theta)
@@ -437,7 +406,7 @@ def _solve_level(
     i0: torch.Tensor,
     i1: torch.Tensor,
     u: torch.Tensor,
-    settings: TVL1Settings,
+    settings: TVL1Solver,
     iterate: _Iterator,
 ) -> torch.Tensor:
     """All warps of one pyramid level.
@@ -508,23 +477,22 @@ def tvl1_flow(
     prev: torch.Tensor,
     nxt: torch.Tensor,
     *,
-    params: TVL1Settings | Mapping[str, Any] | None = None,
+    settings: TVL1Solver = TVL1Solver(),
 ) -> torch.Tensor:
     """Dual TV-L1 flow of a batch of frame pairs, as OpenCV's DualTVL1 computes it.
 
     Args:
         prev: (B, H, W) first frames, uint8 or float 0..255, on any device.
         nxt: (B, H, W) second frames, same shape and device.
-        params: ``TVL1Settings`` or a mapping of its fields (missing ones: OpenCV defaults).
+        settings: the parameters (the defaults: OpenCV's).
 
     Returns:
         (B, H, W, 2) float32 flow in px on the frames' device: channel 0 dx, channel 1 dy,
         prev(y, x) ~ nxt(y + dy, x + dx).
 
     Raises:
-        ValueError: frames not (B, H, W) of one shape, smaller than 2 x 2, or bad params.
+        ValueError: frames not (B, H, W) of one shape, or smaller than 2 x 2.
     """
-    settings = params if isinstance(params, TVL1Settings) else TVL1Settings.from_mapping(params)
     i0, i1 = _as_frames(prev, "prev"), _as_frames(nxt, "nxt")
     if i0.shape != i1.shape or i0.device != i1.device:
         raise ValueError(f"tvl1_flow: prev {tuple(i0.shape)} on {i0.device} and nxt "

@@ -31,10 +31,13 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import av
 import numpy as np
+from pydantic import Field
+
+from core.config import Config
 
 
 MAX_ASPECT_RATIO = 8.0
@@ -47,6 +50,17 @@ MAX_SIDE = 16384
 
 class VideoDecodeError(ValueError):
     """A file that cannot be decoded as a video; the message names the file and the reason."""
+
+
+class DecodeSettings(Config):
+    """How `decode_to_mp4` decodes a video (the decode section of params.yaml)."""
+
+    fps: int = Field(25, ge=1, description="output frame rate")
+    short_side: int = Field(128, ge=16, le=2160, description="output shorter side (px); 256 for real data")
+    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="x264 speed preset")
+    min_frames: int = Field(16, ge=1, description="minimum output frames (one snippet)")
 
 
 @dataclass(frozen=True)
@@ -263,16 +277,7 @@ class _SampleAndHold:
             yield self.prev
 
 
-def decode_to_mp4(
-    src: Path,
-    dst: Path,
-    *,
-    fps: int = 25,
-    short_side: int = 256,
-    crf: int = 20,
-    preset: str = "veryfast",
-    min_frames: int = 16,
-) -> DecodedVideo:
+def decode_to_mp4(src: Path, dst: Path, *, settings: DecodeSettings = DecodeSettings()) -> DecodedVideo:
     """Decode `src` to a constant-rate, resized H.264 mp4 at `dst`.
 
     `dst` should be a temporary path (the caller renames it into place on success).
@@ -280,11 +285,8 @@ def decode_to_mp4(
     Args:
         src: any video PyAV can read.
         dst: output .mp4 path.
-        fps: output frame rate.
-        short_side: output shorter side in pixels (longer side keeps the aspect, both even).
-        crf: x264 constant rate factor.
-        preset: x264 speed preset.
-        min_frames: fewer output frames than this is an error (one snippet).
+        settings: frame rate, shorter side in pixels (the longer keeps the aspect, both even),
+            x264 crf and preset, and the fewest output frames (fewer is an error).
 
     Returns:
         The manifest row.
@@ -295,6 +297,7 @@ def decode_to_mp4(
             (`decoded_size`), or an output the H.264 encoder refuses. Errors of the machine
             (a full disk, no memory) propagate as they are.
     """
+    fps, min_frames = settings.fps, settings.min_frames
     hold = _SampleAndHold(fps)
     out = None
     frames_in = 0
@@ -308,8 +311,8 @@ def decode_to_mp4(
         for frame, t, info in source:
             limit = duration_limit(info.duration, longest)
             if out is None:
-                size = decoded_size(src, frame.width, frame.height, short_side)
-                out, ostream = _open_writer(dst, size, fps=fps, crf=crf, preset=preset)
+                size = decoded_size(src, frame.width, frame.height, settings.short_side)
+                out, ostream = _open_writer(dst, size, fps=fps, crf=settings.crf, preset=settings.preset)
             else:
                 if limit is not None and t - hold.t0 > limit:
                     raise VideoDecodeError(

@@ -16,12 +16,10 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from features import video
-from features.video import DecodedVideo, VideoDecodeError, decode_to_mp4
+from features.video import DecodedVideo, DecodeSettings, VideoDecodeError, decode_to_mp4
 from core.files import atomic_path, quick_fingerprint, read_json, remove_stale_tmp, write_json
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import SOURCE_MISSING, DecodeManifest, read_video_paths
@@ -33,12 +31,8 @@ class SourcesUnreachableError(ValueError):
     """Not one source video of the dataset can be seen: its folder looks unreachable."""
 
 
-class DecodeParams(StageParams):
-    fps: int = Field(25, ge=1, description="output frame rate")
-    short_side: int = Field(128, ge=16, le=2160, description="output shorter side (px); 256 for real data")
-    crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor")
-    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
-    min_frames: int = Field(16, ge=1, description="minimum output frames (one snippet)")
+class DecodeParams(StageParams, DecodeSettings):
+    """The decode section: `features.video.DecodeSettings`, handed to `decode_to_mp4` as it is."""
 
 
 def source_identity(path: Path) -> dict[str, Any]:
@@ -66,8 +60,7 @@ def decode_video(source: Path, *, out: Path, params: DecodeParams, video_id: str
     """
     try:
         with atomic_path(out, fsync=True) as tmp:
-            row = decode_to_mp4(source, tmp, fps=params.fps, short_side=params.short_side, crf=params.crf,
-                                preset=params.preset, min_frames=params.min_frames)
+            row = decode_to_mp4(source, tmp, settings=params)
     except VideoDecodeError as err:
         raise VideoError(video_id, str(err)) from None
     return row

@@ -20,18 +20,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
 import features.i3d
 import features.snippets
 import features.video
 from features.flow import FlowFileError, FlowReader
-from features.i3d import I3DInference, default_batch, default_inference_dtype, prepare_for_inference
-from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
+from features.i3d import I3DInference, default_inference_dtype, prepare_for_inference
+from features.snippets import SnippetSettings, stream_batches
 from features.store import FeatureStoreWriter
 from features.timegrid import TimeGrid
 from features.video import DecodedFrames, VideoDecodeError
@@ -44,20 +43,11 @@ from stages.artifacts import DecodeManifest, FlowManifest, read_weights_info
 log = logging.getLogger(__name__)
 
 
-class ExtractParams(StageParams):
-    snippet: int = Field(16, ge=1)
-    stride: int = Field(16, ge=1)
-    frame_step: int = Field(2, ge=1)  # 1 for real data
-    crop: int = Field(112, ge=32)  # 224 for real data (short side 256)
-    batch: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"  # "auto": features.i3d.default_batch
-    precision: Literal["bf16", "fp32"] = "bf16"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+class ExtractParams(StageParams, SnippetSettings):
+    """The extract section: `features.snippets.SnippetSettings`, handed to `stream_batches` as it
+    is, and where the network runs."""
 
-    @model_validator(mode="after")
-    def _step_within_snippet(self) -> "ExtractParams":
-        if self.frame_step > self.snippet:
-            raise ValueError(f"extract.frame_step ({self.frame_step}) must not exceed extract.snippet ({self.snippet})")
-        return self
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 @functools.lru_cache(maxsize=4)
@@ -136,8 +126,7 @@ def extract_video(video_id: str, *, decoded: Path, flow: Path, num_frames: int, 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     rgb_model = load_stream(str(weights_dir / "rgb.pt"), 3, params.precision, device)
     flow_model = load_stream(str(weights_dir / "flow.pt"), 2, params.precision, device)
-    batch = params.batch if params.batch != "auto" else default_batch(rgb_model.dtype, device)
-    cut = dict(snippet=params.snippet, stride=params.stride, frame_step=params.frame_step, batch=batch)
+    cut = functools.partial(stream_batches, settings=params, dtype=rgb_model.dtype, device=device)
     try:
         flow_frames = FlowReader(flow)
     except FlowFileError as err:
@@ -146,14 +135,10 @@ def extract_video(video_id: str, *, decoded: Path, flow: Path, num_frames: int, 
         if len(flow_frames) != num_frames:
             raise VideoError(video_id, f"flow has {len(flow_frames)} frames, the decoded video {num_frames}: "
                              "rerun the flow stage")
-        flow_feats = stream_features(
-            flow_model,
-            iter_snippet_batches(flow_frames, transform=functools.partial(preprocess_flow, crop=params.crop), **cut),
-        )  # (T, 1024)
+        flow_feats = stream_features(flow_model, cut(flow_frames, stream="flow"))  # (T, 1024)
     try:
         with DecodedFrames(decoded, num_frames=num_frames) as frames:  # (N, H, W, 3) uint8
-            rgb_transform = functools.partial(preprocess_rgb, short_side=None, crop=params.crop)
-            rgb_feats = stream_features(rgb_model, iter_snippet_batches(frames, transform=rgb_transform, **cut))  # (T, 1024)
+            rgb_feats = stream_features(rgb_model, cut(frames, stream="rgb"))  # (T, 1024)
     except VideoDecodeError as err:
         raise VideoError(video_id, f"{err} (rerun the decode stage)") from None
     return VideoFeatures(rgb=rgb_feats, flow=flow_feats, compute_dtype=dtype_name(rgb_model.dtype))

@@ -19,38 +19,23 @@ from typing import Any, Literal
 
 import cv2
 import torch
-from pydantic import Field
 
 import features.flow
 import features.tvl1
 import features.video
 from core.device import resolve_device
-from features.flow import TORCH_BATCH, iter_flow, write_flow_frames
-from features.tvl1 import TVL1Settings
+from features.flow import FlowSettings, iter_flow, write_flow_frames
 from features.video import VideoDecodeError, iter_decoded_frames
 from core.files import read_json, remove_stale_tmp, sha256_file, write_json
 from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import DecodeManifest, FlowManifest
 
 
-class TVL1Params(StageParams):
-    """TV-L1 settings of both "tvl1" (OpenCV) and "tvl1_torch"; defaults: OpenCV's."""
+class FlowParams(StageParams, FlowSettings):
+    """The flow section: `features.flow.FlowSettings` (its `tvl1` subsection
+    `features.tvl1.TVL1Settings`), handed to `iter_flow` as it is, and where it runs."""
 
-    tau: float = Field(TVL1Settings.tau, gt=0)
-    lambda_: float = TVL1Settings.lambda_
-    theta: float = Field(TVL1Settings.theta, gt=0)
-    nscales: int = Field(TVL1Settings.nscales, ge=1)
-    warps: int = Field(TVL1Settings.warps, ge=1)
-    epsilon: float = Field(TVL1Settings.epsilon, gt=0)
-
-
-class FlowParams(StageParams):
-    method: Literal["dis", "tvl1", "tvl1_torch"] = "dis"
-    bound: float = Field(20.0, gt=0)
-    dis_preset: Literal["ultrafast", "fast", "medium"] = "fast"
-    tvl1_torch_batch: int = Field(TORCH_BATCH, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    tvl1: TVL1Params = TVL1Params()
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # tvl1_torch only
 
 
 def recorded_params(params: FlowParams) -> dict[str, Any]:
@@ -93,8 +78,7 @@ def flow_video(decoded: Path, *, out: Path, params: FlowParams, video_id: str) -
         VideoError: the decoded video cannot be read.
     """
     device = resolve_device(params.device) if params.method == "tvl1_torch" else "cpu"
-    flows = iter_flow(_gray_frames(decoded), method=params.method, bound=params.bound, tvl1=params.tvl1.model_dump(),
-                      dis_preset=params.dis_preset, batch=params.tvl1_torch_batch, device=device)
+    flows = iter_flow(_gray_frames(decoded), params, device=device)
     try:
         return write_flow_frames(out, flows, method=params.method, bound=params.bound, params=params.model_dump())
     except VideoDecodeError as err:

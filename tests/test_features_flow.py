@@ -12,6 +12,7 @@ import pytest
 from features.flow import (
     FlowFileError,
     FlowReader,
+    FlowSettings,
     compute_flow,
     dequantize,
     dequantize_pixels,
@@ -74,7 +75,7 @@ def test_bad_bound_is_rejected() -> None:
 def test_shift_by_two_pixels_gives_flow_two(method: str, axis: int, channel: int) -> None:
     img = _texture()
     moved = np.roll(img, 2, axis=axis)  # content moves +2 px along x (axis 1) or y (axis 0)
-    q = compute_flow(np.stack([img, moved]), method=method, bound=20.0)
+    q = compute_flow(np.stack([img, moved]), FlowSettings(method=method, bound=20.0))
     flow = dequantize_pixels(q[0, 8:-8, 8:-8], 20.0)  # interior, away from the wrap
     assert flow[..., channel].mean() == pytest.approx(2.0, abs=0.15)
     assert flow[..., 1 - channel].mean() == pytest.approx(0.0, abs=0.15)
@@ -83,7 +84,7 @@ def test_shift_by_two_pixels_gives_flow_two(method: str, axis: int, channel: int
 def test_output_has_n_frames_with_last_pair_repeated() -> None:
     img = _texture()
     frames = np.stack([img, np.roll(img, 1, axis=1), np.roll(img, 3, axis=1)])  # shifts +1, +2
-    q = compute_flow(frames, method="dis")
+    q = compute_flow(frames, FlowSettings(method="dis"))
     assert q.shape == (3, 64, 64, 2) and q.dtype == np.uint8
     np.testing.assert_array_equal(q[2], q[1])
     dx = dequantize_pixels(q[:, 8:-8, 8:-8, 0], 20.0).mean(axis=(1, 2))
@@ -92,7 +93,7 @@ def test_output_has_n_frames_with_last_pair_repeated() -> None:
 
 @pytest.mark.parametrize("method", ["tvl1", "tvl1_torch"])
 def test_single_frame_gives_zero_flow(method: str) -> None:
-    q = compute_flow(_texture()[None], method=method)
+    q = compute_flow(_texture()[None], FlowSettings(method=method))
     assert q.shape == (1, 64, 64, 2)
     np.testing.assert_array_equal(q, 128)  # round(127.5) = 128, i.e. 20/255 px
     assert np.abs(dequantize_pixels(q, 20.0)).max() <= 20 / 255 + 1e-6
@@ -108,7 +109,7 @@ def _shifting_clip(n: int, size: int = 32) -> np.ndarray:
 def shifting_clip_pair_flows() -> tuple[np.ndarray, list[np.ndarray]]:
     """A 5-frame clip and the quantised tvl1_torch flow of each of its pairs computed alone."""
     frames = _shifting_clip(5)
-    pair_flow = make_pair_flow(method="tvl1_torch")
+    pair_flow = make_pair_flow(FlowSettings(method="tvl1_torch"))
     return frames, [quantize(pair_flow(frames[i], frames[i + 1]), 20.0) for i in range(4)]
 
 
@@ -129,7 +130,7 @@ def test_tvl1_torch_streams_in_batches_like_the_pairwise_methods(
             yield f
 
     out = []
-    for k, q in enumerate(iter_flow(decoder(), method="tvl1_torch", batch=batch)):
+    for k, q in enumerate(iter_flow(decoder(), FlowSettings(method="tvl1_torch", tvl1_torch_batch=batch))):
         assert taken <= k + batch + 1
         out.append(q)
     out = np.stack(out)
@@ -142,16 +143,16 @@ def test_tvl1_torch_streams_in_batches_like_the_pairwise_methods(
 
 def test_tvl1_torch_agrees_with_tvl1_after_quantisation() -> None:
     frames = _shifting_clip(3, 48)
-    a = compute_flow(frames, method="tvl1").astype(int)
-    b = compute_flow(frames, method="tvl1_torch", batch=2).astype(int)
+    a = compute_flow(frames, FlowSettings(method="tvl1")).astype(int)
+    b = compute_flow(frames, FlowSettings(method="tvl1_torch", tvl1_torch_batch=2)).astype(int)
     assert np.abs(a - b).max() <= 2 and (a == b).mean() > 0.95
 
 
 def test_streaming_matches_whole_clip() -> None:
     img = _texture(48)
     frames = np.stack([np.roll(img, k, axis=1) for k in range(4)])
-    streamed = np.stack(list(iter_flow((f for f in frames), method="dis", bound=10.0)))
-    np.testing.assert_array_equal(streamed, compute_flow(frames, method="dis", bound=10.0))
+    streamed = np.stack(list(iter_flow((f for f in frames), FlowSettings(method="dis", bound=10.0))))
+    np.testing.assert_array_equal(streamed, compute_flow(frames, FlowSettings(method="dis", bound=10.0)))
 
 
 def test_bad_inputs_are_rejected() -> None:
@@ -161,27 +162,25 @@ def test_bad_inputs_are_rejected() -> None:
     with pytest.raises(ValueError, match="uint8"):
         compute_flow(np.zeros((2, 16, 16, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="'farneback'"):
-        compute_flow(frames, method="farneback")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="'lambda'"):
-        compute_flow(frames, method="tvl1", tvl1={"lambda": 0.1})
-    with pytest.raises(ValueError, match="'lambda'"):
-        compute_flow(frames, method="tvl1_torch", tvl1={"lambda": 0.1})
+        FlowSettings(method="farneback")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"tvl1\.lambda\n  Extra inputs are not permitted"):
+        FlowSettings(method="tvl1", tvl1={"lambda": 0.1})
     with pytest.raises(ValueError, match="batch"):
-        compute_flow(frames, method="tvl1_torch", batch=0)
+        FlowSettings(method="tvl1_torch", tvl1_torch_batch=0)
     with pytest.raises(ValueError, match="frame 1"):
-        list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], method="tvl1_torch"))
+        list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], FlowSettings(method="tvl1_torch")))
     with pytest.raises(ValueError, match="'slow'"):
-        compute_flow(frames, method="dis", dis_preset="slow")  # type: ignore[arg-type]
+        FlowSettings(method="dis", dis_preset="slow")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="frame 1"):
-        list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], method="dis"))
+        list(iter_flow([frames[0], np.zeros((8, 8), dtype=np.uint8)], FlowSettings(method="dis")))
 
 
 @pytest.mark.parametrize("method", ["tvl1", "tvl1_torch"])
 def test_tvl1_params_are_applied(method: str) -> None:
     img = _texture()
     frames = np.stack([img, np.roll(img, 2, axis=1)])
-    default = compute_flow(frames, method=method)
-    coarse = compute_flow(frames, method=method, tvl1={"nscales": 1, "warps": 1, "lambda_": 0.01})
+    default = compute_flow(frames, FlowSettings(method=method))
+    coarse = compute_flow(frames, FlowSettings(method=method, tvl1={"nscales": 1, "warps": 1, "lambda_": 0.01}))
     assert not np.array_equal(default, coarse)
 
 
@@ -240,11 +239,11 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path: Path) -> None:
 def test_streaming_compute_and_write(tmp_path: Path) -> None:
     img = _texture(32)
     frames = [np.roll(img, k, axis=1) for k in range(3)]
-    n = write_flow_frames(tmp_path / "s.h5", iter_flow(iter(frames), method="dis"),
+    n = write_flow_frames(tmp_path / "s.h5", iter_flow(iter(frames), FlowSettings(method="dis")),
                           method="dis", bound=20.0)
     assert n == 3
     np.testing.assert_array_equal(read_flow(tmp_path / "s.h5")[0],
-                                  compute_flow(np.stack(frames), method="dis"))
+                                  compute_flow(np.stack(frames), FlowSettings(method="dis")))
 
 
 def test_truncated_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from features.flow import TVL1_PARAMS
 from features.tvl1 import (
-    TVL1Settings,
+    TVL1Solver,
     centered_gradient,
     median_filter,
     pyramid_sizes,
@@ -70,13 +70,12 @@ def _moved_pair(size: int, *, shift=(0.0, 0.0), angle: float = 0.0, zoom: float 
 def _opencv(f0: np.ndarray, f1: np.ndarray, **params) -> np.ndarray:
     algo = cv2.optflow.DualTVL1OpticalFlow_create()
     for key, value in params.items():
-        setter, kind = TVL1_PARAMS[key]
-        getattr(algo, setter)(kind(value))
+        getattr(algo, TVL1_PARAMS[key])(value)
     return algo.calc(f0, f1, None)
 
 
 def _torch(f0: np.ndarray, f1: np.ndarray, **params) -> np.ndarray:
-    return tvl1_flow(torch.from_numpy(f0)[None], torch.from_numpy(f1)[None], params=params)[0].numpy()
+    return tvl1_flow(torch.from_numpy(f0)[None], torch.from_numpy(f1)[None], settings=TVL1Solver(**params))[0].numpy()
 
 
 def _epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -213,14 +212,14 @@ def test_uint8_and_float_input_agree() -> None:
 def test_params_are_checked_and_applied() -> None:
     f0, f1, _ = _moved_pair(32, shift=(1.0, 0.0))
     a, b = torch.from_numpy(f0)[None], torch.from_numpy(f1)[None]
-    with pytest.raises(ValueError, match="'lambda'"):
-        tvl1_flow(a, b, params={"lambda": 0.1})
-    with pytest.raises(ValueError, match="median_filtering"):
-        TVL1Settings(median_filtering=4)
+    with pytest.raises(ValueError, match="lambda\n  Extra inputs are not permitted"):
+        TVL1Solver(**{"lambda": 0.1})
+    with pytest.raises(ValueError, match="median_filtering\n  Value error, expected an odd size"):
+        TVL1Solver(median_filtering=4)
     with pytest.raises(ValueError, match=r"\(B, H, W\)"):
         tvl1_flow(a[0], b[0])
-    assert set(TVL1_PARAMS) == {f for f in TVL1Settings.__dataclass_fields__}
-    coarse = tvl1_flow(a, b, params={"nscales": 1, "warps": 1, "lambda_": 0.01})
+    assert set(TVL1_PARAMS) == set(TVL1Solver.model_fields)
+    coarse = tvl1_flow(a, b, settings=TVL1Solver(nscales=1, warps=1, lambda_=0.01))
     assert not torch.equal(coarse, tvl1_flow(a, b))
 
 

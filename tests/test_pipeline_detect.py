@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from features.video import decode_to_mp4
+from features.video import DecodeSettings, decode_to_mp4
 from lacp.model_io import read_model_meta
 from pipeline.cli import main as cli_main
 from pipeline.detect import (
@@ -102,7 +102,7 @@ def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
     snippet_s = 16 / 25
     for vid, want in sorted(_evaluated(run).items()):
         other = tmp_path / f"{vid}_24fps.mp4"
-        decode_to_mp4(Path(sources[vid]), other, fps=24, short_side=64, crf=12, min_frames=1)
+        decode_to_mp4(Path(sources[vid]), other, settings=DecodeSettings(fps=24, short_side=64, crf=12, min_frames=1))
         got = detect_video(other, detector, work_dir=tmp_path / vid)
         for w in want:
             same_class = [g["segment"] for g in got.detections if detector.classes[g["label_index"]] == w["label"]]

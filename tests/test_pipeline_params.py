@@ -80,7 +80,7 @@ def test_out_of_range_is_named(tmp_path: Path, raw: dict):
 
 def test_frame_step_longer_than_snippet_is_named(tmp_path: Path, raw: dict):
     raw["extract"]["frame_step"] = 32
-    with pytest.raises(ParamsError, match=r"extract\.frame_step \(32\) must not exceed extract\.snippet \(16\)"):
+    with pytest.raises(ParamsError, match=r"extract: Value error, frame_step \(32\) must not exceed snippet \(16\)"):
         load_params(_write(tmp_path, raw))
 
 

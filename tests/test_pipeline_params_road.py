@@ -12,12 +12,15 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
+from features.flow import write_flow
 from pipeline.params import ParamsError, load_params
 from tests.conftest import REPO
 
@@ -123,6 +126,51 @@ def test_a_training_setting_reaches_the_trainers_config(monkeypatch: pytest.Monk
     assert (received.dummy_knob, received.seed, received.feature_dim) == (3, 5, 8)
 
 
+def test_a_decode_setting_reaches_decode_to_mp4(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    library = _edited(monkeypatch, module="features.video", settings="DecodeSettings")
+    stage = _fresh(monkeypatch, module="stages.decode")
+    params = stage.DecodeParams.model_validate({"dummy_knob": 3, "short_side": 64})
+    _, kwargs = _received(monkeypatch, stage, "decode_to_mp4", lambda: stage.decode_video(
+        tmp_path / "source.mp4", out=tmp_path / "v.mp4", params=params, video_id="v"))
+    assert isinstance(kwargs["settings"], library.DecodeSettings)
+    assert (kwargs["settings"].dummy_knob, kwargs["settings"].short_side) == (3, 64)
+
+
+def test_a_flow_setting_reaches_iter_flow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    library = _edited(monkeypatch, module="features.flow", settings="FlowSettings")
+    stage = _fresh(monkeypatch, module="stages.flow")
+    params = stage.FlowParams.model_validate({"dummy_knob": 3, "bound": 10.0})
+    (_, settings), _ = _received(monkeypatch, stage, "iter_flow", lambda: stage.flow_video(
+        tmp_path / "v.mp4", out=tmp_path / "v.h5", params=params, video_id="v"))
+    assert isinstance(settings, library.FlowSettings)
+    assert (settings.dummy_knob, settings.bound) == (3, 10.0)
+
+
+def test_a_tvl1_setting_reaches_the_solver(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    library = _edited(monkeypatch, module="features.tvl1", settings="TVL1Settings")
+    flow = _fresh(monkeypatch, module="features.flow")  # FlowSettings' tvl1 subsection: the edited class
+    stage = _fresh(monkeypatch, module="stages.flow")
+    monkeypatch.setattr(stage, "_gray_frames", lambda path: iter([np.zeros((16, 16), np.uint8)] * 2))
+    params = stage.FlowParams.model_validate(
+        {"method": "tvl1_torch", "device": "cpu", "tvl1": {"dummy_knob": 3, "warps": 2}})
+    _, kwargs = _received(monkeypatch, flow, "tvl1_flow", lambda: stage.flow_video(
+        tmp_path / "v.mp4", out=tmp_path / "v.h5", params=params, video_id="v"))
+    assert type(kwargs["settings"]) is library.TVL1Solver
+    assert (kwargs["settings"].dummy_knob, kwargs["settings"].warps) == (3, 2)
+
+
+def test_an_extract_setting_reaches_the_snippet_batches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    library = _edited(monkeypatch, module="features.snippets", settings="SnippetSettings")
+    stage = _fresh(monkeypatch, module="stages.extract")
+    monkeypatch.setattr(stage, "load_stream", lambda *args: SimpleNamespace(dtype=torch.float32))  # no weights
+    write_flow(tmp_path / "v.h5", np.zeros((4, 8, 8, 2), np.uint8), method="dis", bound=20.0)
+    params = stage.ExtractParams.model_validate({"dummy_knob": 3, "crop": 64, "device": "cpu"})
+    _, kwargs = _received(monkeypatch, stage, "stream_batches", lambda: stage.extract_video(
+        "v", decoded=tmp_path / "v.mp4", flow=tmp_path / "v.h5", num_frames=4, params=params, weights_dir=tmp_path))
+    assert isinstance(kwargs["settings"], library.SnippetSettings)
+    assert (kwargs["settings"].dummy_knob, kwargs["settings"].crop) == (3, 64)
+
+
 @pytest.mark.parametrize(("overrides", "expected"), [
     ({"train": {"steps": 0}}, "train.steps: Input should be greater than or equal to 1"),
     ({"train": {"select_best_on_test": True}}, "train: Value error, select_best_on_test needs eval_every > 0"),
@@ -133,6 +181,11 @@ def test_a_training_setting_reaches_the_trainers_config(monkeypatch: pytest.Monk
      "dataset.synthetic.duration_s: Value error, duration_s must be [low, high] with 0 < low <= high"),
     ({"selftrain": {"window": 8}}, "selftrain: Value error, window must be odd"),
     ({"selftrain": {"lr": float("inf")}}, "selftrain.lr: Input should be a finite number"),
+    ({"decode": {"short_side": 8}}, "decode.short_side: Input should be greater than or equal to 16"),
+    ({"flow": {"bound": 0}}, "flow.bound: Input should be greater than 0"),
+    ({"flow": {"tvl1": {"tau": float("inf")}}}, "flow.tvl1.tau: Input should be a finite number"),
+    ({"extract": {"crop": 8}}, "extract.crop: Input should be greater than or equal to 32"),
+    ({"extract": {"frame_step": 32}}, "extract: Value error, frame_step (32) must not exceed snippet (16)"),
 ])
 def test_a_bad_value_is_refused_once_on_load_naming_the_key(overrides: dict, expected: str) -> None:
     with pytest.raises(ParamsError) as err:

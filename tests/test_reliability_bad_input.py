@@ -198,16 +198,16 @@ def test_decode_finishes_the_good_videos(decoded):
 UHD_MEMORY = textwrap.dedent(
     """
     import json, sys
-    from features.video import decode_to_mp4
+    from features.video import DecodeSettings, decode_to_mp4
 
     def peak_mib():
         with open("/proc/self/status") as fh:
             return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
     short, long, out = sys.argv[1:4]
-    decode_to_mp4(short, out, short_side=48, min_frames=1)  # warms the decoder up
+    decode_to_mp4(short, out, settings=DecodeSettings(short_side=48, min_frames=1))  # warms the decoder up
     warm = peak_mib()
-    decode_to_mp4(long, out, short_side=48, min_frames=1)
+    decode_to_mp4(long, out, settings=DecodeSettings(short_side=48, min_frames=1))
     print(json.dumps({"growth_mib": peak_mib() - warm}))
     """
 )

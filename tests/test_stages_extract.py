@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from features.flow import compute_flow, read_flow, write_flow
+from features.flow import FlowSettings, compute_flow, read_flow, write_flow
 from features.i3d import I3D
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 from core.files import atomic_path, sha256_file, write_json
 from features.store import FILE_ATTR_KEYS, FeatureStore, FeatureStoreWriter
-from features.video import decode_to_mp4, read_decoded_frames
+from features.video import DecodeSettings, decode_to_mp4, read_decoded_frames
 from features.weights import save_state_dict
 from stages import extract
 from stages.common import VideoError, VideoResult, run_plan
@@ -40,9 +40,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     for d in (decoded, flow, weights):
         d.mkdir()
     write_texture_video(root / "src.mp4", FRAMES, size=(64, 48))
-    decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", fps=25, short_side=64, min_frames=1)
+    decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", settings=DecodeSettings(short_side=64, min_frames=1))
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in read_decoded_frames(decoded / f"{VID}.mp4")])
-    write_flow(flow / f"{VID}.h5", compute_flow(gray, method="dis"), method="dis", bound=20.0)
+    write_flow(flow / f"{VID}.h5", compute_flow(gray, FlowSettings(method="dis")), method="dis", bound=20.0)
     for name, channels in (("rgb", 3), ("flow", 2)):
         torch.manual_seed(channels)
         save_state_dict(I3D(in_channels=channels).state_dict(), weights / f"{name}.pt")
@@ -116,10 +116,10 @@ def short(inputs, tmp_path_factory) -> dict[str, Path]:
     for d in (decoded, flow):
         d.mkdir()
     write_texture_video(root / "src.mp4", SHORT, size=(48, 32), seed=1)
-    decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", fps=25, short_side=32, min_frames=1)
+    decode_to_mp4(root / "src.mp4", decoded / f"{VID}.mp4", settings=DecodeSettings(short_side=32, min_frames=1))
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in read_decoded_frames(decoded / f"{VID}.mp4")])
     assert len(gray) == SHORT
-    write_flow(flow / f"{VID}.h5", compute_flow(gray, method="dis"), method="dis", bound=20.0)
+    write_flow(flow / f"{VID}.h5", compute_flow(gray, FlowSettings(method="dis")), method="dis", bound=20.0)
     return {"decoded": decoded, "flow": flow, "weights": inputs["weights"]}
 
 
