@@ -28,9 +28,10 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python -m pipeline repro
 
-## test: the linter (ruff, pyproject.toml's [tool.ruff]), then the test suite
+## test: the linter and the formatter's check (ruff, pyproject.toml's [tool.ruff]), then the test suite
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 ## ui: the Prefect UI on http://127.0.0.1:4200 (same database as the runs)

@@ -43,18 +43,22 @@ def main() -> None:
             times.append(time.perf_counter() - started)
             size = dst.stat().st_size
     best = min(times)
-    print(json.dumps({
-        "cpu": cpu_name(),
-        "video": src.name,
-        "source_size": "640x272",
-        "output_size": f"{row.width}x{row.height}",
-        "frames_out": row.frames_out,
-        "seconds": round(best, 4),
-        "frames_per_s": round(row.frames_out / best, 1),
-        "bytes_per_video_minute": round(size / (row.frames_out / 25 / 60)),
-        "crf": args.crf,
-        "preset": args.preset,
-    }))
+    print(
+        json.dumps(
+            {
+                "cpu": cpu_name(),
+                "video": src.name,
+                "source_size": "640x272",
+                "output_size": f"{row.width}x{row.height}",
+                "frames_out": row.frames_out,
+                "seconds": round(best, 4),
+                "frames_per_s": round(row.frames_out / best, 1),
+                "bytes_per_video_minute": round(size / (row.frames_out / 25 / 60)),
+                "crf": args.crf,
+                "preset": args.preset,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -96,8 +96,9 @@ def run(*, rev: str, venv: Path | None, work: Path) -> dict[str, Any]:
     env.pop("PREFECT_API_URL", None)
     stages: dict[str, float] = {}
     started = time.monotonic()
-    with subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        ["make", "run"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stderr.write(line)  # the run's terminal, as a person sees it
@@ -112,11 +113,17 @@ def run(*, rev: str, venv: Path | None, work: Path) -> dict[str, Any]:
     hashes = {path: md5_file(clone / path) for path in HASHED}
     return {
         "cpu": cpu_name(),
-        "torch_threads": int(subprocess.run([str(clone / ".venv/bin/python"), "-c",
-                                             "import torch; print(torch.get_num_threads())"],
-                                            capture_output=True, text=True, check=True).stdout),
-        "rev": subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True,
-                              check=True).stdout.strip(),
+        "torch_threads": int(
+            subprocess.run(
+                [str(clone / ".venv/bin/python"), "-c", "import torch; print(torch.get_num_threads())"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        ),
+        "rev": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout.strip(),
         "make_run_s": round(total, 1),
         "stage_s": stages,
         "md5": hashes,

@@ -47,8 +47,19 @@ def child(video: Path, *, model: str, weights: str, out: Path) -> dict:
 
 def detect_child(video: Path, *, model: str, weights: str, out: Path) -> dict:
     """`child` in a fresh process (`bench.machine.run_child`)."""
-    argv = [sys.executable, "-m", "bench.detect", "--child", str(video), "--model", model, "--weights", weights,
-            "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.detect",
+        "--child",
+        str(video),
+        "--model",
+        model,
+        "--weights",
+        weights,
+        "--out",
+        str(out),
+    ]
     return run_child(argv, cwd=REPO, env=child_env(), what=f"on {video}")
 
 
@@ -58,7 +69,9 @@ def average_map(detections: Path, video_id: str, entry: dict, *, classes: list[s
     from lacp.metrics import evaluate_detection, load_ground_truth
 
     truth = {"database": {video_id: {**entry, "subset": "test"}}, "classes": classes}
-    return float(evaluate_detection(load_ground_truth(truth, subset="test"), json.loads(detections.read_text())).map.mean())
+    return float(
+        evaluate_detection(load_ground_truth(truth, subset="test"), json.loads(detections.read_text())).map.mean()
+    )
 
 
 def main() -> None:
@@ -66,7 +79,9 @@ def main() -> None:
     parser.add_argument("--minutes", default="1,10", help="comma-separated video lengths in minutes")
     parser.add_argument("--model", default="", help="model folder (default: params.yaml's paths.model)")
     parser.add_argument("--weights", default="", help="I3D weights folder (default: params.yaml's paths.weights)")
-    parser.add_argument("--work-dir", type=Path, help="where the videos and detections go (default: a temporary folder)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="where the videos and detections go (default: a temporary folder)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -61,7 +61,9 @@ def time_proposals(rng: np.random.Generator, *, videos: int) -> float:
         score = np.zeros(N_CLASSES)
         score[rng.choice(N_CLASSES, 2, replace=False)] = 0.8
         begin = time.perf_counter()
-        generate_proposals(q, config=DetectionConfig(), video_score=score, snippet_seconds=RELEASED_GRID.seconds_per_snippet)
+        generate_proposals(
+            q, config=DetectionConfig(), video_score=score, snippet_seconds=RELEASED_GRID.seconds_per_snippet
+        )
         elapsed += time.perf_counter() - begin
     return 1000 * elapsed / videos
 

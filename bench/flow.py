@@ -104,8 +104,7 @@ def render(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frames = np.empty((n, SIZE, SIZE), np.uint8)
     boxes = []
     for k in range(n):
-        img = cv2.warpAffine(bg, _affine(k)[:2], (SIZE, SIZE), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_WRAP)
+        img = cv2.warpAffine(bg, _affine(k)[:2], (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         x0, y0 = _obj_origin(k)
         mo = np.array([[1, 0, x0], [0, 1, y0]], np.float64)
         obj_layer = cv2.warpAffine(obj, mo, (SIZE, SIZE), flags=cv2.INTER_LINEAR)
@@ -124,11 +123,14 @@ def render(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         (x0, y0), (x1, y1) = boxes[k], boxes[k + 1]
         in_obj = (xs >= x0) & (xs < x0 + OBJ_SIZE) & (ys >= y0) & (ys < y0 + OBJ_SIZE)
         flow[k][in_obj] = (x1 - x0, y1 - y0)
-        near = ((xs >= min(x0, x1) - 8) & (xs < max(x0, x1) + OBJ_SIZE + 8)
-                & (ys >= min(y0, y1) - 8) & (ys < max(y0, y1) + OBJ_SIZE + 8))
-        core = ((xs >= x0 + 8) & (xs < x0 + OBJ_SIZE - 8)
-                & (ys >= y0 + 8) & (ys < y0 + OBJ_SIZE - 8))
-        mask[k] = (~near | core)
+        near = (
+            (xs >= min(x0, x1) - 8)
+            & (xs < max(x0, x1) + OBJ_SIZE + 8)
+            & (ys >= min(y0, y1) - 8)
+            & (ys < max(y0, y1) + OBJ_SIZE + 8)
+        )
+        core = (xs >= x0 + 8) & (xs < x0 + OBJ_SIZE - 8) & (ys >= y0 + 8) & (ys < y0 + OBJ_SIZE - 8)
+        mask[k] = ~near | core
         mask[k, :border] = mask[k, -border:] = False
         mask[k, :, :border] = mask[k, :, -border:] = False
     return frames, flow, mask
@@ -143,8 +145,12 @@ def measure(frames: np.ndarray, truth: np.ndarray, mask: np.ndarray, **kw: objec
     pairs = len(frames) - 1
     est = dequantize_pixels(q[:pairs], BOUND)  # (N-1, H, W, 2)
     epe = np.linalg.norm(est - truth, axis=-1)[mask]
-    return {"frames_per_s": pairs / seconds, "seconds_per_frame": seconds / pairs,
-            "epe_px": float(epe.mean()), "flow": q}
+    return {
+        "frames_per_s": pairs / seconds,
+        "seconds_per_frame": seconds / pairs,
+        "epe_px": float(epe.mean()),
+        "flow": q,
+    }
 
 
 def stored_bytes(flow_u8: np.ndarray, compression: str) -> int:
@@ -173,7 +179,7 @@ def read_clip_av(path: str | os.PathLike[str], *, start: int, count: int, size: 
             h, w = grey.shape
             side = min(h, w)
             top, left = (h - side) // 2, (w - side) // 2
-            square = grey[top:top + side, left:left + side]
+            square = grey[top : top + side, left : left + side]
             frames.append(cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA))
             if len(frames) == count:
                 break
@@ -195,8 +201,9 @@ def read_decoded_clip(path: str | os.PathLike[str], *, start: int, count: int) -
     return np.stack(frames)
 
 
-def torch_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(), batch: int = TORCH_BATCH,
-                device: str | torch.device = "cpu") -> np.ndarray:
+def torch_flows(
+    frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(), batch: int = TORCH_BATCH, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """tvl1_torch flow of each consecutive pair, ``batch`` pairs at a time.
 
     Returns:
@@ -204,8 +211,10 @@ def torch_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(), batch: i
     """
     t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)  # (N, H, W)
     pairs = len(frames) - 1
-    out = [tvl1_flow(t[s:min(s + batch, pairs)], t[s + 1:min(s + batch, pairs) + 1], settings=tvl1).cpu()
-           for s in range(0, pairs, batch)]
+    out = [
+        tvl1_flow(t[s : min(s + batch, pairs)], t[s + 1 : min(s + batch, pairs) + 1], settings=tvl1).cpu()
+        for s in range(0, pairs, batch)
+    ]
     return torch.cat(out).numpy()
 
 
@@ -219,9 +228,13 @@ def opencv_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver()) -> np.n
     return np.stack([pair_flow(frames[i], frames[i + 1]) for i in range(len(frames) - 1)])
 
 
-def opencv_and_torch_flows(frames: np.ndarray, *, tvl1: TVL1Solver = TVL1Solver(),
-                           batch: int = TORCH_BATCH, device: str | torch.device = "cpu",
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def opencv_and_torch_flows(
+    frames: np.ndarray,
+    *,
+    tvl1: TVL1Solver = TVL1Solver(),
+    batch: int = TORCH_BATCH,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """Both TV-L1 flows of a clip with the same parameters.
 
     Args:
@@ -275,7 +288,8 @@ def speed(frames: np.ndarray, *, threads: int, batch: int) -> dict[str, float]:
     result["tvl1_torch_1thread_pairs_per_s"] = round(pairs / wall, 3)
     result["tvl1_torch_1thread_cpu_s_per_pair"] = round(cpu / pairs, 3)
     result["tvl1_torch_per_core_speedup_ratio"] = round(
-        result["tvl1_opencv_1thread_cpu_s_per_pair"] / result["tvl1_torch_1thread_cpu_s_per_pair"], 2)
+        result["tvl1_opencv_1thread_cpu_s_per_pair"] / result["tvl1_torch_1thread_cpu_s_per_pair"], 2
+    )
     result["tvl1_torch_threads"] = threads
     if threads > 1:
         cv2.setNumThreads(threads)
@@ -301,10 +315,14 @@ def cuda_speed(frames: np.ndarray, *, batch: int) -> dict[str, object]:
     seconds = time.perf_counter() - start
     cpu = torch_flows(frames[:9], batch=batch)
     cmp = agreement(gpu[:8], cpu)
-    return {"cuda_device": torch.cuda.get_device_name(device), "tvl1_torch_cuda_batch": batch,
-            "tvl1_torch_cuda_pairs": pairs, "tvl1_torch_cuda_pairs_per_s": round(pairs / seconds, 2),
-            "agreement_cuda_cpu_mean_epe_px": cmp["mean_epe_px"],
-            "agreement_cuda_cpu_within_0_5px_share": cmp["within_0_5px_share"]}
+    return {
+        "cuda_device": torch.cuda.get_device_name(device),
+        "tvl1_torch_cuda_batch": batch,
+        "tvl1_torch_cuda_pairs": pairs,
+        "tvl1_torch_cuda_pairs_per_s": round(pairs / seconds, 2),
+        "agreement_cuda_cpu_mean_epe_px": cmp["mean_epe_px"],
+        "agreement_cuda_cpu_within_0_5px_share": cmp["within_0_5px_share"],
+    }
 
 
 def real_clips(count: int) -> list[tuple[str, np.ndarray]]:
@@ -323,8 +341,9 @@ def dataset_clips(count: int, videos: int, decoded_dir: Path = Path("data/decode
     return [(p.stem, read_decoded_clip(p, start=100, count=count)) for p in paths]
 
 
-def agreement_report(prefix: str, clips: list[tuple[str, np.ndarray]], *, batch: int,
-                     yardstick: bool) -> dict[str, object]:
+def agreement_report(
+    prefix: str, clips: list[tuple[str, np.ndarray]], *, batch: int, yardstick: bool
+) -> dict[str, object]:
     """Pooled tvl1_torch vs OpenCV agreement over clips (keys prefixed ``agreement_<prefix>_``)."""
     key = f"agreement_{prefix}"
     if not clips:
@@ -338,17 +357,21 @@ def agreement_report(prefix: str, clips: list[tuple[str, np.ndarray]], *, batch:
             self_all.append((frames, ref))
     ref, mine = np.concatenate(cv_all), np.concatenate(torch_all)
     cmp = agreement(ref, mine)
-    out: dict[str, object] = {f"{key}_clips": [name for name, _ in clips], f"{key}_pairs": len(ref),
-                              f"{key}_size_px": list(ref.shape[1:3]),
-                              f"{key}_mean_epe_px": cmp["mean_epe_px"],
-                              f"{key}_within_0_5px_share": cmp["within_0_5px_share"],
-                              f"{key}_opencv_mean_flow_px": round(float(np.linalg.norm(ref, axis=-1).mean()), 3)}
+    out: dict[str, object] = {
+        f"{key}_clips": [name for name, _ in clips],
+        f"{key}_pairs": len(ref),
+        f"{key}_size_px": list(ref.shape[1:3]),
+        f"{key}_mean_epe_px": cmp["mean_epe_px"],
+        f"{key}_within_0_5px_share": cmp["within_0_5px_share"],
+        f"{key}_opencv_mean_flow_px": round(float(np.linalg.norm(ref, axis=-1).mean()), 3),
+    }
     if yardstick:
         moved = [opencv_self_agreement(frames, flows) for frames, flows in self_all]
         n = [len(f) for _, f in self_all]
         for name, digits in (("mean_epe_px", 4), ("within_0_5px_share", 5)):
             out[f"{key}_opencv_self_noise_1e-3_{name}"] = round(
-                float(np.average([m[name] for m in moved], weights=n)), digits)
+                float(np.average([m[name] for m in moved], weights=n)), digits
+            )
     return out
 
 
@@ -379,12 +402,24 @@ def feature_cosine_report(clips: list[tuple[str, np.ndarray]], *, batch: int) ->
         for flow in opencv_and_torch_flows(frames, batch=batch):  # each (N - 1, H, W, 2) px
             quantised = quantize(flow, BOUND)  # as the flow stage stores it
             with torch.inference_mode():
-                features.append(torch.cat([net.features(b) for b in iter_snippet_batches(
-                    quantised, snippet=16, stride=16, batch=2, transform=transform)]))  # (S, 1024)
+                features.append(
+                    torch.cat(
+                        [
+                            net.features(b)
+                            for b in iter_snippet_batches(
+                                quantised, snippet=16, stride=16, batch=2, transform=transform
+                            )
+                        ]
+                    )
+                )  # (S, 1024)
         values.append(torch.nn.functional.cosine_similarity(features[0].double(), features[1].double(), dim=1))
     cos = torch.cat(values)
-    return {"feature_cosine_clips": [name for name, _ in clips], "feature_cosine_snippets": len(cos),
-            "feature_cosine_mean": round(float(cos.mean()), 6), "feature_cosine_min": round(float(cos.min()), 6)}
+    return {
+        "feature_cosine_clips": [name for name, _ in clips],
+        "feature_cosine_snippets": len(cos),
+        "feature_cosine_mean": round(float(cos.mean()), 6),
+        "feature_cosine_min": round(float(cos.min()), 6),
+    }
 
 
 def main() -> None:
@@ -397,8 +432,12 @@ def main() -> None:
     cv2.setNumThreads(args.threads)
     n_dis, n_tvl1 = (26, 3) if args.quick else (151, 6)
     frames, truth, mask = render(n_dis)
-    result: dict[str, object] = {"size_px": SIZE, "threads": args.threads,
-                                 "dis_pairs": n_dis - 1, "tvl1_pairs": n_tvl1 - 1}
+    result: dict[str, object] = {
+        "size_px": SIZE,
+        "threads": args.threads,
+        "dis_pairs": n_dis - 1,
+        "tvl1_pairs": n_tvl1 - 1,
+    }
     dis_fast = None
     for preset in ("ultrafast", "fast", "medium"):
         m = measure(frames, truth, mask, method="dis", dis_preset=preset)
@@ -410,8 +449,9 @@ def main() -> None:
     result["tvl1_frames_per_s"] = round(m["frames_per_s"], 2)
     result["tvl1_seconds_per_frame"] = round(m["seconds_per_frame"], 3)
     result["tvl1_epe_px"] = round(m["epe_px"], 3)
-    m = measure(frames[:n_tvl1], truth[: n_tvl1 - 1], mask[: n_tvl1 - 1], method="tvl1_torch",
-                tvl1_torch_batch=args.batch)
+    m = measure(
+        frames[:n_tvl1], truth[: n_tvl1 - 1], mask[: n_tvl1 - 1], method="tvl1_torch", tvl1_torch_batch=args.batch
+    )
     result["tvl1_torch_epe_px"] = round(m["epe_px"], 3)
     frames_per_minute = 60 * FPS
     raw = SIZE * SIZE * 2 * frames_per_minute
@@ -428,14 +468,17 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     clip_frames = 4 if args.quick else 9
-    result.update(agreement_report("bench", [("bench", frames[:clip_frames])], batch=args.batch,
-                                   yardstick=False))
+    result.update(agreement_report("bench", [("bench", frames[:clip_frames])], batch=args.batch, yardstick=False))
     result.update(agreement_report("real", real_clips(clip_frames), batch=args.batch, yardstick=True))
-    result.update(agreement_report("dataset", dataset_clips(clip_frames, 1 if args.quick else 3),
-                                   batch=args.batch, yardstick=True))
+    result.update(
+        agreement_report(
+            "dataset", dataset_clips(clip_frames, 1 if args.quick else 3), batch=args.batch, yardstick=True
+        )
+    )
     feature_frames = 17 if args.quick else 33  # one or two 16-frame snippets of flow per clip
-    result.update(feature_cosine_report([("bench", frames[:feature_frames]), *real_clips(feature_frames)],
-                                        batch=args.batch))
+    result.update(
+        feature_cosine_report([("bench", frames[:feature_frames]), *real_clips(feature_frames)], batch=args.batch)
+    )
     if torch.cuda.is_available():
         result.update(cuda_speed(render(2 * args.cuda_batch + 1)[0], batch=args.cuda_batch))
     print(json.dumps(result))

@@ -10,8 +10,8 @@ OpenCV without its contrib modules, matplotlib and pytest, but not pydantic, PyA
 weights rounded to bf16 (half the bytes; every path below uses the same rounded weights, and
 the flow stream is derived from them as in the weights stage); the first 64 decoded frames of
 four test videos with their DIS flow; this CPU's fp32 features of those frames and its
-tvl1_torch flow (OpenCV's default settings) of four frame pairs; the feature store, annotations and points of the default
-run; this CPU's name and its seconds per training step (20 steps of the default recipe).
+tvl1_torch flow (OpenCV's default settings) of four frame pairs; the feature store, annotations
+and points of the default run; this CPU's name and its seconds per training step (20 steps of the default recipe).
 
 `run` (on the GPU machine) reports:
 - extraction: per-snippet cosine of CUDA bf16 vs CUDA fp32 features and of each vs this CPU's
@@ -66,24 +66,31 @@ def i3d_pair(rgb_state: dict[str, torch.Tensor]):
     return rgb.eval(), flow.eval()
 
 
-def extract(rgb_model, flow_model, frames: np.ndarray, flows: np.ndarray, *, store_attrs: dict, dtype: torch.dtype,
-            device: str) -> np.ndarray:
+def extract(
+    rgb_model, flow_model, frames: np.ndarray, flows: np.ndarray, *, store_attrs: dict, dtype: torch.dtype, device: str
+) -> np.ndarray:
     """(VIDEOS * 4, 2048) features of the bundled frames, cut as the default run's store says
     (its attrs hold the extract settings: snippet, stride, frame_step, crop)."""
     from features.i3d import prepare_for_inference
     from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
 
     crop = int(store_attrs["crop"])
-    cut = dict(snippet=int(store_attrs["snippet"]), stride=int(store_attrs["stride"]),
-               frame_step=int(store_attrs["frame_step"]), batch=8)
+    cut = dict(
+        snippet=int(store_attrs["snippet"]),
+        stride=int(store_attrs["stride"]),
+        frame_step=int(store_attrs["frame_step"]),
+        batch=8,
+    )
     out = []
     for model, inputs, transform in (
         (rgb_model, frames, functools.partial(preprocess_rgb, short_side=None, crop=crop)),
         (flow_model, flows, functools.partial(preprocess_flow, crop=crop)),
     ):
         net = prepare_for_inference(model, dtype=dtype, device=device)
-        per_video = [torch.cat([net.features(b.to(device)) for b in iter_snippet_batches(video, transform=transform, **cut)])
-                     for video in inputs]  # each (4, 1024)
+        per_video = [
+            torch.cat([net.features(b.to(device)) for b in iter_snippet_batches(video, transform=transform, **cut)])
+            for video in inputs
+        ]  # each (4, 1024)
         out.append(torch.cat(per_video).float().cpu().numpy())
     return np.concatenate(out, axis=1)  # (VIDEOS * 4, 2048): rgb | flow
 
@@ -107,8 +114,13 @@ def pack(out: Path) -> dict:
     from stages.artifacts import DecodeManifest
 
     data, models = REPO / "data", REPO / "models"
-    needed = [data / "features.h5", data / "dataset" / "annotations.json", data / "points" / "points.csv",
-              models / "i3d" / "rgb.pt", REPO / "metrics" / "eval" / "metrics.json"]
+    needed = [
+        data / "features.h5",
+        data / "dataset" / "annotations.json",
+        data / "points" / "points.csv",
+        models / "i3d" / "rgb.pt",
+        REPO / "metrics" / "eval" / "metrics.json",
+    ]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise SystemExit(f"gpu_check pack: run `make run` first; missing {', '.join(missing)}")
@@ -116,9 +128,29 @@ def pack(out: Path) -> dict:
     wheels = out / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     pins = [f"{name}=={importlib.metadata.version(name)}" for name in WHEELS]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_17_x86_64",
-                    "--platform", "manylinux2014_x86_64", "-d", str(wheels), *pins], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(wheels),
+            *pins,
+        ],
+        check=True,
+    )
     for name in ("features.h5",):
         shutil.copy2(data / name, out / name)
     (out / "dataset").mkdir(exist_ok=True)
@@ -142,20 +174,33 @@ def pack(out: Path) -> dict:
     import cv2
 
     dis = FlowSettings(method="dis")
-    flows = np.stack([compute_flow(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]), dis)
-                      for video in frames])  # (VIDEOS, FRAMES, H, W, 2) uint8
+    flows = np.stack(
+        [compute_flow(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]), dis) for video in frames]
+    )  # (VIDEOS, FRAMES, H, W, 2) uint8
     rgb_model, flow_model = i3d_pair({k: v.float() if v.is_floating_point() else v for k, v in rounded.items()})
     with FeatureStore(out / "features.h5") as store:
         attrs = store.attrs
     with torch.no_grad():
-        cpu_features = extract(rgb_model, flow_model, frames, flows, store_attrs=attrs, dtype=torch.float32, device="cpu")
+        cpu_features = extract(
+            rgb_model, flow_model, frames, flows, store_attrs=attrs, dtype=torch.float32, device="cpu"
+        )
         prev, nxt = tvl1_pairs(frames)
         cpu_tvl1 = tvl1_flow(prev, nxt).numpy()  # (PAIRS, H, W, 2), OpenCV's default settings
-    np.savez_compressed(out / "inputs.npz", frames=frames, flows=flows, cpu_features=cpu_features, cpu_tvl1=cpu_tvl1,
-                        videos=np.array(videos))
+    np.savez_compressed(
+        out / "inputs.npz",
+        frames=frames,
+        flows=flows,
+        cpu_features=cpu_features,
+        cpu_tvl1=cpu_tvl1,
+        videos=np.array(videos),
+    )
     seconds_per_step = train_and_evaluate(out, device="cpu", steps=20, evaluate=False)["seconds_per_step"]
-    info = {"cpu": cpu_name(), "torch_threads": torch.get_num_threads(), "seconds_per_step": seconds_per_step,
-            "videos": videos}
+    info = {
+        "cpu": cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "seconds_per_step": seconds_per_step,
+        "videos": videos,
+    }
     (out / "pack.json").write_text(json.dumps(info, indent=1))
     return {**info, "bundle_mib": round(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20, 1)}
 
@@ -189,15 +234,28 @@ def train_and_evaluate(bundle: Path, *, device: str, steps: int | None = None, e
     detection = DetectionConfig()  # the detection section's defaults (LACP's keys)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         work = Path(work)
-        summary = stages.train.run(train_params, detection=detection, dataset_dir=bundle / "dataset",
-                                   features=bundle / "features.h5", points_dir=bundle / "points", model_dir=work / "model", log_dir=work / "log",
-                                   pseudo_labels_path=work / "pseudo_labels.h5")
+        summary = stages.train.run(
+            train_params,
+            detection=detection,
+            dataset_dir=bundle / "dataset",
+            features=bundle / "features.h5",
+            points_dir=bundle / "points",
+            model_dir=work / "model",
+            log_dir=work / "log",
+            pseudo_labels_path=work / "pseudo_labels.h5",
+        )
         out = {"seconds_per_step": summary["seconds_per_step"], "steps": summary["steps"]}
         if evaluate:
             eval_params = evaluate_stage.EvaluateParams(device=device)
-            metrics = evaluate_stage.run(eval_params, detection=detection, inference=InferenceConfig(),
-                                         dataset_dir=bundle / "dataset", features=bundle / "features.h5",
-                                         model_dir=work / "model", out_dir=work / "eval")
+            metrics = evaluate_stage.run(
+                eval_params,
+                detection=detection,
+                inference=InferenceConfig(),
+                dataset_dir=bundle / "dataset",
+                features=bundle / "features.h5",
+                model_dir=work / "model",
+                out_dir=work / "eval",
+            )
             out |= {"map_avg_0.1_0.7": metrics["mAP@0.1-0.7"], "accuracy": metrics["accuracy"]}
     return out
 
@@ -231,8 +289,15 @@ def speed(step, *, device: str, repeats: int = 5) -> float:
     return best
 
 
-def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_batch: int = SPEED_BATCH,
-        videos: int = VIDEOS, repeats: int = 5) -> dict:
+def run(
+    bundle: Path,
+    *,
+    device: str = "cuda",
+    steps: int | None = None,
+    speed_batch: int = SPEED_BATCH,
+    videos: int = VIDEOS,
+    repeats: int = 5,
+) -> dict:
     """The check on `device` ("cpu": a dry run of this code without a GPU, with `steps`,
     `speed_batch`, `videos` and `repeats` made small; its figures mean nothing)."""
     from features.i3d import prepare_for_inference
@@ -244,8 +309,7 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
     inputs = np.load(bundle / "inputs.npz")
     packed = json.loads((bundle / "pack.json").read_text())
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (dry run on the CPU)"
-    report: dict = {"gpu": gpu, "torch": torch.__version__, "host_cpu": cpu_name(),
-                    "reference_cpu": packed["cpu"]}
+    report: dict = {"gpu": gpu, "torch": torch.__version__, "host_cpu": cpu_name(), "reference_cpu": packed["cpu"]}
 
     # 1. extraction: bf16 and fp32 on CUDA against this CPU's fp32 features
     state = torch.load(bundle / "rgb_bf16.pt", map_location="cpu", weights_only=True)
@@ -289,7 +353,9 @@ def run(bundle: Path, *, device: str = "cuda", steps: int | None = None, speed_b
     committed = json.loads((bundle / "cpu_metrics.json").read_text())
     report["reference_cpu_seconds_per_step"] = packed["seconds_per_step"]
     report["reference_cpu_map_avg_0.1_0.7"] = committed["mAP@0.1-0.7"]
-    report["train_cuda_speedup_vs_reference_cpu"] = round(packed["seconds_per_step"] / report["train_cuda_seconds_per_step"], 2)
+    report["train_cuda_speedup_vs_reference_cpu"] = round(
+        packed["seconds_per_step"] / report["train_cuda_seconds_per_step"], 2
+    )
     return report
 
 
@@ -298,8 +364,11 @@ def main() -> None:
     parser.add_argument("command", choices=("pack", "run"))
     parser.add_argument("--bundle", type=Path, default=BUNDLE, help="the bundle folder (default .gpu/)")
     parser.add_argument("--out", type=Path, help="also write gpu_check.json into this folder")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="run: on the CPU with 4 training steps and batch 2, to test this script without a GPU")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run: on the CPU with 4 training steps and batch 2, to test this script without a GPU",
+    )
     args = parser.parse_args()
     if args.command == "pack":
         report = pack(args.bundle)

@@ -3,8 +3,8 @@
 Renders 320x240, 30 fps synthetic videos (`sources.synthetic`, three action instances per
 minute) of each length in `--minutes` (default 1 and 20), plus one 1-minute training video.
 Each length gets its own work folder, a `directory` dataset of two videos (the training video
-and the long test video) over the project's params.yaml, and runs every stage of the DAG there, each in a fresh child process
-through the pipeline's own stage table (`pipeline.stage_table.STAGES`, run serially by
+and the long test video) over the project's params.yaml, and runs every stage of the DAG there,
+each in a fresh child process through the pipeline's own stage table (`pipeline.stage_table.STAGES`, run serially by
 `stages.common.run_plan`, without Prefect). A child reports its own peak resident
 memory (VmHWM, `bench.machine.peak_mib`) and the stage's seconds. The stages read the project's
 defaults (params.yaml's values: decode short side 128, DIS flow, crop 112, frame_step 2, fp32 or
@@ -51,13 +51,23 @@ def render(minutes: int, subset: str, path: Path) -> dict:
     from sources.synthetic.spec import SyntheticSpec
 
     count = INSTANCES_PER_MINUTE * minutes
-    spec = SyntheticSpec(num_train=1, num_test=1, width=SIZE[0], height=SIZE[1], fps=FPS,
-                         duration_s=(60.0 * minutes, 60.0 * minutes), instances_per_video=(count, count))
+    spec = SyntheticSpec(
+        num_train=1,
+        num_test=1,
+        width=SIZE[0],
+        height=SIZE[1],
+        fps=FPS,
+        duration_s=(60.0 * minutes, 60.0 * minutes),
+        instances_per_video=(count, count),
+    )
     video = next(v for v in plan_dataset(spec) if v.subset == subset)
     render_video(video, path, spec=spec)
     entry = dataset_annotations([video], spec)["database"][video.video_id]
-    return {"subset": subset, "duration": entry["duration"],
-            "annotations": [{"segment": a["segment"], "label": a["label"]} for a in entry["annotations"]]}
+    return {
+        "subset": subset,
+        "duration": entry["duration"],
+        "annotations": [{"segment": a["segment"], "label": a["label"]} for a in entry["annotations"]],
+    }
 
 
 def overrides(sets: list[str]) -> dict:
@@ -86,9 +96,14 @@ def write_work_dir(work: Path, *, train_video: Path, test_video: Path, test_id: 
             link.symlink_to(src)
     (work / "gt.json").write_text(json.dumps({"database": gt}))
     params = {
-        "dataset": {"source": "directory",
-                    "directory": {"video_dir": str(videos), "gt_json": str(work / "gt.json"),
-                                  "subsets": {"train": "train", "test": "test"}}},
+        "dataset": {
+            "source": "directory",
+            "directory": {
+                "video_dir": str(videos),
+                "gt_json": str(work / "gt.json"),
+                "subsets": {"train": "train", "test": "test"},
+            },
+        },
         "train": {"steps": 20, "validation_share": 0.0, "checkpoint_every": 0},
     }
     for section, values in sets.items():
@@ -99,8 +114,8 @@ def write_work_dir(work: Path, *, train_video: Path, test_video: Path, test_id: 
 
 def child(stage: str) -> dict:
     """Run one stage in this (fresh) process, in the current folder; returns its report."""
-    from pipeline.stage_table import STAGES as STAGE_TABLE
     from pipeline.params import load_params
+    from pipeline.stage_table import STAGES as STAGE_TABLE
     from stages.common import VideoPlan, run_plan
 
     params = load_params(REPO / "params.yaml", overrides=json.loads(Path("overrides.json").read_text()))
@@ -123,7 +138,9 @@ def stage_child(stage: str, work: Path, *, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", default="1,20", help="comma-separated video lengths in minutes")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="OMP_NUM_THREADS of the stages")
+    parser.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="OMP_NUM_THREADS of the stages"
+    )
     parser.add_argument("-S", dest="sets", action="append", default=[], help="param override section.key=value")
     parser.add_argument("--work-dir", type=Path, help="where videos and outputs go (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -135,8 +152,13 @@ def main() -> None:
 
     lengths = sorted({int(m) for m in args.minutes.split(",")})
     sets = overrides(args.sets)
-    report: dict = {"cpu": cpu_name(), "minutes": lengths, "size": f"{SIZE[0]}x{SIZE[1]}", "threads": args.threads,
-                    "overrides": args.sets}
+    report: dict = {
+        "cpu": cpu_name(),
+        "minutes": lengths,
+        "size": f"{SIZE[0]}x{SIZE[1]}",
+        "threads": args.threads,
+        "overrides": args.sets,
+    }
     with work_folder(args.work_dir, keep=args.keep, prefix="lacp-long-video-") as root:
         # 1. render the training video and one test video per length
         started = time.perf_counter()
@@ -149,8 +171,14 @@ def main() -> None:
         for m in lengths:
             work, (test_video, test_entry) = root / f"{m}min", tests[m]
             test_id = f"test_{m}min"
-            write_work_dir(work, train_video=train_video, test_video=test_video, test_id=test_id,
-                           gt={TRAIN_VIDEO: train_entry, test_id: test_entry}, sets=sets)
+            write_work_dir(
+                work,
+                train_video=train_video,
+                test_video=test_video,
+                test_id=test_id,
+                gt={TRAIN_VIDEO: train_entry, test_id: test_entry},
+                sets=sets,
+            )
             for stage in STAGES:
                 got = stage_child(stage, work, threads=args.threads)
                 minutes = m if stage == "evaluate" else m + 1
@@ -162,8 +190,10 @@ def main() -> None:
                 report[f"evaluate_avg_map_{m}min"] = json.load(fh).get("mAP@0.1-0.7")
 
         # 3. flatness: peak at the longest over the shortest length
-        flat = {stage: add_peak_ratio(report, peak=f"{stage}_peak_mib_{{}}min", ratio=f"{stage}_ratio", sizes=lengths)
-                for stage in STAGES}
+        flat = {
+            stage: add_peak_ratio(report, peak=f"{stage}_peak_mib_{{}}min", ratio=f"{stage}_ratio", sizes=lengths)
+            for stage in STAGES
+        }
         report["flat"] = all(flat[stage] for stage in MEASURED)
     print(json.dumps(report))
 

@@ -78,8 +78,13 @@ def child_env(**extra: str) -> dict[str, str]:
     Returns:
         The environment.
     """
-    return {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-            **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        **extra,
+    }
 
 
 def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str) -> dict[str, Any]:

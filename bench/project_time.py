@@ -70,8 +70,10 @@ def load_results(folder: Path) -> dict[str, dict]:
     found = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
     missing = [name for name in ("decode", "flow", "i3d", "train") if name not in found]
     if missing:
-        raise SystemExit(f"project_time: {folder} lacks {', '.join(n + '.json' for n in missing)}; "
-                         f"save each with `python -m bench.<name> > {folder}/<name>.json`")
+        raise SystemExit(
+            f"project_time: {folder} lacks {', '.join(n + '.json' for n in missing)}; "
+            f"save each with `python -m bench.<name> > {folder}/<name>.json`"
+        )
     return found
 
 
@@ -94,9 +96,11 @@ def gpu_hours(size: DatasetSize, gpu: dict) -> float:
     """Hours of flow (tvl1_torch), extraction (bf16) and training on the GPU of gpu_check.json."""
     frames = size.hours * 3600 * FPS
     pixels_ratio = round(SHORT_SIDE * size.aspect) * SHORT_SIDE / CROP**2
-    seconds = (frames * pixels_ratio / gpu["tvl1_cuda_pairs_per_s_224"]
-               + 2 * frames / SNIPPET / gpu["extract_bf16_snippets_per_s_224"]
-               + TRAIN_STEPS * gpu["train_cuda_seconds_per_step"])
+    seconds = (
+        frames * pixels_ratio / gpu["tvl1_cuda_pairs_per_s_224"]
+        + 2 * frames / SNIPPET / gpu["extract_bf16_snippets_per_s_224"]
+        + TRAIN_STEPS * gpu["train_cuda_seconds_per_step"]
+    )
     return seconds / 3600
 
 
@@ -112,7 +116,8 @@ def table(results: dict[str, dict]) -> str:
         f"Hours per stage on {cpu}, torch {results['i3d']['threads']} threads, "
         f"extraction {results['i3d']['extraction_dtype']}; GPU: {gpu['gpu'] if gpu else 'not measured'}.",
         "",
-        "| dataset (preset) | video h | decode | flow tvl1 | flow tvl1_torch | extract | train | total (tvl1_torch) | GPU: flow + extract + train |",
+        "| dataset (preset) | video h | decode | flow tvl1 | flow tvl1_torch | extract | train "
+        "| total (tvl1_torch) | GPU: flow + extract + train |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size in DATASETS:
@@ -123,7 +128,8 @@ def table(results: dict[str, dict]) -> str:
         lines.append(
             f"| {size.name} (`{size.preset}`{videos}) | {size.hours:.2f} | {_hours(hours['decode'])} | "
             f"{_hours(hours['flow_tvl1'])} | {_hours(hours['flow_tvl1_torch'])} | {_hours(hours['extract'])} | "
-            f"{_hours(hours['train'])} | {_hours(total)} | {gpu_cell} |")
+            f"{_hours(hours['train'])} | {_hours(total)} | {gpu_cell} |"
+        )
     flow, i3d, dec = results["flow"], results["i3d"], results["decode"]
     lines += [
         "",

@@ -95,8 +95,15 @@ def training_items(store, rng: np.random.Generator):
         labels = np.zeros(NUM_CLASSES, np.float32)
         labels[present] = 1.0
         snippet = np.sort(rng.choice(t, size=3, replace=False))
-        items.append(VideoItem(vid, labels, np.floor((snippet + 0.5) * frames_per_snippet).astype(np.int64),
-                               rng.choice(present, size=3).astype(np.int64), SOURCE_FPS))
+        items.append(
+            VideoItem(
+                vid,
+                labels,
+                np.floor((snippet + 0.5) * frames_per_snippet).astype(np.int64),
+                rng.choice(present, size=3).astype(np.int64),
+                SOURCE_FPS,
+            )
+        )
     return items
 
 
@@ -108,8 +115,9 @@ def child_train(store_path: Path, *, steps: int) -> dict:
     def work() -> None:
         with FeatureStore(store_path) as store:
             items = training_items(store, np.random.default_rng(0))
-            config = TrainConfig(steps=steps, batch=16, search_every=steps, checkpoint_every=0,
-                                 device="cpu", search_workers=1)
+            config = TrainConfig(
+                steps=steps, batch=16, search_every=steps, checkpoint_every=0, device="cpu", search_workers=1
+            )
             result = train(videos=items, get_features=store, num_classes=NUM_CLASSES, config=config)
         if len(result.pseudo_labels) != len(items):
             raise RuntimeError("the search did not cover every video")
@@ -122,8 +130,8 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
     import torch
 
     from features.store import FeatureStore
-    from lacp.model import LACPNet
     from lacp.inference import predict
+    from lacp.model import LACPNet
     from lacp.proposals import DetectionConfig
 
     def work() -> dict[str, float]:
@@ -132,8 +140,9 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
         detection = DetectionConfig(class_threshold=class_threshold)
         with FeatureStore(store_path) as store:
             videos = store.videos
-            proposals, class_sets, scores = predict(model, store, videos, detection, torch.device("cpu"),
-                                                    keep_scores=videos[:TIMELINES])
+            proposals, class_sets, scores = predict(
+                model, store, videos, detection, torch.device("cpu"), keep_scores=videos[:TIMELINES]
+            )
         if not len(proposals) == len(class_sets) == len(videos) or len(scores) > TIMELINES:
             raise RuntimeError("predict did not return one result per video")
         return {"proposals_per_video": sum(map(len, proposals.values())) / len(videos)}
@@ -141,11 +150,25 @@ def child_evaluate(store_path: Path, *, class_threshold: float) -> dict:
     return measure(work)
 
 
-def scale_child(mode: str, store_path: Path, *, steps: int, threads: int, class_threshold: float,
-                env: dict[str, str]) -> dict:
+def scale_child(
+    mode: str, store_path: Path, *, steps: int, threads: int, class_threshold: float, env: dict[str, str]
+) -> dict:
     """One configuration in a fresh interpreter (`bench.machine.run_child`); returns its JSON report."""
-    argv = [sys.executable, "-m", "bench.scale", "--child", mode, "--store", str(store_path), "--steps", str(steps),
-            "--threads", str(threads), "--class-threshold", str(class_threshold)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.scale",
+        "--child",
+        mode,
+        "--store",
+        str(store_path),
+        "--steps",
+        str(steps),
+        "--threads",
+        str(threads),
+        "--class-threshold",
+        str(class_threshold),
+    ]
     return run_child(argv, cwd=REPO, env=env, what=f"{mode} {store_path.name}")
 
 
@@ -157,7 +180,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 4; quick 2)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--class-threshold", type=float, default=0.9, help="evaluate: class threshold (see above)")
-    parser.add_argument("--fixed-mmap-threshold", action="store_true", help="children run with MALLOC_MMAP_THRESHOLD_=131072 (glibc)")
+    parser.add_argument(
+        "--fixed-mmap-threshold", action="store_true", help="children run with MALLOC_MMAP_THRESHOLD_=131072 (glibc)"
+    )
     parser.add_argument("--tmp-dir", default=None, help="where the temporary stores go (default: the system temp dir)")
     parser.add_argument("--child", choices=["train", "evaluate"], help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -176,7 +201,12 @@ def main() -> None:
         return
 
     small, big = (int(v) for v in (args.videos or ("100,400" if args.quick else "100,2000")).split(","))
-    out: dict[str, float | int] = {"videos_small": small, "videos_big": big, "mean_snippets": args.snippets, "steps": steps}
+    out: dict[str, float | int] = {
+        "videos_small": small,
+        "videos_big": big,
+        "mean_snippets": args.snippets,
+        "steps": steps,
+    }
     env = dict(os.environ)
     if args.fixed_mmap_threshold:
         env["MALLOC_MMAP_THRESHOLD_"] = "131072"
@@ -190,8 +220,9 @@ def main() -> None:
         out["store_gib"] = round(sum(p.stat().st_size for p in stores.values()) / 2**30, 3)
         for mode in ("train", "evaluate"):
             for n, path in stores.items():
-                report = scale_child(mode, path, steps=steps, threads=args.threads,
-                                     class_threshold=args.class_threshold, env=env)
+                report = scale_child(
+                    mode, path, steps=steps, threads=args.threads, class_threshold=args.class_threshold, env=env
+                )
                 add_memory(out, report, key=f"{mode}_{{}}_{n}")
                 out[f"{mode}_seconds_{n}"] = round(report["seconds"], 2)
                 if mode == "evaluate":

@@ -49,14 +49,25 @@ def _stage(name: str, params: Params) -> tuple[dict[str, Any], float]:
 
 def _params(base: Path, work: Path, *, seed: int, model: str, overrides: dict[str, Any]) -> Params:
     """The params file with the per-seed outputs under `work` and the seed everywhere it matters."""
-    paths = {"points": work / "points", "points_report": work / "points_report", "model": work / model / "lacp",
-             "train_log": work / model / "train_log", "pseudo_labels": work / model / "pseudo_labels.h5",
-             "evaluation": work / model / "eval", "pseudo": work / model / "pseudo",
-             "pseudo_report": work / model / "pseudo_report",
-             "selftrain_model": work / model / "selftrain", "selftrain_log": work / model / "selftrain_log",
-             "selftrain_evaluation": work / model / "eval_selftrain"}
-    merged = {"paths": {k: str(v) for k, v in paths.items()}, "points": {"seed": seed}, "train": {"seed": seed},
-              "selftrain": {"seed": seed}}
+    paths = {
+        "points": work / "points",
+        "points_report": work / "points_report",
+        "model": work / model / "lacp",
+        "train_log": work / model / "train_log",
+        "pseudo_labels": work / model / "pseudo_labels.h5",
+        "evaluation": work / model / "eval",
+        "pseudo": work / model / "pseudo",
+        "pseudo_report": work / model / "pseudo_report",
+        "selftrain_model": work / model / "selftrain",
+        "selftrain_log": work / model / "selftrain_log",
+        "selftrain_evaluation": work / model / "eval_selftrain",
+    }
+    merged = {
+        "paths": {k: str(v) for k, v in paths.items()},
+        "points": {"seed": seed},
+        "train": {"seed": seed},
+        "selftrain": {"seed": seed},
+    }
     for section, values in overrides.items():
         merged[section] = {**merged.get(section, {}), **values}
     return load_params(base, overrides=merged)
@@ -76,19 +87,33 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
     metrics, eval_s = _stage("evaluate", lacp)
     found["lacp"] = {**metrics, "seconds_train": train_s, "seconds_evaluate": eval_s}
     for source in [r for r in rows if r in ("proposals", "search", "ground_truth")]:
-        params = _params(base, work, seed=seed, model="lacp",
-                         overrides={"pseudo": {"source": source},
-                                    "paths": {"pseudo": str(work / source / "pseudo"),
-                                              "pseudo_report": str(work / source / "pseudo_report"),
-                                              "selftrain_model": str(work / source / "selftrain"),
-                                              "selftrain_log": str(work / source / "selftrain_log"),
-                                              "selftrain_evaluation": str(work / source / "eval_selftrain")}})
+        params = _params(
+            base,
+            work,
+            seed=seed,
+            model="lacp",
+            overrides={
+                "pseudo": {"source": source},
+                "paths": {
+                    "pseudo": str(work / source / "pseudo"),
+                    "pseudo_report": str(work / source / "pseudo_report"),
+                    "selftrain_model": str(work / source / "selftrain"),
+                    "selftrain_log": str(work / source / "selftrain_log"),
+                    "selftrain_evaluation": str(work / source / "eval_selftrain"),
+                },
+            },
+        )
         pseudo, pseudo_s = _stage("pseudo", params)
         _, selftrain_s = _stage("selftrain", params)
         metrics, eval_s = _stage("evaluate_selftrain", params)
         name = "ground_truth" if source == "ground_truth" else f"selftrain_{source}"
-        found[name] = {**metrics, **{f"pseudo_{k}": v for k, v in pseudo.items() if k.startswith("pseudo_")},
-                       "seconds_pseudo": pseudo_s, "seconds_selftrain": selftrain_s, "seconds_evaluate": eval_s}
+        found[name] = {
+            **metrics,
+            **{f"pseudo_{k}": v for k, v in pseudo.items() if k.startswith("pseudo_")},
+            "seconds_pseudo": pseudo_s,
+            "seconds_selftrain": selftrain_s,
+            "seconds_evaluate": eval_s,
+        }
     return found
 
 
@@ -96,13 +121,21 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str,
     """name -> key -> [mean, std] over seeds of every numeric mAP, pseudo-quality and seconds key."""
     out: dict[str, dict[str, list[float]]] = {}
     for name, by_seed in runs.items():
-        keys = sorted({k for m in by_seed.values() for k, v in m.items()
-                       if isinstance(v, (int, float)) and k.startswith(("mAP@", "val_mAP@", "seconds_", "pseudo_"))})
+        keys = sorted(
+            {
+                k
+                for m in by_seed.values()
+                for k, v in m.items()
+                if isinstance(v, (int, float)) and k.startswith(("mAP@", "val_mAP@", "seconds_", "pseudo_"))
+            }
+        )
         out[name] = {}
         for key in keys:
             values = [float(m[key]) for m in by_seed.values() if key in m]
-            out[name][key] = [round(statistics.fmean(values), 5),
-                              round(statistics.stdev(values), 5) if len(values) > 1 else 0.0]
+            out[name][key] = [
+                round(statistics.fmean(values), 5),
+                round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
+            ]
     return out
 
 
@@ -110,8 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rows", default="baseline,lacp,proposals,ground_truth",
-                        help=f"comma-separated, of {', '.join(ROWS)} (lacp always runs: the others need it)")
+    parser.add_argument(
+        "--rows",
+        default="baseline,lacp,proposals,ground_truth",
+        help=f"comma-separated, of {', '.join(ROWS)} (lacp always runs: the others need it)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/selftrain-bench"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
@@ -127,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         for name, metrics in run_seed(args.params, args.work / f"seed{seed}", seed=seed, rows=rows).items():
             runs.setdefault(name, {})[seed] = metrics
-        print(f"seed {seed} done: " + ", ".join(f"{n} {m[seed]['mAP@0.1-0.7']:.4f}" for n, m in runs.items()),
-              file=sys.stderr)
-    result = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "params": str(args.params), "seeds": seeds,
-              "summary": summarise(runs), "runs": {n: {str(s): m for s, m in r.items()} for n, r in runs.items()}}
+        print(
+            f"seed {seed} done: " + ", ".join(f"{n} {m[seed]['mAP@0.1-0.7']:.4f}" for n, m in runs.items()),
+            file=sys.stderr,
+        )
+    result = {
+        "cpu": cpu_name(),
+        "threads": torch.get_num_threads(),
+        "params": str(args.params),
+        "seeds": seeds,
+        "summary": summarise(runs),
+        "runs": {n: {str(s): m for s, m in r.items()} for n, r in runs.items()},
+    }
     text = json.dumps(result, indent=1, default=str)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

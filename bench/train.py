@@ -42,8 +42,7 @@ SOURCE_FPS = 30.0
 POOL = 16  # distinct feature arrays; video i reads POOL entry i % POOL (timing only)
 
 
-def _videos(rng: np.random.Generator, *, count: int, snippets: int, classes: int,
-            points: int) -> list[VideoItem]:
+def _videos(rng: np.random.Generator, *, count: int, snippets: int, classes: int, points: int) -> list[VideoItem]:
     """Training videos with `points` points over 1-3 classes each."""
     frames_per_snippet = 16 * SOURCE_FPS / 25
     videos = []
@@ -52,9 +51,15 @@ def _videos(rng: np.random.Generator, *, count: int, snippets: int, classes: int
         snippet = np.sort(rng.choice(snippets, size=points, replace=False))
         labels = np.zeros(classes, np.float32)
         labels[present] = 1
-        videos.append(VideoItem(f"video_{i:04d}", labels,
-                                np.floor((snippet + 0.5) * frames_per_snippet),
-                                rng.choice(present, size=points), SOURCE_FPS))
+        videos.append(
+            VideoItem(
+                f"video_{i:04d}",
+                labels,
+                np.floor((snippet + 0.5) * frames_per_snippet),
+                rng.choice(present, size=points),
+                SOURCE_FPS,
+            )
+        )
     return videos
 
 
@@ -107,8 +112,7 @@ def main() -> None:
     repeats = 2 if args.quick else 5
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    videos = _videos(rng, count=num_videos, snippets=args.snippets, classes=args.classes,
-                     points=args.points)
+    videos = _videos(rng, count=num_videos, snippets=args.snippets, classes=args.classes, points=args.points)
     pool = _feature_pool(rng, snippets=args.snippets)
     index = {v.video_id: i for i, v in enumerate(videos)}
 
@@ -131,10 +135,16 @@ def main() -> None:
         search_times.append(time.perf_counter() - started)
         return labels
 
-    config = TrainConfig(steps=1, batch=args.batch, search_every=1, checkpoint_every=0,
-                         device="cpu", search_workers=args.search_workers)
-    first = train(videos=videos, get_features=get_features, num_classes=args.classes,
-                  config=config, search_fn=timed_search if has_search else stand_in_search)
+    config = TrainConfig(
+        steps=1, batch=args.batch, search_every=1, checkpoint_every=0, device="cpu", search_workers=args.search_workers
+    )
+    first = train(
+        videos=videos,
+        get_features=get_features,
+        num_classes=args.classes,
+        config=config,
+        search_fn=timed_search if has_search else stand_in_search,
+    )
     search_phase = first.log[0]["search_seconds"]
 
     # 2. timed steps with the completeness losses active (the trainer's step body)
@@ -146,9 +156,12 @@ def main() -> None:
     for step in range(2, steps + 2):
         started = time.perf_counter()
         picked = batch_indices(step, num_videos=num_videos, batch=args.batch, seed=0)
-        batch = collate([load_sample(videos[i], get_features=get_features,
-                                     num_classes=args.classes, feature_dim=FEATURE_DIM)
-                         for i in picked])
+        batch = collate(
+            [
+                load_sample(videos[i], get_features=get_features, num_classes=args.classes, feature_dim=FEATURE_DIM)
+                for i in picked
+            ]
+        )
         model.train()
         out = model(batch.features, batch.mask)
         seeds = batch_background_seeds(out["q"], batch.points, batch.lengths)
@@ -192,10 +205,8 @@ def main() -> None:
         "search_available": has_search,
         "search_seconds": search_seconds,
         "search_phase_seconds": search_phase if has_search else None,
-        "search_share_of_10_steps": (search_seconds / (10 * step_seconds)
-                                     if search_seconds is not None else None),
-        "search_phase_share_of_10_steps": (search_phase / (10 * step_seconds)
-                                           if has_search else None),
+        "search_share_of_10_steps": (search_seconds / (10 * step_seconds) if search_seconds is not None else None),
+        "search_phase_share_of_10_steps": (search_phase / (10 * step_seconds) if has_search else None),
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     print(json.dumps(report))

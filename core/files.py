@@ -164,8 +164,11 @@ def remove_stale_tmp(folder: str | os.PathLike[str], *, targets: Iterable[str]) 
         The removed paths, sorted.
     """
     patterns = [_tmp_pattern(name) for name in targets]
-    removed = sorted(p for p in Path(folder).glob(f"{TMP_PREFIX}*")
-                     if p.is_file() and any(pattern.fullmatch(p.name) for pattern in patterns))
+    removed = sorted(
+        p
+        for p in Path(folder).glob(f"{TMP_PREFIX}*")
+        if p.is_file() and any(pattern.fullmatch(p.name) for pattern in patterns)
+    )
     for p in removed:
         p.unlink(missing_ok=True)
     return removed

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["LOCK_FILE", "Holder", "LockHeldError", "repo_lock"]
@@ -107,13 +107,19 @@ def repo_lock(
             holder = _read_holder(fd)
             held = f"{path} is held by " + (holder.describe() if holder else "another process (no holder record)")
             if not wait:
-                raise LockHeldError(f"{held}: another stage command is running in this repository; wait for "
-                                    "it to end (or stop it), or run without --no-wait to wait for it") from None
+                raise LockHeldError(
+                    f"{held}: another stage command is running in this repository; wait for "
+                    "it to end (or stop it), or run without --no-wait to wait for it"
+                ) from None
             if on_wait is not None:
                 on_wait(f"{held}: waiting for it to end")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        me = Holder(pid=os.getpid(), command=command, since=datetime.now(timezone.utc).astimezone().isoformat(
-            timespec="seconds"), host=socket.gethostname())
+        me = Holder(
+            pid=os.getpid(),
+            command=command,
+            since=datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+            host=socket.gethostname(),
+        )
         _write_holder(fd, me)
         try:
             yield me

@@ -43,8 +43,10 @@ def read_features(get_features: Callable[[str], np.ndarray], video_id: str, *, f
     """
     features = np.asarray(get_features(video_id), dtype=np.float32)
     if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != feature_dim:
-        raise ValueError(f"video '{video_id}': features must have shape (T >= 1, {feature_dim}), "
-                         f"got {features.shape}; check the feature store and detector feature_dim")
+        raise ValueError(
+            f"video '{video_id}': features must have shape (T >= 1, {feature_dim}), "
+            f"got {features.shape}; check the feature store and detector feature_dim"
+        )
     if not np.isfinite(features).all():
         raise ValueError(f"video '{video_id}': features contain NaN or inf; re-extract the video")
     return features
@@ -111,7 +113,9 @@ def instances_to_snippets(
         start = start_s / grid.seconds_per_snippet
         end = min(end_s / grid.seconds_per_snippet, float(length))
         if start >= end:
-            raise ValueError(f"{where}: starts at or after the video's end ({length} snippets = "
-                             f"{length * grid.seconds_per_snippet:.2f} s); fix the instance or the features")
+            raise ValueError(
+                f"{where}: starts at or after the video's end ({length} snippets = "
+                f"{length * grid.seconds_per_snippet:.2f} s); fix the instance or the features"
+            )
         rows[number] = (start, end, int(label))
     return rows

@@ -123,7 +123,7 @@ class DetectorSettings(Config):
     device: str = "auto"
 
     @model_validator(mode="after")
-    def _shapes_fit(self) -> "DetectorSettings":
+    def _shapes_fit(self) -> DetectorSettings:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} must be a multiple of num_heads {self.num_heads}")
         if self.window % 2 == 0:

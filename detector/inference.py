@@ -79,12 +79,21 @@ def detect_video(
     logits = out.cls_logits[0].double().cpu().numpy()[valid]  # (n, C)
     distances = out.regression[0].double().cpu().numpy()[valid]  # (n, 2)
     probs = 1.0 / (1.0 + np.exp(-logits))
-    candidates = decode_candidates(probs, distances, centres[valid], strides[valid],
-                                   np.log2(strides[valid]).astype(np.int64), length=length, config=inference)
+    candidates = decode_candidates(
+        probs,
+        distances,
+        centres[valid],
+        strides[valid],
+        np.log2(strides[valid]).astype(np.int64),
+        length=length,
+        config=inference,
+    )
     labels, scores, segments = video_detections(*candidates, config=inference)
     seconds = segments * grid.seconds_per_snippet  # (k, 2)
-    return [{"label_index": int(c), "score": float(s), "segment": [float(a), float(b)]}
-            for c, s, (a, b) in zip(labels, scores, seconds)]
+    return [
+        {"label_index": int(c), "score": float(s), "segment": [float(a), float(b)]}
+        for c, s, (a, b) in zip(labels, scores, seconds)
+    ]
 
 
 def predict_detector(

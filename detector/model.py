@@ -93,8 +93,9 @@ class TransformerBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = LocalSelfAttention(dim=dim, num_heads=num_heads, window=window, dropout=dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_ratio * dim, dim)
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -159,8 +160,13 @@ class DetectorNet(nn.Module):
         self.proj_norm1 = nn.LayerNorm(dim)
         self.proj2 = nn.Conv1d(dim, dim, 3, padding=1)
         self.proj_norm2 = nn.LayerNorm(dim)
-        block = dict(dim=dim, num_heads=config.num_heads, window=config.window,
-                     mlp_ratio=config.mlp_ratio, dropout=config.dropout)
+        block = dict(
+            dim=dim,
+            num_heads=config.num_heads,
+            window=config.window,
+            mlp_ratio=config.mlp_ratio,
+            dropout=config.dropout,
+        )
         self.stem = nn.ModuleList(TransformerBlock(**block) for _ in range(config.stem_blocks))
         self.branch = nn.ModuleList(TransformerBlock(**block) for _ in range(config.num_levels - 1))
         self.level_norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(config.num_levels))
@@ -182,9 +188,11 @@ class DetectorNet(nn.Module):
         """
         batch, length, _ = features.shape
         if length % 2 ** (self.num_levels - 1) or tuple(mask.shape) != (batch, length):
-            raise ValueError(f"detector: features (B, T, F) need T a multiple of {2 ** (self.num_levels - 1)} "
-                             f"and a (B, T) mask; got {tuple(features.shape)} and {tuple(mask.shape)} "
-                             "(pad with detector.batching.pad_features)")
+            raise ValueError(
+                f"detector: features (B, T, F) need T a multiple of {2 ** (self.num_levels - 1)} "
+                f"and a (B, T) mask; got {tuple(features.shape)} and {tuple(mask.shape)} "
+                "(pad with detector.batching.pad_features)"
+            )
         keep = mask[..., None].to(features.dtype)  # (B, T, 1)
         x = F.relu(self.proj_norm1(_conv(self.proj1, features, keep))) * keep  # (B, T, D)
         x = F.relu(self.proj_norm2(_conv(self.proj2, x, keep))) * keep
@@ -202,8 +210,9 @@ class DetectorNet(nn.Module):
             logits.append(self.cls_head(x, keep))  # (B, T_l, C)
             distances.append(F.softplus(self.scales[level] * self.reg_head(x, keep)) * keep)  # (B, T_l, 2)
             masks.append(level_mask)
-        return DetectorOutput(cls_logits=torch.cat(logits, dim=1), regression=torch.cat(distances, dim=1),
-                              mask=torch.cat(masks, dim=1))
+        return DetectorOutput(
+            cls_logits=torch.cat(logits, dim=1), regression=torch.cat(distances, dim=1), mask=torch.cat(masks, dim=1)
+        )
 
 
 def _downsample(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,8 +32,16 @@ VIDEO_SCORER = "lacp"  # the subfolder holding the LACP model whose video scores
 # The largest value each size in model.json's `config` may declare, checked before the network is
 # built (a folder may come from anywhere: `python -m pipeline detect --model DIR`). A real detector
 # is far below each (ActionFormer on THUMOS'14: 2048 features, D 512, 6 levels, window 19).
-LIMITS: dict[str, int] = {"feature_dim": 8192, "embed_dim": 4096, "num_heads": 64, "window": 4097, "stem_blocks": 32,
-                          "num_levels": 16, "mlp_ratio": 16, "head_layers": 16}
+LIMITS: dict[str, int] = {
+    "feature_dim": 8192,
+    "embed_dim": 4096,
+    "num_heads": 64,
+    "window": 4097,
+    "stem_blocks": 32,
+    "num_levels": 16,
+    "mlp_ratio": 16,
+    "head_layers": 16,
+}
 MAX_CLASSES = 1000
 
 
@@ -68,17 +76,20 @@ def save_detector(
     torch.save(dict(state_dict), buffer)
     with atomic_path(model_dir / "model.pt", fsync=True) as tmp:
         tmp.write_bytes(buffer.getvalue())
-    write_json(model_dir / "model.json", {
-        "kind": DETECTOR_KIND,
-        "classes": list(classes),
-        "config": config.model_dump(),
-        "inference": inference.model_dump(),
-        "features": dict(features),
-        "pseudo_source": pseudo_source,
-        "weights": weights,
-        "video_scores": video_scores,
-        "project": {"name": PROJECT, "version": project_version()},
-    })
+    write_json(
+        model_dir / "model.json",
+        {
+            "kind": DETECTOR_KIND,
+            "classes": list(classes),
+            "config": config.model_dump(),
+            "inference": inference.model_dump(),
+            "features": dict(features),
+            "pseudo_source": pseudo_source,
+            "weights": weights,
+            "video_scores": video_scores,
+            "project": {"name": PROJECT, "version": project_version()},
+        },
+    )
 
 
 def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig, InferenceConfig]:
@@ -106,10 +117,14 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
     for key, limit in LIMITS.items():
         value = meta.get("config", {}).get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value > limit:
-            raise ValueError(f"{path} key 'config.{key}': expected a whole number of at most {limit}, got {value!r:.100}")
+            raise ValueError(
+                f"{path} key 'config.{key}': expected a whole number of at most {limit}, got {value!r:.100}"
+            )
     configs = []
-    for key, cls, known in (("config", DetectorConfig, set(DetectorConfig.model_fields)),
-                            ("inference", InferenceConfig, set(InferenceConfig.model_fields))):
+    for key, cls, known in (
+        ("config", DetectorConfig, set(DetectorConfig.model_fields)),
+        ("inference", InferenceConfig, set(InferenceConfig.model_fields)),
+    ):
         unknown = sorted(set(meta.get(key, {})) - known)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown} in '{key}' (expected some of {sorted(known)})")
@@ -117,8 +132,9 @@ def read_detector_meta(model_dir: Path) -> tuple[dict[str, Any], DetectorConfig,
             configs.append(cls(**meta.get(key, {})))
         except ValidationError as err:  # InferenceConfig: the first refused value, by its key
             first = err.errors()[0]
-            raise ValueError(f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, "
-                             f"got {first['input']!r:.100}") from None
+            raise ValueError(
+                f"{path} key '{key}.{first['loc'][0]}': {first['msg']}, got {first['input']!r:.100}"
+            ) from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} key '{key}': {err}") from None
     return meta, configs[0], configs[1]

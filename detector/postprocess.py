@@ -122,8 +122,9 @@ def video_detections(
     kept_classes, kept_scores, kept_segments = [], [], []
     for label in np.unique(classes).tolist():
         at = np.flatnonzero(classes == label)
-        index, decayed = soft_nms(segments[at], scores[at], sigma=config.nms_sigma,
-                                  min_score=config.min_score, max_keep=config.max_segments)
+        index, decayed = soft_nms(
+            segments[at], scores[at], sigma=config.nms_sigma, min_score=config.min_score, max_keep=config.max_segments
+        )
         kept_classes.append(np.full(index.size, label, dtype=np.int64))
         kept_scores.append(decayed)
         kept_segments.append(segments[at[index]].reshape(-1, 2))

@@ -167,21 +167,32 @@ def train_detector(
         optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.lr)
         state = _State(normaliser=config.loss_norm_init)
         if checkpoint is not None and checkpoint.exists():
-            state = _load_checkpoint(checkpoint, model=model, ema=ema, optimizer=optimizer, config=config,
-                                     video_ids=video_ids, num_classes=num_classes, device=device)
+            state = _load_checkpoint(
+                checkpoint,
+                model=model,
+                ema=ema,
+                optimizer=optimizer,
+                config=config,
+                video_ids=video_ids,
+                num_classes=num_classes,
+                device=device,
+            )
 
         for step in range(state.step + 1, config.steps + 1):
             started = time.perf_counter()
 
             # 1. the step's videos, read now
-            picked = [video_ids[i] for i in batch_videos(step, num_videos=len(video_ids), batch=config.batch,
-                                                         seed=config.seed)]
+            picked = [
+                video_ids[i]
+                for i in batch_videos(step, num_videos=len(video_ids), batch=config.batch, seed=config.seed)
+            ]
             videos = [read_features(fetch, vid, feature_dim=config.feature_dim) for vid in picked]
 
             # 2. padded batch and targets
             features, mask = pad_features(videos, multiple=config.max_stride)  # (B, T, F), (B, T)
-            labels, reg_targets = _batch_targets(picked, videos, instances, length=features.shape[1],
-                                                 num_classes=num_classes, grid=grid, config=config)
+            labels, reg_targets = _batch_targets(
+                picked, videos, instances, length=features.shape[1], num_classes=num_classes, grid=grid, config=config
+            )
 
             # 3. forward, normaliser, losses
             model.train()
@@ -189,9 +200,17 @@ def train_detector(
             labels, reg_targets = labels.to(device), reg_targets.to(device)
             positives = int(((labels >= 0) & out.mask).sum())
             state.normaliser = update_normaliser(state.normaliser, positives, momentum=config.loss_norm_momentum)
-            terms = detector_loss(out.cls_logits, out.regression, out.mask, labels, reg_targets,
-                                  normaliser=state.normaliser, alpha=config.focal_alpha,
-                                  gamma=config.focal_gamma, reg_weight=config.reg_weight)
+            terms = detector_loss(
+                out.cls_logits,
+                out.regression,
+                out.mask,
+                labels,
+                reg_targets,
+                normaliser=state.normaliser,
+                alpha=config.focal_alpha,
+                gamma=config.focal_gamma,
+                reg_weight=config.reg_weight,
+            )
 
             # 4. clipped AdamW step at the step's learning rate
             lr = learning_rate(step, config)
@@ -207,16 +226,30 @@ def train_detector(
                 with torch.no_grad():
                     for averaged, current in zip(ema.parameters(), model.parameters()):
                         averaged.lerp_(current, 1.0 - config.ema_decay)
-            row: dict[str, float] = {"step": step, **terms.as_floats(), "lr": lr, "positives": positives,
-                                     "seconds": time.perf_counter() - started}
+            row: dict[str, float] = {
+                "step": step,
+                **terms.as_floats(),
+                "lr": lr,
+                "positives": positives,
+                "seconds": time.perf_counter() - started,
+            }
             state.log.append(row)
             state.step = step
             if on_progress is not None:
                 on_progress(step, config.steps, row)
             due = config.checkpoint_every and step % config.checkpoint_every == 0
             if checkpoint is not None and (due or step == config.steps):
-                _save_checkpoint(checkpoint, model=model, ema=ema, optimizer=optimizer, state=state,
-                                 config=config, video_ids=video_ids, num_classes=num_classes, device=device)
+                _save_checkpoint(
+                    checkpoint,
+                    model=model,
+                    ema=ema,
+                    optimizer=optimizer,
+                    state=state,
+                    config=config,
+                    video_ids=video_ids,
+                    num_classes=num_classes,
+                    device=device,
+                )
 
     final = ema if ema is not None else model
     weights = f"ema (decay {config.ema_decay:g})" if ema is not None else "final step"
@@ -236,10 +269,16 @@ def _batch_targets(
     """Targets of a padded batch: labels (B, N) int64 (-1 background), regression (B, N, 2) float32."""
     labels, regression = [], []
     for video_id, features in zip(video_ids, videos):
-        rows = instances_to_snippets(instances[video_id], length=features.shape[0], grid=grid,
-                                     num_classes=num_classes, video_id=video_id)  # (M, 3)
-        targets = assign_targets(rows, length=length, num_levels=config.num_levels,
-                                 range_base=config.range_base, center_radius=config.center_radius)
+        rows = instances_to_snippets(
+            instances[video_id], length=features.shape[0], grid=grid, num_classes=num_classes, video_id=video_id
+        )  # (M, 3)
+        targets = assign_targets(
+            rows,
+            length=length,
+            num_levels=config.num_levels,
+            range_base=config.range_base,
+            center_radius=config.center_radius,
+        )
         labels.append(targets.labels)
         regression.append(targets.regression)
     return torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(regression))
@@ -301,14 +340,20 @@ def _load_checkpoint(
     """Restores the model, its EMA, the optimizer and the RNG; returns the rest of the state."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     current = config.model_dump()
-    changed = sorted(k for k in current.keys() | payload["config"].keys()
-                     if k not in RESUMABLE_CHANGES and current.get(k) != payload["config"].get(k))
+    changed = sorted(
+        k
+        for k in current.keys() | payload["config"].keys()
+        if k not in RESUMABLE_CHANGES and current.get(k) != payload["config"].get(k)
+    )
     if changed:
-        raise ValueError(f"checkpoint '{path}' was written with other detector settings "
-                         f"({', '.join(changed)}); delete it or restore those settings")
+        raise ValueError(
+            f"checkpoint '{path}' was written with other detector settings "
+            f"({', '.join(changed)}); delete it or restore those settings"
+        )
     if payload["video_ids"] != video_ids or payload["num_classes"] != num_classes:
-        raise ValueError(f"checkpoint '{path}' was written for other training videos or classes; "
-                         "delete it to start over")
+        raise ValueError(
+            f"checkpoint '{path}' was written for other training videos or classes; delete it to start over"
+        )
     model.load_state_dict(payload["model"])
     if ema is not None:
         ema.load_state_dict(payload["ema"])
@@ -316,5 +361,4 @@ def _load_checkpoint(
     torch.set_rng_state(payload["torch_rng"])
     if device.type == "cuda" and payload["cuda_rng"] is not None:
         torch.cuda.set_rng_state(payload["cuda_rng"], device)
-    return _State(step=int(payload["step"]), normaliser=float(payload["normaliser"]),
-                  log=copy.deepcopy(payload["log"]))
+    return _State(step=int(payload["step"]), normaliser=float(payload["normaliser"]), log=copy.deepcopy(payload["log"]))

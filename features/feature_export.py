@@ -86,21 +86,35 @@ def _check_folder(out: Path, manifest: dict[str, Any], *, force: bool) -> list[P
     if earlier == manifest:
         return []
     if not force:
-        what = (f"an export of another store or layout (its {MANIFEST} differs from this one's)" if earlier
-                else f"{len(entries)} entries but no readable {MANIFEST} ({', '.join(entries[:5])}"
-                     f"{', ...' * (len(entries) > 5)}): not an export, or an interrupted one")
-        raise ExportFolderError(f"{out}: holds {what}; export into a new or empty folder, or pass --force to rewrite "
-                                f"every array there (an earlier export's arrays not rewritten are removed)")
+        what = (
+            f"an export of another store or layout (its {MANIFEST} differs from this one's)"
+            if earlier
+            else f"{len(entries)} entries but no readable {MANIFEST} ({', '.join(entries[:5])}"
+            f"{', ...' * (len(entries) > 5)}): not an export, or an interrupted one"
+        )
+        raise ExportFolderError(
+            f"{out}: holds {what}; export into a new or empty folder, or pass --force to rewrite "
+            f"every array there (an earlier export's arrays not rewritten are removed)"
+        )
     if earlier is None or earlier.get("layout") not in LAYOUTS or not isinstance(earlier["videos"], dict):
         return []
     inside = out.resolve()
-    listed = [path for vid, entry in earlier["videos"].items()
-              for path in _arrays(out, earlier["layout"], str(vid), (entry if isinstance(entry, dict) else {}).get("subset"))]
+    listed = [
+        path
+        for vid, entry in earlier["videos"].items()
+        for path in _arrays(out, earlier["layout"], str(vid), (entry if isinstance(entry, dict) else {}).get("subset"))
+    ]
     return [path for path in listed if inside in path.resolve().parents]  # a manifest names nothing outside its folder
 
 
-def export_features(store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, layout: Layout,
-                    subsets: Mapping[str, str] | None = None, force: bool = False) -> ExportSummary:
+def export_features(
+    store_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    layout: Layout,
+    subsets: Mapping[str, str] | None = None,
+    force: bool = False,
+) -> ExportSummary:
     """Write every video of the store in `layout` under `out_dir`.
 
     Args:
@@ -127,11 +141,14 @@ def export_features(store_path: str | os.PathLike[str], out_dir: str | os.PathLi
         if layout == "lacp":
             missing = [v for v in store if (subsets or {}).get(v) not in SUBSETS]
             if missing:
-                raise ValueError(f"{store_path}: {len(missing)} video(s) have no train/test subset in the annotations "
-                                 f"(the lacp layout needs one): {', '.join(missing[:20])}")
+                raise ValueError(
+                    f"{store_path}: {len(missing)} video(s) have no train/test subset in the annotations "
+                    f"(the lacp layout needs one): {', '.join(missing[:20])}"
+                )
         videos: dict[str, dict[str, Any]] = {
             vid: {**store.video_attrs(vid), **({"subset": subsets[vid]} if subsets and vid in subsets else {})}
-            for vid in store}
+            for vid in store
+        }
         manifest = {"layout": layout, "attrs": store.attrs, "videos": videos}
         earlier = _check_folder(out, json.loads(json.dumps(manifest)), force=force)  # compared as it reads back
         (out / MANIFEST).unlink(missing_ok=True)  # until every array is rewritten, no manifest vouches for them
@@ -140,7 +157,7 @@ def export_features(store_path: str | os.PathLike[str], out_dir: str | os.PathLi
             features = store[vid]  # (T, 2048): RGB then flow
             paths = _arrays(out, layout, vid, videos[vid].get("subset"))
             for i, path in enumerate(paths):  # lacp: (T, 1024) per stream; actionformer: (T, 2048)
-                array = features if len(paths) == 1 else features[:, i * FEATURE_DIM:(i + 1) * FEATURE_DIM]
+                array = features if len(paths) == 1 else features[:, i * FEATURE_DIM : (i + 1) * FEATURE_DIM]
                 with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
                     np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
                 written.add(path)

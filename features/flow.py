@@ -199,10 +199,7 @@ def _check_gray(frame: np.ndarray, index: int, shape: tuple[int, ...] | None) ->
     """Validate one grayscale frame: (H, W) uint8, same shape as the first frame."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 2:
-        raise ValueError(
-            f"frame {index}: expected a grayscale (H, W) uint8 array, "
-            f"got {frame.dtype} {frame.shape}"
-        )
+        raise ValueError(f"frame {index}: expected a grayscale (H, W) uint8 array, got {frame.dtype} {frame.shape}")
     if shape is not None and frame.shape != shape:
         raise ValueError(f"frame {index}: shape {frame.shape} differs from the first frame {shape}")
     return np.ascontiguousarray(frame)
@@ -310,9 +307,7 @@ def compute_flow(
     """
     frames = np.asarray(frames_gray)
     if frames.ndim != 3 or frames.dtype != np.uint8 or frames.shape[0] < 1:
-        raise ValueError(
-            f"compute_flow: expected (N >= 1, H, W) uint8 frames, got {frames.dtype} {frames.shape}"
-        )
+        raise ValueError(f"compute_flow: expected (N >= 1, H, W) uint8 frames, got {frames.dtype} {frames.shape}")
     n, h, w = frames.shape
     out = np.empty((n, h, w, 2), dtype=np.uint8)  # (N, H, W, 2)
     for i, q in enumerate(iter_flow(frames, settings, device=device)):
@@ -357,10 +352,7 @@ def write_flow_frames(
         for frame in flow_frames:
             frame = np.asarray(frame)
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 2:
-                raise ValueError(
-                    f"{path}: flow frame {n}: expected (H, W, 2) uint8, "
-                    f"got {frame.dtype} {frame.shape}"
-                )
+                raise ValueError(f"{path}: flow frame {n}: expected (H, W, 2) uint8, got {frame.dtype} {frame.shape}")
             if dset is None:
                 dset = h5.create_dataset(
                     FLOW_DATASET,
@@ -371,9 +363,7 @@ def write_flow_frames(
                     compression=compression,
                 )  # (N, H, W, 2)
             elif frame.shape != dset.shape[1:]:
-                raise ValueError(
-                    f"{path}: flow frame {n}: shape {frame.shape} differs from {dset.shape[1:]}"
-                )
+                raise ValueError(f"{path}: flow frame {n}: shape {frame.shape} differs from {dset.shape[1:]}")
             dset.resize(n + 1, axis=0)
             dset[n] = frame
             n += 1
@@ -408,9 +398,7 @@ def write_flow(
     flow_u8 = np.asarray(flow_u8)
     if flow_u8.ndim != 4:
         raise ValueError(f"{path}: expected flow of shape (N, H, W, 2), got {flow_u8.shape}")
-    return write_flow_frames(
-        path, iter(flow_u8), method=method, bound=bound, compression=compression, params=params
-    )
+    return write_flow_frames(path, iter(flow_u8), method=method, bound=bound, compression=compression, params=params)
 
 
 class FlowReader:
@@ -442,9 +430,7 @@ class FlowReader:
             )
         shape = dset.shape
         if dset.dtype != np.uint8 or len(shape) != 4 or shape[3] != 2:
-            raise FlowFileError(
-                f"flow file {self.path}: expected uint8 (N, H, W, 2), got {dset.dtype} {shape}"
-            )
+            raise FlowFileError(f"flow file {self.path}: expected uint8 (N, H, W, 2), got {dset.dtype} {shape}")
         if int(self._h5.attrs["frames"]) != shape[0]:
             raise FlowFileError(
                 f"flow file {self.path}: attr frames={int(self._h5.attrs['frames'])} "
@@ -477,9 +463,7 @@ class FlowReader:
         try:
             return self._dset[index]
         except OSError as err:
-            raise FlowFileError(
-                f"flow file {self.path}: cannot read frames {index}: {err}"
-            ) from err
+            raise FlowFileError(f"flow file {self.path}: cannot read frames {index}: {err}") from err
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):

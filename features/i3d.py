@@ -126,9 +126,7 @@ class Unit3D(nn.Module):
         # convolution pad by itself (no copy). Otherwise the padding depends on the input size.
         self.static_padding = all(s == 1 for s in self.stride) and all(k % 2 == 1 for k in self.kernel)
         padding = tuple(k // 2 for k in self.kernel) if self.static_padding else 0
-        self.conv3d = nn.Conv3d(
-            in_channels, out_channels, self.kernel, stride=self.stride, padding=padding, bias=bias
-        )
+        self.conv3d = nn.Conv3d(in_channels, out_channels, self.kernel, stride=self.stride, padding=padding, bias=bias)
         self.bn: nn.Module = ScalelessBatchNorm3d(out_channels) if batch_norm else nn.Identity()
         self.relu = relu
 
@@ -163,8 +161,7 @@ class SamePadMaxPool3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = [
-            same_padding(size=size, kernel=k, stride=s)
-            for size, k, s in zip(x.shape[2:], self.kernel, self.stride)
+            same_padding(size=size, kernel=k, stride=s) for size, k, s in zip(x.shape[2:], self.kernel, self.stride)
         ]  # (before, after) for T, H, W
         if all(before == after or s > 1 for (before, after), s in zip(pads, self.stride)):
             before = tuple(b for b, _ in pads)
@@ -195,9 +192,7 @@ class InceptionModule(nn.Module):
         self.out_channels = c0 + c1b + c2b + c3b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
-        )
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 # (name, in_channels, six branch widths) of the Inception blocks, in order.
@@ -271,9 +266,7 @@ class I3D(nn.Module):
             Mixed_5c activations (B, 1024, ceil(T/8), ceil(H/32), ceil(W/32)).
         """
         if x.dim() != 5 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"I3D expects input (B, {self.in_channels}, T, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"I3D expects input (B, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
         for name in _TRUNK:
             x = getattr(self, name)(x)
         return x

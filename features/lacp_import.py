@@ -86,8 +86,10 @@ def _declared_shape(path: Path, vid: str) -> tuple[int, ...]:
         raise ValueError(f"video {vid!r}: cannot read {path}: {err}") from err
     declared = math.prod(shape) * dtype.itemsize
     if declared > data_bytes:
-        raise ValueError(f"video {vid!r}: {path} declares shape {shape} of {dtype} ({declared} bytes) but holds "
-                         f"{data_bytes} bytes of data: a damaged or truncated file; export or copy it again")
+        raise ValueError(
+            f"video {vid!r}: {path} declares shape {shape} of {dtype} ({declared} bytes) but holds "
+            f"{data_bytes} bytes of data: a damaged or truncated file; export or copy it again"
+        )
     return shape
 
 
@@ -95,9 +97,7 @@ def _load(path: Path, vid: str) -> np.ndarray:
     """Load one stream of one video and check it is (T >= 1, 1024), the header first."""
     shape = _declared_shape(path, vid)
     if len(shape) != 2 or shape[1] != FEATURE_DIM or shape[0] < 1:
-        raise ValueError(
-            f"video {vid!r}: {path} has shape {shape}, expected (T >= 1, {FEATURE_DIM})"
-        )
+        raise ValueError(f"video {vid!r}: {path} has shape {shape}, expected (T >= 1, {FEATURE_DIM})")
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -124,9 +124,7 @@ def _scan(src: Path) -> dict[str, str]:
                 raise ValueError(f"video {vid!r}: present in both {subsets[vid]} and {subset}")
             subsets[vid] = subset
     if not subsets:
-        raise ValueError(
-            f"{src}: no features found; expected {{train,test}}/{{rgb,flow}}/<video_id>.npy"
-        )
+        raise ValueError(f"{src}: no features found; expected {{train,test}}/{{rgb,flow}}/<video_id>.npy")
     return subsets
 
 
@@ -174,9 +172,7 @@ def import_lacp_features(
     if source_fps is not None:
         missing = [v for v in subsets if v not in source_fps]
         if missing:
-            raise ValueError(
-                f"source_fps: no entry for video {missing[0]!r} ({len(missing)} missing)"
-            )
+            raise ValueError(f"source_fps: no entry for video {missing[0]!r} ({len(missing)} missing)")
     file_attrs: dict[str, Any] = {
         "fps": float(fps),
         "snippet": int(snippet),
@@ -200,11 +196,8 @@ def import_lacp_features(
         t = min(len(rgb), len(flow))
         if len(rgb) != len(flow):
             if on_mismatch == "error":
-                raise ValueError(
-                    f"video {vid!r} ({subset}): rgb has {len(rgb)} snippets, flow has {len(flow)}"
-                )
-            log.warning("video %r: rgb has %d snippets, flow %d; trimming both to %d",
-                        vid, len(rgb), len(flow), t)
+                raise ValueError(f"video {vid!r} ({subset}): rgb has {len(rgb)} snippets, flow has {len(flow)}")
+            log.warning("video %r: rgb has %d snippets, flow %d; trimming both to %d", vid, len(rgb), len(flow), t)
             trimmed[vid] = (len(rgb), len(flow))
         snippets[vid] = t
         if writer.done(vid):

@@ -171,9 +171,7 @@ def snippet_count(n_frames: int, snippet: int = 16, stride: int = 16) -> int:
         min(1 + ceil(max(n - snippet, 0) / stride), ceil(n / stride)).
     """
     if n_frames < 1 or snippet < 1 or stride < 1:
-        raise ValueError(
-            f"snippet_count: need n_frames, snippet, stride >= 1, got {n_frames}, {snippet}, {stride}"
-        )
+        raise ValueError(f"snippet_count: need n_frames, snippet, stride >= 1, got {n_frames}, {snippet}, {stride}")
     covering = 1 + math.ceil(max(n_frames - snippet, 0) / stride)
     return min(covering, math.ceil(n_frames / stride))
 
@@ -266,5 +264,11 @@ def stream_batches(
     else:
         transform = functools.partial(preprocess_flow, crop=settings.crop)
     batch = settings.batch if settings.batch != "auto" else default_batch(dtype, device)
-    return iter_snippet_batches(frames, snippet=settings.snippet, stride=settings.stride, batch=batch,
-                                frame_step=settings.frame_step, transform=transform)
+    return iter_snippet_batches(
+        frames,
+        snippet=settings.snippet,
+        stride=settings.stride,
+        batch=batch,
+        frame_step=settings.frame_step,
+        transform=transform,
+    )

@@ -21,9 +21,10 @@ Write design (resumable, never a half-written file):
     finished ``out`` the same way: ``reuse(vid, input_id=...)`` is also True for a video that
     ``out`` holds, written under the same settings from the same input, and copies its arrays
     and per-video attrs into its part exactly as ``write`` would have written them, so the
-    merged store is the same bytes whether a video was reused or computed again. Run bookkeeping does not make a part stale: ``excluded_videos`` (which
-    videos failed upstream this time) is the last run's in the final store, and the dtype the
-    network ran in is recorded per video, the file attr naming the mix when parts differ.
+    merged store is the same bytes whether a video was reused or computed again. Run bookkeeping
+    does not make a part stale: ``excluded_videos`` (which videos failed upstream this time) is
+    the last run's in the final store, and the dtype the network ran in is recorded per video,
+    the file attr naming the mix when parts differ.
     ``finalize(videos)`` copies the parts of ``videos`` into a temporary file beside ``out``
     (video by video, never the whole store in memory), ``os.replace``s it onto ``out`` and
     removes the parts folder. An interruption inside ``finalize`` leaves the parts in place
@@ -172,8 +173,7 @@ def _check_file_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
         value = _attr_value(value)
         if not isinstance(value, (str, int, float, bool)):
             raise ValueError(
-                f"feature store attr {key!r}: expected str, int, float or bool, "
-                f"got {type(value).__name__}"
+                f"feature store attr {key!r}: expected str, int, float or bool, got {type(value).__name__}"
             )
         out[str(key)] = value
     return out
@@ -183,9 +183,7 @@ def _check_features(vid: str, stream: str, array: np.ndarray) -> np.ndarray:
     """Validate one stream's (T, 1024) feature matrix and return it as float32."""
     arr = np.asarray(array, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM or arr.shape[0] < 1:
-        raise ValueError(
-            f"video {vid!r}, {stream}: expected shape (T >= 1, {FEATURE_DIM}), got {arr.shape}"
-        )
+        raise ValueError(f"video {vid!r}, {stream}: expected shape (T >= 1, {FEATURE_DIM}), got {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"video {vid!r}, {stream}: contains NaN or inf")
     return arr
@@ -198,8 +196,15 @@ def _settings(attrs: Mapping[str, Any]) -> str:
 
 
 def _write_video(
-    h5: h5py.File, vid: str, rgb: np.ndarray, flow: np.ndarray, *, frames: int, source_fps: float,
-    compute_dtype: str | None, input_id: str | None,
+    h5: h5py.File,
+    vid: str,
+    rgb: np.ndarray,
+    flow: np.ndarray,
+    *,
+    frames: int,
+    source_fps: float,
+    compute_dtype: str | None,
+    input_id: str | None,
 ) -> None:
     """Write one video's two streams and per-video attrs into an open store file."""
     for stream, arr in (("rgb", rgb), ("flow", flow)):
@@ -225,8 +230,10 @@ def _summarise_dtypes(per_video: Mapping[str, str | None]) -> str | None:
         return None
     if len(counts) == 1:
         return next(iter(counts))
-    mix = ", ".join(f"{dtype or 'unrecorded'} ({n} video{'s' * (n != 1)})"
-                    for dtype, n in sorted(counts.items(), key=lambda item: str(item[0])))
+    mix = ", ".join(
+        f"{dtype or 'unrecorded'} ({n} video{'s' * (n != 1)})"
+        for dtype, n in sorted(counts.items(), key=lambda item: str(item[0]))
+    )
     return f"mixed: {mix}; each video's {COMPUTE_DTYPE} attr says which"
 
 
@@ -327,9 +334,7 @@ class FeatureStoreWriter:
 
     def finished(self) -> list[str]:
         """Sorted ids of the videos written so far."""
-        return sorted(
-            p.stem for p in self.parts_dir.glob("*.h5") if not p.name.startswith(TMP_PREFIX)
-        )
+        return sorted(p.stem for p in self.parts_dir.glob("*.h5") if not p.name.startswith(TMP_PREFIX))
 
     def write(
         self,
@@ -361,18 +366,23 @@ class FeatureStoreWriter:
         rgb32 = _check_features(vid, "rgb", rgb)  # (T, 1024)
         flow32 = _check_features(vid, "flow", flow)  # (T, 1024)
         if rgb32.shape[0] != flow32.shape[0]:
-            raise ValueError(
-                f"video {vid!r}: rgb has {rgb32.shape[0]} snippets, flow has {flow32.shape[0]}"
-            )
+            raise ValueError(f"video {vid!r}: rgb has {rgb32.shape[0]} snippets, flow has {flow32.shape[0]}")
         if int(frames) < 1 or not float(source_fps) > 0:
             raise ValueError(
-                f"video {vid!r}: expected frames >= 1 and source_fps > 0, "
-                f"got frames={frames}, source_fps={source_fps}"
+                f"video {vid!r}: expected frames >= 1 and source_fps > 0, got frames={frames}, source_fps={source_fps}"
             )
         with atomic_h5_file(path) as h5:
             h5.attrs.update(self.attrs)
-            _write_video(h5, vid, rgb32, flow32, frames=frames, source_fps=source_fps,
-                         compute_dtype=compute_dtype, input_id=input_id)
+            _write_video(
+                h5,
+                vid,
+                rgb32,
+                flow32,
+                frames=frames,
+                source_fps=source_fps,
+                compute_dtype=compute_dtype,
+                input_id=input_id,
+            )
         return path
 
     def finalize(self, videos: Iterable[str] | None = None) -> Path:
@@ -397,8 +407,10 @@ class FeatureStoreWriter:
             raise FeatureStoreError(f"{self.parts_dir}: no finished video to merge into {self.out}")
         absent = [v for v in vids if not self.done(v)]
         if absent:
-            raise FeatureStoreError(f"{self.parts_dir}: no part for video(s) {absent[:5]} ({len(absent)} in all) "
-                                    f"to merge into {self.out}; rerun the stage that writes them")
+            raise FeatureStoreError(
+                f"{self.parts_dir}: no part for video(s) {absent[:5]} ({len(absent)} in all) "
+                f"to merge into {self.out}; rerun the stage that writes them"
+            )
         dtypes: dict[str, str | None] = {}
         with atomic_h5_file(self.out) as dst:
             dst.attrs.update(self.attrs)
@@ -443,15 +455,12 @@ class FeatureStore:
         groups = [s for s in STREAMS if not isinstance(self._h5.get(s), h5py.Group)]
         if missing or groups:
             raise FeatureStoreError(
-                f"feature store {self.path}: not in the store schema "
-                f"(missing attrs {missing}, missing groups {groups})"
+                f"feature store {self.path}: not in the store schema (missing attrs {missing}, missing groups {groups})"
             )
         rgb, flow = set(self._h5["rgb"]), set(self._h5["flow"])
         if rgb != flow:
             odd = sorted(rgb ^ flow)[:5]
-            raise FeatureStoreError(
-                f"feature store {self.path}: videos present in only one of rgb/flow: {odd}"
-            )
+            raise FeatureStoreError(f"feature store {self.path}: videos present in only one of rgb/flow: {odd}")
         self._videos = sorted(rgb)
         self._video_set = frozenset(rgb)
 

@@ -83,8 +83,9 @@ class TimeGrid:
         """
         missing = [k for k in ("fps", "snippet", "stride") if k not in attrs]
         if missing:
-            raise ValueError(f"{where}: the feature store records no time grid attribute(s) {missing} "
-                             "(rerun the extract stage)")
+            raise ValueError(
+                f"{where}: the feature store records no time grid attribute(s) {missing} (rerun the extract stage)"
+            )
         try:
             return cls(fps=float(attrs["fps"]), snippet=int(attrs["snippet"]), stride=int(attrs["stride"]))
         except (TypeError, ValueError) as err:

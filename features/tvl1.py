@@ -235,10 +235,10 @@ def median_filter(x: torch.Tensor, size: int, *, chunk: int = 8) -> torch.Tensor
     r = size // 2
     out = torch.empty_like(x)
     for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk]  # (b, C, H, W)
+        part = x[start : start + chunk]  # (b, C, H, W)
         padded = F.pad(part, (r, r, r, r), mode="replicate")  # (b, C, H+2r, W+2r)
         windows = padded.unfold(2, size, 1).unfold(3, size, 1)  # (b, C, H, W, size, size)
-        out[start:start + chunk] = windows.reshape(*part.shape, size * size).median(dim=-1).values
+        out[start : start + chunk] = windows.reshape(*part.shape, size * size).median(dim=-1).values
     return out
 
 
@@ -357,8 +357,7 @@ class _Iterator:
         """One iteration of the active pairs; returns their errors (b,)."""
         b = state.u.shape[0]
         scratch = [buf[:b] for buf in self.buffers]
-        return _step(state.u, state.q, state.coef, state.offset, *scratch,
-                     self.l_t, self.tau, self.taut)
+        return _step(state.u, state.q, state.coef, state.offset, *scratch, self.l_t, self.tau, self.taut)
 
 
 @dataclass
@@ -424,8 +423,11 @@ def _solve_level(
     u = u.contiguous().clone()
     q = u.new_zeros(batch, channels, 2, h, w)  # (B, C, 2, H, W) theta * p
     stack = torch.cat([i1[:, None], centered_gradient(i1)], dim=1)  # (B, 3, H, W): I1, I1x, I1y
-    ys, xs = torch.meshgrid(torch.arange(h, device=u.device, dtype=torch.float32),
-                            torch.arange(w, device=u.device, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=u.device, dtype=torch.float32),
+        torch.arange(w, device=u.device, dtype=torch.float32),
+        indexing="ij",
+    )
     base = torch.stack([xs, ys])  # (2, H, W)
     eps = torch.tensor(settings.epsilon**2 * h * w, dtype=torch.float32).item()
     med = settings.median_filtering
@@ -495,8 +497,9 @@ def tvl1_flow(
     """
     i0, i1 = _as_frames(prev, "prev"), _as_frames(nxt, "nxt")
     if i0.shape != i1.shape or i0.device != i1.device:
-        raise ValueError(f"tvl1_flow: prev {tuple(i0.shape)} on {i0.device} and nxt "
-                         f"{tuple(i1.shape)} on {i1.device} differ")
+        raise ValueError(
+            f"tvl1_flow: prev {tuple(i0.shape)} on {i0.device} and nxt {tuple(i1.shape)} on {i1.device} differ"
+        )
     batch, height, width = i0.shape
     if height < 2 or width < 2:
         raise ValueError(f"tvl1_flow: frames of {height}x{width} px; expected at least 2x2")

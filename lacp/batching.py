@@ -175,16 +175,12 @@ def point_matrix(
         raise ValueError(f"{where}: needs at least one snippet, got T={num_snippets}")
     if frames.shape != classes.shape or frames.ndim != 1:
         raise ValueError(
-            f"{where}: point frames {frames.shape} and classes {classes.shape} must be "
-            "1-d arrays of the same length"
+            f"{where}: point frames {frames.shape} and classes {classes.shape} must be 1-d arrays of the same length"
         )
     if frames.size and frames.min() < 0:
         raise ValueError(f"{where}: point frames must be >= 0, got {frames.min()}")
     if classes.size and (classes.min() < 0 or classes.max() >= num_classes):
-        raise ValueError(
-            f"{where}: point classes must lie in [0, {num_classes}), "
-            f"got {classes.min()}..{classes.max()}"
-        )
+        raise ValueError(f"{where}: point classes must lie in [0, {num_classes}), got {classes.min()}..{classes.max()}")
     snippets = np.minimum(snippet_index(frames, fps=fps, grid=grid), num_snippets - 1)  # (N,)
     points = np.zeros((num_snippets, num_classes), dtype=bool)
     points[snippets, classes.astype(np.int64)] = True
@@ -244,13 +240,17 @@ def resample_sample(sample: VideoSample, positions: np.ndarray) -> VideoSample:
     start, stop = segment_bins(length, len(positions))
     inside = (positions >= start) & (positions < stop)
     if not inside.all():
-        raise ValueError(f"video '{sample.video_id}': positions must pick one snippet of each of the "
-                         f"{len(positions)} bins of its {length} snippets")
-    counts = np.concatenate([np.zeros((1, sample.points.shape[1]), np.int64),
-                             np.cumsum(sample.points, axis=0, dtype=np.int64)])  # (T+1, C)
+        raise ValueError(
+            f"video '{sample.video_id}': positions must pick one snippet of each of the "
+            f"{len(positions)} bins of its {length} snippets"
+        )
+    counts = np.concatenate(
+        [np.zeros((1, sample.points.shape[1]), np.int64), np.cumsum(sample.points, axis=0, dtype=np.int64)]
+    )  # (T+1, C)
     points = (counts[stop] - counts[start]) > 0  # (N, C): a point of c somewhere in bin i
-    return VideoSample(video_id=sample.video_id, features=sample.features[positions], points=points,
-                       labels=sample.labels)
+    return VideoSample(
+        video_id=sample.video_id, features=sample.features[positions], points=points, labels=sample.labels
+    )
 
 
 def feature_getter(source: FeatureSource) -> Callable[[str], np.ndarray]:
@@ -285,17 +285,13 @@ def load_sample(
     features = np.asarray(get_features(item.video_id), dtype=np.float32)
     if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != feature_dim:
         raise ValueError(
-            f"video '{item.video_id}': features must have shape (T >= 1, {feature_dim}), "
-            f"got {features.shape}"
+            f"video '{item.video_id}': features must have shape (T >= 1, {feature_dim}), got {features.shape}"
         )
     if not np.isfinite(features).all():
         raise ValueError(f"video '{item.video_id}': features contain NaN or inf")
     labels = np.asarray(item.labels, dtype=np.float32)
     if labels.shape != (num_classes,):
-        raise ValueError(
-            f"video '{item.video_id}': labels must have shape ({num_classes},), "
-            f"got {labels.shape}"
-        )
+        raise ValueError(f"video '{item.video_id}': labels must have shape ({num_classes},), got {labels.shape}")
     points = point_matrix(
         frames=item.point_frames,
         classes=item.point_classes,

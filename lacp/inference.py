@@ -26,11 +26,25 @@ import torch
 from features.store import FeatureStore
 from lacp.batching import segment_positions
 from lacp.model import LACPNet
-from lacp.proposals import (Candidates, DetectionConfig, candidate_proposals, generate_proposals, predicted_classes,
-                            video_scores)
+from lacp.proposals import (
+    Candidates,
+    DetectionConfig,
+    candidate_proposals,
+    generate_proposals,
+    predicted_classes,
+    video_scores,
+)
 
-__all__ = ["DetectionConfig", "ScoredVideo", "predict", "resample_for_inference", "resampled_seconds", "score_video",
-           "video_candidates", "video_outputs"]
+__all__ = [
+    "DetectionConfig",
+    "ScoredVideo",
+    "predict",
+    "resample_for_inference",
+    "resampled_seconds",
+    "score_video",
+    "video_candidates",
+    "video_outputs",
+]
 
 
 def resampled_seconds(snippet_seconds: float, length: int, num_segments: int) -> float:
@@ -108,9 +122,12 @@ def predict(
     keep = set(keep_scores)
     snippet_seconds = store.time_grid.seconds_per_snippet
     for vid in videos:
-        scored = score_video(model, store[vid], config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)
-        proposals[vid] = generate_proposals(scored.q, config=config, snippet_seconds=scored.seconds,
-                                            video_score=scored.video_score)
+        scored = score_video(
+            model, store[vid], config, device, num_segments=num_segments, snippet_seconds=snippet_seconds
+        )
+        proposals[vid] = generate_proposals(
+            scored.q, config=config, snippet_seconds=scored.seconds, video_score=scored.video_score
+        )
         class_sets[vid] = {int(i) for i in predicted_classes(scored.video_score, threshold=config.class_threshold)}
         if vid in keep:
             scores[vid] = scored.q
@@ -132,8 +149,15 @@ class ScoredVideo:
     seconds: float
 
 
-def score_video(model: LACPNet, features: np.ndarray, config: DetectionConfig, device: torch.device, *,
-                num_segments: int, snippet_seconds: float) -> ScoredVideo:
+def score_video(
+    model: LACPNet,
+    features: np.ndarray,
+    config: DetectionConfig,
+    device: torch.device,
+    *,
+    num_segments: int,
+    snippet_seconds: float,
+) -> ScoredVideo:
     """Run the network on one video's (T, D) features as `predict` does (resampled to
     `num_segments` when the model was trained so); what the proposal step starts from."""
     features, seconds = resample_for_inference(features, num_segments, snippet_seconds)  # (T or N, D)
@@ -141,8 +165,15 @@ def score_video(model: LACPNet, features: np.ndarray, config: DetectionConfig, d
     return ScoredVideo(q=q, video_score=video_scores(p[:, : model.num_classes], r_act=config.r_act), seconds=seconds)
 
 
-def video_candidates(model: LACPNet, features: np.ndarray, config: DetectionConfig, device: torch.device, *,
-                     num_segments: int, snippet_seconds: float) -> Candidates:
+def video_candidates(
+    model: LACPNet,
+    features: np.ndarray,
+    config: DetectionConfig,
+    device: torch.device,
+    *,
+    num_segments: int,
+    snippet_seconds: float,
+) -> Candidates:
     """Every proposal of one video before NMS (`lacp.proposals.candidate_proposals`), made from
     the same network outputs and settings as `predict`'s detections."""
     scored = score_video(model, features, config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)

@@ -117,8 +117,7 @@ class Spans:
 
     def select(self, rows: np.ndarray) -> Spans:
         """The spans at `rows` (bool mask or indices)."""
-        return Spans(self.video[rows], self.cls[rows], self.start[rows], self.end[rows],
-                     self.action[rows])
+        return Spans(self.video[rows], self.cls[rows], self.start[rows], self.end[rows], self.action[rows])
 
 
 def focal_bce(q: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -215,14 +214,14 @@ def pseudo_label_spans(
                 continue
             starts = np.concatenate([[0], changes + 1])
             ends = np.concatenate([changes, [column.size - 1]])
-            rows.append((np.full(starts.size, b), np.full(starts.size, c), starts, ends,
-                         column[starts]))
+            rows.append((np.full(starts.size, b), np.full(starts.size, c), starts, ends, column[starts]))
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
         return Spans(empty, empty, empty, empty, np.zeros(0, dtype=bool))
     video, cls, start, end, action = (np.concatenate(parts) for parts in zip(*rows))
-    return Spans(video.astype(np.int64), cls.astype(np.int64), start.astype(np.int64),
-                 end.astype(np.int64), action.astype(bool))
+    return Spans(
+        video.astype(np.int64), cls.astype(np.int64), start.astype(np.int64), end.astype(np.int64), action.astype(bool)
+    )
 
 
 def trim_video_end(spans: Spans, lengths: np.ndarray) -> Spans:
@@ -398,8 +397,7 @@ def feature_contrast(
     # pad groups to (G, S, E) and contrast every action span against the others
     num_groups, size = group_size.size, int(group_size.max())
     group_t, slot_t = torch.as_tensor(group, device=device), torch.as_tensor(slot, device=device)
-    padded = vectors.new_zeros(num_groups, size, vectors.shape[1]).index_put(
-        (group_t, slot_t), vectors)
+    padded = vectors.new_zeros(num_groups, size, vectors.shape[1]).index_put((group_t, slot_t), vectors)
     valid = torch.zeros(num_groups, size, dtype=torch.bool, device=device)
     valid[group_t, slot_t] = True
     is_action = torch.zeros_like(valid)
@@ -407,8 +405,7 @@ def feature_contrast(
     logits = padded @ padded.transpose(1, 2) / tau  # (G, S, S)
     others = valid[:, None, :] & ~torch.eye(size, dtype=torch.bool, device=device)
     log_all = torch.logsumexp(logits.masked_fill(~others, float("-inf")), dim=-1)
-    log_act = torch.logsumexp(
-        logits.masked_fill(~(others & is_action[:, None, :]), float("-inf")), dim=-1)
+    log_act = torch.logsumexp(logits.masked_fill(~(others & is_action[:, None, :]), float("-inf")), dim=-1)
     per_span = torch.where(is_action, log_all - log_act, torch.zeros_like(log_all))  # (G, S)
     per_group = per_span.sum(dim=1) / is_action.sum(dim=1)  # (G,)
 
@@ -482,15 +479,25 @@ def lacp_loss(
         if video_end == "released":
             spans = trim_video_end(spans, batch.lengths.cpu().numpy())
         if score_contrast_on:
-            score_act, score_bkg, loss_score = score_contrast(q, batch.lengths, spans,
-                                                              outer=oic_outer)
+            score_act, score_bkg, loss_score = score_contrast(q, batch.lengths, spans, outer=oic_outer)
         if feature_contrast_on:
-            loss_feat = feature_contrast(out["embeddings"], spans, rng=rng, tau=tau,
-                                         last_class_only=feat_last_class_only)
-    per_video = (lambdas[0] * loss_vid + lambdas[1] * loss_point + lambdas[2] * loss_bkg
-                 + lambdas[3] * loss_score + lambdas[4] * loss_feat)
+            loss_feat = feature_contrast(
+                out["embeddings"], spans, rng=rng, tau=tau, last_class_only=feat_last_class_only
+            )
+    per_video = (
+        lambdas[0] * loss_vid
+        + lambdas[1] * loss_point
+        + lambdas[2] * loss_bkg
+        + lambdas[3] * loss_score
+        + lambdas[4] * loss_feat
+    )
     return LossTerms(
-        vid=loss_vid.mean(), point=loss_point.mean(), bkg_point=loss_bkg.mean(),
-        score_act=score_act.mean(), score_bkg=score_bkg.mean(), score=loss_score.mean(),
-        feat=loss_feat.mean(), total=per_video.mean(),
+        vid=loss_vid.mean(),
+        point=loss_point.mean(),
+        bkg_point=loss_bkg.mean(),
+        score_act=score_act.mean(),
+        score_bkg=score_bkg.mean(),
+        score=loss_score.mean(),
+        feat=loss_feat.mean(),
+        total=per_video.mean(),
     )

@@ -218,7 +218,9 @@ def load_ground_truth(
                 rows.append((len(video_ids) - 1, label, *_parse_segment(annotation["segment"], where=where)))
     if wanted is not None and len(video_ids) < len(wanted):
         strays = sorted(wanted - set(video_ids))
-        raise ValueError(f"{name}: {len(strays)} requested video(s) are not {subset!r} videos: {', '.join(strays[:20])}")
+        raise ValueError(
+            f"{name}: {len(strays)} requested video(s) are not {subset!r} videos: {', '.join(strays[:20])}"
+        )
     if not video_ids:
         raise ValueError(f"{name}: no video has subset {subset!r}; subsets present: {sorted(subsets_seen)}")
     classes = tuple(sorted({label for _, label, _, _ in rows}))
@@ -639,9 +641,7 @@ def parse_tiou(text: str) -> np.ndarray:
     return _check_tiou(values)
 
 
-def classification_accuracy(
-    predicted: Mapping[str, Iterable[str]], truth: Mapping[str, Iterable[str]]
-) -> float:
+def classification_accuracy(predicted: Mapping[str, Iterable[str]], truth: Mapping[str, Iterable[str]]) -> float:
     """Share of videos whose predicted label set equals the true label set.
 
     Args:

@@ -36,8 +36,7 @@ def check_mask(mask: torch.Tensor, *, shape: tuple[int, int]) -> torch.Tensor:
             snippets are not a prefix.
     """
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"mask must be a bool tensor of shape {tuple(shape)}, got "
-                         f"{mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(f"mask must be a bool tensor of shape {tuple(shape)}, got {mask.dtype} {tuple(mask.shape)}")
     lengths = mask.sum(dim=1)  # (B,)
     if bool((lengths < 1).any()):
         raise ValueError("mask: every video needs at least one valid snippet")
@@ -124,8 +123,7 @@ class LACPNet(nn.Module):
         super().__init__()
         if num_classes < 1 or feature_dim < 1 or embed_dim < 1:
             raise ValueError(
-                f"num_classes, feature_dim and embed_dim must be >= 1, got "
-                f"{num_classes}, {feature_dim}, {embed_dim}"
+                f"num_classes, feature_dim and embed_dim must be >= 1, got {num_classes}, {feature_dim}, {embed_dim}"
             )
         self.num_classes = num_classes
         self.feature_dim = feature_dim
@@ -162,8 +160,9 @@ class LACPNet(nn.Module):
         padded = F.pad(features, (0, 0, 1, 1)).reshape(batch * (length + 2), dim)
         windows = padded.as_strided((padded.shape[0] - 2, 3 * dim), (dim, 1))  # (B(T+2)-2, 3D)
         device = features.device
-        starts = (torch.arange(batch, device=device)[:, None] * (length + 2)
-                  + torch.arange(length, device=device))  # (B, T) window of snippet t
+        starts = torch.arange(batch, device=device)[:, None] * (length + 2) + torch.arange(
+            length, device=device
+        )  # (B, T) window of snippet t
         starts = starts.reshape(-1) if all_valid else starts[mask]
         stacked = windows.index_select(0, starts)  # (N, 3D), N valid snippets
 

@@ -94,7 +94,9 @@ def save_model(
     }
     weights = io.BytesIO()
     torch.save(state_dict, weights)
-    write_bytes_atomic(model_dir / "model.pt", weights.getvalue(), fsync=True)  # on disk before model.json vouches for it
+    write_bytes_atomic(
+        model_dir / "model.pt", weights.getvalue(), fsync=True
+    )  # on disk before model.json vouches for it
     write_bytes_atomic(model_dir / "model.json", (json.dumps(meta, indent=2) + "\n").encode())
 
 
@@ -116,8 +118,9 @@ def read_model_meta(model_dir: Path) -> dict:
         FileNotFoundError: no model.json.
         ValueError: not a JSON object; a size that is not a whole number within `LIMITS`
             (`num_segments` may be 0: every snippet); class names that are not strings, or more
-            of them than `LIMITS` allows; a dropout outside [0, 1); a `detection` setting `DetectionConfig` does not have, or
-            one of the wrong kind. Each names the file, the key and what was expected.
+            of them than `LIMITS` allows; a dropout outside [0, 1); a `detection` setting
+            `DetectionConfig` does not have, or one of the wrong kind. Each names the file, the
+            key and what was expected.
     """
     path = Path(model_dir) / "model.json"
     if not path.is_file():
@@ -129,8 +132,10 @@ def read_model_meta(model_dir: Path) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: expected a JSON object (the train stage writes it), got {type(meta).__name__}")
     if meta.setdefault("kind", MODEL_KIND) != MODEL_KIND:
-        raise ValueError(f"{path}: key 'kind' is {meta['kind']!r}, not {MODEL_KIND!r}: not an LACP model folder "
-                         "(a self-trained detector's is read by detector.model_io)")
+        raise ValueError(
+            f"{path}: key 'kind' is {meta['kind']!r}, not {MODEL_KIND!r}: not an LACP model folder "
+            "(a self-trained detector's is read by detector.model_io)"
+        )
     meta.setdefault("num_segments", 0)
     for record in ("features", "detection", "project"):
         if not isinstance(meta.setdefault(record, {}), dict):
@@ -166,8 +171,10 @@ def _check_detection(record: Mapping[str, Any], *, where: str) -> None:
     known = DetectionConfig.model_fields
     unknown = sorted(set(record) - set(known))
     if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {unknown}; a model folder records some of {sorted(known)} "
-                         "(lacp.proposals.DetectionConfig): the file was edited or written by another program")
+        raise ValueError(
+            f"{where}: unknown setting(s) {unknown}; a model folder records some of {sorted(known)} "
+            "(lacp.proposals.DetectionConfig): the file was edited or written by another program"
+        )
     try:
         DetectionConfig.model_validate(record, strict=True)
     except ValidationError as err:
@@ -194,11 +201,14 @@ def check_recorded_settings(recorded: BaseModel, given: BaseModel, *, where: Pat
     """
     differing = [k for k in type(given).model_fields if getattr(recorded, k) != getattr(given, k)]
     if differing:
-        values = "; ".join(f"{section}.{k} is {getattr(recorded, k)!r} there, {getattr(given, k)!r} in the params"
-                           for k in differing)
-        raise ValueError(f"{where} records other detection settings than the params: {values}. The {writer} stage "
-                         f"records the section it ran with (`dvc repro` reruns it after a change); rerun it, or set "
-                         f"the params back to the record")
+        values = "; ".join(
+            f"{section}.{k} is {getattr(recorded, k)!r} there, {getattr(given, k)!r} in the params" for k in differing
+        )
+        raise ValueError(
+            f"{where} records other detection settings than the params: {values}. The {writer} stage "
+            f"records the section it ran with (`dvc repro` reruns it after a change); rerun it, or set "
+            f"the params back to the record"
+        )
 
 
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:
@@ -223,17 +233,21 @@ def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNe
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{weights}: cannot be loaded as a tensor-only state_dict "
-                         f"(torch.load with weights_only=True: {_first_reason(err)})") from None
+        raise ValueError(
+            f"{weights}: cannot be loaded as a tensor-only state_dict "
+            f"(torch.load with weights_only=True: {_first_reason(err)})"
+        ) from None
     sizes = {"num_classes": len(meta["classes"]), "feature_dim": meta["feature_dim"], "embed_dim": meta["embed_dim"]}
     with torch.device("meta"):
         described = {k: tuple(v.shape) for k, v in LACPNet(**sizes).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()} if isinstance(state, dict) else {}
     for key in sorted(set(described) | set(found)):
         if described.get(key) != found.get(key):
-            raise ValueError(f"{weights} does not match {model_dir / 'model.json'} ({sizes}): '{key}' is "
-                             f"{found.get(key, 'absent')} in model.pt, model.json's sizes give "
-                             f"{described.get(key, 'no such key')}")
+            raise ValueError(
+                f"{weights} does not match {model_dir / 'model.json'} ({sizes}): '{key}' is "
+                f"{found.get(key, 'absent')} in model.pt, model.json's sizes give "
+                f"{described.get(key, 'no such key')}"
+            )
     model = LACPNet(**sizes, dropout=meta["dropout"])
     model.load_state_dict(state)
     return model.to(device).eval()
@@ -243,5 +257,9 @@ def _first_reason(err: Exception) -> str:
     """What torch.load refused (e.g. 'unsupported GLOBAL posix.system'), without its advice to
     turn the check off."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Please file an issue", "Check the documentation"))]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("Weights only load failed", "Please file an issue", "Check the documentation"))
+    ]
     return (useful or lines or [type(err).__name__])[0]

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from core.config import Config
 from pydantic import Field
 
+from core.config import Config
 
 __all__ = [
     "ACT_THRESHOLDS",
@@ -209,13 +209,16 @@ class DetectionConfig(Config):
     stage and applied by evaluate, analyze, pseudo and `python -m pipeline detect` (whose flags
     these descriptions document)."""
 
-    r_act: int = Field(8, ge=1,
-                       description="top-k ratio of the video score, k = max(1, T // r_act) (also the training's)")
-    class_threshold: float = Field(0.5, ge=0, le=1,
-                                   description="video score a class needs to be localised (else the argmax is)")
+    r_act: int = Field(
+        8, ge=1, description="top-k ratio of the video score, k = max(1, T // r_act) (also the training's)"
+    )
+    class_threshold: float = Field(
+        0.5, ge=0, le=1, description="video score a class needs to be localised (else the argmax is)"
+    )
     nms_tiou: float = Field(0.7, gt=0, le=1, description="tIoU above which NMS suppresses a proposal")
-    faithful: bool = Field(True, description="the released inference's proposal quirks (lacp.proposals; "
-                                             "docs/METHOD.md section 5)")
+    faithful: bool = Field(
+        True, description="the released inference's proposal quirks (lacp.proposals; docs/METHOD.md section 5)"
+    )
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,9 @@ def candidate_proposals(
     if q.ndim != 2 or q.shape[0] == 0 or q.shape[1] < 2:
         raise ValueError(f"generate_proposals: expected fused scores of shape (T, C+1), T >= 1, C >= 1; got {q.shape}")
     n_classes = q.shape[1] - 1
-    scores = video_scores(q[:, :n_classes], r_act=config.r_act) if video_score is None else np.asarray(video_score, float)
+    scores = (
+        video_scores(q[:, :n_classes], r_act=config.r_act) if video_score is None else np.asarray(video_score, float)
+    )
     if scores.shape != (n_classes,):
         raise ValueError(f"generate_proposals: video_score must have shape ({n_classes},), got {scores.shape}")
     cas_thr = np.asarray(cas_thresholds, dtype=np.float64).reshape(-1, 1)  # (R1, 1)
@@ -300,8 +305,9 @@ def candidate_proposals(
         row, first, last = _runs(mask)
         inner, outer = _oic(curves, row, first, last, outer_ratio=outer_ratio, faithful=config.faithful)
         segments = np.stack([first * step, (last + 1) * step], axis=1)  # (M, 2)
-        parts.append((np.full(len(row), c, dtype=np.int64), segments, inner, outer,
-                      inner - outer + score_weight * scores[c]))
+        parts.append(
+            (np.full(len(row), c, dtype=np.int64), segments, inner, outer, inner - outer + score_weight * scores[c])
+        )
     label_index, segments, inner, outer, score = (np.concatenate(column) for column in zip(*parts))
     return Candidates(label_index, segments, inner, outer, score)
 
@@ -353,5 +359,5 @@ def to_results_json(proposals_by_video: Mapping[str, Sequence[Mapping]], *, clas
                 for p in proposals
             ]
             for vid, proposals in proposals_by_video.items()
-        }
+        },
     }

@@ -83,7 +83,7 @@ class PseudoCounts:
     split: int = 0
     merged: int = 0
 
-    def add(self, other: "PseudoCounts") -> None:
+    def add(self, other: PseudoCounts) -> None:
         """Add another video's counts to these."""
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))

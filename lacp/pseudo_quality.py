@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-
 __all__ = ["PSEUDO_COLUMNS", "pseudo_label_quality"]
 
 PSEUDO_COLUMNS = ["iou", "coverage", "precision", "length_ratio"]  # `pseudo_<name>` of `pseudo_label_quality`

@@ -53,12 +53,18 @@ def best_tiou(segments: np.ndarray, labels: np.ndarray, gt_segments: np.ndarray,
     gt_segments = np.asarray(gt_segments, dtype=np.float64).reshape(-1, 2)
     labels, gt_labels = np.asarray(labels).reshape(-1), np.asarray(gt_labels).reshape(-1)
     if len(labels) != len(segments) or len(gt_labels) != len(gt_segments):
-        raise ValueError(f"best_tiou: {len(segments)} segments with {len(labels)} labels, "
-                         f"{len(gt_segments)} ground-truth segments with {len(gt_labels)} labels")
+        raise ValueError(
+            f"best_tiou: {len(segments)} segments with {len(labels)} labels, "
+            f"{len(gt_segments)} ground-truth segments with {len(gt_labels)} labels"
+        )
     if not len(segments) or not len(gt_segments):
         return np.zeros(len(segments))
-    inter = np.clip(np.minimum(segments[:, None, 1], gt_segments[None, :, 1])
-                    - np.maximum(segments[:, None, 0], gt_segments[None, :, 0]), 0.0, None)  # (M, G)
+    inter = np.clip(
+        np.minimum(segments[:, None, 1], gt_segments[None, :, 1])
+        - np.maximum(segments[:, None, 0], gt_segments[None, :, 0]),
+        0.0,
+        None,
+    )  # (M, G)
     union = (segments[:, 1] - segments[:, 0])[:, None] + (gt_segments[:, 1] - gt_segments[:, 0])[None, :] - inter
     tiou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     tiou[labels[:, None] != gt_labels[None, :]] = 0.0
@@ -123,8 +129,7 @@ def correlations(proposals: ScoredProposals, *, classes: Sequence[str]) -> dict[
 
     out: dict[str, object] = table(np.arange(len(proposals.tiou)))
     per_class: Mapping[str, dict[str, float]] = {
-        classes[c]: table(np.flatnonzero(proposals.label_index == c))
-        for c in np.unique(proposals.label_index).tolist()
+        classes[c]: table(np.flatnonzero(proposals.label_index == c)) for c in np.unique(proposals.label_index).tolist()
     }
     out["per_class"] = dict(per_class)
     return out

@@ -199,9 +199,7 @@ def outer_widths(span_len, outer: OuterMode):
     return ceil, floor
 
 
-def _oic(
-    prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, outer: OuterMode
-) -> np.ndarray:
+def _oic(prefix: np.ndarray, starts: np.ndarray, ends: np.ndarray, labels: np.ndarray, outer: OuterMode) -> np.ndarray:
     """OIC of spans [starts, ends] (inclusive) on q (label 1) or 1 - q (label 0).
 
     Args:
@@ -314,9 +312,7 @@ def _beam_step(
     stay = ~(movable & (t == transcript.hi[following]))
     movers = np.flatnonzero(move)
     current = span[movers]
-    gain = _oic(
-        prefix, history[movers, current], np.full(movers.shape, t - 1), transcript.labels[current], outer
-    )
+    gain = _oic(prefix, history[movers, current], np.full(movers.shape, t - 1), transcript.labels[current], outer)
     done = current.astype(np.float64)
     previous = np.where(current == 0, 0.0, score[movers])  # +inf before the first span ends
     moved_history = history[movers].copy()

@@ -68,10 +68,7 @@ def select_seeds(
     q_bg = np.asarray(q_bg, dtype=np.float64)
     points = np.asarray(points, dtype=bool)
     if q_bg.ndim != 1 or points.ndim != 2 or points.shape[0] != q_bg.shape[0]:
-        raise ValueError(
-            f"select_seeds expects q_bg (T,) and points (T, C), got {q_bg.shape} and "
-            f"{points.shape}"
-        )
+        raise ValueError(f"select_seeds expects q_bg (T,) and points (T, C), got {q_bg.shape} and {points.shape}")
     length = q_bg.shape[0]
     bg = np.zeros(length, dtype=bool)
     act = points.copy()
@@ -138,7 +135,7 @@ def batch_background_seeds(
     points_np = points.cpu().numpy()  # (B, T, C)
     seeds = np.zeros(q_bg.shape, dtype=bool)
     for b, length in enumerate(lengths.tolist()):
-        seeds[b, :length], _ = select_seeds(q_bg[b, :length], points_np[b, :length],
-                                            bg_threshold=bg_threshold,
-                                            act_threshold=act_threshold)
+        seeds[b, :length], _ = select_seeds(
+            q_bg[b, :length], points_np[b, :length], bg_threshold=bg_threshold, act_threshold=act_threshold
+        )
     return torch.from_numpy(seeds).to(q.device)

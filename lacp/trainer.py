@@ -51,11 +51,19 @@ from pydantic import Field, model_validator
 from core.config import Config
 from core.device import resolve_device
 from core.files import atomic_path
-from lacp.batching import (FeatureSource, VideoItem, VideoSample, collate, feature_getter, load_sample,
-                           resample_sample, segment_positions)
+from lacp.batching import (
+    FeatureSource,
+    VideoItem,
+    VideoSample,
+    collate,
+    feature_getter,
+    load_sample,
+    resample_sample,
+    segment_positions,
+)
 from lacp.losses import LAMBDAS, lacp_loss
-from lacp.proposals import DetectionConfig
 from lacp.model import LACPNet
+from lacp.proposals import DetectionConfig
 from lacp.seeds import batch_background_seeds, select_seeds
 
 __all__ = [
@@ -159,7 +167,7 @@ class TrainSettings(Config):
     device: str = "auto"
 
     @model_validator(mode="after")
-    def _selection_evaluates(self) -> "TrainSettings":
+    def _selection_evaluates(self) -> TrainSettings:
         if self.select_best_on_test and self.eval_every == 0:
             raise ValueError("select_best_on_test needs eval_every > 0")
         return self
@@ -233,8 +241,9 @@ def default_search_fn(config: TrainConfig, resources: contextlib.ExitStack) -> S
     """
     from lacp import search  # imported on first use: only completeness training needs it
 
-    options = dict(method=config.search_method, budget=config.search_budget,
-                   prune=config.search_prune, outer=config.oic_outer)
+    options = dict(
+        method=config.search_method, budget=config.search_budget, prune=config.search_prune, outer=config.oic_outer
+    )
     if config.search_workers > 1:
         pool = resources.enter_context(search.SearchPool(workers=config.search_workers))
         return functools.partial(pool.search, **options)
@@ -316,18 +325,23 @@ def train(
 
         # 0. model, optimizer, state (fresh or from the checkpoint)
         torch.manual_seed(config.seed)
-        model = LACPNet(num_classes=num_classes, feature_dim=config.feature_dim,
-                        embed_dim=config.embed_dim, dropout=config.dropout).to(device)
+        model = LACPNet(
+            num_classes=num_classes, feature_dim=config.feature_dim, embed_dim=config.embed_dim, dropout=config.dropout
+        ).to(device)
         # fused: one kernel for all parameters (on 2 CPU cores the per-tensor loop took 12 % of a step)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas,
-                                     weight_decay=config.weight_decay, fused=True)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=True
+        )
         state = _State()
         if checkpoint is not None and checkpoint.exists():
-            state = _load_checkpoint(checkpoint, model=model, optimizer=optimizer,
-                                     config=config, video_ids=video_ids, device=device)
+            state = _load_checkpoint(
+                checkpoint, model=model, optimizer=optimizer, config=config, video_ids=video_ids, device=device
+            )
             if state.step > config.steps:
-                raise ValueError(f"checkpoint '{checkpoint}' is at step {state.step}, beyond "
-                                 f"steps={config.steps}; delete it or raise steps")
+                raise ValueError(
+                    f"checkpoint '{checkpoint}' is at step {state.step}, beyond "
+                    f"steps={config.steps}; delete it or raise steps"
+                )
 
         for step in range(state.step + 1, config.steps + 1):
             started = time.perf_counter()
@@ -337,10 +351,11 @@ def train(
                 state.pseudo_labels, state.pending_labels = state.pending_labels, {}
 
             # 1. the step's videos, read from the feature source now
-            picked = batch_indices(step, num_videos=len(videos), batch=config.batch,
-                                   seed=config.seed)
-            samples = [load_sample(videos[i], get_features=fetch, num_classes=num_classes,
-                                   feature_dim=config.feature_dim) for i in picked]
+            picked = batch_indices(step, num_videos=len(videos), batch=config.batch, seed=config.seed)
+            samples = [
+                load_sample(videos[i], get_features=fetch, num_classes=num_classes, feature_dim=config.feature_dim)
+                for i in picked
+            ]
             samples, positions = _resample(samples, config, step)
             batch = collate(samples).to(device)
 
@@ -349,9 +364,13 @@ def train(
             out = model(batch.features, batch.mask)
 
             # 3. pseudo background points from the current q_bg (no gradient)
-            bg_seeds = batch_background_seeds(out["q"], batch.points, batch.lengths,
-                                              bg_threshold=config.bg_threshold,
-                                              act_threshold=config.act_threshold)
+            bg_seeds = batch_background_seeds(
+                out["q"],
+                batch.points,
+                batch.lengths,
+                bg_threshold=config.bg_threshold,
+                act_threshold=config.act_threshold,
+            )
 
             # 4. losses, backward, Adam step
             pseudo = None
@@ -360,14 +379,20 @@ def train(
                 if positions is not None:  # the full-grid labels at the step's snippets
                     pseudo = [labels[at] for labels, at in zip(pseudo, positions)]
             terms = lacp_loss(
-                out, batch, bg_seeds, pseudo,
+                out,
+                batch,
+                bg_seeds,
+                pseudo,
                 rng=np.random.default_rng([config.seed, 1, step]),
-                lambdas=config.lambdas, r_act=config.r_act,
+                lambdas=config.lambdas,
+                r_act=config.r_act,
                 score_contrast_on=config.score_contrast,
                 feature_contrast_on=config.feature_contrast,
                 feat_last_class_only=config.feat_last_class_only,
-                oic_outer=config.oic_outer, video_end=config.video_end,
-                absent_class_score=config.absent_class_score, tau=config.tau,
+                oic_outer=config.oic_outer,
+                video_end=config.video_end,
+                absent_class_score=config.absent_class_score,
+                tau=config.tau,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -380,8 +405,14 @@ def train(
             if use_completeness and step % config.search_every == 0:
                 search_started = time.perf_counter()
                 labels = _search_all(
-                    model, videos, fetch=fetch, num_classes=num_classes, config=config,
-                    device=device, search_fn=search_fn)
+                    model,
+                    videos,
+                    fetch=fetch,
+                    num_classes=num_classes,
+                    config=config,
+                    device=device,
+                    search_fn=search_fn,
+                )
                 if config.label_delay == "released":
                     state.pending_labels = labels
                 else:
@@ -407,8 +438,15 @@ def train(
                 on_progress(step, config.steps, row)
             due = config.checkpoint_every and step % config.checkpoint_every == 0
             if checkpoint is not None and (due or step == config.steps):
-                _save_checkpoint(checkpoint, model=model, optimizer=optimizer, state=state,
-                                 config=config, video_ids=video_ids, device=device)
+                _save_checkpoint(
+                    checkpoint,
+                    model=model,
+                    optimizer=optimizer,
+                    state=state,
+                    config=config,
+                    video_ids=video_ids,
+                    device=device,
+                )
 
     if config.select_best_on_test and state.best_state is not None:
         weights = state.best_state
@@ -416,13 +454,20 @@ def train(
     else:
         weights, selection = _cpu_state(model), "final step"
     last_search = state.pending_labels or state.pseudo_labels  # label_delay: the last search may not have landed
-    return TrainResult(state_dict=weights, log=state.log, pseudo_labels=last_search,
-                       steps=state.step, selection=selection, first_pseudo_labels=state.first_labels,
-                       first_search_step=state.first_search_step)
+    return TrainResult(
+        state_dict=weights,
+        log=state.log,
+        pseudo_labels=last_search,
+        steps=state.step,
+        selection=selection,
+        first_pseudo_labels=state.first_labels,
+        first_search_step=state.first_search_step,
+    )
 
 
-def _resample(samples: list[VideoSample], config: TrainConfig,
-              step: int) -> tuple[list[VideoSample], list[np.ndarray] | None]:
+def _resample(
+    samples: list[VideoSample], config: TrainConfig, step: int
+) -> tuple[list[VideoSample], list[np.ndarray] | None]:
     """With `num_segments`: the step's videos resampled to N snippets, and the snippets picked.
 
     Returns:
@@ -448,8 +493,9 @@ def _check_videos(videos: Sequence[VideoItem], num_classes: int) -> None:
             raise ValueError(f"video '{video.video_id}' appears twice in the training videos")
         seen.add(video.video_id)
         if np.shape(video.labels) != (num_classes,):
-            raise ValueError(f"video '{video.video_id}': labels must have shape "
-                             f"({num_classes},), got {np.shape(video.labels)}")
+            raise ValueError(
+                f"video '{video.video_id}': labels must have shape ({num_classes},), got {np.shape(video.labels)}"
+            )
 
 
 @torch.no_grad()
@@ -468,17 +514,18 @@ def _search_all(
     items: list[SearchItem] = []
     lengths: list[int] = []
     for first in range(0, len(videos), config.batch):
-        samples = [load_sample(v, get_features=fetch, num_classes=num_classes,
-                               feature_dim=config.feature_dim)
-                   for v in videos[first : first + config.batch]]
+        samples = [
+            load_sample(v, get_features=fetch, num_classes=num_classes, feature_dim=config.feature_dim)
+            for v in videos[first : first + config.batch]
+        ]
         batch = collate(samples).to(device)
         q = model(batch.features, batch.mask)["q"].cpu().numpy()  # (B, T, C+1)
         for b, sample in enumerate(samples):
             length = sample.features.shape[0]
             q_video = np.ascontiguousarray(q[b, :length])  # (T, C+1)
-            bg, act = select_seeds(q_video[:, -1], sample.points,
-                                   bg_threshold=config.bg_threshold,
-                                   act_threshold=config.act_threshold)
+            bg, act = select_seeds(
+                q_video[:, -1], sample.points, bg_threshold=config.bg_threshold, act_threshold=config.act_threshold
+            )
             items.append((q_video, act, bg))
             lengths.append(length)
     results = search_fn(items)
@@ -488,8 +535,9 @@ def _search_all(
     for video, length, result in zip(videos, lengths, results):
         result = np.asarray(result)
         if result.shape != (length, num_classes):
-            raise ValueError(f"video '{video.video_id}': search result must have shape "
-                             f"({length}, {num_classes}), got {result.shape}")
+            raise ValueError(
+                f"video '{video.video_id}': search result must have shape ({length}, {num_classes}), got {result.shape}"
+            )
         labels[video.video_id] = result.astype(np.uint8)
     return labels
 
@@ -544,15 +592,18 @@ def _load_checkpoint(
     payload = torch.load(path, map_location="cpu", weights_only=True)
     saved = payload["config"]
     current = config.model_dump()
-    changed = sorted(k for k in current.keys() | saved.keys()
-                     if k not in _RESUMABLE_CHANGES
-                     and _normalised(current.get(k)) != _normalised(saved.get(k)))
+    changed = sorted(
+        k
+        for k in current.keys() | saved.keys()
+        if k not in _RESUMABLE_CHANGES and _normalised(current.get(k)) != _normalised(saved.get(k))
+    )
     if changed:
-        raise ValueError(f"checkpoint '{path}' was written with other settings "
-                         f"({', '.join(changed)}); delete it or restore those settings")
+        raise ValueError(
+            f"checkpoint '{path}' was written with other settings "
+            f"({', '.join(changed)}); delete it or restore those settings"
+        )
     if payload["video_ids"] != video_ids:
-        raise ValueError(f"checkpoint '{path}' was written for other training videos; "
-                         "delete it to start over")
+        raise ValueError(f"checkpoint '{path}' was written for other training videos; delete it to start over")
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["torch_rng"])

@@ -51,7 +51,9 @@ def cmd_preset(args: argparse.Namespace) -> int:
         for name, header in presets.items():
             print(f"{name:{width}s}  {header}")
         return 0
-    if args.set_args:  # shell words: eval "dvc exp run $(python -m pipeline preset NAME --set-args)"; params.yaml untouched
+    if (
+        args.set_args
+    ):  # shell words: eval "dvc exp run $(python -m pipeline preset NAME --set-args)"; params.yaml untouched
         print(" ".join(f"-S {shlex.quote(arg)}" for arg in preset_set_args(args.name)))
         return 0
     changes = apply_preset(args.params, args.name)
@@ -70,8 +72,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # one stage at a time per repository (the params file's folder); `repro` takes no lock, its
     # stages (`python -m pipeline run STAGE`, started by DVC) each take it
     try:
-        with repo_lock(Path(args.params).resolve().parent, command=f"python -m pipeline run {args.stage}",
-                       wait=not args.no_wait, on_wait=say):
+        with repo_lock(
+            Path(args.params).resolve().parent,
+            command=f"python -m pipeline run {args.stage}",
+            wait=not args.no_wait,
+            on_wait=say,
+        ):
             from pipeline.flows import run_stage  # Prefect loads once the lock is ours: --no-wait answers at once
 
             summary = run_stage(args.stage, params)
@@ -84,7 +90,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from lacp.metrics import evaluate_detection, format_table, load_ground_truth, load_results, parse_tiou, summary_table
+    from lacp.metrics import (
+        evaluate_detection,
+        format_table,
+        load_ground_truth,
+        load_results,
+        parse_tiou,
+        summary_table,
+    )
 
     gt = load_ground_truth(args.gt, subset=args.subset)
     result = evaluate_detection(gt, load_results(args.results), tiou=parse_tiou(args.tiou))
@@ -145,10 +158,12 @@ def cmd_import_features(args: argparse.Namespace) -> int:
     out = Path(args.out)
     stage = _dvc_stage_writing(out)
     if stage is not None:
-        raise ValueError(f"{out} is an output of the DVC stage '{stage}' (dvc.yaml): `dvc repro` would delete it and run "
-                         f"'{stage}' again, losing the import; import outside DVC's outputs (the default --out "
-                         f"{IMPORTED_FEATURES}) and point paths.features of a params file at it (docs/USAGE.md, "
-                         "\"Starting from public features\")")
+        raise ValueError(
+            f"{out} is an output of the DVC stage '{stage}' (dvc.yaml): `dvc repro` would delete it and run "
+            f"'{stage}' again, losing the import; import outside DVC's outputs (the default --out "
+            f"{IMPORTED_FEATURES}) and point paths.features of a params file at it (docs/USAGE.md, "
+            '"Starting from public features")'
+        )
     summary = import_lacp_features(Path(args.dir), out)
     print(json.dumps(summary, default=str))
     return 0
@@ -161,10 +176,14 @@ def cmd_export_features(args: argparse.Namespace) -> int:
     params = _params(args)
     annotations = read_annotations(params.paths.dataset)
     subsets = {vid: e["subset"] for vid, e in annotations["database"].items()}
-    summary = export_features(args.features or params.paths.features, Path(args.out), layout=args.layout, subsets=subsets,
-                              force=args.force)
-    print(json.dumps({"out": str(summary.out), "layout": summary.layout, "written": summary.written,
-                      "removed": summary.removed}))
+    summary = export_features(
+        args.features or params.paths.features, Path(args.out), layout=args.layout, subsets=subsets, force=args.force
+    )
+    print(
+        json.dumps(
+            {"out": str(summary.out), "layout": summary.layout, "written": summary.written, "removed": summary.removed}
+        )
+    )
     return 0
 
 
@@ -183,8 +202,9 @@ def detection_overrides(args: argparse.Namespace) -> dict[str, Any]:
     from detector.config import InferenceConfig
     from lacp.proposals import DetectionConfig
 
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in DetectionConfig.model_fields
-                                 if getattr(args, k) is not None}
+    overrides: dict[str, Any] = {
+        k: getattr(args, k) for k in DetectionConfig.model_fields if getattr(args, k) is not None
+    }
     detector = {k: getattr(args, k) for k in InferenceConfig.model_fields if getattr(args, k) is not None}
     return overrides | ({"detector": detector} if detector else {})
 
@@ -201,9 +221,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         _default_path(args, "", "model", "--model")  # names a missing params file
         params = _params(args)
         model_dir = params.detect.model_dir(params.paths)
-    detector = load_detector(model_dir,
-                             weights_dir=_default_path(args, args.weights, "weights", "--weights"),
-                             device=args.device, overrides=overrides)
+    detector = load_detector(
+        model_dir,
+        weights_dir=_default_path(args, args.weights, "weights", "--weights"),
+        device=args.device,
+        overrides=overrides,
+    )
     out = Path(args.out)
     earlier = earlier_results(out, detector, force=args.force)  # refused before any video runs
 
@@ -217,10 +240,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     found = sum(len(r.detections) for r in results)
     done = len(results) - len(failed)
     kept = len(set(earlier["results"]) - {r.name for r in results}) if earlier else 0
-    say(f"[detect] wrote {args.out}: {found} detection{'s' * (found != 1)} in {done} video{'s' * (done != 1)}"
+    say(
+        f"[detect] wrote {args.out}: {found} detection{'s' * (found != 1)} in {done} video{'s' * (done != 1)}"
         + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else "")
         + (f"; kept the results of {kept} earlier video{'s' * (kept != 1)}" if kept else "")
-        + (f"; pictures in {args.pictures}" if args.pictures else ""))
+        + (f"; pictures in {args.pictures}" if args.pictures else "")
+    )
     return 1 if failed and args.strict else 0
 
 
@@ -253,9 +278,16 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_qualitative(args: argparse.Namespace) -> int:
     from pipeline.qualitative import compare_runs
 
-    written = compare_runs(_params(args), list(args.runs), out_dir=Path(args.out), videos=list(args.videos or []),
-                           count=args.count, threshold=args.threshold, study=Path(args.study) if args.study else None,
-                           seed=args.seed)
+    written = compare_runs(
+        _params(args),
+        list(args.runs),
+        out_dir=Path(args.out),
+        videos=list(args.videos or []),
+        count=args.count,
+        threshold=args.threshold,
+        study=Path(args.study) if args.study else None,
+        seed=args.seed,
+    )
     print(f"{len(written)} picture(s) in {args.out}/ (index: {args.out}/qualitative.md)")
     return 0
 
@@ -315,9 +347,10 @@ def _add_detection_flags(parser: argparse.ArgumentParser) -> None:
     from detector.config import InferenceConfig
     from lacp.proposals import DetectionConfig
 
-    for model, fields, applies in (("LACP", DetectionConfig.model_fields, "an LACP folder, or the LACP scores a "
-                                    "detector folder fuses"),
-                                   ("detector", InferenceConfig.model_fields, "a self-trained detector's folder")):
+    for model, fields, applies in (
+        ("LACP", DetectionConfig.model_fields, "an LACP folder, or the LACP scores a detector folder fuses"),
+        ("detector", InferenceConfig.model_fields, "a self-trained detector's folder"),
+    ):
         group = parser.add_argument_group(f"detection settings ({model}; default: the folder's record; for {applies})")
         for key, info in fields.items():
             flag = f"--{key.replace('_', '-')}"
@@ -331,10 +364,14 @@ def _add_detection_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from sources.directory import DEFAULT_EXTENSIONS
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
+        "-v",
+        "--verbose",
+        action="store_true",
         help=f"also print Prefect's own INFO lines (flow and task run states); {VERBOSE_ENV}=1 does the same",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -345,16 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="preset name, e.g. heldout (prints each key: old -> new)")
     which.add_argument("--list", action="store_true", help="list the presets and what each is for")
-    p.add_argument("--set-args", action="store_true",
-                   help="print the preset as `-S key=value` arguments (for dvc exp run or repro) instead of writing it")
+    p.add_argument(
+        "--set-args",
+        action="store_true",
+        help="print the preset as `-S key=value` arguments (for dvc exp run or repro) instead of writing it",
+    )
     p.set_defaults(fn=cmd_preset)
 
     p = sub.add_parser("run", help="run one stage as a Prefect flow")
     p.add_argument("stage", choices=STAGE_NAMES)
     p.add_argument("--json", action="store_true", help="print the stage summary as one JSON line on stdout")
-    p.add_argument("--no-wait", action="store_true",
-                   help="when another stage command holds the repository's lock (.pipeline.lock), fail at once "
-                        "(exit status 75) instead of waiting for it")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="when another stage command holds the repository's lock (.pipeline.lock), fail at once "
+        "(exit status 75) instead of waiting for it",
+    )
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("map", help="detection mAP of an ActivityNet results file")
@@ -373,35 +416,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import-features", help="import released LACP .npy features into HDF5")
     p.add_argument("dir", help="folder with {train,test}/{rgb,flow}/<video_id>.npy")
-    p.add_argument("--out", default=IMPORTED_FEATURES,
-                   help=f"the store to write (default: {IMPORTED_FEATURES}); an output of a dvc.yaml stage, such as "
-                        "data/features.h5, is refused: `dvc repro` would delete it")
+    p.add_argument(
+        "--out",
+        default=IMPORTED_FEATURES,
+        help=f"the store to write (default: {IMPORTED_FEATURES}); an output of a dvc.yaml stage, such as "
+        "data/features.h5, is refused: `dvc repro` would delete it",
+    )
     p.set_defaults(fn=cmd_import_features)
 
-    p = sub.add_parser("export-features", help="export the feature store as per-video .npy (the inverse of import-features)")
+    p = sub.add_parser(
+        "export-features", help="export the feature store as per-video .npy (the inverse of import-features)"
+    )
     p.add_argument("out", help="folder to write: new, empty, or an earlier export of the same store (else see --force)")
-    p.add_argument("--force", action="store_true",
-                   help="export into a folder that holds anything else: every array is rewritten, and the arrays an "
-                        "earlier export there listed that this one does not write are removed")
-    p.add_argument("--layout", choices=["lacp", "actionformer"], required=True,
-                   help="lacp: {train,test}/{rgb,flow}/<vid>.npy (T, 1024); actionformer: <vid>.npy (T, 2048)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="export into a folder that holds anything else: every array is rewritten, and the arrays an "
+        "earlier export there listed that this one does not write are removed",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["lacp", "actionformer"],
+        required=True,
+        help="lacp: {train,test}/{rgb,flow}/<vid>.npy (T, 1024); actionformer: <vid>.npy (T, 2048)",
+    )
     p.add_argument("--features", default="", help="store to export (default: the params' paths.features)")
     p.set_defaults(fn=cmd_export_features)
 
     p = sub.add_parser("detect", help="detect actions in new videos with a trained model folder")
-    p.add_argument("videos", nargs="+", metavar="VIDEO_OR_FOLDER",
-                   help=f"video files, or folders (their files ending in {', '.join(DEFAULT_EXTENSIONS)})")
-    p.add_argument("--model", default="", help="the model folder: LACP's (train) or the self-trained detector's "
-                   "(selftrain) (default: the one the params file's detect.model names)")
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO_OR_FOLDER",
+        help=f"video files, or folders (their files ending in {', '.join(DEFAULT_EXTENSIONS)})",
+    )
+    p.add_argument(
+        "--model",
+        default="",
+        help="the model folder: LACP's (train) or the self-trained detector's "
+        "(selftrain) (default: the one the params file's detect.model names)",
+    )
     p.add_argument("--weights", default="", help="the I3D weights folder (default: the params file's paths.weights)")
-    p.add_argument("--out", default="detections.json",
-                   help="ActivityNet results file (default: detections.json), rewritten after each video; when it "
-                        "holds an earlier detect run's results of the same model folder and detection settings, "
-                        "this run's videos are merged in (the others kept, the ones run again replaced); any other "
-                        "existing file is refused unless --force")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --out file instead of merging into it or refusing it")
-    p.add_argument("--threshold", type=float, default=None, help="drop detections scoring below this (default: keep all)")
+    p.add_argument(
+        "--out",
+        default="detections.json",
+        help="ActivityNet results file (default: detections.json), rewritten after each video; when it "
+        "holds an earlier detect run's results of the same model folder and detection settings, "
+        "this run's videos are merged in (the others kept, the ones run again replaced); any other "
+        "existing file is refused unless --force",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing --out file instead of merging into it or refusing it"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=None, help="drop detections scoring below this (default: keep all)"
+    )
     p.add_argument("--pictures", default="", metavar="DIR", help="also draw one timeline per video into DIR")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     _add_detection_flags(p)
@@ -414,22 +483,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("study", help="study over DVC experiments (default: the label distributions)")
     p.add_argument(
-        "--grid", action="append", metavar="KEY=V1,V2",
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2",
         help="params to vary (repeatable); default points.distribution=center,gaussian,uniform,beta,manual",
     )
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--out", default="study")
     p.add_argument("--set", "-S", action="append", help="extra params override for every run")
     p.add_argument("--preset", default="", help="a preset's values as overrides of every run (before --set)")
-    p.add_argument("--departures", default="", metavar="PRESET",
-                   help="instead of --grid: the defaults, the recipe preset, and each of its keys alone")
-    p.add_argument("--ablation", action="store_true",
-                   help="instead of --grid: the point-only baseline, + score contrast, + feature contrast, + both")
+    p.add_argument(
+        "--departures",
+        default="",
+        metavar="PRESET",
+        help="instead of --grid: the defaults, the recipe preset, and each of its keys alone",
+    )
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead of --grid: the point-only baseline, + score contrast, + feature contrast, + both",
+    )
     p.set_defaults(fn=cmd_study)
 
     p = sub.add_parser("qualitative", help="draw two (or more) finished runs on the same test videos")
-    p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="'workspace', a DVC experiment name or git revision, or with --study a run label")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="'workspace', a DVC experiment name or git revision, or with --study a run label",
+    )
     p.add_argument("--study", default="", help="a study folder whose runs.json names the runs (e.g. study/ablation)")
     p.add_argument("--seed", type=int, default=None, help="with --study: the seed of each run (default: the first)")
     p.add_argument("--videos", nargs="*", help="test videos to draw (default: the first --count by id)")
@@ -446,8 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve Prefect deployments for the UI").set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("code-deps", help="check (or --write) dvc.yaml's code and input deps")
-    p.add_argument("--write", action="store_true",
-                   help="rewrite dvc.yaml's deps: the import closures and the input files the params name")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="rewrite dvc.yaml's deps: the import closures and the input files the params name",
+    )
     p.set_defaults(fn=cmd_code_deps)
     return parser
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, Literal
 
 PROGRESS_ENV = "LACP_PROGRESS"  # "bar" | "lines": how a stage shows progress (default: bar on a terminal)
-VERBOSE_ENV = "LACP_VERBOSE"    # "1": Prefect's INFO lines on the terminal too
-LINE_EVERY_S = 30.0             # lines mode: at most this long between two progress lines
+VERBOSE_ENV = "LACP_VERBOSE"  # "1": Prefect's INFO lines on the terminal too
+LINE_EVERY_S = 30.0  # lines mode: at most this long between two progress lines
 PROJECT_LOGGERS = ("pipeline", "stages", "features", "lacp", "sources")
 CONSOLE_LOGGER = "pipeline.console"  # start / progress / end lines: printed bare, also sent to the UI
 
@@ -34,7 +34,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def progress_mode() -> ProgressMode:
-    """"bar" or "lines": `PROGRESS_ENV` when set, else "bar" exactly when stderr is a terminal."""
+    """ "bar" or "lines": `PROGRESS_ENV` when set, else "bar" exactly when stderr is a terminal."""
     asked = os.environ.get(PROGRESS_ENV, "")
     if asked in ("bar", "lines"):
         return asked  # type: ignore[return-value]
@@ -152,8 +152,13 @@ class Progress:
 
             columns = os.environ.get("COLUMNS", "")
             self._bar = tqdm(
-                total=self.total, initial=self.initial, desc=stage, unit=unit, file=sys.stderr,
-                ncols=int(columns) if columns.isdigit() else None, dynamic_ncols=not columns.isdigit(),
+                total=self.total,
+                initial=self.initial,
+                desc=stage,
+                unit=unit,
+                file=sys.stderr,
+                ncols=int(columns) if columns.isdigit() else None,
+                dynamic_ncols=not columns.isdigit(),
                 leave=False,
             )
 
@@ -182,8 +187,10 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         rate = (self.done - self.initial) / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        text = (f"[{self.stage}] {self.done}/{self.total} {self.unit}s ({100 * self.done // self.total}%), "
-                f"{rate:.3g} {self.unit}/s, ETA {format_seconds(eta) if eta == eta else '?'}")
+        text = (
+            f"[{self.stage}] {self.done}/{self.total} {self.unit}s ({100 * self.done // self.total}%), "
+            f"{rate:.3g} {self.unit}/s, ETA {format_seconds(eta) if eta == eta else '?'}"
+        )
         return f"{text}, {detail}" if detail else text
 
     def close(self) -> None:

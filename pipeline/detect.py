@@ -48,11 +48,11 @@ import torch
 from core.device import resolve_device
 from core.files import sha256_file
 from core.version import project_version
-from features.store import FeatureStore, FeatureStoreWriter
-from lacp.plots.analysis import ModelView, plot_comparison
 from detector.config import InferenceConfig
 from detector.model_io import VIDEO_SCORER, read_detector_meta
+from features.store import FeatureStore, FeatureStoreWriter
 from lacp.model_io import feature_record, read_model_meta
+from lacp.plots.analysis import ModelView, plot_comparison
 from lacp.proposals import DetectionConfig, to_results_json
 from pipeline.console import format_seconds
 from sources.directory import DEFAULT_EXTENSIONS
@@ -60,14 +60,26 @@ from stages import decode as decode_stage
 from stages import extract as extract_stage
 from stages import flow as flow_stage
 from stages.artifacts import model_kind, read_weights_info
-from stages.predictors import DetectorPredictor, LacpPredictor, load_predictor
 from stages.common import StageParams, VideoError
+from stages.predictors import DetectorPredictor, LacpPredictor, load_predictor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Detector", "ModelFolderError", "RECORD_LIMITS", "ResultsFileError", "VideoDetections", "collect_videos",
-           "detect", "detect_video", "detection_settings", "earlier_results", "load_detector", "results_document",
-           "write_pictures"]
+__all__ = [
+    "Detector",
+    "ModelFolderError",
+    "RECORD_LIMITS",
+    "ResultsFileError",
+    "VideoDetections",
+    "collect_videos",
+    "detect",
+    "detect_video",
+    "detection_settings",
+    "earlier_results",
+    "load_detector",
+    "results_document",
+    "write_pictures",
+]
 
 VIDEO_ID = "video"  # the id (and file stem) a video has inside its temporary workspace (any file name works outside)
 NUMERIC_ONLY = ("code", "compute_dtype")  # record keys whose difference changes numerics, not settings: warned about
@@ -172,7 +184,8 @@ def _rebuild(model: type[StageParams], values: dict[str, Any], *, record_key: st
         key = ".".join(str(p) for p in first["loc"])
         raise ModelFolderError(
             f"{model_dir / 'model.json'}: recorded feature setting '{record_key}.{key}' = {first.get('input')!r} "
-            f"cannot be reproduced by this version of the project ({project_version()}): {first['msg']}") from None
+            f"cannot be reproduced by this version of the project ({project_version()}): {first['msg']}"
+        ) from None
 
 
 def _recorded_section(record: dict[str, Any], key: str, *, where: Path) -> dict[str, Any]:
@@ -182,8 +195,10 @@ def _recorded_section(record: dict[str, Any], key: str, *, where: Path) -> dict[
     except (TypeError, json.JSONDecodeError):
         section = None
     if not isinstance(section, dict):
-        raise ModelFolderError(f"{where}: recorded feature setting '{key}' = {record[key]!r:.200} is not a JSON object "
-                               "as a string (the train stage records one): the file was edited or not written by it")
+        raise ModelFolderError(
+            f"{where}: recorded feature setting '{key}' = {record[key]!r:.200} is not a JSON object "
+            "as a string (the train stage records one): the file was edited or not written by it"
+        )
     return section
 
 
@@ -194,7 +209,8 @@ def _check_limits(values: dict[str, Any], *, where: Path) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool) and value > limit:
             raise ModelFolderError(
                 f"{where}: recorded feature setting '{key}' = {value!r} is above {limit}, the most detect accepts "
-                "(a real model's is far below it): the file was edited or not written by the train stage")
+                "(a real model's is far below it): the file was edited or not written by the train stage"
+            )
 
 
 def _weights_info(weights_dir: Path) -> dict[str, Any]:
@@ -203,14 +219,17 @@ def _weights_info(weights_dir: Path) -> dict[str, Any]:
     for stream in ("rgb", "flow"):
         path = weights_dir / f"{stream}.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: --weights must name the folder of the I3D weights "
-                                    "the model's features were made with (the weights stage writes it)")
+            raise FileNotFoundError(
+                f"{path} not found: --weights must name the folder of the I3D weights "
+                "the model's features were made with (the weights stage writes it)"
+            )
         info[f"{stream}_sha256"] = sha256_file(path)
     return info
 
 
-def detection_settings(model_dir: Path, *, kind: str,
-                       overrides: Mapping[str, Any]) -> tuple[DetectionConfig, InferenceConfig, dict[str, Any]]:
+def detection_settings(
+    model_dir: Path, *, kind: str, overrides: Mapping[str, Any]
+) -> tuple[DetectionConfig, InferenceConfig, dict[str, Any]]:
     """The detection settings `detect` applies: the model folder's record, each key the caller
     gives replacing the recorded one.
 
@@ -239,16 +258,20 @@ def detection_settings(model_dir: Path, *, kind: str,
     detector_overrides = dict(overrides.get("detector", {}))
     if kind == "lacp":
         if detector_overrides:
-            raise ModelFolderError(f"{where}: {_flags(detector_overrides)} set the self-trained detector's "
-                                   "post-processing; an LACP folder's detections are LACP's proposals")
+            raise ModelFolderError(
+                f"{where}: {_flags(detector_overrides)} set the self-trained detector's "
+                "post-processing; an LACP folder's detections are LACP's proposals"
+            )
         config = _overridden(DetectionConfig, read_model_meta(model_dir)["detection"], lacp_overrides)
         return config, InferenceConfig(), config.model_dump()
     meta, _, recorded = read_detector_meta(model_dir)
     inference = _overridden(InferenceConfig, recorded.model_dump(), detector_overrides)
     if meta["video_scores"] != "lacp":
         if lacp_overrides:
-            raise ModelFolderError(f"{where}: {_flags(lacp_overrides)} set LACP's settings; this self-trained "
-                                   "detector fuses no LACP video scores (video_scores: none)")
+            raise ModelFolderError(
+                f"{where}: {_flags(lacp_overrides)} set LACP's settings; this self-trained "
+                "detector fuses no LACP video scores (video_scores: none)"
+            )
         return DetectionConfig(), inference, {"detector": inference.model_dump()}
     config = _overridden(DetectionConfig, read_model_meta(Path(model_dir) / VIDEO_SCORER)["detection"], lacp_overrides)
     return config, inference, {**config.model_dump(), "detector": inference.model_dump()}
@@ -259,8 +282,9 @@ def _flags(keys: Iterable[str]) -> str:
     return ", ".join(f"--{k.replace('_', '-')}" for k in sorted(keys))
 
 
-def _overridden(cls: type[DetectionConfig] | type[InferenceConfig], recorded: Mapping[str, Any],
-                overrides: Mapping[str, Any]) -> Any:
+def _overridden(
+    cls: type[DetectionConfig] | type[InferenceConfig], recorded: Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Any:
     """`cls` from a record with the caller's overrides; a bad override is named by its flag."""
     try:
         return cls(**{**recorded, **overrides})
@@ -304,46 +328,81 @@ def load_detector(
     record = meta["features"]
     where = model_dir / "model.json"
     if not record:
-        raise ModelFolderError(f"{where}: no feature record ('features'): the model was trained before model "
-                               "folders recorded their features, or outside the pipeline; retrain it with the train stage")
+        raise ModelFolderError(
+            f"{where}: no feature record ('features'): the model was trained before model "
+            "folders recorded their features, or outside the pipeline; retrain it with the train stage"
+        )
     missing = [k for k in ("decode_params", "flow_params", *EXTRACT_KEYS) if k not in record]
     if missing:
-        raise ModelFolderError(f"{where}: the feature record lacks {missing}: its features were not made by this "
-                               "pipeline's stages (imported .npy features?), so detect cannot make a new video's the same way")
+        raise ModelFolderError(
+            f"{where}: the feature record lacks {missing}: its features were not made by this "
+            "pipeline's stages (imported .npy features?), so detect cannot make a new video's the same way"
+        )
 
     # the stages' params as the record states them, bounded first; the device is the caller's
     recorded = {key: _recorded_section(record, key, where=where) for key in ("decode_params", "flow_params")}
-    _check_limits({**record, **{f"{key}.{k}": v for key, section in recorded.items() for k, v in section.items()}},
-                  where=where)
-    decode = _rebuild(decode_stage.DecodeParams, recorded["decode_params"], record_key="decode_params",
-                      model_dir=model_dir)
-    flow = _rebuild(flow_stage.FlowParams, {**recorded["flow_params"], "device": device},
-                    record_key="flow_params", model_dir=model_dir)
+    _check_limits(
+        {**record, **{f"{key}.{k}": v for key, section in recorded.items() for k, v in section.items()}}, where=where
+    )
+    decode = _rebuild(
+        decode_stage.DecodeParams, recorded["decode_params"], record_key="decode_params", model_dir=model_dir
+    )
+    flow = _rebuild(
+        flow_stage.FlowParams,
+        {**recorded["flow_params"], "device": device},
+        record_key="flow_params",
+        model_dir=model_dir,
+    )
     flow_stage.check_device(flow)
-    extract = _rebuild(extract_stage.ExtractParams,
-                       {k: record[k] for k in EXTRACT_KEYS} | {"device": device},
-                       record_key="features", model_dir=model_dir)
+    extract = _rebuild(
+        extract_stage.ExtractParams,
+        {k: record[k] for k in EXTRACT_KEYS} | {"device": device},
+        record_key="features",
+        model_dir=model_dir,
+    )
 
     # the attrs these params give here, key by key against the record
-    attrs = extract_stage.store_attrs(extract, decode=decode.model_dump(), flow=flow_stage.recorded_params(flow),
-                                      weights=_weights_info(weights_dir), excluded={})
+    attrs = extract_stage.store_attrs(
+        extract,
+        decode=decode.model_dump(),
+        flow=flow_stage.recorded_params(flow),
+        weights=_weights_info(weights_dir),
+        excluded={},
+    )
     remade = feature_record(attrs)
     for key in sorted(set(record) | set(remade)):
         if record.get(key) == remade.get(key):
             continue
         if key in NUMERIC_ONLY:
-            log.warning("%s: recorded %s %r, here %r: the features of new videos may differ slightly from the "
-                        "training's", where, key, record.get(key), remade.get(key))
+            log.warning(
+                "%s: recorded %s %r, here %r: the features of new videos may differ slightly from the training's",
+                where,
+                key,
+                record.get(key),
+                remade.get(key),
+            )
             continue
         hint = f" (--weights {weights_dir} holds other I3D weights)" if key == "weights_sha256" else ""
-        raise ModelFolderError(f"{where}: recorded feature setting '{key}' = {record.get(key)!r}, but detect "
-                               f"would make {remade.get(key)!r}{hint}")
+        raise ModelFolderError(
+            f"{where}: recorded feature setting '{key}' = {record.get(key)!r}, but detect "
+            f"would make {remade.get(key)!r}{hint}"
+        )
 
     resolved = resolve_device(device)
     predictor = load_predictor(model_dir, config, resolved, classes=list(meta["classes"]), inference=inference)
-    return Detector(model_dir=model_dir, weights_dir=weights_dir, kind=kind, predictor=predictor,
-                    classes=list(meta["classes"]), settings=settings, decode=decode, flow=flow, extract=extract,
-                    attrs=attrs, device=resolved)
+    return Detector(
+        model_dir=model_dir,
+        weights_dir=weights_dir,
+        kind=kind,
+        predictor=predictor,
+        classes=list(meta["classes"]),
+        settings=settings,
+        decode=decode,
+        flow=flow,
+        extract=extract,
+        attrs=attrs,
+        device=resolved,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,11 +443,23 @@ def detect_video(path: Path, detector: Detector, *, work_dir: Path, name: str | 
     out.seconds["flow"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    got = extract_stage.extract_video(VIDEO_ID, decoded=decoded, flow=flow, num_frames=row.frames_out,
-                                      params=detector.extract, weights_dir=detector.weights_dir)
+    got = extract_stage.extract_video(
+        VIDEO_ID,
+        decoded=decoded,
+        flow=flow,
+        num_frames=row.frames_out,
+        params=detector.extract,
+        weights_dir=detector.weights_dir,
+    )
     writer = FeatureStoreWriter(features, attrs=detector.attrs)
-    writer.write(VIDEO_ID, rgb=got.rgb, flow=got.flow, frames=row.frames_out, source_fps=row.source_fps,
-                 compute_dtype=got.compute_dtype)
+    writer.write(
+        VIDEO_ID,
+        rgb=got.rgb,
+        flow=got.flow,
+        frames=row.frames_out,
+        source_fps=row.source_fps,
+        compute_dtype=got.compute_dtype,
+    )
     writer.finalize()
     out.seconds["features"] = time.perf_counter() - started
 
@@ -427,16 +498,20 @@ def collect_videos(inputs: Iterable[Path], *, extensions: Sequence[str] = DEFAUL
     seen: dict[str, Path] = {}
     for video in videos:
         if video.stem in seen:
-            raise ValueError(f"two inputs named '{video.stem}': {seen[video.stem]} and {video} (results are keyed by "
-                             "the file name without its extension; rename one)")
+            raise ValueError(
+                f"two inputs named '{video.stem}': {seen[video.stem]} and {video} (results are keyed by "
+                "the file name without its extension; rename one)"
+            )
         seen[video.stem] = video
     return videos
 
 
 def _describe(result: VideoDetections, classes: Sequence[str], *, best: int = 3) -> str:
     """`N detections; best: class s-e s (score), ...`."""
-    shown = ", ".join(f"{classes[d['label_index']]} {d['segment'][0]:.1f}-{d['segment'][1]:.1f} s ({d['score']:.2f})"
-                      for d in result.detections[:best])
+    shown = ", ".join(
+        f"{classes[d['label_index']]} {d['segment'][0]:.1f}-{d['segment'][1]:.1f} s ({d['score']:.2f})"
+        for d in result.detections[:best]
+    )
     count = len(result.detections)
     return f"{count} detection{'s' * (count != 1)}" + (f"; best: {shown}" if shown else "")
 
@@ -481,8 +556,10 @@ def detect(
                 result = replace(result, detections=[d for d in result.detections if d["score"] >= threshold])
             took = time.perf_counter() - started
             phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-            say(f"{head} ({format_seconds(result.duration)} of video): {_describe(result, detector.classes)} "
-                f"[{format_seconds(took)}: {phases}]")
+            say(
+                f"{head} ({format_seconds(result.duration)} of video): {_describe(result, detector.classes)} "
+                f"[{format_seconds(took)}: {phases}]"
+            )
         results.append(result)
         if on_video is not None:
             on_video(results)
@@ -522,24 +599,35 @@ def earlier_results(path: Path, detector: Detector, *, force: bool = False) -> d
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ResultsFileError(f"{path}: exists and is not a results file written by detect ({err}); {keep}") from None
-    if not (isinstance(document, dict) and isinstance(document.get("model"), dict)
-            and all(isinstance(document.get(k), dict) for k in RESULT_SECTIONS)):
-        raise ResultsFileError(f"{path}: exists and is not a results file written by detect (expected the keys "
-                               f"{', '.join(RESULT_SECTIONS)} and model); {keep}")
+    if not (
+        isinstance(document, dict)
+        and isinstance(document.get("model"), dict)
+        and all(isinstance(document.get(k), dict) for k in RESULT_SECTIONS)
+    ):
+        raise ResultsFileError(
+            f"{path}: exists and is not a results file written by detect (expected the keys "
+            f"{', '.join(RESULT_SECTIONS)} and model); {keep}"
+        )
     ours = _model_record(detector)
     for key, name in (("folder", "model folder"), ("detection", "detection settings")):
         theirs = document["model"].get(key)
-        same = (Path(theirs).resolve() == Path(ours[key]).resolve() if key == "folder" and isinstance(theirs, str)
-                else theirs == ours[key])
+        same = (
+            Path(theirs).resolve() == Path(ours[key]).resolve()
+            if key == "folder" and isinstance(theirs, str)
+            else theirs == ours[key]
+        )
         if not same:
-            raise ResultsFileError(f"{path}: holds the results of {len(document['results'])} video(s) made with "
-                                   f"{name} {theirs!r}, this run uses {ours[key]!r}: results of two models in one "
-                                   f"file cannot be told apart; {keep}")
+            raise ResultsFileError(
+                f"{path}: holds the results of {len(document['results'])} video(s) made with "
+                f"{name} {theirs!r}, this run uses {ours[key]!r}: results of two models in one "
+                f"file cannot be told apart; {keep}"
+            )
     return document
 
 
-def results_document(results: Sequence[VideoDetections], detector: Detector, *,
-                     earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+def results_document(
+    results: Sequence[VideoDetections], detector: Detector, *, earlier: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """ActivityNet results (`version`, `results`, `external_data`: what the official evaluator
     insists on) plus `failed` ({"path", "reason"} of each video that failed), `videos` (path,
     duration, seconds per phase of each detected one) and `model` (folder, detection settings).
@@ -555,8 +643,15 @@ def results_document(results: Sequence[VideoDetections], detector: Detector, *,
     """
     document = to_results_json({r.name: r.detections for r in results if r.ok}, classes=detector.classes)
     document["failed"] = {r.name: {"path": str(r.path), "reason": r.reason} for r in results if not r.ok}
-    document["videos"] = {r.name: {"path": str(r.path), "duration_s": round(r.duration, 3),
-                                   "seconds": {k: round(v, 3) for k, v in r.seconds.items()}} for r in results if r.ok}
+    document["videos"] = {
+        r.name: {
+            "path": str(r.path),
+            "duration_s": round(r.duration, 3),
+            "seconds": {k: round(v, 3) for k, v in r.seconds.items()},
+        }
+        for r in results
+        if r.ok
+    }
     document["model"] = _model_record(detector)
     if earlier:
         redone = {r.name for r in results}
@@ -565,14 +660,23 @@ def results_document(results: Sequence[VideoDetections], detector: Detector, *,
     return document
 
 
-def write_pictures(results: Sequence[VideoDetections], detector: Detector, out_dir: Path, *,
-                   threshold: float) -> list[Path]:
+def write_pictures(
+    results: Sequence[VideoDetections], detector: Detector, out_dir: Path, *, threshold: float
+) -> list[Path]:
     """One timeline per detected video: its detections (best first) over the class activations."""
     written = []
     for r in results:
         if not r.ok:
             continue
         view = ModelView(name=detector.model_dir.name, detections=r.detections, q=r.q, q_seconds=r.q_seconds)
-        written.append(plot_comparison(r.name, instances=None, views=[view], classes=detector.classes,
-                                       threshold=threshold, path=Path(out_dir) / f"{r.name}.png"))
+        written.append(
+            plot_comparison(
+                r.name,
+                instances=None,
+                views=[view],
+                classes=detector.classes,
+                threshold=threshold,
+                path=Path(out_dir) / f"{r.name}.png",
+            )
+        )
     return written

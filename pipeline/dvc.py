@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -87,7 +87,7 @@ def tag_this_run(prefix: str) -> str:
     Returns:
         The tag, e.g. `repro-20261129-204712-3fa9c1`.
     """
-    tag = f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    tag = f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(flow_run.get_id())
         client.update_flow_run(run.id, tags=[*run.tags, tag])

@@ -12,27 +12,27 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prefect import flow, tags, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipeline.prefect_artifacts import artifact_key, embed_pngs
 from pipeline.code_deps import check_input_deps
 from pipeline.console import Progress, format_seconds, format_summary, say
 from pipeline.params import Params, PipelineParams
+from pipeline.prefect_artifacts import artifact_key, embed_pngs
 from pipeline.stage_table import STAGES
 from stages.common import VideoError, VideoPlan, VideoResult, guarded
-
 
 RUN_TAG_ENV = "LACP_RUN_TAG"  # set by `repro`, so every stage run of one repro shares a tag
 
@@ -51,7 +51,8 @@ class StageProgress:
     def __init__(self, stage: str, total: int, *, unit: str, initial: int = 0):
         self.total = max(total, 1)
         self.id = create_progress_artifact(
-            progress=100.0 * initial / self.total, key=artifact_key(stage, "progress"),
+            progress=100.0 * initial / self.total,
+            key=artifact_key(stage, "progress"),
             description=f"{stage}: {initial}/{total}",
         )
         self.console = Progress(stage, total, unit=unit, initial=initial)

@@ -55,16 +55,23 @@ def print_results(params: Params) -> None:
     from lacp.metrics import evaluate_detection, format_comparison, load_ground_truth, load_results
 
     annotations = params.paths.dataset / "annotations.json"
-    detector = ("detector on ground truth" if params.pseudo.source == "ground_truth"  # the upper bound
-                else f"LACP + self-training ({params.pseudo.source})")
-    runs = {"LACP": params.paths.evaluation / "predictions.json",
-            detector: params.paths.selftrain_evaluation / "predictions.json"}
+    detector = (
+        "detector on ground truth"
+        if params.pseudo.source == "ground_truth"  # the upper bound
+        else f"LACP + self-training ({params.pseudo.source})"
+    )
+    runs = {
+        "LACP": params.paths.evaluation / "predictions.json",
+        detector: params.paths.selftrain_evaluation / "predictions.json",
+    }
     runs = {name: path for name, path in runs.items() if path.is_file()}
     if not (annotations.is_file() and runs):
         return
     truth = load_ground_truth(annotations, subset="test")
-    results = {name: evaluate_detection(truth, load_results(path), tiou=np.asarray(params.evaluate.tiou))
-               for name, path in runs.items()}
+    results = {
+        name: evaluate_detection(truth, load_results(path), tiou=np.asarray(params.evaluate.tiou))
+        for name, path in runs.items()
+    }
     print(f"\nTest-set detection mAP (%) ({', '.join(map(str, runs.values()))}):\n{format_comparison(results)}\n")
     print("Where to look next:")
     for what, where in [
@@ -72,7 +79,10 @@ def print_results(params: Params) -> None:
         ("dvc plots show", "every plot as one HTML page (dvc_plots/index.html): losses, pseudo labels, mAP, scatter"),
         (str(params.paths.evaluation / "report.md"), "the evaluation report with its pictures and timelines"),
         (str(params.paths.selftrain_evaluation / "report.md"), "the same for the self-trained detector"),
-        (str(params.paths.analysis / "report.md"), "the paper's analyses of this run: score contrast vs tIoU, optimal sequences"),
+        (
+            str(params.paths.analysis / "report.md"),
+            "the paper's analyses of this run: score contrast vs tIoU, optimal sequences",
+        ),
         ("dvc metrics show", "the metrics of this run (dvc exp show to compare runs)"),
         ("make ablation", "then make distributions, make qualitative, make report: the paper's tables, checked here"),
     ]:

@@ -18,9 +18,8 @@ from pydantic import Field, ValidationError
 
 from detector.config import InferenceConfig
 from lacp.proposals import DetectionConfig
-
-from stages.common import StageParams
 from stages.analyze import AnalyzeParams
+from stages.common import StageParams
 from stages.decode import DecodeParams
 from stages.evaluate import EvaluateParams
 from stages.extract import ExtractParams
@@ -157,8 +156,11 @@ def load_params(path: Path | str = "params.yaml", overrides: dict | None = None)
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     if overrides:
         raw = merge(raw, overrides)
-    moved = [f"  {old}: moved to {new} (one detection section, read by every stage and command that makes detections)"
-             for old, new in MOVED_KEYS.items() if _holds(raw, old)]
+    moved = [
+        f"  {old}: moved to {new} (one detection section, read by every stage and command that makes detections)"
+        for old, new in MOVED_KEYS.items()
+        if _holds(raw, old)
+    ]
     if moved:
         raise ParamsError("\n".join([f"{path}: {len(moved)} key(s) in their old place", *moved]))
     try:

@@ -21,8 +21,8 @@ from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from pipeline.params import MOVED_KEYS, Params, ParamsError, load_params
 from core.files import atomic_path
+from pipeline.params import MOVED_KEYS, Params, ParamsError, load_params
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of the project's presets, one `<name>.yaml` each."""
@@ -264,4 +264,3 @@ def _assign(parent: CommentedMap, leaf: str, value: Any) -> None:
         parent[leaf] = node
     else:
         parent[leaf] = value
-

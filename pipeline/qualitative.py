@@ -23,14 +23,13 @@ from typing import Any
 from core.device import resolve_device
 from core.files import atomic_path, read_json
 from features.store import FeatureStore
-from lacp.plots.analysis import ModelView, plot_comparison
 from lacp.inference import predict, resampled_seconds
 from lacp.model_io import load_model, read_model_meta
+from lacp.plots.analysis import ModelView, plot_comparison
 from lacp.proposals import DetectionConfig
 from pipeline.params import Params
 from pipeline.study import RUNS_FILE
-from stages.artifacts import ground_truth_instances
-from stages.artifacts import available_videos, read_annotations
+from stages.artifacts import available_videos, ground_truth_instances, read_annotations
 
 WORKSPACE = "workspace"
 
@@ -89,15 +88,26 @@ def fetch_model(run: RunRef, params: Params, into: Path) -> Path:
     if not at_rev.exists(str(params.paths.model)):
         raise ValueError(f"run {run.name!r} (revision {run.rev}): no {params.paths.model} in its dvc.lock")
     if _tracked_md5(at_rev, params.paths.features) != _tracked_md5(here, params.paths.features):
-        raise ValueError(f"run {run.name!r} (revision {run.rev}) was trained on other features than the workspace's "
-                         f"{params.paths.features}; compare runs of one feature store (dvc exp apply the run instead)")
+        raise ValueError(
+            f"run {run.name!r} (revision {run.rev}) was trained on other features than the workspace's "
+            f"{params.paths.features}; compare runs of one feature store (dvc exp apply the run instead)"
+        )
     target = Path(into) / run.rev.replace("/", "_")
     at_rev.get(str(params.paths.model), str(target), recursive=True)
     return target
 
 
-def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list[str], count: int, threshold: float,
-                 study: Path | None = None, seed: int | None = None) -> list[Path]:
+def compare_runs(
+    params: Params,
+    refs: list[str],
+    *,
+    out_dir: Path,
+    videos: list[str],
+    count: int,
+    threshold: float,
+    study: Path | None = None,
+    seed: int | None = None,
+) -> list[Path]:
     """Draw the runs on the chosen test videos (`lacp.plots.analysis.plot_comparison`).
 
     Args:
@@ -130,19 +140,45 @@ def compare_runs(params: Params, refs: list[str], *, out_dir: Path, videos: list
             model = load_model(model_dir, device=device)
             meta = read_model_meta(model_dir)
             num_segments = meta["num_segments"]
-            proposals, _, scores = predict(model, store, chosen, DetectionConfig(**meta["detection"]), device,
-                                           keep_scores=chosen, num_segments=num_segments)
+            proposals, _, scores = predict(
+                model,
+                store,
+                chosen,
+                DetectionConfig(**meta["detection"]),
+                device,
+                keep_scores=chosen,
+                num_segments=num_segments,
+            )
             seconds = store.time_grid.seconds_per_snippet
             for vid in chosen:
-                views[vid].append(ModelView(name=run.name, detections=proposals[vid], q=scores[vid],
-                                            q_seconds=resampled_seconds(seconds, store[vid].shape[0], num_segments)))
+                views[vid].append(
+                    ModelView(
+                        name=run.name,
+                        detections=proposals[vid],
+                        q=scores[vid],
+                        q_seconds=resampled_seconds(seconds, store[vid].shape[0], num_segments),
+                    )
+                )
     # 3. pictures and an index
     for vid in chosen:
-        written.append(plot_comparison(vid, instances=ground_truth_instances(annotations, [vid])[vid], views=views[vid],
-                                       classes=annotations["classes"], threshold=threshold,
-                                       path=Path(out_dir) / f"{vid}.png"))
-    lines = ["# Qualitative comparison", "", "Runs, top to bottom: " + "; ".join(
-        f"{r.name} ({r.rev or 'workspace'})" for r in runs) + f". Detections scoring >= {threshold:g}.", ""]
+        written.append(
+            plot_comparison(
+                vid,
+                instances=ground_truth_instances(annotations, [vid])[vid],
+                views=views[vid],
+                classes=annotations["classes"],
+                threshold=threshold,
+                path=Path(out_dir) / f"{vid}.png",
+            )
+        )
+    lines = [
+        "# Qualitative comparison",
+        "",
+        "Runs, top to bottom: "
+        + "; ".join(f"{r.name} ({r.rev or 'workspace'})" for r in runs)
+        + f". Detections scoring >= {threshold:g}.",
+        "",
+    ]
     lines += [f"![{p.stem}]({p.name})" for p in written]
     with atomic_path(Path(out_dir) / "qualitative.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")

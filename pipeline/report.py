@@ -56,9 +56,11 @@ def verdict_scoring(metrics: dict[str, Any]) -> str:
     if oic is None or inner is None:
         return "not decidable: a correlation is undefined (constant scores)"
     holds = oic > inner
-    text = (f"{'holds' if holds else 'does not hold'} here: r(OIC, tIoU) = {oic:.2f} "
-            f"{'>' if holds else '<='} r(inner, tIoU) = {inner:.2f} (paper: {PAPER_PEARSON['oic']:.2f} against "
-            f"{PAPER_PEARSON['inner']:.2f})")
+    text = (
+        f"{'holds' if holds else 'does not hold'} here: r(OIC, tIoU) = {oic:.2f} "
+        f"{'>' if holds else '<='} r(inner, tIoU) = {inner:.2f} (paper: {PAPER_PEARSON['oic']:.2f} against "
+        f"{PAPER_PEARSON['inner']:.2f})"
+    )
     oic_on, inner_on = metrics.get("pearson_oic_overlapping"), metrics.get("pearson_inner_overlapping")
     if oic_on is not None and inner_on is not None:
         text += f"; over the proposals that overlap an instance (tIoU > 0): {oic_on:.2f} against {inner_on:.2f}"
@@ -76,8 +78,10 @@ def verdict_ablation(rows: list[dict[str, Any]]) -> str:
     best = max(by_run, key=lambda run: by_run[run][f"{metric} mean"])
     helped = all(g > 0 for g in gains.values())
     text = ", ".join(f"{run} {100 * g:+.1f}" for run, g in gains.items())
-    return (f"{'holds' if helped and best == LACP_LABEL else 'partly holds' if helped else 'does not hold'} here "
-            f"({metric} over the baseline, points: {text}; best: {best})")
+    return (
+        f"{'holds' if helped and best == LACP_LABEL else 'partly holds' if helped else 'does not hold'} here "
+        f"({metric} over the baseline, points: {text}; best: {best})"
+    )
 
 
 def verdict_distributions(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> str:
@@ -94,8 +98,10 @@ def verdict_distributions(rows: list[dict[str, Any]], runs: dict[str, dict[str, 
         return "not decidable: the study has no distribution with completeness both off and on"
     worse = [d for d, g in gains.items() if g <= 0]
     text = ", ".join(f"{d} {100 * g:+.1f}" for d, g in gains.items())
-    return (f"{'holds' if not worse else 'does not hold for ' + ', '.join(worse)} here "
-            f"({metric} with completeness minus without, points: {text})")
+    return (
+        f"{'holds' if not worse else 'does not hold for ' + ', '.join(worse)} here "
+        f"({metric} with completeness minus without, points: {text})"
+    )
 
 
 def _copy_pictures(markdown: str, source: Path, target: Path, prefix: str) -> str:
@@ -113,8 +119,14 @@ def _copy_pictures(markdown: str, source: Path, target: Path, prefix: str) -> st
     return re.sub(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)", move, markdown)
 
 
-def build_report(*, analysis_dir: Path, out_dir: Path, ablation_dir: Path = ABLATION_DIR,
-                 distributions_dir: Path = DISTRIBUTIONS_DIR, qualitative_dir: Path = QUALITATIVE_DIR) -> Path:
+def build_report(
+    *,
+    analysis_dir: Path,
+    out_dir: Path,
+    ablation_dir: Path = ABLATION_DIR,
+    distributions_dir: Path = DISTRIBUTIONS_DIR,
+    qualitative_dir: Path = QUALITATIVE_DIR,
+) -> Path:
     """Write out_dir/analysis.md with its pictures under out_dir.
 
     Args:
@@ -127,22 +139,33 @@ def build_report(*, analysis_dir: Path, out_dir: Path, ablation_dir: Path = ABLA
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["# LACP's analyses on this data", "",
-             "Each section checks one claim of the paper (LACP, ICCV 2021, section 4.4) and says whether it holds here.",
-             ""]
+    lines = [
+        "# LACP's analyses on this data",
+        "",
+        "Each section checks one claim of the paper (LACP, ICCV 2021, section 4.4) and says whether it holds here.",
+        "",
+    ]
 
     # 1. scoring variants and optimal sequences: the analyze stage's report
     stage_report = Path(analysis_dir) / "report.md"
     if stage_report.is_file():
         metrics = read_json(Path(analysis_dir) / "metrics.json", what="analysis metrics")
-        lines += ["## 1. The score contrast represents completeness", "",
-                  f"**Claim**: OIC follows a proposal's tIoU far better than the inner score. **Verdict**: "
-                  f"{verdict_scoring(metrics)}.", ""]
+        lines += [
+            "## 1. The score contrast represents completeness",
+            "",
+            f"**Claim**: OIC follows a proposal's tIoU far better than the inner score. **Verdict**: "
+            f"{verdict_scoring(metrics)}.",
+            "",
+        ]
         body = stage_report.read_text().split("\n", 1)[1]  # without its "# Analysis" title
         lines += [_copy_pictures(body.replace("\n## ", "\n### "), Path(analysis_dir), out_dir, "analyze"), ""]
     else:
-        lines += ["## 1. Scoring variants and optimal sequences", "",
-                  f"Not produced yet: run `dvc repro` (or `python -m pipeline run analyze`); {stage_report} is missing.", ""]
+        lines += [
+            "## 1. Scoring variants and optimal sequences",
+            "",
+            f"Not produced yet: run `dvc repro` (or `python -m pipeline run analyze`); {stage_report} is missing.",
+            "",
+        ]
 
     # 2. and 3. the studies
     for title, folder, claim in (
@@ -160,10 +183,16 @@ def build_report(*, analysis_dir: Path, out_dir: Path, ablation_dir: Path = ABLA
         else:
             verdict = verdict_distributions(rows, read_json(folder / RUNS_FILE, what="study runs"))
             statement = "completeness learning improves the mAP whatever the point distribution"
-        lines += [f"**Claim**: {statement}. **Verdict**: {verdict}.", "",
-                  f"mAP in %, mean ± std over seeds ({folder}/study.md, study.csv):", "",
-                  (folder / "study.md").read_text().rstrip(), "",
-                  _copy_pictures(f"![{claim}](study.png)", folder, out_dir, claim), ""]
+        lines += [
+            f"**Claim**: {statement}. **Verdict**: {verdict}.",
+            "",
+            f"mAP in %, mean ± std over seeds ({folder}/study.md, study.csv):",
+            "",
+            (folder / "study.md").read_text().rstrip(),
+            "",
+            _copy_pictures(f"![{claim}](study.png)", folder, out_dir, claim),
+            "",
+        ]
 
     # 4. qualitative comparison
     lines += ["## 4. Qualitative comparison", ""]
@@ -188,8 +217,11 @@ def publish_report(path: Path) -> str:
 
     @flow(name="analysis-report", log_prints=True, persist_result=False)
     def analysis_report() -> str:
-        create_markdown_artifact(key="analysis-report", markdown=embed_pngs(path.read_text(), base_dir=path.parent),
-                                 description=f"LACP's analyses on this data ({path})")
+        create_markdown_artifact(
+            key="analysis-report",
+            markdown=embed_pngs(path.read_text(), base_dir=path.parent),
+            description=f"LACP's analyses on this data ({path})",
+        )
         return "analysis-report"
 
     return analysis_report()

@@ -8,7 +8,8 @@ does its work and returns a summary, or returns a `VideoPlan` for the caller to 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.params import Params
 from stages import analyze, decode, evaluate, extract, points, prepare, pseudo, selftrain, train, weights

@@ -22,16 +22,32 @@ import numpy as np
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from core.files import write_bytes_atomic, write_json
 from lacp.metrics import AVERAGE_RANGES, summary_keys
 from lacp.plots.study import StudyCurve, plot_study
-from core.files import write_bytes_atomic, write_json
-from pipeline.prefect_artifacts import artifact_key, png_data_uri
 from pipeline.console import say
 from pipeline.dvc import dvc_executable, run_logged, tag_this_run
 from pipeline.params import load_params
+from pipeline.prefect_artifacts import artifact_key, png_data_uri
 
-METRIC_KEYS = ["mAP@0.1", "mAP@0.2", "mAP@0.3", "mAP@0.4", "mAP@0.5", "mAP@0.6", "mAP@0.7", "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy",
-               "val_mAP@0.1-0.7", "val_accuracy", "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
+METRIC_KEYS = [
+    "mAP@0.1",
+    "mAP@0.2",
+    "mAP@0.3",
+    "mAP@0.4",
+    "mAP@0.5",
+    "mAP@0.6",
+    "mAP@0.7",
+    "mAP@0.1-0.5",
+    "mAP@0.3-0.7",
+    "mAP@0.1-0.7",
+    "accuracy",
+    "val_mAP@0.1-0.7",
+    "val_accuracy",
+    "pseudo_iou",
+    "pseudo_coverage",
+    "pseudo_length_ratio",
+]
 # METRIC_KEYS are the columns for the default tIoU 0.1:0.7 (THUMOS'14, GTEA, BEOID); a study's
 # columns follow the thresholds its experiments' metrics.json hold (`metric_keys`)
 DEFAULT_STUDY_TIOU = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # when no run reports any threshold
@@ -111,8 +127,16 @@ SELFTRAIN_ROW = "+ self-training"  # the detector trained on LACP_ROW's pseudo i
 ABLATION_POINTS: dict[str, dict[str, str]] = {
     # the paper's "effect of each completeness guidance" (LACP, ICCV 2021, Table 4): labels -> overrides
     "baseline (points only)": {"train.completeness": "false"},
-    "+ score contrast": {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "false"},
-    "+ feature contrast": {"train.completeness": "true", "train.score_contrast": "false", "train.feature_contrast": "true"},
+    "+ score contrast": {
+        "train.completeness": "true",
+        "train.score_contrast": "true",
+        "train.feature_contrast": "false",
+    },
+    "+ feature contrast": {
+        "train.completeness": "true",
+        "train.score_contrast": "false",
+        "train.feature_contrast": "true",
+    },
     LACP_ROW: {"train.completeness": "true", "train.score_contrast": "true", "train.feature_contrast": "true"},
 }
 RUNS_FILE = "runs.json"  # in a study's folder: experiment name -> label, seed, overrides
@@ -150,8 +174,9 @@ def experiment_argv(point: dict[str, str], seed: int, *, name: str, extra: list[
 SELFTRAIN_PREFIX = "selftrain/"  # collect_metrics' keys of the self-trained detector's evaluation
 
 
-def collect_metrics(exp_show: list[dict[str, Any]], names: set[str], *,
-                    selftrain_metrics: str = "") -> dict[str, dict[str, float]]:
+def collect_metrics(
+    exp_show: list[dict[str, Any]], names: set[str], *, selftrain_metrics: str = ""
+) -> dict[str, dict[str, float]]:
     """Metrics of the named experiments from `dvc exp show --json` output.
 
     Args:
@@ -192,8 +217,9 @@ def _flat_numbers(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def with_selftrain_row(runs: dict[tuple[str, int], dict[str, float]],
-                       labels: list[str]) -> tuple[dict[str, Any], list[str]]:
+def with_selftrain_row(
+    runs: dict[tuple[str, int], dict[str, float]], labels: list[str]
+) -> tuple[dict[str, Any], list[str]]:
     """Add `SELFTRAIN_ROW` after `LACP_ROW`: the self-trained detector's metrics (`SELFTRAIN_PREFIX`
     keys) of LACP_ROW's experiments, one run per seed; unchanged when the study has no LACP_ROW
     or its experiments have no self-training metrics.
@@ -201,9 +227,13 @@ def with_selftrain_row(runs: dict[tuple[str, int], dict[str, float]],
     Returns:
         (runs, labels) with the row added.
     """
-    added = {(SELFTRAIN_ROW, seed): {k.removeprefix(SELFTRAIN_PREFIX): v for k, v in m.items()
-                                     if k.startswith(SELFTRAIN_PREFIX)}
-             for (label, seed), m in runs.items() if label == LACP_ROW}
+    added = {
+        (SELFTRAIN_ROW, seed): {
+            k.removeprefix(SELFTRAIN_PREFIX): v for k, v in m.items() if k.startswith(SELFTRAIN_PREFIX)
+        }
+        for (label, seed), m in runs.items()
+        if label == LACP_ROW
+    }
     added = {key: m for key, m in added.items() if m}
     if not added:
         return runs, labels
@@ -266,8 +296,11 @@ def widest_average(keys: Iterable[str]) -> str | None:
     """Among test-mAP averages `mAP@<low>-<high>` in `keys`, the one over the widest range (ties:
     the later); None when there is none."""
     averages = [k for k in keys if k.startswith("mAP@") and "-" in k]
-    return max(reversed(averages), key=lambda k: float(k.split("-")[1]) - float(k.removeprefix("mAP@").split("-")[0]),
-               default=None)
+    return max(
+        reversed(averages),
+        key=lambda k: float(k.split("-")[1]) - float(k.removeprefix("mAP@").split("-")[0]),
+        default=None,
+    )
 
 
 def pivot_table(rows: list[dict[str, Any]], points: dict[str, dict[str, str]], metric: str) -> str:
@@ -306,8 +339,9 @@ def study_markdown(rows: list[dict[str, Any]], points: dict[str, dict[str, str]]
     return text
 
 
-def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str, dict[str, str]] | None = None,
-                  title: str = "Study") -> dict[str, Path]:
+def write_outputs(
+    rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str, dict[str, str]] | None = None, title: str = "Study"
+) -> dict[str, Path]:
     """study.md (`study_markdown`), study.csv and study.png (mAP against tIoU, one line per
     grid point, spread shaded)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -320,8 +354,14 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path, *, points: dict[str
     write_bytes_atomic(paths["csv"], table.getvalue().encode())
     tiou = np.array(row_thresholds(rows))
     names = summary_keys(tiou)[: len(tiou)]  # "mAP@0.1", ... as the evaluate stage names them
-    curves = [StudyCurve(run=r["run"], mean=np.array([r[f"{name} mean"] for name in names]) * 100,
-                         std=np.array([r[f"{name} std"] for name in names]) * 100) for r in rows]
+    curves = [
+        StudyCurve(
+            run=r["run"],
+            mean=np.array([r[f"{name} mean"] for name in names]) * 100,
+            std=np.array([r[f"{name} std"] for name in names]) * 100,
+        )
+        for r in rows
+    ]
     plot_study(curves, tiou=tiou, points=points or {}, title=title, path=paths["plot"])
     return paths
 
@@ -373,8 +413,10 @@ def study_flow(
             if code != 0:
                 raise RuntimeError(f"experiment {name} ({label}, seed {seed}) failed (dvc exit code {code})")
             names[name] = (label, seed)
-            write_json(Path(out_dir) / RUNS_FILE, {n: {"label": lb, "seed": sd, "overrides": points[lb]}
-                                                   for n, (lb, sd) in names.items()})
+            write_json(
+                Path(out_dir) / RUNS_FILE,
+                {n: {"label": lb, "seed": sd, "overrides": points[lb]} for n, (lb, sd) in names.items()},
+            )
     shown = subprocess.run(  # -A: experiments stay findable by name if HEAD moved meanwhile
         [dvc_executable(), "exp", "show", "--json", "-A"], capture_output=True, text=True, check=True
     )

@@ -234,9 +234,7 @@ def _subset_map(subsets: Mapping[str, str] | None) -> dict[str, str]:
     mapping = {name: name for name in SUBSETS}
     for source, target in (subsets or {}).items():
         if target not in (*SUBSETS, SKIP):
-            raise AnnotationError(
-                f"subset mapping {source!r} -> {target!r}: target must be one of {[*SUBSETS, SKIP]}"
-            )
+            raise AnnotationError(f"subset mapping {source!r} -> {target!r}: target must be one of {[*SUBSETS, SKIP]}")
         mapping[source] = target
     return mapping
 
@@ -411,8 +409,7 @@ def clip_segments(
             for c in changed[:5]
         )
         log.warning(
-            "%d segment(s) extend past the end of their video: %d clipped, %d dropped (start "
-            "after the end). First: %s",
+            "%d segment(s) extend past the end of their video: %d clipped, %d dropped (start after the end). First: %s",
             len(changed),
             len(changed) - dropped,
             dropped,

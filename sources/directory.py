@@ -164,7 +164,9 @@ def _check_complete(
         parts.append(f"{len(failed)} unreadable: " + "; ".join(reasons[:_LISTED]) + more)
     message = f"{video_dir}: " + ". ".join(parts)
     if len(missing) == total:  # an unmounted mount point is an empty folder
-        message += ". Not one is there: the folder looks unreachable (an unmounted drive or share, or the wrong folder?)"
+        message += (
+            ". Not one is there: the folder looks unreachable (an unmounted drive or share, or the wrong folder?)"
+        )
     if not allow_missing:
         raise DatasetError(message + ". Add the videos, or set allow_missing to drop them.")
     if len(missing) + len(failed) == total:

@@ -18,9 +18,10 @@
 
 Outputs in the analysis folder: `metrics.json` (DVC metrics: the correlations, overall and
 `per_class`, the paper's values beside them, the same over the proposals that overlap an
-instance (`_overlapping`, tIoU > 0), the pseudo-label quality at the first and the last search), `scatter_oic.csv` / `scatter_inner.csv` (DVC scatter plots; at most
-`scatter_points` proposals, a seeded sample), `correlations.csv`, `scoring_variants.png`,
-`pseudo_quality.png`, `sequences/<vid>.png` and `report.md` (published to Prefect by the flow).
+instance (`_overlapping`, tIoU > 0), the pseudo-label quality at the first and the last search),
+`scatter_oic.csv` / `scatter_inner.csv` (DVC scatter plots; at most `scatter_points` proposals,
+a seeded sample), `correlations.csv`, `scoring_variants.png`, `pseudo_quality.png`,
+`sequences/<vid>.png` and `report.md` (published to Prefect by the flow).
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from pydantic import Field
 from core.device import resolve_device
 from core.files import atomic_path, write_json
 from features.store import FeatureStore
-from lacp.plots.analysis import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
 from lacp.inference import score_video, video_candidates
 from lacp.model_io import check_recorded_settings, load_model, read_model_meta
+from lacp.plots.analysis import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig
 from lacp.pseudo_quality import PSEUDO_COLUMNS
@@ -61,20 +62,35 @@ class AnalyzeParams(StageParams):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-def score_proposals(model, store: FeatureStore, videos: list[str], annotations: dict[str, Any],
-                    detection: DetectionConfig, device, *, num_segments: int) -> ScoredProposals:
+def score_proposals(
+    model,
+    store: FeatureStore,
+    videos: list[str],
+    annotations: dict[str, Any],
+    detection: DetectionConfig,
+    device,
+    *,
+    num_segments: int,
+) -> ScoredProposals:
     """Every candidate proposal of `videos` with its best same-class tIoU, inner score and OIC
     (`detection`: the proposal settings; NMS is not used: the analysis is of every candidate)."""
     snippet_seconds = store.time_grid.seconds_per_snippet
     parts = []
     for vid in videos:
-        found = video_candidates(model, store[vid], detection, device, num_segments=num_segments,
-                                 snippet_seconds=snippet_seconds)
+        found = video_candidates(
+            model, store[vid], detection, device, num_segments=num_segments, snippet_seconds=snippet_seconds
+        )
         gt = ground_truth_instances(annotations, [vid])[vid]
         gt_segments = np.array([[s, e] for _, s, e in gt]).reshape(-1, 2)
         gt_labels = np.array([c for c, _, _ in gt], dtype=np.int64)
-        parts.append((found.label_index, best_tiou(found.segments, found.label_index, gt_segments, gt_labels),
-                      found.inner, found.oic))
+        parts.append(
+            (
+                found.label_index,
+                best_tiou(found.segments, found.label_index, gt_segments, gt_labels),
+                found.inner,
+                found.oic,
+            )
+        )
     label_index, tiou, inner, oic = (np.concatenate(column) for column in zip(*parts))
     return ScoredProposals(label_index=label_index, tiou=tiou, inner=inner, oic=oic)
 
@@ -106,8 +122,18 @@ def search_quality(train_log: Path) -> dict[str, dict[int, float]]:
     return {name: found.get(f"pseudo/{name}", {}) for name in PSEUDO_COLUMNS}
 
 
-def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path, features: Path, model_dir: Path,
-        points_dir: Path, pseudo_labels: Path, train_log: Path, out_dir: Path) -> dict[str, Any]:
+def run(
+    params: AnalyzeParams,
+    *,
+    detection: DetectionConfig,
+    dataset_dir: Path,
+    features: Path,
+    model_dir: Path,
+    points_dir: Path,
+    pseudo_labels: Path,
+    train_log: Path,
+    out_dir: Path,
+) -> dict[str, Any]:
     """The scoring-variants and optimal-sequence analyses of the trained run.
 
     Args:
@@ -133,8 +159,13 @@ def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path,
     device = resolve_device(params.device)
     model = load_model(model_dir, device=device)
     meta = read_model_meta(model_dir)
-    check_recorded_settings(DetectionConfig(**meta["detection"]), detection, where=Path(model_dir) / "model.json",
-                            section="detection", writer="train")
+    check_recorded_settings(
+        DetectionConfig(**meta["detection"]),
+        detection,
+        where=Path(model_dir) / "model.json",
+        section="detection",
+        writer="train",
+    )
     num_segments = meta["num_segments"]
     record = read_search_record(pseudo_labels)
     quality = search_quality(train_log)
@@ -143,8 +174,11 @@ def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path,
     with FeatureStore(features) as store:
         # 2. scoring variants on the test videos
         videos = available_videos(store, test, features=Path(features), what="test")
-        analysed = sample(score_proposals(model, store, videos, annotations, detection, device,
-                                          num_segments=num_segments), params.max_proposals, seed=params.seed)
+        analysed = sample(
+            score_proposals(model, store, videos, annotations, detection, device, num_segments=num_segments),
+            params.max_proposals,
+            seed=params.seed,
+        )
         found = correlations(analysed, classes=classes)
         drawn = sample(analysed, params.scatter_points, seed=params.seed)
 
@@ -157,27 +191,50 @@ def run(params: AnalyzeParams, *, detection: DetectionConfig, dataset_dir: Path,
                 points[point.video_id].append((point.class_index, float(point.time)))
         snippet_seconds = store.time_grid.seconds_per_snippet
         for vid in pictured:
-            scored = score_video(model, store[vid], detection, device, num_segments=num_segments,
-                                 snippet_seconds=snippet_seconds)
+            scored = score_video(
+                model, store[vid], detection, device, num_segments=num_segments, snippet_seconds=snippet_seconds
+            )
             plot_search_sequence(
-                vid, instances=ground_truth_instances(annotations, [vid])[vid], points=points[vid],
-                first=record.first.get(vid), first_step=record.first_step,
-                final=record.final.get(vid), final_step=record.final_step,
-                q=scored.q, q_seconds=scored.seconds, snippet_seconds=snippet_seconds, classes=classes,
-                path=out_dir / "sequences" / f"{vid}.png")
+                vid,
+                instances=ground_truth_instances(annotations, [vid])[vid],
+                points=points[vid],
+                first=record.first.get(vid),
+                first_step=record.first_step,
+                final=record.final.get(vid),
+                final_step=record.final_step,
+                q=scored.q,
+                q_seconds=scored.seconds,
+                snippet_seconds=snippet_seconds,
+                classes=classes,
+                path=out_dir / "sequences" / f"{vid}.png",
+            )
 
     # 4. metrics, plots, report
     metrics = metrics_table(found, quality)
     write_json(out_dir / "metrics.json", metrics)
     write_scatter_csvs(out_dir, drawn, classes)
     write_correlations_csv(out_dir / "correlations.csv", found)
-    plot_score_scatter(tiou=drawn.tiou, inner=drawn.inner, oic=drawn.oic, label_index=drawn.label_index,
-                       classes=classes, pearson={s: found[f"pearson_{s}"] for s in SCORES},
-                       overlapping={s: found[f"pearson_{s}_overlapping"] for s in SCORES}, paper=PAPER_PEARSON,
-                       path=out_dir / "scoring_variants.png")
+    plot_score_scatter(
+        tiou=drawn.tiou,
+        inner=drawn.inner,
+        oic=drawn.oic,
+        label_index=drawn.label_index,
+        classes=classes,
+        pearson={s: found[f"pearson_{s}"] for s in SCORES},
+        overlapping={s: found[f"pearson_{s}_overlapping"] for s in SCORES},
+        paper=PAPER_PEARSON,
+        path=out_dir / "scoring_variants.png",
+    )
     plot_pseudo_quality(quality, out_dir / "pseudo_quality.png")
-    write_report(out_dir, metrics, found, pictured, faithful=detection.faithful, sampled=params.max_proposals,
-                 has_quality=bool(quality["iou"]))
+    write_report(
+        out_dir,
+        metrics,
+        found,
+        pictured,
+        faithful=detection.faithful,
+        sampled=params.max_proposals,
+        has_quality=bool(quality["iou"]),
+    )
     headline = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     return {**headline, "report": str(out_dir / "report.md")}
 
@@ -219,9 +276,18 @@ def write_scatter_csvs(out_dir: Path, drawn: ScoredProposals, classes: list[str]
 
 def write_correlations_csv(path: Path, found: dict[str, Any]) -> None:
     """correlations.csv: one row for all proposals, then one per class."""
-    columns = ["proposals", "pearson_oic", "pearson_inner", "spearman_oic", "spearman_inner", "overlapping",
-               "pearson_oic_overlapping", "pearson_inner_overlapping", "spearman_oic_overlapping",
-               "spearman_inner_overlapping"]
+    columns = [
+        "proposals",
+        "pearson_oic",
+        "pearson_inner",
+        "spearman_oic",
+        "spearman_inner",
+        "overlapping",
+        "pearson_oic_overlapping",
+        "pearson_inner_overlapping",
+        "spearman_oic_overlapping",
+        "spearman_inner_overlapping",
+    ]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["class", *columns])
@@ -234,44 +300,77 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def write_report(out_dir: Path, metrics: dict[str, Any], found: dict[str, Any], pictured: list[str], *,
-                 faithful: bool, sampled: int, has_quality: bool) -> None:
+def write_report(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    found: dict[str, Any],
+    pictured: list[str],
+    *,
+    faithful: bool,
+    sampled: int,
+    has_quality: bool,
+) -> None:
     """report.md: the correlation table beside the paper's, the pseudo-label quality, the pictures
     (`faithful`: the OIC convention, `detection.faithful`)."""
-    convention = ("the released inference's: left outer window ceil(L/4), right floor(L/4) positions of the "
-                  "24x-upsampled CAS, sub-threshold values counted as 0 for CAS-threshold runs" if faithful
-                  else "METHOD.md's literal one: floor(L/4) positions each side of the 24x-upsampled CAS")
+    convention = (
+        "the released inference's: left outer window ceil(L/4), right floor(L/4) positions of the "
+        "24x-upsampled CAS, sub-threshold values counted as 0 for CAS-threshold runs"
+        if faithful
+        else "METHOD.md's literal one: floor(L/4) positions each side of the 24x-upsampled CAS"
+    )
     lines = [
-        "# Analysis", "",
-        "## Scoring variants: does the score contrast follow completeness?", "",
+        "# Analysis",
+        "",
+        "## Scoring variants: does the score contrast follow completeness?",
+        "",
         f"{metrics['proposals']} proposals of the test videos before NMS"
         + (f" (a seeded sample of {sampled})" if sampled else " (all of them)")
         + ", each with its best tIoU to a ground-truth instance of its class. "
-        f"OIC convention: {convention}.", "",
+        f"OIC convention: {convention}.",
+        "",
         f"The last two columns take only the {metrics['overlapping']} proposals that overlap an instance of their "
         "class (tIoU > 0): how complete a proposal on an action is, without the wrong-class and background "
-        "proposals, which all sit at tIoU 0.", "",
-        "| score | Pearson r | paper's Pearson r (THUMOS'14) | Spearman rho | Pearson r, tIoU > 0 | Spearman rho, tIoU > 0 |",
+        "proposals, which all sit at tIoU 0.",
+        "",
+        "| score | Pearson r | paper's Pearson r (THUMOS'14) | Spearman rho "
+        "| Pearson r, tIoU > 0 | Spearman rho, tIoU > 0 |",
         "|---|---|---|---|---|---|",
     ]
     for score, name in (("oic", "outer-inner contrast (OIC)"), ("inner", "inner score")):
-        lines.append(f"| {name} | {_fmt(metrics[f'pearson_{score}'])} | {PAPER_PEARSON[score]:.2f} | "
-                     f"{_fmt(metrics[f'spearman_{score}'])} | {_fmt(metrics[f'pearson_{score}_overlapping'])} | "
-                     f"{_fmt(metrics[f'spearman_{score}_overlapping'])} |")
-    lines += ["", "![inner score and OIC against tIoU](scoring_variants.png)", "",
-              "Per class:", "", "| class | proposals | Pearson r OIC | Pearson r inner | Spearman OIC | Spearman inner |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {_fmt(metrics[f'pearson_{score}'])} | {PAPER_PEARSON[score]:.2f} | "
+            f"{_fmt(metrics[f'spearman_{score}'])} | {_fmt(metrics[f'pearson_{score}_overlapping'])} | "
+            f"{_fmt(metrics[f'spearman_{score}_overlapping'])} |"
+        )
+    lines += [
+        "",
+        "![inner score and OIC against tIoU](scoring_variants.png)",
+        "",
+        "Per class:",
+        "",
+        "| class | proposals | Pearson r OIC | Pearson r inner | Spearman OIC | Spearman inner |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in found["per_class"].items():
-        lines.append(f"| {name} | {row['proposals']} | {_fmt(row['pearson_oic'])} | {_fmt(row['pearson_inner'])} | "
-                     f"{_fmt(row['spearman_oic'])} | {_fmt(row['spearman_inner'])} |")
+        lines.append(
+            f"| {name} | {row['proposals']} | {_fmt(row['pearson_oic'])} | {_fmt(row['pearson_inner'])} | "
+            f"{_fmt(row['spearman_oic'])} | {_fmt(row['spearman_inner'])} |"
+        )
     lines += ["", "## Optimal sequences", ""]
     if has_quality:
-        lines += [f"Pseudo labels against the training ground truth, first search (step {metrics['first_search_step']}) "
-                  f"and last (step {metrics['last_search_step']}):", "",
-                  "| | mean IoU | GT snippets covered | pseudo snippets inside GT | length ratio |", "|---|---|---|---|---|"]
+        lines += [
+            f"Pseudo labels against the training ground truth, first search (step {metrics['first_search_step']}) "
+            f"and last (step {metrics['last_search_step']}):",
+            "",
+            "| | mean IoU | GT snippets covered | pseudo snippets inside GT | length ratio |",
+            "|---|---|---|---|---|",
+        ]
         for when in ("first", "last"):
-            lines.append(f"| {when} search | " + " | ".join(
-                _fmt(metrics.get(f"pseudo_{n}_{when}_search")) for n in PSEUDO_COLUMNS) + " |")
+            lines.append(
+                f"| {when} search | "
+                + " | ".join(_fmt(metrics.get(f"pseudo_{n}_{when}_search")) for n in PSEUDO_COLUMNS)
+                + " |"
+            )
         lines += ["", "![pseudo-label quality per search](pseudo_quality.png)", ""]
     else:
         lines += ["No search ran (completeness off: the point-only baseline).", ""]

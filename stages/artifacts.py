@@ -80,8 +80,13 @@ def ground_truth_instances(annotations: dict[str, Any], videos: list[str]) -> di
         {video id: its instances, in the file's order} (an empty list for a video without any).
     """
     classes = annotations["classes"]
-    return {vid: [(classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
-                  for a in annotations["database"][vid]["annotations"]] for vid in videos}
+    return {
+        vid: [
+            (classes.index(a["label"]), float(a["segment"][0]), float(a["segment"][1]))
+            for a in annotations["database"][vid]["annotations"]
+        ]
+        for vid in videos
+    }
 
 
 def read_video_paths(dataset_dir: Path) -> dict[str, str]:

@@ -14,10 +14,11 @@ import hashlib
 import inspect
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any
 
 from core.config import Config
 
@@ -116,5 +117,3 @@ def run_plan(plan: VideoPlan, *, on_progress: Callable[[int, int], None] | None 
         if on_progress is not None:
             on_progress(i + 1, len(plan.videos))
     return plan.finish(results)
-
-

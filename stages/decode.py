@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.files import atomic_path, quick_fingerprint, read_json, remove_stale_tmp, write_json
 from features import video
 from features.video import DecodedVideo, DecodeSettings, VideoDecodeError, decode_to_mp4
-from core.files import atomic_path, quick_fingerprint, read_json, remove_stale_tmp, write_json
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import SOURCE_MISSING, DecodeManifest, read_video_paths
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 
 _LISTED = 5  # source paths named in the message of an unreachable folder
 
@@ -87,7 +87,11 @@ def decode_one(video_id: str, *, params: DecodeParams, sources: dict[str, str], 
     if not src.is_file():
         kept = "; its decoded video of an earlier run is kept" if mp4.is_file() and sidecar.is_file() else ""
         raise VideoError(video_id, f"{SOURCE_MISSING}: {src}{kept} (restore it, or reconnect its folder, and rerun)")
-    key = {"params": params.fingerprint(), "code": code_fingerprint(video, sys.modules[__name__]), "source": source_identity(src)}
+    key = {
+        "params": params.fingerprint(),
+        "code": code_fingerprint(video, sys.modules[__name__]),
+        "source": source_identity(src),
+    }
     if mp4.is_file() and sidecar.is_file():
         done = read_json(sidecar, what="decode sidecar")
         if done.get("key") == key:

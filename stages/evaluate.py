@@ -25,6 +25,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from core.device import resolve_device
+from core.files import atomic_path, write_json
+from detector.config import InferenceConfig
+from detector.model_io import VIDEO_SCORER, read_detector_meta
 from features.store import FeatureStore
 from lacp.metrics import (
     DetectionResult,
@@ -34,17 +38,12 @@ from lacp.metrics import (
     load_ground_truth,
     summary_table,
 )
-from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
-from lacp.proposals import to_results_json
-from lacp.proposals import DetectionConfig
 from lacp.model_io import check_recorded_settings, read_model_meta
-from detector.config import InferenceConfig
-from detector.model_io import VIDEO_SCORER, read_detector_meta
+from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
+from lacp.proposals import DetectionConfig, to_results_json
 from lacp.splits import SPLIT_FILE, read_split
-from core.device import resolve_device
-from core.files import atomic_path, write_json
-from stages.common import StageParams
 from stages.artifacts import available_videos, model_kind, read_annotations
+from stages.common import StageParams
 from stages.predictors import load_predictor
 
 log = logging.getLogger(__name__)
@@ -78,8 +77,10 @@ def validation_videos(model_dir: Path, annotations: dict[str, Any]) -> list[str]
     database = annotations["database"]
     strays = [v for v in videos if v not in database or database[v]["subset"] != "train"]
     if strays:
-        raise ValueError(f"{path}: {len(strays)} validation video(s) are not training videos of the annotations: "
-                         f"{', '.join(strays[:20])} (rerun the train stage)")
+        raise ValueError(
+            f"{path}: {len(strays)} validation video(s) are not training videos of the annotations: "
+            f"{', '.join(strays[:20])} (rerun the train stage)"
+        )
     return videos
 
 
@@ -96,13 +97,19 @@ def check_recorded_detection(model_dir: Path, *, detection: DetectionConfig, inf
     lacp_dir = model_dir
     if model_kind(model_dir) == "detector":
         meta, _, recorded = read_detector_meta(model_dir)
-        check_recorded_settings(recorded, inference, where=model_dir / "model.json", section="detection.detector",
-                                writer="selftrain")
+        check_recorded_settings(
+            recorded, inference, where=model_dir / "model.json", section="detection.detector", writer="selftrain"
+        )
         if meta["video_scores"] != "lacp":
             return
         lacp_dir = model_dir / VIDEO_SCORER
-    check_recorded_settings(DetectionConfig(**read_model_meta(lacp_dir)["detection"]), detection,
-                            where=lacp_dir / "model.json", section="detection", writer="train")
+    check_recorded_settings(
+        DetectionConfig(**read_model_meta(lacp_dir)["detection"]),
+        detection,
+        where=lacp_dir / "model.json",
+        section="detection",
+        writer="train",
+    )
 
 
 def subset_metrics(
@@ -127,8 +134,16 @@ def subset_metrics(
     return metrics
 
 
-def run(params: EvaluateParams, *, detection: DetectionConfig, inference: InferenceConfig, dataset_dir: Path,
-        features: Path, model_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(
+    params: EvaluateParams,
+    *,
+    detection: DetectionConfig,
+    inference: InferenceConfig,
+    dataset_dir: Path,
+    features: Path,
+    model_dir: Path,
+    out_dir: Path,
+) -> dict[str, Any]:
     """Evaluate the trained model on the test subset and on the held-out validation videos.
 
     Args:
@@ -160,7 +175,9 @@ def run(params: EvaluateParams, *, detection: DetectionConfig, inference: Infere
     # 2. predictions (features streamed one video at a time)
     with FeatureStore(features) as store:
         videos = available_videos(store, test, features=features, what="test")
-        proposals, class_sets, scores, timeline_seconds = predictor(store, videos, keep_scores=videos[: params.timelines])
+        proposals, class_sets, scores, timeline_seconds = predictor(
+            store, videos, keep_scores=videos[: params.timelines]
+        )
         held_out = available_videos(store, validation, features=features, what="validation")
         val_proposals, val_class_sets, _, _ = predictor(store, held_out)
     results = to_results_json(proposals, classes=classes)
@@ -172,23 +189,46 @@ def run(params: EvaluateParams, *, detection: DetectionConfig, inference: Infere
     metrics["selection"] = predictor.selection
     val_table = ""
     if val_gt is not None:
-        val_detection = evaluate_detection(val_gt, to_results_json(val_proposals, classes=classes), tiou=np.asarray(params.tiou))
-        metrics |= {f"val_{k}": v for k, v in subset_metrics(val_detection, val_class_sets, annotations, held_out).items()}
+        val_detection = evaluate_detection(
+            val_gt, to_results_json(val_proposals, classes=classes), tiou=np.asarray(params.tiou)
+        )
+        metrics |= {
+            f"val_{k}": v for k, v in subset_metrics(val_detection, val_class_sets, annotations, held_out).items()
+        }
         val_table = format_table(val_detection)
     write_json(out_dir / "metrics.json", metrics)
 
     # 4. pictures (test videos) and report
     test_metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
-    write_plots(out_dir, detection, test_metrics, annotations, proposals, scores, videos[: params.timelines], classes,
-                snippet_seconds=timeline_seconds)
+    write_plots(
+        out_dir,
+        detection,
+        test_metrics,
+        annotations,
+        proposals,
+        scores,
+        videos[: params.timelines],
+        classes,
+        snippet_seconds=timeline_seconds,
+    )
     write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
     if metrics["selection"].startswith("best on test"):
         log.warning("these metrics come from weights selected on the test set: %s", metrics["selection"])
     return {**metrics, "report": str(out_dir / "report.md")}
 
 
-def write_plots(out_dir, detection, metrics, annotations, proposals, scores, timeline_videos, classes, *,
-                snippet_seconds: dict[str, float]) -> None:
+def write_plots(
+    out_dir,
+    detection,
+    metrics,
+    annotations,
+    proposals,
+    scores,
+    timeline_videos,
+    classes,
+    *,
+    snippet_seconds: dict[str, float],
+) -> None:
     """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video
     (`snippet_seconds`: seconds per position of each of those videos' `scores`)."""
     with atomic_path(out_dir / "map_vs_tiou.csv") as tmp, tmp.open("w", newline="") as fh:
@@ -223,7 +263,14 @@ def write_report(out_dir: Path, table: str, timeline_videos: list[str], *, valid
     (the flow publishes it to Prefect)."""
     lines = ["# Evaluation", "", "```", table.rstrip(), "```", ""]
     if validation_table:
-        lines += ["Validation (training videos held out by the train stage):", "", "```", validation_table.rstrip(), "```", ""]
+        lines += [
+            "Validation (training videos held out by the train stage):",
+            "",
+            "```",
+            validation_table.rstrip(),
+            "```",
+            "",
+        ]
     lines += ["![mAP vs tIoU](map_vs_tiou.png)", "", "![AP per class](per_class_ap.png)", ""]
     lines += [f"![{vid}](timelines/{vid}.png)" for vid in timeline_videos]
     with atomic_path(out_dir / "report.md") as tmp:

@@ -28,6 +28,8 @@ import torch
 import features.i3d
 import features.snippets
 import features.video
+from core.device import resolve_device
+from core.files import quick_fingerprint, remove_stale_tmp
 from features.flow import FlowFileError, FlowReader
 from features.i3d import I3DInference, default_inference_dtype, prepare_for_inference
 from features.snippets import SnippetSettings, stream_batches
@@ -35,10 +37,8 @@ from features.store import FeatureStoreWriter
 from features.timegrid import TimeGrid
 from features.video import DecodedFrames, VideoDecodeError
 from features.weights import load_i3d
-from core.device import resolve_device
-from core.files import quick_fingerprint, remove_stale_tmp
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import DecodeManifest, FlowManifest, read_weights_info
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,9 @@ class VideoFeatures:
     compute_dtype: str
 
 
-def extract_video(video_id: str, *, decoded: Path, flow: Path, num_frames: int, params: ExtractParams,
-                  weights_dir: Path) -> VideoFeatures:
+def extract_video(
+    video_id: str, *, decoded: Path, flow: Path, num_frames: int, params: ExtractParams, weights_dir: Path
+) -> VideoFeatures:
     """The I3D features of one video from its decoded mp4 and its flow file.
 
     Frames stream through in windows of one snippet batch (`features.video.DecodedFrames`,
@@ -133,8 +134,9 @@ def extract_video(video_id: str, *, decoded: Path, flow: Path, num_frames: int, 
         raise VideoError(video_id, f"{err} (delete it and rerun the flow stage)") from None
     with flow_frames:
         if len(flow_frames) != num_frames:
-            raise VideoError(video_id, f"flow has {len(flow_frames)} frames, the decoded video {num_frames}: "
-                             "rerun the flow stage")
+            raise VideoError(
+                video_id, f"flow has {len(flow_frames)} frames, the decoded video {num_frames}: rerun the flow stage"
+            )
         flow_feats = stream_features(flow_model, cut(flow_frames, stream="flow"))  # (T, 1024)
     try:
         with DecodedFrames(decoded, num_frames=num_frames) as frames:  # (N, H, W, 3) uint8
@@ -180,10 +182,23 @@ def extract_one(
     if writer.reuse(video_id, input_id=input_id):
         return VideoResult(video_id, ok=True, skipped=True)
     num_frames = int(decoded[video_id]["frames_out"])
-    got = extract_video(video_id, decoded=decoded_dir / f"{video_id}.mp4", flow=flow_dir / f"{video_id}.h5",
-                        num_frames=num_frames, params=params, weights_dir=weights_dir)
-    writer.write(video_id, rgb=got.rgb, flow=got.flow, frames=num_frames, source_fps=float(decoded[video_id]["source_fps"]),
-                 compute_dtype=got.compute_dtype, input_id=input_id)
+    got = extract_video(
+        video_id,
+        decoded=decoded_dir / f"{video_id}.mp4",
+        flow=flow_dir / f"{video_id}.h5",
+        num_frames=num_frames,
+        params=params,
+        weights_dir=weights_dir,
+    )
+    writer.write(
+        video_id,
+        rgb=got.rgb,
+        flow=got.flow,
+        frames=num_frames,
+        source_fps=float(decoded[video_id]["source_fps"]),
+        compute_dtype=got.compute_dtype,
+        input_id=input_id,
+    )
     return VideoResult(video_id, ok=True, info={"snippets": len(got.rgb)})
 
 
@@ -210,7 +225,11 @@ def compute_dtype(params: ExtractParams) -> str:
 
 
 def store_attrs(
-    params: ExtractParams, *, decode: dict[str, Any], flow: dict[str, Any], weights: dict[str, Any],
+    params: ExtractParams,
+    *,
+    decode: dict[str, Any],
+    flow: dict[str, Any],
+    weights: dict[str, Any],
     excluded: dict[str, str],
 ) -> dict[str, Any]:
     """File attributes of the feature store: its time grid (`features.timegrid`, the decoded
@@ -258,15 +277,26 @@ def plan(params: ExtractParams, *, decoded_dir: Path, flow_dir: Path, weights_di
     decoded = decode_manifest.videos
     excluded = {**decode_manifest.failed, **flow_manifest.failed}
     videos = sorted(v for v in decoded if v in flow_manifest.videos)
-    attrs = store_attrs(params, decode=decode_manifest.params, flow=flow_manifest.params,
-                        weights=read_weights_info(weights_dir), excluded=excluded)
+    attrs = store_attrs(
+        params,
+        decode=decode_manifest.params,
+        flow=flow_manifest.params,
+        weights=read_weights_info(weights_dir),
+        excluded=excluded,
+    )
     FeatureStoreWriter(out_path, attrs=attrs)  # drops parts left by a run with other settings
     common = dict(out_path=out_path, attrs=attrs)
     return VideoPlan(
         stage="extract",
         videos=videos,
         process=functools.partial(
-            extract_one, params=params, decoded_dir=decoded_dir, flow_dir=flow_dir, weights_dir=weights_dir, decoded=decoded, **common
+            extract_one,
+            params=params,
+            decoded_dir=decoded_dir,
+            flow_dir=flow_dir,
+            weights_dir=weights_dir,
+            decoded=decoded,
+            **common,
         ),
         finish=functools.partial(finish, **common),
         max_workers=1,  # the network already uses every core

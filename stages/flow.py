@@ -2,8 +2,8 @@
 
 Per video `<out>/<vid>.h5` (dataset `flow` (N, H, W, 2) uint8, attrs method/bound) and a
 sidecar `<out>/<vid>.json` with the fingerprint of the params, the flow code and the decoded
-video; finished videos are skipped on a rerun where all three are unchanged. `finish` writes `<out>/manifest.json` with bytes per
-video-minute.
+video; finished videos are skipped on a rerun where all three are unchanged. `finish` writes
+`<out>/manifest.json` with bytes per video-minute.
 
 `method: tvl1_torch` (features/tvl1.py) computes `tvl1_torch_batch` frame pairs at a time on
 `device` (auto: CUDA when available) and runs one video at a time, since torch already uses
@@ -24,11 +24,11 @@ import features.flow
 import features.tvl1
 import features.video
 from core.device import resolve_device
+from core.files import read_json, remove_stale_tmp, sha256_file, write_json
 from features.flow import FlowSettings, iter_flow, write_flow_frames
 from features.video import VideoDecodeError, iter_decoded_frames
-from core.files import read_json, remove_stale_tmp, sha256_file, write_json
-from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 from stages.artifacts import DecodeManifest, FlowManifest
+from stages.common import StageParams, VideoError, VideoPlan, VideoResult, code_fingerprint
 
 
 class FlowParams(StageParams, FlowSettings):
@@ -107,8 +107,9 @@ def finish(results: list[VideoResult], *, params: FlowParams, out_dir: Path) -> 
     videos = {r.video_id: r.info for r in results if r.ok}
     failed = {r.video_id: r.reason for r in results if not r.ok}
     remove_stale_tmp(out_dir, targets=("*.h5", "*.json"))
-    FlowManifest(method=params.method, bound=params.bound, params=recorded_params(params), videos=videos,
-                 failed=failed).write(out_dir)
+    FlowManifest(
+        method=params.method, bound=params.bound, params=recorded_params(params), videos=videos, failed=failed
+    ).write(out_dir)
     frames = sum(v["frames"] for v in videos.values())
     stored = sum(v["bytes"] for v in videos.values())
     return {

@@ -12,8 +12,8 @@ from typing import Any
 from lacp.points.formats import write_points_csv
 from lacp.points.report import point_report
 from lacp.points.sampling import Sampling, sample_points
-from stages.common import StageParams
 from stages.artifacts import read_annotations
+from stages.common import StageParams
 
 
 class PointsParams(StageParams, Sampling):

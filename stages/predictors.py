@@ -2,7 +2,8 @@
 `python -m pipeline detect` use it.
 
 A predictor, called with (store, videos, keep_scores=...), returns (proposals by video, predicted
-class sets, kept score curves (T, C+1), seconds per position of each curve); `selection` says how the weights were chosen (metrics.json's key).
+class sets, kept score curves (T, C+1), seconds per position of each curve); `selection` says how
+the weights were chosen (metrics.json's key).
 One per model kind (model.json's `kind`, `stages.artifacts.model_kind`).
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.inference import detect_video, load_detector
 from detector.config import InferenceConfig
+from detector.inference import detect_video, load_detector
 from detector.model_io import VIDEO_SCORER, load_detector_weights, read_detector_meta
 from features.store import FeatureStore
 from lacp.inference import predict, resampled_seconds, score_video
@@ -37,19 +38,32 @@ class LacpPredictor:
         self.selection = meta.get("selection", "final step")
         self.config, self.device = config, device
         if self.model.num_classes != len(classes):
-            raise ValueError(f"{model_dir}: model has {self.model.num_classes} classes, annotations have {len(classes)}")
+            raise ValueError(
+                f"{model_dir}: model has {self.model.num_classes} classes, annotations have {len(classes)}"
+            )
 
     def video_score(self, features: np.ndarray, snippet_seconds: float) -> np.ndarray:
         """(C,) the video-level class scores of one video's (T, D) features (`lacp.inference.score_video`)."""
-        return score_video(self.model, features, self.config, self.device, num_segments=self.num_segments,
-                           snippet_seconds=snippet_seconds).video_score
+        return score_video(
+            self.model,
+            features,
+            self.config,
+            self.device,
+            num_segments=self.num_segments,
+            snippet_seconds=snippet_seconds,
+        ).video_score
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
         snippet_seconds = store.time_grid.seconds_per_snippet
-        proposals, class_sets, scores = predict(self.model, store, videos, self.config, self.device,
-                                                keep_scores=keep_scores, num_segments=self.num_segments)
-        seconds = {vid: resampled_seconds(snippet_seconds, store[vid].shape[0], self.num_segments)
-                   if self.num_segments else snippet_seconds for vid in scores}
+        proposals, class_sets, scores = predict(
+            self.model, store, videos, self.config, self.device, keep_scores=keep_scores, num_segments=self.num_segments
+        )
+        seconds = {
+            vid: resampled_seconds(snippet_seconds, store[vid].shape[0], self.num_segments)
+            if self.num_segments
+            else snippet_seconds
+            for vid in scores
+        }
         return proposals, class_sets, scores, seconds
 
 
@@ -60,14 +74,22 @@ class DetectorPredictor:
     those whose video score (else best detection score) is at least `class_threshold` (else the
     best one); the kept curves are `coverage_scores` (the detector has no CAS)."""
 
-    def __init__(self, model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str],
-                 inference: InferenceConfig):
+    def __init__(
+        self,
+        model_dir: Path,
+        config: DetectionConfig,
+        device: torch.device,
+        *,
+        classes: list[str],
+        inference: InferenceConfig,
+    ):
         meta, self.config, _ = read_detector_meta(model_dir)
         self.inference = inference
         if meta["classes"] != list(classes):
             raise ValueError(f"{model_dir}: model classes {meta['classes']} differ from the annotations' {classes}")
-        self.model = load_detector(load_detector_weights(model_dir), config=self.config, num_classes=len(classes),
-                                   device=str(device))
+        self.model = load_detector(
+            load_detector_weights(model_dir), config=self.config, num_classes=len(classes), device=str(device)
+        )
         self.selection = meta.get("weights", "final step")
         self.class_threshold = config.class_threshold
         self.num_classes = len(classes)
@@ -88,13 +110,15 @@ class DetectorPredictor:
                     best[d["label_index"]] = max(best[d["label_index"]], d["score"])
             else:
                 best = self.scorer.video_score(features, grid.seconds_per_snippet)  # (C,) LACP's video scores
-                found = sorted(({**d, "score": d["score"] * float(best[d["label_index"]])} for d in found),
-                               key=lambda d: -d["score"])
+                found = sorted(
+                    ({**d, "score": d["score"] * float(best[d["label_index"]])} for d in found),
+                    key=lambda d: -d["score"],
+                )
             proposals[vid] = found
             class_sets[vid] = {int(c) for c in np.flatnonzero(best >= self.class_threshold)} or {int(best.argmax())}
             if vid in keep_scores:
                 scores[vid] = coverage_scores(found, features.shape[0], self.num_classes, grid.seconds_per_snippet)
-        return proposals, class_sets, scores, {vid: grid.seconds_per_snippet for vid in scores}
+        return proposals, class_sets, scores, dict.fromkeys(scores, grid.seconds_per_snippet)
 
 
 def coverage_scores(detections: list[dict], length: int, num_classes: int, snippet_seconds: float) -> np.ndarray:
@@ -109,8 +133,9 @@ def coverage_scores(detections: list[dict], length: int, num_classes: int, snipp
     return curves
 
 
-def load_predictor(model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str],
-                   inference: InferenceConfig) -> LacpPredictor | DetectorPredictor:
+def load_predictor(
+    model_dir: Path, config: DetectionConfig, device: torch.device, *, classes: list[str], inference: InferenceConfig
+) -> LacpPredictor | DetectorPredictor:
     """The predictor of the model folder's kind (`stages.artifacts.model_kind`).
 
     Args:
@@ -124,5 +149,3 @@ def load_predictor(model_dir: Path, config: DetectionConfig, device: torch.devic
     if model_kind(model_dir) == "detector":
         return DetectorPredictor(model_dir, config, device, classes=classes, inference=inference)
     return LacpPredictor(model_dir, config, device, classes=classes)
-
-

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
+from core.files import quick_fingerprint, write_json
 from sources.annotations import write_annotations
 from sources.directory import prepare_directory
 from sources.synthetic import SyntheticSettings, SyntheticSpec, render_videos
-from core.files import quick_fingerprint, write_json
 from stages.common import StageParams
 
 
@@ -39,7 +39,7 @@ class DatasetParams(StageParams):
     directory: DirectoryParams = DirectoryParams()
 
     @model_validator(mode="after")
-    def _directory_complete(self) -> "DatasetParams":
+    def _directory_complete(self) -> DatasetParams:
         if self.source == "directory" and not (self.directory.video_dir and self.directory.gt_json):
             raise ValueError("source 'directory' needs directory.video_dir and directory.gt_json")
         return self

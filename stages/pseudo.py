@@ -33,8 +33,14 @@ from lacp.inference import score_video
 from lacp.model_io import check_recorded_settings, load_model, read_model_meta
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig, generate_proposals
-from lacp.pseudo_instances import (Candidate, PseudoCounts, PseudoGroundTruth, PseudoInstance,
-                                   instances_from_candidates, search_candidates)
+from lacp.pseudo_instances import (
+    Candidate,
+    PseudoCounts,
+    PseudoGroundTruth,
+    PseudoInstance,
+    instances_from_candidates,
+    search_candidates,
+)
 from lacp.pseudo_quality import pseudo_label_quality
 from lacp.search_record import read_search_record
 from lacp.splits import read_split
@@ -47,8 +53,16 @@ class PseudoParams(StageParams):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-def proposal_candidates(model, features: np.ndarray, classes: set[int], detection: DetectionConfig, device, *,
-                        num_segments: int, snippet_seconds: float) -> list[Candidate]:
+def proposal_candidates(
+    model,
+    features: np.ndarray,
+    classes: set[int],
+    detection: DetectionConfig,
+    device,
+    *,
+    num_segments: int,
+    snippet_seconds: float,
+) -> list[Candidate]:
     """LACP's proposals (after NMS) of one training video, for the classes its points name.
 
     Args:
@@ -70,8 +84,18 @@ def proposal_candidates(model, features: np.ndarray, classes: set[int], detectio
     return [Candidate(p["label_index"], p["segment"][0], p["segment"][1], p["score"]) for p in proposals]
 
 
-def run(params: PseudoParams, *, detection: DetectionConfig, dataset_dir: Path, features: Path, model_dir: Path,
-        points_dir: Path, pseudo_labels: Path, out_dir: Path, report_dir: Path) -> dict[str, Any]:
+def run(
+    params: PseudoParams,
+    *,
+    detection: DetectionConfig,
+    dataset_dir: Path,
+    features: Path,
+    model_dir: Path,
+    points_dir: Path,
+    pseudo_labels: Path,
+    out_dir: Path,
+    report_dir: Path,
+) -> dict[str, Any]:
     """Write the pseudo ground truth of LACP's training videos and its diagnostics.
 
     Args:
@@ -105,49 +129,73 @@ def run(params: PseudoParams, *, detection: DetectionConfig, dataset_dir: Path, 
         # 2. candidates and instances, video by video
         if params.source == "ground_truth":
             for vid in videos:
-                truth = [PseudoInstance(c, start, end, float(np.mean([start, end])))
-                         for c, start, end in ground_truth_instances(annotations, [vid])[vid]]
+                truth = [
+                    PseudoInstance(c, start, end, float(np.mean([start, end])))
+                    for c, start, end in ground_truth_instances(annotations, [vid])[vid]
+                ]
                 found.add(vid, truth, PseudoCounts(instances=len(truth)))
         else:
             if params.source == "search":
                 record = read_search_record(Path(pseudo_labels))
                 missing = [v for v in videos if v not in record.final]
                 if record.final_step == 0 or missing:
-                    raise ValueError(f"{pseudo_labels}: no last-search pseudo labels for {len(missing) or len(videos)} "
-                                     f"training video(s) (a run without searches, e.g. the point-only baseline?); "
-                                     f"use pseudo.source: proposals")
+                    raise ValueError(
+                        f"{pseudo_labels}: no last-search pseudo labels for {len(missing) or len(videos)} "
+                        f"training video(s) (a run without searches, e.g. the point-only baseline?); "
+                        f"use pseudo.source: proposals"
+                    )
             else:
                 device = resolve_device(params.device)
                 model = load_model(model_dir, device=device)
                 meta = read_model_meta(model_dir)
-                check_recorded_settings(DetectionConfig(**meta["detection"]), detection,
-                                        where=Path(model_dir) / "model.json", section="detection", writer="train")
+                check_recorded_settings(
+                    DetectionConfig(**meta["detection"]),
+                    detection,
+                    where=Path(model_dir) / "model.json",
+                    section="detection",
+                    writer="train",
+                )
             for vid in videos:
                 if params.source == "search":
                     candidates = search_candidates(record.final[vid], snippet_seconds=grid.seconds_per_snippet)
                 else:
-                    candidates = proposal_candidates(model, store[vid], {c for _, c in points[vid]}, detection, device,
-                                                     num_segments=meta["num_segments"],
-                                                     snippet_seconds=grid.seconds_per_snippet)
+                    candidates = proposal_candidates(
+                        model,
+                        store[vid],
+                        {c for _, c in points[vid]},
+                        detection,
+                        device,
+                        num_segments=meta["num_segments"],
+                        snippet_seconds=grid.seconds_per_snippet,
+                    )
                 duration = lengths[vid] * grid.seconds_per_snippet
-                found.add(vid, *instances_from_candidates(points[vid], candidates,
-                                                          snippet_seconds=grid.seconds_per_snippet,
-                                                          duration=min(duration, float(database[vid]["duration"]))))
+                found.add(
+                    vid,
+                    *instances_from_candidates(
+                        points[vid],
+                        candidates,
+                        snippet_seconds=grid.seconds_per_snippet,
+                        duration=min(duration, float(database[vid]["duration"])),
+                    ),
+                )
 
     # 3. diagnostics (ground truth read for the log only) and outputs
     quality = instance_quality(found, annotations, lengths, snippet_seconds=grid.seconds_per_snippet)
     counts = vars(found.counts)
     if params.source != "ground_truth" and counts["instances"] + counts["merged"] != counts["points"]:
-        raise RuntimeError(f"pseudo: {counts['points']} points gave {counts['instances']} instances and "
-                           f"{counts['merged']} merged duplicates")  # every point is one instance or a duplicate
+        raise RuntimeError(
+            f"pseudo: {counts['points']} points gave {counts['instances']} instances and "
+            f"{counts['merged']} merged duplicates"
+        )  # every point is one instance or a duplicate
     write_json(Path(out_dir) / PSEUDO_GT_FILE, pseudo_gt_document(found, annotations, params.source))
     summary = {"source": params.source, "videos": len(videos), **counts, **{k: round(v, 4) for k, v in quality.items()}}
     write_json(Path(report_dir) / "metrics.json", summary)
     return summary
 
 
-def instance_quality(found: PseudoGroundTruth, annotations: dict[str, Any], lengths: dict[str, int], *,
-                     snippet_seconds: float) -> dict[str, float]:
+def instance_quality(
+    found: PseudoGroundTruth, annotations: dict[str, Any], lengths: dict[str, int], *, snippet_seconds: float
+) -> dict[str, float]:
     """`lacp.pseudo_quality` of the instances, each drawn as the snippets whose centre it holds."""
     classes = annotations["classes"]
     dense = {}
@@ -157,7 +205,9 @@ def instance_quality(found: PseudoGroundTruth, annotations: dict[str, Any], leng
         for inst in instances:
             labels[(centres >= inst.start) & (centres <= inst.end), inst.class_index] = 1
         dense[vid] = labels
-    return pseudo_label_quality(dense, ground_truth_instances(annotations, list(dense)), snippet_seconds=snippet_seconds)
+    return pseudo_label_quality(
+        dense, ground_truth_instances(annotations, list(dense)), snippet_seconds=snippet_seconds
+    )
 
 
 def pseudo_gt_document(found: PseudoGroundTruth, annotations: dict[str, Any], source: str) -> dict[str, Any]:
@@ -172,8 +222,10 @@ def pseudo_gt_document(found: PseudoGroundTruth, annotations: dict[str, Any], so
                 "subset": "train",
                 "duration": database[vid]["duration"],
                 "fps": database[vid]["fps"],
-                "annotations": [{"segment": [round(i.start, 6), round(i.end, 6)], "label": classes[i.class_index]}
-                                for i in instances],
+                "annotations": [
+                    {"segment": [round(i.start, 6), round(i.end, 6)], "label": classes[i.class_index]}
+                    for i in instances
+                ],
             }
             for vid, instances in sorted(found.instances.items())
         },

@@ -23,14 +23,15 @@ split.json, and `lacp/` with `video_scores: lacp`) and the training log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from core.files import write_bytes_atomic
 from detector.config import DetectorConfig, DetectorSettings, InferenceConfig
 from detector.losses import LOSS_TERMS
-from core.files import write_bytes_atomic
 from detector.model_io import VIDEO_SCORER, save_detector
 from detector.trainer import train_detector
 from features.store import FeatureStore
@@ -41,6 +42,8 @@ from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
 
 log = logging.getLogger(__name__)
+
+
 class SelftrainParams(StageParams, DetectorSettings):
     """The `selftrain` section: the detector's settings (`detector.config.DetectorSettings`: every
     key's type, default, check and reason), plus what only this stage reads."""
@@ -88,34 +91,65 @@ def run(
     split = read_split(lacp_model_dir)
     strays = sorted(set(pseudo["database"]) - set(split.train))
     if strays:  # never train on a validation or test video
-        raise ValueError(f"{Path(pseudo_dir) / PSEUDO_GT_FILE}: {len(strays)} video(s) outside {lacp_model_dir}'s "
-                         f"training split: {', '.join(strays[:10])} (rerun the pseudo stage)")
+        raise ValueError(
+            f"{Path(pseudo_dir) / PSEUDO_GT_FILE}: {len(strays)} video(s) outside {lacp_model_dir}'s "
+            f"training split: {', '.join(strays[:10])} (rerun the pseudo stage)"
+        )
     with FeatureStore(features) as store:
         videos = available_videos(store, sorted(pseudo["database"]), features=Path(features), what="training")
-        instances = {vid: [(float(a["segment"][0]), float(a["segment"][1]), classes.index(a["label"]))
-                           for a in pseudo["database"][vid]["annotations"]] for vid in videos}
+        instances = {
+            vid: [
+                (float(a["segment"][0]), float(a["segment"][1]), classes.index(a["label"]))
+                for a in pseudo["database"][vid]["annotations"]
+            ]
+            for vid in videos
+        }
         feature_dim = int(store[videos[0]].shape[1])
         config = params.config(feature_dim=feature_dim)
         recorded = feature_record(store.attrs)
 
         # 2. train (features read per step from the open store)
-        log.info("self-training: %d steps, batch %d, %d videos, %d instances (%s)", config.steps, config.batch,
-                 len(videos), sum(map(len, instances.values())), pseudo.get("source", "?"))
+        log.info(
+            "self-training: %d steps, batch %d, %d videos, %d instances (%s)",
+            config.steps,
+            config.batch,
+            len(videos),
+            sum(map(len, instances.values())),
+            pseudo.get("source", "?"),
+        )
         training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_TERMS, on_progress=on_progress)
-        checkpoint_dir = resume_dir(model_dir) / run_key(params.fingerprint(),
-                                                         [Path(pseudo_dir) / PSEUDO_GT_FILE, Path(features)])
-        result = train_detector(instances=instances, get_features=store, num_classes=len(classes),
-                                grid=store.time_grid, config=config, checkpoint_dir=checkpoint_dir,
-                                on_progress=training_log.progress)
+        checkpoint_dir = resume_dir(model_dir) / run_key(
+            params.fingerprint(), [Path(pseudo_dir) / PSEUDO_GT_FILE, Path(features)]
+        )
+        result = train_detector(
+            instances=instances,
+            get_features=store,
+            num_classes=len(classes),
+            grid=store.time_grid,
+            config=config,
+            checkpoint_dir=checkpoint_dir,
+            on_progress=training_log.progress,
+        )
 
     # 3. outputs
     if params.video_scores == "lacp":  # the classifier the detections' scores are fused with travels with them
         for name in ("model.pt", "model.json"):
-            write_bytes_atomic(Path(model_dir) / VIDEO_SCORER / name, (Path(lacp_model_dir) / name).read_bytes(),
-                               fsync=name == "model.pt")
-    save_detector(model_dir, result.state_dict, classes=classes, config=config.model_copy(update={"device": "auto"}),
-                  inference=inference, features=recorded, pseudo_source=pseudo.get("source", ""),
-                  weights=result.weights, video_scores=params.video_scores)
+            write_bytes_atomic(
+                Path(model_dir) / VIDEO_SCORER / name,
+                (Path(lacp_model_dir) / name).read_bytes(),
+                fsync=name == "model.pt",
+            )
+    save_detector(
+        model_dir,
+        result.state_dict,
+        classes=classes,
+        config=config.model_copy(update={"device": "auto"}),
+        inference=inference,
+        features=recorded,
+        pseudo_source=pseudo.get("source", ""),
+        weights=result.weights,
+        video_scores=params.video_scores,
+    )
     write_split(model_dir, train=split.train, validation=split.validation, share=split.share, seed=split.seed)
     training_log.finish(result.log)
     remove_checkpoints(checkpoint_dir)

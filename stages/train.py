@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -32,12 +33,11 @@ from lacp.pseudo_quality import PSEUDO_COLUMNS, pseudo_label_quality
 from lacp.search_record import SearchRecord, write_search_record
 from lacp.splits import validation_split, write_split
 from lacp.trainer import TrainConfig, TrainSettings, train
+from stages.artifacts import LOSS_COLUMNS, available_videos, ground_truth_instances, read_annotations
 from stages.common import StageParams
 from stages.training_log import TrainingLog, remove_checkpoints, resume_dir, run_key
-from stages.artifacts import LOSS_COLUMNS, available_videos, ground_truth_instances, read_annotations
 
 log = logging.getLogger(__name__)
-
 
 
 class TrainParams(StageParams, TrainSettings):
@@ -52,8 +52,9 @@ class TrainParams(StageParams, TrainSettings):
     def config(self, *, feature_dim: int, r_act: int) -> TrainConfig:
         """The trainer's config: these settings as they are, the features' width and the top-k
         ratio (the params' `detection.r_act`)."""
-        return TrainConfig(**self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim,
-                           r_act=r_act)
+        return TrainConfig(
+            **self.model_dump(include=set(TrainSettings.model_fields)), feature_dim=feature_dim, r_act=r_act
+        )
 
 
 def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, set[str]]:
@@ -61,7 +62,9 @@ def video_labels(annotations: dict[str, Any], videos: list[str]) -> dict[str, se
     return {vid: {a["label"] for a in annotations["database"][vid]["annotations"]} for vid in videos}
 
 
-def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[str], *, grid: TimeGrid) -> list[VideoItem]:
+def training_videos(
+    annotations: dict[str, Any], points_csv: Path, videos: list[str], *, grid: TimeGrid
+) -> list[VideoItem]:
     """One `VideoItem` per training video: labels from the annotations, points from points.csv,
     mapped onto the features' time `grid`."""
     classes = annotations["classes"]
@@ -88,8 +91,15 @@ def training_videos(annotations: dict[str, Any], points_csv: Path, videos: list[
     return items
 
 
-def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: Path, device: str,
-                detection: DetectionConfig, num_segments: int = 0):
+def test_map_fn(
+    annotations: dict[str, Any],
+    store: FeatureStore,
+    *,
+    features: Path,
+    device: str,
+    detection: DetectionConfig,
+    num_segments: int = 0,
+):
     """Periodic evaluation for `eval_every`: mean mAP over tIoU 0.1:0.7 on the TEST videos.
 
     Uses the params' detection settings (`detection`, the evaluate stage's too) and the default
@@ -100,18 +110,17 @@ def test_map_fn(annotations: dict[str, Any], store: FeatureStore, *, features: P
     Selecting a checkpoint with it (`select_best_on_test`) is the released recipe's protocol;
     the selection is recorded in model.json and metrics.json so such results stay labelled.
     """
-    from lacp.metrics import evaluate_detection, load_ground_truth
-    from lacp.proposals import to_results_json
     from core.device import resolve_device
     from lacp.inference import predict
+    from lacp.metrics import evaluate_detection, load_ground_truth
+    from lacp.proposals import to_results_json
 
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
     videos = available_videos(store, test, features=features, what="test")
     gt = load_ground_truth(annotations, subset="test")
 
     def evaluate(model, step: int) -> float:
-        proposals, _, _ = predict(model, store, videos, detection, resolve_device(device),
-                                  num_segments=num_segments)
+        proposals, _, _ = predict(model, store, videos, detection, resolve_device(device), num_segments=num_segments)
         results = to_results_json(proposals, classes=annotations["classes"])
         return float(evaluate_detection(gt, results).map.mean())
 
@@ -157,25 +166,41 @@ def run(
     annotations = read_annotations(dataset_dir)
     annotated = sorted(v for v, e in annotations["database"].items() if e["subset"] == "train")
     train_ids, validation_ids = validation_split(
-        annotated, share=params.validation_share, seed=params.validation_seed, labels=video_labels(annotations, annotated)
+        annotated,
+        share=params.validation_share,
+        seed=params.validation_seed,
+        labels=video_labels(annotations, annotated),
     )
-    log.info("validation split: %d of %d training videos held out (share %g, seed %d)",
-             len(validation_ids), len(annotated), params.validation_share, params.validation_seed)
+    log.info(
+        "validation split: %d of %d training videos held out (share %g, seed %d)",
+        len(validation_ids),
+        len(annotated),
+        params.validation_share,
+        params.validation_seed,
+    )
     with FeatureStore(features) as store:
         present = set(available_videos(store, annotated, features=Path(features), what="training"))
         videos = [v for v in train_ids if v in present]
         if not videos:
-            raise ValueError(f"{features}: none of the {len(train_ids)} videos of the split's training part has features")
+            raise ValueError(
+                f"{features}: none of the {len(train_ids)} videos of the split's training part has features"
+            )
         grid = store.time_grid
         recorded = feature_record(store.attrs)  # model.json's `features`
         items = training_videos(annotations, Path(points_dir) / "points.csv", videos, grid=grid)
         feature_dim = int(store[videos[0]].shape[1])
 
         # 2. train (features read per step from the open store)
-        log.info("training: %d steps, batch %d, %d videos, %d points", params.steps, params.batch,
-                 len(items), sum(len(i.point_frames) for i in items))
-        training_log = TrainingLog(Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS,
-                                   on_progress=on_progress)
+        log.info(
+            "training: %d steps, batch %d, %d videos, %d points",
+            params.steps,
+            params.batch,
+            len(items),
+            sum(len(i.point_frames) for i in items),
+        )
+        training_log = TrainingLog(
+            Path(log_dir), loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS, on_progress=on_progress
+        )
         instances = ground_truth_instances(annotations, videos)  # ground truth: for the log only
 
         def search_quality(labels: dict[str, np.ndarray]) -> dict[str, float]:
@@ -183,10 +208,17 @@ def run(
 
         evaluate_fn = None
         if params.eval_every:
-            evaluate_fn = test_map_fn(annotations, store, features=Path(features), device=params.device,
-                                      detection=detection, num_segments=params.num_segments)
-        checkpoint_dir = resume_dir(model_dir) / run_key(f"{params.fingerprint()}:r_act={detection.r_act}",
-                                                         [Path(points_dir) / "points.csv", Path(features)])
+            evaluate_fn = test_map_fn(
+                annotations,
+                store,
+                features=Path(features),
+                device=params.device,
+                detection=detection,
+                num_segments=params.num_segments,
+            )
+        checkpoint_dir = resume_dir(model_dir) / run_key(
+            f"{params.fingerprint()}:r_act={detection.r_act}", [Path(points_dir) / "points.csv", Path(features)]
+        )
         result = train(
             videos=items,
             get_features=store,
@@ -211,11 +243,22 @@ def run(
         features=recorded,  # what `python -m pipeline detect` remakes the features of a new video with
         detection=detection,  # the settings evaluate applies and `python -m pipeline detect` reads back
     )
-    write_split(model_dir, train=train_ids, validation=validation_ids, share=params.validation_share,
-                seed=params.validation_seed)
-    write_search_record(Path(pseudo_labels_path), SearchRecord(
-        first=result.first_pseudo_labels, first_step=result.first_search_step,
-        final=result.pseudo_labels, final_step=max((int(r["step"]) for r in result.log if "pseudo_iou" in r), default=0)))
+    write_split(
+        model_dir,
+        train=train_ids,
+        validation=validation_ids,
+        share=params.validation_share,
+        seed=params.validation_seed,
+    )
+    write_search_record(
+        Path(pseudo_labels_path),
+        SearchRecord(
+            first=result.first_pseudo_labels,
+            first_step=result.first_search_step,
+            final=result.pseudo_labels,
+            final_step=max((int(r["step"]) for r in result.log if "pseudo_iou" in r), default=0),
+        ),
+    )
     quality = search_quality(result.pseudo_labels)
     training_log.finish(result.log, summary=quality)
     remove_checkpoints(checkpoint_dir)

@@ -62,8 +62,14 @@ class TrainingLog:
         on_progress: the stage's caller's progress callback, which `progress` hands each step to.
     """
 
-    def __init__(self, log_dir: Path, *, loss_terms: Sequence[str], pseudo_terms: Sequence[str] = (),
-                 on_progress: Callable[[int, int, dict[str, float]], None] | None = None):
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        loss_terms: Sequence[str],
+        pseudo_terms: Sequence[str] = (),
+        on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    ):
         self.log_dir = Path(log_dir)
         self.loss_terms = tuple(loss_terms)
         self.pseudo_terms = tuple(pseudo_terms)

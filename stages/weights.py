@@ -48,7 +48,10 @@ def run(params: WeightsParams, *, out_dir: Path) -> dict[str, Any]:
     else:
         rgb = load_piergiaj_state_dict(Path(params.rgb))
     if params.flow == "cross_modality":
-        log.info("flow stream initialised from the RGB weights (cross-modality); weights.flow: PATH takes a Kinetics flow checkpoint")
+        log.info(
+            "flow stream initialised from the RGB weights (cross-modality); "
+            "weights.flow: PATH takes a Kinetics flow checkpoint"
+        )
         flow = flow_from_rgb(rgb)
     else:
         flow = load_piergiaj_state_dict(Path(params.flow))

@@ -115,9 +115,16 @@ def tiny_repo(root: Path) -> Path:
 
     from pipeline.params import merge
 
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file() and not rel.startswith(("metrics/", "study/")) and rel != "dvc.lock":
@@ -125,8 +132,13 @@ def tiny_repo(root: Path) -> Path:
             shutil.copy2(src, root / rel)
     raw = merge(yaml.safe_load((root / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    for argv in (["git", "init", "-q"], ["git", "config", "user.email", "test@localhost"],
-                 ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny"]):
+    for argv in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "test@localhost"],
+        ["git", "config", "user.name", "test"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "tiny"],
+    ):
         subprocess.run(argv, cwd=root, check=True, capture_output=True)
     return root
 

@@ -39,5 +39,6 @@ def thumos_annotations() -> dict[str, Any]:
     """
     database = json.loads((THUMOS / "gt.json").read_text())["database"]
     ends = {vid: max((float(a["segment"][1]) for a in e["annotations"]), default=0.0) for vid, e in database.items()}
-    return read_gt_json(THUMOS / "gt.json", fps=read_fps_dict(THUMOS / "fps_dict.json"),
-                        subsets={"validation": "train"}, durations=ends)
+    return read_gt_json(
+        THUMOS / "gt.json", fps=read_fps_dict(THUMOS / "fps_dict.json"), subsets={"validation": "train"}, durations=ends
+    )

@@ -46,8 +46,12 @@ def _graph() -> dict[str, set[str]]:
 
 
 def test_every_import_goes_to_the_same_or_a_lower_layer():
-    upward = [f"{src} -> {dst}" for src, targets in _graph().items() for dst in sorted(targets)
-              if LAYERS[dst.split(".")[0]] > LAYERS[src.split(".")[0]]]
+    upward = [
+        f"{src} -> {dst}"
+        for src, targets in _graph().items()
+        for dst in sorted(targets)
+        if LAYERS[dst.split(".")[0]] > LAYERS[src.split(".")[0]]
+    ]
     assert not upward, "imports against the layering (pipeline -> stages -> lacp/... -> core):\n" + "\n".join(upward)
 
 

@@ -13,10 +13,18 @@ from bench.project_time import DATASETS, DatasetSize, gpu_hours, stage_hours, ta
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = {
     "decode": {"frames_per_s": 250.0},
-    "flow": {"tvl1_opencv_1thread_cpu_s_per_pair": 0.8, "tvl1_torch_pairs_per_s": 8.0, "tvl1_torch_threads": 2,
-             "cores": 2},
-    "i3d": {"cpu": "Test CPU (2 cores, AVX2, no bf16)", "threads": 2, "extraction_dtype": "float32",
-            "extraction": {"snippets_per_s": 2.5}},
+    "flow": {
+        "tvl1_opencv_1thread_cpu_s_per_pair": 0.8,
+        "tvl1_torch_pairs_per_s": 8.0,
+        "tvl1_torch_threads": 2,
+        "cores": 2,
+    },
+    "i3d": {
+        "cpu": "Test CPU (2 cores, AVX2, no bf16)",
+        "threads": 2,
+        "extraction_dtype": "float32",
+        "extraction": {"snippets_per_s": 2.5},
+    },
     "train": {"step_seconds": 0.9, "search_phase_seconds": 1.0},
 }
 
@@ -31,15 +39,19 @@ def test_stage_hours_follow_the_cost_model() -> None:
     assert hours["flow_tvl1_torch"] == pytest.approx(90_000 * ratio / 8 / 3600)
     assert hours["extract"] == pytest.approx(2 * 90_000 / 16 / 2.5 / 3600)  # RGB and flow streams
     assert hours["train"] == pytest.approx(2000 * (0.9 + 1.0 / 10) / 3600)  # a search every 10 steps
-    gpu = {"tvl1_cuda_pairs_per_s_224": 400.0, "extract_bf16_snippets_per_s_224": 200.0,
-           "train_cuda_seconds_per_step": 0.02}
+    gpu = {
+        "tvl1_cuda_pairs_per_s_224": 400.0,
+        "extract_bf16_snippets_per_s_224": 200.0,
+        "train_cuda_seconds_per_step": 0.02,
+    }
     assert gpu_hours(size, gpu) == pytest.approx((90_000 * ratio / 400 + 2 * 90_000 / 16 / 200 + 2000 * 0.02) / 3600)
 
 
 def test_table_without_a_gpu_run_says_so() -> None:
     text = table(RESULTS)
-    assert text.startswith("Hours per stage on Test CPU (2 cores, AVX2, no bf16), torch 2 threads, extraction float32;"
-                           " GPU: not measured.")
+    assert text.startswith(
+        "Hours per stage on Test CPU (2 cores, AVX2, no bf16), torch 2 threads, extraction float32; GPU: not measured."
+    )
     rows = [line for line in text.splitlines() if line.startswith("| ") and "`" in line]
     assert len(rows) == len(DATASETS) and all(row.endswith("| not measured |") for row in rows)
     thumos = rows[0].split(" | ")
@@ -59,8 +71,9 @@ def test_missing_bench_results_name_the_files(tmp_path: Path) -> None:
 
 def test_docs_projected_hours_table_is_the_scripts_output() -> None:
     """docs/BENCHMARKS.md's table is what the script computes from the committed bench/results/."""
-    assert project_time.page_block() == table(project_time.load_results(project_time.RESULTS)), \
+    assert project_time.page_block() == table(project_time.load_results(project_time.RESULTS)), (
         "docs/BENCHMARKS.md's projected hours are stale: run `python -m bench.project_time --write-docs`"
+    )
 
 
 def test_write_page_replaces_only_the_block(tmp_path: Path) -> None:

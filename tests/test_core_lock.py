@@ -86,8 +86,14 @@ def test_run_with_no_wait_fails_at_once_naming_the_holder(tmp_path: Path, holder
     proc, _ = holder
     params = tiny_params_file(tmp_path)  # the lock lives beside the params file
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(params), "run", "prepare", "--no-wait"],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "--params", str(params), "run", "prepare", "--no-wait"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert done.returncode == os.EX_TEMPFAIL, done.stderr[-2000:]
     assert f"error: {tmp_path / LOCK_FILE} is held by pid {proc.pid} (holder under test) since " in done.stderr
     assert "Traceback" not in done.stderr

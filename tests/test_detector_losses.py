@@ -51,8 +51,9 @@ def test_detector_loss_sums_valid_locations_and_divides_by_the_normaliser():
     mask = torch.tensor([[True, True, False]])
     labels = torch.tensor([[0, -1, 0]])
     targets = torch.tensor([[[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]]], dtype=torch.float64)
-    terms = detector_loss(logits, regression, mask, labels, targets, normaliser=2.0, alpha=0.25, gamma=2.0,
-                          reg_weight=0.5)
+    terms = detector_loss(
+        logits, regression, mask, labels, targets, normaliser=2.0, alpha=0.25, gamma=2.0, reg_weight=0.5
+    )
     cls = (0.0625 * LN2 + 0.421875 * math.log(4)) / 2
     assert terms.cls.item() == pytest.approx(cls)
     assert terms.reg.item() == pytest.approx(0.22)

@@ -59,10 +59,12 @@ def test_padding_does_not_change_a_videos_outputs():
         single, padded = model(alone, alone_mask), model(batch, batch_mask)
     # locations: 8 + 4 + 2 alone, 12 + 6 + 3 in the batch; valid: 5 + 3 + 2 (i 2^l < 5)
     assert single.mask[0].sum() == padded.mask[0].sum() == 10
-    torch.testing.assert_close(single.cls_logits[0][single.mask[0]], padded.cls_logits[0][padded.mask[0]],
-                               rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(single.regression[0][single.mask[0]], padded.regression[0][padded.mask[0]],
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        single.cls_logits[0][single.mask[0]], padded.cls_logits[0][padded.mask[0]], rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        single.regression[0][single.mask[0]], padded.regression[0][padded.mask[0]], rtol=1e-5, atol=1e-6
+    )
     # distances are softplus'd: positive everywhere valid (a ReLU zeroes about half of them at
     # initialisation, and a zeroed one has no gradient), zero at padding
     assert (padded.regression[padded.mask] > 0).all()

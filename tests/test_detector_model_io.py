@@ -18,8 +18,16 @@ SMALL = DetectorConfig(feature_dim=8, embed_dim=8, num_heads=2, window=3, num_le
 
 def _saved(folder: Path) -> Path:
     net = DetectorNet(config=SMALL, num_classes=2)
-    save_detector(folder, net.state_dict(), classes=["a", "b"], config=SMALL, inference=InferenceConfig(nms_sigma=0.3),
-                  features={"fps": 25}, pseudo_source="proposals", weights="final step")
+    save_detector(
+        folder,
+        net.state_dict(),
+        classes=["a", "b"],
+        config=SMALL,
+        inference=InferenceConfig(nms_sigma=0.3),
+        features={"fps": 25},
+        pseudo_source="proposals",
+        weights="final step",
+    )
     return folder
 
 
@@ -46,15 +54,21 @@ def _edit(folder: Path, **changes) -> None:
     path.write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"config__embed_dim": LIMITS["embed_dim"] + 1}, f"config.embed_dim': expected a whole number of at most {LIMITS['embed_dim']}"),
-    ({"config__feature_dim": 2**40}, "config.feature_dim'"),
-    ({"config__surprise": 1}, r"unknown key\(s\) \['surprise'\] in 'config'"),
-    ({"inference__nms_sigma": -1.0}, "key 'inference.nms_sigma': Input should be greater than 0, got -1.0"),
-    ({"inference__max_segments": 2.5}, "key 'inference.max_segments': Input should be a valid integer"),
-    ({"kind": "lacp"}, "not a self-trained detector's model.json"),
-    ({"classes": []}, "key 'classes': expected a list of 1 to 1000 class names"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"config__embed_dim": LIMITS["embed_dim"] + 1},
+            f"config.embed_dim': expected a whole number of at most {LIMITS['embed_dim']}",
+        ),
+        ({"config__feature_dim": 2**40}, "config.feature_dim'"),
+        ({"config__surprise": 1}, r"unknown key\(s\) \['surprise'\] in 'config'"),
+        ({"inference__nms_sigma": -1.0}, "key 'inference.nms_sigma': Input should be greater than 0, got -1.0"),
+        ({"inference__max_segments": 2.5}, "key 'inference.max_segments': Input should be a valid integer"),
+        ({"kind": "lacp"}, "not a self-trained detector's model.json"),
+        ({"classes": []}, "key 'classes': expected a list of 1 to 1000 class names"),
+    ],
+)
 def test_hostile_values_are_refused_naming_the_key(tmp_path: Path, change: dict, message: str) -> None:
     folder = _saved(tmp_path / "m")
     _edit(folder, **change)

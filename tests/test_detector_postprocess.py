@@ -41,17 +41,30 @@ def test_decoding_keeps_the_top_candidates_of_each_level():
     probs = np.array([[0.9, 0.0005], [0.2, 0.3], [0.6, 0.05]])
     distances = np.array([[0.5, 2.0], [1.0, 1.0], [0.25, 3.0]])
     config = InferenceConfig(pre_nms_topk=2)
-    classes, scores, segments = decode_candidates(probs, distances, np.array([0.5, 1.5, 1.0]),
-                                                  np.array([1.0, 1.0, 2.0]), np.array([0, 0, 1]),
-                                                  length=4, config=config)
+    classes, scores, segments = decode_candidates(
+        probs,
+        distances,
+        np.array([0.5, 1.5, 1.0]),
+        np.array([1.0, 1.0, 2.0]),
+        np.array([0, 0, 1]),
+        length=4,
+        config=config,
+    )
     np.testing.assert_array_equal(classes, [0, 1, 0, 1])
     np.testing.assert_allclose(scores, [0.9, 0.3, 0.6, 0.05])
     np.testing.assert_allclose(segments, [[0, 2.5], [0.5, 2.5], [0.5, 4], [0.5, 4]])
 
 
 def test_decoding_drops_segments_too_short():
-    classes, _, _ = decode_candidates(np.array([[0.9]]), np.array([[0.0, 0.04]]), np.array([0.5]),
-                                      np.array([1.0]), np.array([0]), length=4, config=InferenceConfig())
+    classes, _, _ = decode_candidates(
+        np.array([[0.9]]),
+        np.array([[0.0, 0.04]]),
+        np.array([0.5]),
+        np.array([1.0]),
+        np.array([0]),
+        length=4,
+        config=InferenceConfig(),
+    )
     assert classes.size == 0  # 0.04 snippets <= min_length 0.05
 
 

@@ -24,8 +24,7 @@ def test_pyramid_points_are_the_centres_of_each_levels_cells():
 
 
 def test_regression_ranges_double_per_level_and_the_last_is_open():
-    np.testing.assert_array_equal(regression_ranges(num_levels=4, base=4.0),
-                                  [[0, 4], [4, 8], [8, 16], [16, np.inf]])
+    np.testing.assert_array_equal(regression_ranges(num_levels=4, base=4.0), [[0, 4], [4, 8], [8, 16], [16, np.inf]])
     np.testing.assert_array_equal(regression_ranges(num_levels=1, base=4.0), [[0, np.inf]])
 
 
@@ -43,16 +42,18 @@ def test_assignment_on_a_hand_made_video():
     C = [3, 4] class 2 (centre 3.5): level 0 region (3, 4) holds 3.5 (distances 0.5, 0.5), where
         A is eligible too: the shorter C wins location 3.
     """
-    rows = instances_to_snippets([(2.0, 5.0, 0), (6.0, 17.5, 1), (3.0, 4.0, 2)], length=16,
-                                 grid=ONE_SECOND, num_classes=3, video_id="hand")
+    rows = instances_to_snippets(
+        [(2.0, 5.0, 0), (6.0, 17.5, 1), (3.0, 4.0, 2)], length=16, grid=ONE_SECOND, num_classes=3, video_id="hand"
+    )
     np.testing.assert_array_equal(rows, [[2, 5, 0], [6, 16, 1], [3, 4, 2]])
     targets = assign_targets(rows, length=16, num_levels=2, range_base=4.0, center_radius=1.5)
     assert targets.labels.shape == (16 + 8,)
     positive = np.flatnonzero(targets.positive)
     np.testing.assert_array_equal(positive, [2, 3, 4, 20, 21, 22])
     np.testing.assert_array_equal(targets.labels[positive], [0, 2, 0, 1, 1, 1])
-    np.testing.assert_array_equal(targets.regression[positive],
-                                  [[0.5, 2.5], [0.5, 0.5], [2.5, 0.5], [1.5, 3.5], [2.5, 2.5], [3.5, 1.5]])
+    np.testing.assert_array_equal(
+        targets.regression[positive], [[0.5, 2.5], [0.5, 0.5], [2.5, 0.5], [1.5, 3.5], [2.5, 2.5], [3.5, 1.5]]
+    )
     assert (targets.labels[~targets.positive] == -1).all()
     assert (targets.regression[~targets.positive] == 0).all()
 
@@ -66,8 +67,7 @@ def test_bad_instances_name_the_video():
     with pytest.raises(ValueError, match="video 'v7' instance 0.*after the video's end"):
         instances_to_snippets([(20.0, 21.0, 0)], length=16, grid=ONE_SECOND, num_classes=2, video_id="v7")
     with pytest.raises(ValueError, match="video 'v7' instance 1.*start_s < end_s"):
-        instances_to_snippets([(1.0, 2.0, 0), (3.0, 3.0, 1)], length=16, grid=ONE_SECOND, num_classes=2,
-                              video_id="v7")
+        instances_to_snippets([(1.0, 2.0, 0), (3.0, 3.0, 1)], length=16, grid=ONE_SECOND, num_classes=2, video_id="v7")
     with pytest.raises(ValueError, match=r"video 'v7' instance 0.*\[0, 2\)"):
         instances_to_snippets([(1.0, 2.0, 2)], length=16, grid=ONE_SECOND, num_classes=2, video_id="v7")
 

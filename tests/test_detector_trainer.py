@@ -48,21 +48,44 @@ def _dataset(seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, list[tuple
             x[start:end, label] += 3.0
         features[vid] = x
         instances[vid] = [(start * SECONDS, end * SECONDS, label) for start, end, label in spans]
-        database[vid] = {"subset": "train", "annotations": [
-            {"segment": [start * SECONDS, end * SECONDS], "label": CLASSES[label]} for start, end, label in spans]}
+        database[vid] = {
+            "subset": "train",
+            "annotations": [
+                {"segment": [start * SECONDS, end * SECONDS], "label": CLASSES[label]} for start, end, label in spans
+            ],
+        }
     return features, instances, {"database": database}
 
 
 def _config(**overrides) -> DetectorConfig:
-    base = dict(feature_dim=D, embed_dim=32, num_levels=4, steps=60, batch=3, lr=3e-3, warmup_steps=10,
-                dropout=0.0, ema_decay=0.0, checkpoint_every=0, device="cpu", seed=0)
+    base = dict(
+        feature_dim=D,
+        embed_dim=32,
+        num_levels=4,
+        steps=60,
+        batch=3,
+        lr=3e-3,
+        warmup_steps=10,
+        dropout=0.0,
+        ema_decay=0.0,
+        checkpoint_every=0,
+        device="cpu",
+        seed=0,
+    )
     return DetectorConfig(**{**base, **overrides})
 
 
 def _train(config: DetectorConfig, checkpoint_dir=None, on_progress=None):
     features, instances, _ = _dataset()
-    return train_detector(instances=instances, get_features=features, num_classes=C, grid=RELEASED_GRID,
-                          config=config, checkpoint_dir=checkpoint_dir, on_progress=on_progress)
+    return train_detector(
+        instances=instances,
+        get_features=features,
+        num_classes=C,
+        grid=RELEASED_GRID,
+        config=config,
+        checkpoint_dir=checkpoint_dir,
+        on_progress=on_progress,
+    )
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -100,8 +123,15 @@ def test_the_detector_overfits_three_tiny_videos():
     assert [k for k in result.log[0] if k.startswith("loss_")] == [f"loss_{t}" for t in LOSS_TERMS]
     assert result.log[-1]["loss_total"] < 0.1 * result.log[0]["loss_total"]
     assert result.weights == "final step" and result.steps == 60
-    detections = predict_detector(state_dict=result.state_dict, video_ids=list(VIDEOS), get_features=features,
-                                  num_classes=C, grid=RELEASED_GRID, config=config, inference=InferenceConfig())
+    detections = predict_detector(
+        state_dict=result.state_dict,
+        video_ids=list(VIDEOS),
+        get_features=features,
+        num_classes=C,
+        grid=RELEASED_GRID,
+        config=config,
+        inference=InferenceConfig(),
+    )
     gt = load_ground_truth(ground_truth, subset="train")
     scores = evaluate_detection(gt, to_results_json(detections, classes=CLASSES))
     np.testing.assert_array_equal(scores.tiou, np.round(np.arange(1, 8) * 0.1, 10))
@@ -152,8 +182,13 @@ def test_bad_features_name_the_video():
     features, instances, _ = _dataset()
     features["b"] = features["b"][:, :4]
     with pytest.raises(ValueError, match=r"video 'b': features must have shape \(T >= 1, 16\)"):
-        train_detector(instances=instances, get_features=features, num_classes=C, grid=RELEASED_GRID,
-                       config=_config(steps=2, batch=3))
+        train_detector(
+            instances=instances,
+            get_features=features,
+            num_classes=C,
+            grid=RELEASED_GRID,
+            config=_config(steps=2, batch=3),
+        )
 
 
 @pytest.mark.cuda
@@ -165,14 +200,22 @@ def test_cuda_training_and_predictions_follow_the_cpu():
     try:
         cpu = _train(_config(steps=5))
         cuda = _train(_config(steps=5, device="cuda"))
-        np.testing.assert_allclose([r["loss_total"] for r in cuda.log], [r["loss_total"] for r in cpu.log],
-                                   rtol=1e-4)
+        np.testing.assert_allclose([r["loss_total"] for r in cuda.log], [r["loss_total"] for r in cpu.log], rtol=1e-4)
         trained = _train(_config())
         features, _, _ = _dataset()
-        found = {device: predict_detector(state_dict=trained.state_dict, video_ids=list(VIDEOS),
-                                          get_features=features, num_classes=C, grid=RELEASED_GRID,
-                                          config=_config(), inference=InferenceConfig(), device=device)
-                 for device in ("cpu", "cuda")}
+        found = {
+            device: predict_detector(
+                state_dict=trained.state_dict,
+                video_ids=list(VIDEOS),
+                get_features=features,
+                num_classes=C,
+                grid=RELEASED_GRID,
+                config=_config(),
+                inference=InferenceConfig(),
+                device=device,
+            )
+            for device in ("cpu", "cuda")
+        }
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
     for vid in VIDEOS:

@@ -45,5 +45,15 @@ def test_relative_links_resolve(page: Path) -> None:
 
 def test_the_pages_exist() -> None:
     names = {page.name for page in PAGES}
-    assert {"README.md", "USAGE.md", "STUDIES.md", "DETECT.md", "OPERATIONS.md", "BENCHMARKS.md",
-            "TROUBLESHOOTING.md", "RESULTS.md", "METHOD.md", "ARCHITECTURE.md"} <= names
+    assert {
+        "README.md",
+        "USAGE.md",
+        "STUDIES.md",
+        "DETECT.md",
+        "OPERATIONS.md",
+        "BENCHMARKS.md",
+        "TROUBLESHOOTING.md",
+        "RESULTS.md",
+        "METHOD.md",
+        "ARCHITECTURE.md",
+    } <= names

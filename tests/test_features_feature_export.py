@@ -42,7 +42,11 @@ def test_lacp_export_then_import_gives_the_same_store(tmp_path: Path) -> None:
         for vid, features in loaded.items():
             np.testing.assert_array_equal(features, a[vid])
     manifest = read_manifest(tmp_path / "lacp")
-    assert manifest["layout"] == "lacp" and manifest["videos"]["e1"] == {"frames": 190, "source_fps": 25.0, "subset": "test"}
+    assert manifest["layout"] == "lacp" and manifest["videos"]["e1"] == {
+        "frames": 190,
+        "source_fps": 25.0,
+        "subset": "test",
+    }
     again = export_features(store_path, tmp_path / "lacp", layout="lacp", subsets=SUBSETS)  # the same export again
     assert (again.written, again.removed) == (7, 0)
 
@@ -66,8 +70,10 @@ def _rewrite_store(store_path: Path, *, seed: int, videos: list[str] | None = No
 
 def _exported(folder: Path) -> dict[str, np.ndarray]:
     """The lacp-layout arrays of a folder, rgb | flow side by side."""
-    return {p.stem: np.concatenate([np.load(p), np.load(p.parents[1] / "flow" / p.name)], axis=1)
-            for p in sorted(folder.glob("*/rgb/*.npy"))}
+    return {
+        p.stem: np.concatenate([np.load(p), np.load(p.parents[1] / "flow" / p.name)], axis=1)
+        for p in sorted(folder.glob("*/rgb/*.npy"))
+    }
 
 
 def test_export_again_writes_every_array_of_the_new_store(tmp_path: Path) -> None:
@@ -131,6 +137,8 @@ def test_actionformer_layout_is_one_t_by_2048_file_per_video(tmp_path: Path) -> 
 def test_lacp_layout_needs_a_subset_for_every_video(tmp_path: Path) -> None:
     store_path = write_tiny_inputs(tmp_path)["features"]
     with pytest.raises(ValueError, match="1 video\\(s\\) have no train/test subset.*: e2"):
-        export_features(store_path, tmp_path / "x", layout="lacp", subsets={k: v for k, v in SUBSETS.items() if k != "e2"})
+        export_features(
+            store_path, tmp_path / "x", layout="lacp", subsets={k: v for k, v in SUBSETS.items() if k != "e2"}
+        )
     with pytest.raises(ValueError, match="layout 'npz'"):
         export_features(store_path, tmp_path / "x", layout="npz")  # type: ignore[arg-type]

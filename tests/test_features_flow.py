@@ -196,8 +196,7 @@ def _flow_clip(n: int = 5) -> np.ndarray:
 def test_write_read_round_trip_and_attrs(tmp_path: Path, compression: str) -> None:
     flow = _flow_clip()
     path = tmp_path / "v1.h5"
-    n = write_flow(path, flow, method="dis", bound=20.0, compression=compression,
-                   params={"dis_preset": "fast"})
+    n = write_flow(path, flow, method="dis", bound=20.0, compression=compression, params={"dis_preset": "fast"})
     assert n == 5
     back, attrs = read_flow(path)
     np.testing.assert_array_equal(back, flow)
@@ -239,11 +238,13 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path: Path) -> None:
 def test_streaming_compute_and_write(tmp_path: Path) -> None:
     img = _texture(32)
     frames = [np.roll(img, k, axis=1) for k in range(3)]
-    n = write_flow_frames(tmp_path / "s.h5", iter_flow(iter(frames), FlowSettings(method="dis")),
-                          method="dis", bound=20.0)
+    n = write_flow_frames(
+        tmp_path / "s.h5", iter_flow(iter(frames), FlowSettings(method="dis")), method="dis", bound=20.0
+    )
     assert n == 3
-    np.testing.assert_array_equal(read_flow(tmp_path / "s.h5")[0],
-                                  compute_flow(np.stack(frames), FlowSettings(method="dis")))
+    np.testing.assert_array_equal(
+        read_flow(tmp_path / "s.h5")[0], compute_flow(np.stack(frames), FlowSettings(method="dis"))
+    )
 
 
 def test_truncated_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:

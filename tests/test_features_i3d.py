@@ -38,15 +38,11 @@ FIXTURES = SHARED / "fixtures" / "kinetics-i3d"
         (1, 7, 2, (3, 3)),  # out 1: total 7 - 1 = 6
     ],
 )
-def test_same_padding_hand_computed(
-    size: int, kernel: int, stride: int, expected: tuple[int, int]
-) -> None:
+def test_same_padding_hand_computed(size: int, kernel: int, stride: int, expected: tuple[int, int]) -> None:
     assert same_padding(size=size, kernel=kernel, stride=stride) == expected
 
 
-def _explicit_same_pad(
-    x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: float
-) -> torch.Tensor:
+def _explicit_same_pad(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: float) -> torch.Tensor:
     """Reference: pad each of T, H, W with ceil-output SAME rules, end side gets the odd element."""
     pads: list[int] = []
     for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):

@@ -30,19 +30,19 @@ def _save(src: Path, subset: str, vid: str, rgb: np.ndarray, flow: np.ndarray) -
 
 def _arrays(t: int, seed: int, t_flow: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((t, 1024)).astype(np.float32),
-            rng.standard_normal((t_flow or t, 1024)).astype(np.float32))
+    return (
+        rng.standard_normal((t, 1024)).astype(np.float32),
+        rng.standard_normal((t_flow or t, 1024)).astype(np.float32),
+    )
 
 
 def test_import_tiny_layout_values_and_attrs(tmp_path: Path) -> None:
     src = tmp_path / "lacp"
-    data = {"video_validation_0000051": ("train", *_arrays(4, 0)),
-            "video_test_0000004": ("test", *_arrays(2, 1))}
+    data = {"video_validation_0000051": ("train", *_arrays(4, 0)), "video_test_0000004": ("test", *_arrays(2, 1))}
     for vid, (subset, rgb, flow) in data.items():
         _save(src, subset, vid, rgb, flow)
     out = tmp_path / "features.h5"
-    summary = import_lacp_features(src, out, source_fps={"video_validation_0000051": 30.0,
-                                                         "video_test_0000004": 29.97})
+    summary = import_lacp_features(src, out, source_fps={"video_validation_0000051": 30.0, "video_test_0000004": 29.97})
     assert summary.videos == 2 and summary.out == out
     assert summary.subsets == {"video_validation_0000051": "train", "video_test_0000004": "test"}
     assert summary.snippets == {"video_validation_0000051": 4, "video_test_0000004": 2}
@@ -75,9 +75,7 @@ def test_length_mismatch_errors_by_default(tmp_path: Path) -> None:
     assert not (tmp_path / "f.h5").exists()
 
 
-def test_length_mismatch_trim_warns_and_cuts(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_length_mismatch_trim_warns_and_cuts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rgb, flow = _arrays(5, 1, t_flow=4)
     _save(tmp_path / "src", "test", "v_odd", rgb, flow)
     with caplog.at_level(logging.WARNING, logger="features.lacp_import"):
@@ -118,8 +116,11 @@ def test_npy_header_declaring_more_than_its_file_holds_is_refused_before_any_all
     with open(crafted, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (2**36, 1024)})
         handle.write(bytes(4096))
-    with pytest.raises(ValueError, match=rf"'v_big': {crafted} declares shape \(68719476736, 1024\) of float32 "
-                                         rf"\(281474976710656 bytes\) but holds 4096 bytes"):
+    with pytest.raises(
+        ValueError,
+        match=rf"'v_big': {crafted} declares shape \(68719476736, 1024\) of float32 "
+        rf"\(281474976710656 bytes\) but holds 4096 bytes",
+    ):
         import_lacp_features(tmp_path / "src", tmp_path / "f.h5")
     assert not (tmp_path / "f.h5").exists()
 
@@ -135,8 +136,9 @@ def test_thumos_fps_dict_as_source_fps(tmp_path: Path) -> None:
             assert fs.video_attrs(vid)["source_fps"] == pytest.approx(fps_dict[vid])
 
 
-def test_import_features_refuses_dvc_outputs_and_the_docs_next_step_names_its_default(tmp_path: Path, monkeypatch,
-                                                                                       capsys) -> None:
+def test_import_features_refuses_dvc_outputs_and_the_docs_next_step_names_its_default(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
     """`import-features` used to write data/features.h5, the extract stage's output, which the next
     `dvc repro` deletes: an output of a dvc.yaml stage (or a file inside one) is refused, naming the
     path, the stage and the default; the default is no stage's output, and the params line of

@@ -60,9 +60,7 @@ def test_iter_snippet_batches_pads_last_snippet_with_last_frame() -> None:
     assert [tuple(b.shape) for b in batches] == [(2, 3, 16, 2, 3), (1, 3, 16, 2, 3)]
     assert all(b.dtype == torch.float32 for b in batches)
     frame_values = torch.cat(batches)[:, 0, :, 0, 0]  # (3, 16): the value of each snippet frame
-    expected = torch.tensor(
-        [list(range(16)), list(range(16, 32)), [32, 33, 34, 35] + [36] * 12], dtype=torch.float32
-    )
+    expected = torch.tensor([list(range(16)), list(range(16, 32)), [32, 33, 34, 35] + [36] * 12], dtype=torch.float32)
     assert torch.equal(frame_values, expected)
     assert batches[0].is_contiguous(memory_format=torch.channels_last_3d)
 
@@ -101,9 +99,7 @@ def test_iter_snippet_batches_applies_transform_and_reads_h5py(tmp_path: Path) -
         handle["flow"] = flow
     with h5py.File(tmp_path / "flow.h5", "r") as handle:
         transform = functools.partial(preprocess_flow, crop=4)
-        batches = list(
-            iter_snippet_batches(handle["flow"], snippet=4, stride=4, batch=2, transform=transform)
-        )
+        batches = list(iter_snippet_batches(handle["flow"], snippet=4, stride=4, batch=2, transform=transform))
     assert [tuple(b.shape) for b in batches] == [(2, 2, 4, 4, 4), (1, 2, 4, 4, 4)]
     last = batches[1][0]  # frames 8, 9, 9, 9
     expected = flow[[8, 9, 9, 9], 1:5, 2:6].astype(np.float32) / 255 * 2 - 1  # (4, 4, 4, 2)

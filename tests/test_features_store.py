@@ -37,8 +37,7 @@ def _features(vid: str, t: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct, reproducible (T, 1024) rgb and flow matrices for one video."""
     seed = sum(map(ord, vid))
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((t, 1024)).astype(np.float32),
-            rng.standard_normal((t, 1024)).astype(np.float32))
+    return (rng.standard_normal((t, 1024)).astype(np.float32), rng.standard_normal((t, 1024)).astype(np.float32))
 
 
 def _write(writer: FeatureStoreWriter, vid: str) -> None:
@@ -73,9 +72,7 @@ def test_uninterrupted_write_and_exact_read(tmp_path: Path) -> None:
         assert h5["rgb/v_c"].shape == (5, 1024) and h5["flow/v_c"].dtype == np.float32
 
 
-def test_resume_after_interruption_matches_uninterrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_after_interruption_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = tmp_path / "ref" / "features.h5"
     ref_writer = FeatureStoreWriter(ref, attrs=ATTRS)
     for vid in VIDEOS:
@@ -121,7 +118,9 @@ def test_parts_written_under_other_attrs_are_discarded(tmp_path: Path) -> None:
 
 def test_parts_are_kept_when_only_run_bookkeeping_differs(tmp_path: Path) -> None:
     out = tmp_path / "features.h5"
-    first = FeatureStoreWriter(out, attrs={**ATTRS, "excluded_videos": '{"v_b": "corrupt"}', "compute_dtype": "bfloat16"})
+    first = FeatureStoreWriter(
+        out, attrs={**ATTRS, "excluded_videos": '{"v_b": "corrupt"}', "compute_dtype": "bfloat16"}
+    )
     rgb, flow = _features("v_a", 3)
     first.write("v_a", rgb=rgb, flow=flow, frames=45, source_fps=30.0, compute_dtype="bfloat16")
     # the rerun: v_b fixed (nothing excluded), on a machine that computes in float32
@@ -133,8 +132,9 @@ def test_parts_are_kept_when_only_run_bookkeeping_differs(tmp_path: Path) -> Non
     with FeatureStore(out) as fs:
         assert fs.videos == ["v_a", "v_b"]
         assert fs.attrs["excluded_videos"] == "{}"  # the last run's
-        assert fs.attrs["compute_dtype"] == ("mixed: bfloat16 (1 video), float32 (1 video); "
-                                             "each video's compute_dtype attr says which")
+        assert fs.attrs["compute_dtype"] == (
+            "mixed: bfloat16 (1 video), float32 (1 video); each video's compute_dtype attr says which"
+        )
         assert fs.video_attrs("v_a") == {"frames": 45, "source_fps": 30.0, "compute_dtype": "bfloat16"}
         assert fs.video_attrs("v_b")["compute_dtype"] == "float32"
 
@@ -215,8 +215,7 @@ def test_bad_features_and_attrs_are_rejected(tmp_path: Path) -> None:
         writer.write("v", rgb=rgb, flow=bad, frames=48, source_fps=25.0)
     assert writer.finished() == []
     with pytest.raises(ValueError, match="weights_sha256"):
-        FeatureStoreWriter(tmp_path / "g.h5", attrs={k: v for k, v in ATTRS.items()
-                                                      if k != "weights_sha256"})
+        FeatureStoreWriter(tmp_path / "g.h5", attrs={k: v for k, v in ATTRS.items() if k != "weights_sha256"})
 
 
 def test_truncated_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -256,8 +255,15 @@ def test_atomic_file_permissions_and_temp_cleanup(tmp_path: Path) -> None:
 
 def _write_with_input(writer: FeatureStoreWriter, vid: str, input_id: str) -> None:
     rgb, flow = _features(vid, VIDEOS[vid])
-    writer.write(vid, rgb=rgb, flow=flow, frames=16 * VIDEOS[vid] - 3, source_fps=30.0,
-                 compute_dtype="float32", input_id=input_id)
+    writer.write(
+        vid,
+        rgb=rgb,
+        flow=flow,
+        frames=16 * VIDEOS[vid] - 3,
+        source_fps=30.0,
+        compute_dtype="float32",
+        input_id=input_id,
+    )
 
 
 def test_a_finished_store_is_reused_for_the_same_settings_and_input(tmp_path: Path) -> None:

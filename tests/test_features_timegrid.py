@@ -65,21 +65,34 @@ def test_detections_land_at_the_grid_seconds(tmp_path: Path, grid: TimeGrid) -> 
     assert overlap / (max(end, truth[1]) - min(start, truth[0])) > 0.8  # tIoU with the action at grid seconds
 
 
-@pytest.mark.parametrize(("grid", "snippet"), [(RELEASED_GRID, 6), (TimeGrid(fps=25, snippet=16, stride=8), 12),
-                                               (TimeGrid(fps=30, snippet=16, stride=16), 7)])
+@pytest.mark.parametrize(
+    ("grid", "snippet"),
+    [(RELEASED_GRID, 6), (TimeGrid(fps=25, snippet=16, stride=8), 12), (TimeGrid(fps=30, snippet=16, stride=16), 7)],
+)
 def test_points_map_onto_the_grid(tmp_path: Path, grid: TimeGrid, snippet: int) -> None:
     """A point at 4.0 s (frame 120 of a 30 fps source) lies in snippet floor(4.0 / (stride / fps))."""
     points_csv = tmp_path / "points.csv"
     points_csv.write_text("class,class_index,start_frame,stop_frame,video_id,point,time\nRun,0,90,150,v,120,4.0\n")
-    annotations = {"database": {"v": {"subset": "train", "duration": 40.0, "fps": 30.0,
-                                      "annotations": [{"segment": [3.0, 5.0], "label": "Run"}]}}, "classes": ["Run"]}
+    annotations = {
+        "database": {
+            "v": {
+                "subset": "train",
+                "duration": 40.0,
+                "fps": 30.0,
+                "annotations": [{"segment": [3.0, 5.0], "label": "Run"}],
+            }
+        },
+        "classes": ["Run"],
+    }
     [item] = training_videos(annotations, points_csv, ["v"], grid=grid)
     sample = load_sample(item, get_features=lambda _: np.zeros((T, 8), np.float32), num_classes=1, feature_dim=8)
     assert np.flatnonzero(sample.points[:, 0]).tolist() == [snippet]
 
 
 def test_store_without_a_grid_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"features\.h5: the feature store records no time grid attribute\(s\) \['stride'\]"):
+    with pytest.raises(
+        ValueError, match=r"features\.h5: the feature store records no time grid attribute\(s\) \['stride'\]"
+    ):
         TimeGrid.from_attrs({"fps": 25, "snippet": 16}, where=str(tmp_path / "features.h5"))
     with pytest.raises(ValueError, match="stride must be a positive integer"):
         TimeGrid(fps=25, snippet=16, stride=0)

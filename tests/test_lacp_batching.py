@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lacp.batching import (VideoItem, VideoSample, load_sample, resample_sample, segment_bins,
-                           segment_positions)
+from lacp.batching import VideoItem, VideoSample, load_sample, resample_sample, segment_bins, segment_positions
 
 D, C = 4, 3
 
@@ -68,8 +67,13 @@ def test_points_of_a_stretched_short_video_land_on_every_copy():
 def test_points_from_source_frames_through_load_sample():
     """A point at source frame f lands in snippet floor(f * 25 / (fps * 16)), then in that snippet's bin."""
     features = {"v": np.zeros((20, D), np.float32)}
-    item = VideoItem("v", np.array([1, 0, 1], np.float32), point_frames=np.array([100, 250]),
-                     point_classes=np.array([0, 2]), fps=30.0)  # snippets floor(100 * 25 / 480) = 5, 13
+    item = VideoItem(
+        "v",
+        np.array([1, 0, 1], np.float32),
+        point_frames=np.array([100, 250]),
+        point_classes=np.array([0, 2]),
+        fps=30.0,
+    )  # snippets floor(100 * 25 / 480) = 5, 13
     sample = load_sample(item, get_features=features.__getitem__, num_classes=C, feature_dim=D)
     assert sorted(zip(*np.nonzero(sample.points))) == [(5, 0), (13, 2)]
     out = resample_sample(sample, segment_positions(20, 8))  # bins of 2.5 snippets: 0, 2, 5, 7, 10, 12, 15, 17

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from detector.config import InferenceConfig
 from features.store import FeatureStore, FeatureStoreWriter
 from features.timegrid import RELEASED_GRID
 from lacp.batching import segment_positions
@@ -17,7 +18,6 @@ from lacp.inference import predict, resample_for_inference, resampled_seconds, v
 from lacp.model import LACPNet
 from lacp.model_io import load_model, read_model_meta, save_model
 from lacp.proposals import DetectionConfig, generate_proposals, predicted_classes, video_scores
-from detector.config import InferenceConfig
 from tests.test_lacp_splits import write_tiny_inputs
 
 ATTRS = {"crop": 112, "backbone": "i3d", "weights_sha256": "ab" * 32, "flow_method": "dis", "flow_init": "x"}
@@ -65,8 +65,15 @@ def test_segments_are_scaled_by_t_over_n(tmp_path: Path) -> None:
     assert np.array(in_positions["segment"]) * 24 == pytest.approx([462, 715])  # upsampled positions 19.25 .. 29.79
     ss = RELEASED_GRID.seconds_per_snippet  # 0.64 s
     with FeatureStore(store_path) as store:
-        proposals, classes, scores = predict(ScoresInFeatures(), store, list(VIDEOS), DetectionConfig(),
-                                             torch.device("cpu"), keep_scores=list(VIDEOS), num_segments=N)
+        proposals, classes, scores = predict(
+            ScoresInFeatures(),
+            store,
+            list(VIDEOS),
+            DetectionConfig(),
+            torch.device("cpu"),
+            keep_scores=list(VIDEOS),
+            num_segments=N,
+        )
         full, _, _ = predict(ScoresInFeatures(), store, list(VIDEOS), DetectionConfig(), torch.device("cpu"))
     for vid, (length, run) in VIDEOS.items():
         assert classes[vid] == {0}
@@ -100,7 +107,7 @@ def _previous_predict(model, store, videos, config, device, *, keep_scores=()):
         p, q = video_outputs(model, store[vid], device)
         vscore = video_scores(p[:, :c], r_act=config.r_act)
         proposals[vid] = generate_proposals(q, config=config, snippet_seconds=snippet_seconds, video_score=vscore)
-        class_sets[vid] = set(int(i) for i in predicted_classes(vscore, threshold=config.class_threshold))
+        class_sets[vid] = {int(i) for i in predicted_classes(vscore, threshold=config.class_threshold)}
         if vid in keep_scores:
             scores[vid] = q
     return proposals, class_sets, scores
@@ -108,8 +115,9 @@ def _previous_predict(model, store, videos, config, device, *, keep_scores=()):
 
 def test_zero_segments_predicts_exactly_as_before(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    store_path = _write_store(tmp_path / "f.h5", {f"v{i}": rng.random((t, 2048), dtype=np.float32)
-                                                  for i, t in enumerate((9, 23, 64))})
+    store_path = _write_store(
+        tmp_path / "f.h5", {f"v{i}": rng.random((t, 2048), dtype=np.float32) for i, t in enumerate((9, 23, 64))}
+    )
     torch.manual_seed(0)
     model = LACPNet(num_classes=3).eval()
     config, device = DetectionConfig(), torch.device("cpu")
@@ -129,8 +137,9 @@ def test_zero_segments_predicts_exactly_as_before(tmp_path: Path) -> None:
 
 def test_model_folder_records_num_segments(tmp_path: Path) -> None:
     state = LACPNet(num_classes=2).state_dict()
-    save_model(tmp_path / "m", state, classes=["jump", "run"], feature_dim=2048, embed_dim=2048, dropout=0.7,
-               num_segments=50)
+    save_model(
+        tmp_path / "m", state, classes=["jump", "run"], feature_dim=2048, embed_dim=2048, dropout=0.7, num_segments=50
+    )
     assert json.loads((tmp_path / "m" / "model.json").read_text())["num_segments"] == 50
     assert read_model_meta(tmp_path / "m")["num_segments"] == 50
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -141,8 +150,9 @@ def test_model_folder_records_num_segments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"model.json key 'num_segments': expected a whole number of snippets >= 0"):
         read_model_meta(tmp_path / "m")
     with pytest.raises(ValueError, match="num_segments"):
-        save_model(tmp_path / "m2", state, classes=["a", "b"], feature_dim=2048, embed_dim=2048, dropout=0.7,
-                   num_segments=2.5)  # type: ignore[arg-type]
+        save_model(
+            tmp_path / "m2", state, classes=["a", "b"], feature_dim=2048, embed_dim=2048, dropout=0.7, num_segments=2.5
+        )  # type: ignore[arg-type]
 
 
 def test_train_records_num_segments_and_evaluate_and_eval_every_use_it(tmp_path: Path, monkeypatch) -> None:
@@ -160,27 +170,48 @@ def test_train_records_num_segments_and_evaluate_and_eval_every_use_it(tmp_path:
         return real_predict(*args, num_segments=num_segments, **kwargs)
 
     monkeypatch.setattr(lacp.inference, "predict", recording_predict)
-    params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu",
-                               num_segments=4, eval_every=1)
+    params = train.TrainParams(
+        steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu", num_segments=4, eval_every=1
+    )
     model_dir = tmp_path / "model"
-    train.run(params, detection=DetectionConfig(), **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
-              pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    train.run(
+        params,
+        detection=DetectionConfig(),
+        **tiny_inputs,
+        model_dir=model_dir,
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "pseudo_labels.h5",
+    )
     assert seen == [4, 4]  # eval_every = 1: two steps evaluated, at the training's length
     assert read_model_meta(model_dir)["num_segments"] == 4
     monkeypatch.setattr(lacp.inference, "predict", real_predict)
 
-    evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), detection=DetectionConfig(), inference=InferenceConfig(),
-                 dataset_dir=tiny_inputs["dataset_dir"],
-                 features=tiny_inputs["features"], model_dir=model_dir, out_dir=tmp_path / "eval")
+    evaluate.run(
+        evaluate.EvaluateParams(timelines=1, device="cpu"),
+        detection=DetectionConfig(),
+        inference=InferenceConfig(),
+        dataset_dir=tiny_inputs["dataset_dir"],
+        features=tiny_inputs["features"],
+        model_dir=model_dir,
+        out_dir=tmp_path / "eval",
+    )
     written = json.loads((tmp_path / "eval" / "predictions.json").read_text())["results"]
     model = load_model(model_dir)
     with FeatureStore(tiny_inputs["features"]) as store:
         at_4, _, _ = real_predict(model, store, ["e1", "e2"], DetectionConfig(), torch.device("cpu"), num_segments=4)
         at_all, _, _ = real_predict(model, store, ["e1", "e2"], DetectionConfig(), torch.device("cpu"))
     classes = ["jump", "run"]
-    as_results = {vid: [{"label": classes[p["label_index"]], "score": p["score"], "segment": p["segment"]} for p in ps]
-                  for vid, ps in at_4.items()}
+    as_results = {
+        vid: [{"label": classes[p["label_index"]], "score": p["score"], "segment": p["segment"]} for p in ps]
+        for vid, ps in at_4.items()
+    }
     assert written == json.loads(json.dumps(as_results))
-    assert written != json.loads(json.dumps({vid: [{"label": classes[p["label_index"]], "score": p["score"],
-                                                    "segment": p["segment"]} for p in ps] for vid, ps in at_all.items()}))
+    assert written != json.loads(
+        json.dumps(
+            {
+                vid: [{"label": classes[p["label_index"]], "score": p["score"], "segment": p["segment"]} for p in ps]
+                for vid, ps in at_all.items()
+            }
+        )
+    )
     assert (tmp_path / "eval" / "timelines" / "e1.png").is_file()

@@ -97,13 +97,11 @@ def test_oic_outer_regions_by_hand(outer):
     curve = torch.tensor(A)[None, :, None]  # (B=1, T=10, C=1)
     spans = _spans([(0, 0, s, e, True) for s, e in OIC_SPANS])
     expected = OIC_EXPECTED[outer]
-    got = oic(curve, torch.tensor([10]), spans, on_complement=np.zeros(5, dtype=bool),
-              outer=outer)
+    got = oic(curve, torch.tensor([10]), spans, on_complement=np.zeros(5, dtype=bool), outer=outer)
     torch.testing.assert_close(got, torch.tensor(expected))
     # on 1 - a the inner and outer means flip and the OIC changes sign, except where the
     # outer is empty: there it is 1 - mean(inner)
-    got = oic(curve, torch.tensor([10]), spans, on_complement=np.ones(5, dtype=bool),
-              outer=outer)
+    got = oic(curve, torch.tensor([10]), spans, on_complement=np.ones(5, dtype=bool), outer=outer)
     empty_outer = {"floor": {0, 4}, "released": {4}}[outer]
     flipped = [1 - e if i in empty_outer else -e for i, e in enumerate(expected)]
     torch.testing.assert_close(got, torch.tensor(flipped))
@@ -122,8 +120,7 @@ def test_oic_gradient_matches_direct_slicing(outer):
     values = torch.rand(1, 12, 1, generator=gen, requires_grad=True)
     rows = [(0, 0, s, e, True) for s, e in [(0, 2), (3, 3), (4, 10), (11, 11), (1, 7), (2, 7)]]
     spans = _spans(rows)
-    oic(values, torch.tensor([12]), spans, on_complement=np.zeros(len(rows), dtype=bool),
-        outer=outer).sum().backward()
+    oic(values, torch.tensor([12]), spans, on_complement=np.zeros(len(rows), dtype=bool), outer=outer).sum().backward()
     fast = values.grad.clone()
     values.grad = None
     total = 0
@@ -142,10 +139,16 @@ def test_pseudo_label_spans_runs_of_present_classes():
     dense = np.array([[0, 1, 1], [1, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.uint8)
     spans = pseudo_label_spans([dense, None], np.array([[1, 1, 1], [1, 0, 0]]))
     # class 1 is constant (no label change): no instance; video 1 has no pseudo labels
-    got = list(zip(spans.cls.tolist(), spans.start.tolist(), spans.end.tolist(),
-                   spans.action.tolist()))
-    assert got == [(0, 0, 0, False), (0, 1, 2, True), (0, 3, 3, False),
-                   (2, 0, 0, True), (2, 1, 1, False), (2, 2, 2, True), (2, 3, 3, False)]
+    got = list(zip(spans.cls.tolist(), spans.start.tolist(), spans.end.tolist(), spans.action.tolist()))
+    assert got == [
+        (0, 0, 0, False),
+        (0, 1, 2, True),
+        (0, 3, 3, False),
+        (2, 0, 0, True),
+        (2, 1, 1, False),
+        (2, 2, 2, True),
+        (2, 3, 3, False),
+    ]
     assert spans.video.tolist() == [0] * 7
     absent = pseudo_label_spans([dense], np.array([[0, 1, 0]]))  # labels gate the classes
     assert len(absent) == 0
@@ -178,8 +181,7 @@ def test_trim_video_end_shortens_runs_that_reach_the_last_snippet():
     dense_1 = np.array([1, 1, 1, 0], dtype=np.uint8)[:, None]
     spans = pseudo_label_spans([dense_0, dense_1], np.array([[1], [1]]))
     trimmed = trim_video_end(spans, np.array([6, 4]))
-    got = list(zip(trimmed.video.tolist(), trimmed.start.tolist(), trimmed.end.tolist(),
-                   trimmed.action.tolist()))
+    got = list(zip(trimmed.video.tolist(), trimmed.start.tolist(), trimmed.end.tolist(), trimmed.action.tolist()))
     # the action ends at 4 instead of 5; the background run {3} of video 1 is gone
     assert got == [(0, 0, 1, False), (0, 2, 4, True), (1, 0, 2, True)]
 
@@ -209,10 +211,11 @@ def _feature_case() -> tuple[torch.Tensor, np.ndarray]:
 
 def _contrast_by_hand(vectors: list[list[float]], action: list[bool]) -> float:
     unit = [np.array(v) / np.linalg.norm(v) for v in vectors]
-    sim = [[0.0 if i == j else math.exp(float(unit[i] @ unit[j]) / 0.1)
-            for j in range(len(unit))] for i in range(len(unit))]
-    logs = [ln(sum(s for s, a in zip(row, action) if a) / sum(row))
-            for row, a_i in zip(sim, action) if a_i]
+    sim = [
+        [0.0 if i == j else math.exp(float(unit[i] @ unit[j]) / 0.1) for j in range(len(unit))]
+        for i in range(len(unit))
+    ]
+    logs = [ln(sum(s for s, a in zip(row, action) if a) / sum(row)) for row, a_i in zip(sim, action) if a_i]
     return -sum(logs) / len(logs)
 
 
@@ -227,8 +230,7 @@ def test_feature_contrast_by_hand():
     torch.testing.assert_close(got, torch.tensor([loss0]))
 
     # class 1: action [0], background [1], action [2], background [3], action [4]
-    loss1 = _contrast_by_hand([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 2]],
-                              [True, False, True, False, True])
+    loss1 = _contrast_by_hand([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 2]], [True, False, True, False, True])
     spans = pseudo_label_spans([dense], np.array([[1, 1]]))
     default = feature_contrast(emb, spans, rng=np.random.default_rng(0))
     torch.testing.assert_close(default, torch.tensor([(loss0 + loss1) / 2]))
@@ -261,8 +263,7 @@ def _tiny_batch() -> tuple[dict, Batch]:
     for i, length in enumerate([6, 4]):
         points = np.zeros((length, 2), dtype=bool)
         points[1, i] = True
-        samples.append(VideoSample(f"v{i}", np.zeros((length, 3), np.float32), points,
-                                   np.eye(2, dtype=np.float32)[i]))
+        samples.append(VideoSample(f"v{i}", np.zeros((length, 3), np.float32), points, np.eye(2, dtype=np.float32)[i]))
     batch = collate(samples)
     cas = torch.randn(2, 6, 3, generator=gen)
     p = torch.sigmoid(cas)
@@ -274,22 +275,21 @@ def test_lacp_loss_total_is_weighted_sum_and_completeness_gates():
     out, batch = _tiny_batch()
     seeds = torch.zeros(2, 6, dtype=torch.bool)
     seeds[0, 4] = seeds[1, 3] = True
-    pseudo = [np.array([[1, 0], [1, 0], [0, 0], [1, 0], [1, 0], [0, 0]], np.uint8),
-              np.array([[0, 1], [0, 1], [0, 0], [0, 1]], np.uint8)]
+    pseudo = [
+        np.array([[1, 0], [1, 0], [0, 0], [1, 0], [1, 0], [0, 0]], np.uint8),
+        np.array([[0, 1], [0, 1], [0, 0], [0, 1]], np.uint8),
+    ]
     terms = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0), r_act=8)
-    weighted = (terms.vid + 0.5 * terms.point + terms.bkg_point + terms.score + terms.feat)
+    weighted = terms.vid + 0.5 * terms.point + terms.bkg_point + terms.score + terms.feat
     torch.testing.assert_close(terms.total, weighted)
     assert terms.score > 0 and terms.feat > 0
-    other = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0),
-                      lambdas=(2.0, 0.0, 0.0, 3.0, 0.0))
+    other = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0), lambdas=(2.0, 0.0, 0.0, 3.0, 0.0))
     torch.testing.assert_close(other.total, 2 * terms.vid + 3 * terms.score)
 
     before_search = lacp_loss(out, batch, seeds, None, rng=np.random.default_rng(0))
     assert before_search.score == 0 and before_search.feat == 0
-    torch.testing.assert_close(before_search.total,
-                               terms.vid + 0.5 * terms.point + terms.bkg_point)
-    score_only = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0),
-                           feature_contrast_on=False)
+    torch.testing.assert_close(before_search.total, terms.vid + 0.5 * terms.point + terms.bkg_point)
+    score_only = lacp_loss(out, batch, seeds, pseudo, rng=np.random.default_rng(0), feature_contrast_on=False)
     assert score_only.feat == 0
     torch.testing.assert_close(score_only.score, terms.score)
     with pytest.raises(ValueError, match="lambdas"):
@@ -310,8 +310,13 @@ def test_score_contrast_agrees_with_the_search_objective(outer):
     sequence = search.search_class(q_c, action, background, outer=outer)
     dense = sequence.dense()[:, None]
     spans = pseudo_label_spans([dense], np.array([[1]]))
-    values = oic(torch.tensor(q_c, dtype=torch.float64)[None, :, None], torch.tensor([40]),
-                 spans, on_complement=~spans.action, outer=outer)
+    values = oic(
+        torch.tensor(q_c, dtype=torch.float64)[None, :, None],
+        torch.tensor([40]),
+        spans,
+        on_complement=~spans.action,
+        outer=outer,
+    )
     assert len(spans) == len(sequence.labels)
     assert float(values.mean()) == pytest.approx(sequence.objective, abs=1e-12)
 
@@ -322,8 +327,7 @@ def test_absent_class_score_topk_pushes_down_the_peaks_of_absent_classes():
     p[0, 2, 0] = 0.8
     p[0, 5, 1] = 0.9
     out = {"p": p, "q": fuse_scores(p), "embeddings": torch.zeros(1, 8, 2)}
-    sample = VideoSample("v", np.zeros((8, 4), np.float32), np.zeros((8, 2), bool),
-                         np.array([1.0, 0.0], np.float32))
+    sample = VideoSample("v", np.zeros((8, 4), np.float32), np.zeros((8, 2), bool), np.array([1.0, 0.0], np.float32))
     batch = collate([sample])
     seeds = torch.zeros(1, 8, dtype=torch.bool)
     mean = lacp_loss(out, batch, seeds, None, rng=np.random.default_rng(0))

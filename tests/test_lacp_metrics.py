@@ -284,8 +284,12 @@ def test_real_thumos_ground_truth_loads_and_scores_itself_perfectly():
     assert gt.video_ids[0] == "video_test_0000896"
     np.testing.assert_allclose(gt.segments[0], [18.6, 24.8])
     raw = json.loads(THUMOS_GT.read_text())["database"]
-    res = {"results": {vid: [{"label": a["label"], "score": 1.0, "segment": a["segment"]}
-                             for a in raw[vid]["annotations"]] for vid in gt.video_ids}}
+    res = {
+        "results": {
+            vid: [{"label": a["label"], "score": 1.0, "segment": a["segment"]} for a in raw[vid]["annotations"]]
+            for vid in gt.video_ids
+        }
+    }
     result = evaluate_detection(gt, res)
     np.testing.assert_allclose(result.map, 1.0)
     labels = gt.label_sets()

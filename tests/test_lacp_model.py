@@ -26,8 +26,7 @@ def _reference(net: LACPNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def test_state_dict_has_conv_layout():
     shapes = {k: tuple(v.shape) for k, v in _net().state_dict().items()}
-    assert shapes == {"embedding.weight": (E, D, 3), "embedding.bias": (E,),
-                      "classifier.weight": (C + 1, E, 1)}
+    assert shapes == {"embedding.weight": (E, D, 3), "embedding.bias": (E,), "classifier.weight": (C + 1, E, 1)}
 
 
 def test_padded_batch_equals_per_video_and_conv1d_reference():
@@ -46,8 +45,7 @@ def test_padded_batch_equals_per_video_and_conv1d_reference():
             alone = net(x[None])
             emb_ref, cas_ref = _reference(net, x)
             t = len(x)
-            torch.testing.assert_close(out["embeddings"][b, :t], alone["embeddings"][0],
-                                       rtol=0, atol=1e-6)
+            torch.testing.assert_close(out["embeddings"][b, :t], alone["embeddings"][0], rtol=0, atol=1e-6)
             torch.testing.assert_close(out["cas"][b, :t], alone["cas"][0], rtol=0, atol=1e-6)
             torch.testing.assert_close(out["embeddings"][b, :t], emb_ref, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(out["cas"][b, :t], cas_ref, rtol=1e-5, atol=1e-5)

@@ -49,8 +49,11 @@ def test_timeline(tmp_path):
         path=tmp_path / "timeline.png",
     )
     assert_png(out)
-    assert_png(plot_timeline("empty", gt_segments=[], predictions=[], cas=np.zeros(5), snippet_seconds=0.64,
-                             path=tmp_path / "empty.png"))
+    assert_png(
+        plot_timeline(
+            "empty", gt_segments=[], predictions=[], cas=np.zeros(5), snippet_seconds=0.64, path=tmp_path / "empty.png"
+        )
+    )
 
 
 # Class names, video ids and run names that matplotlib would read as mathtext: the first two fail
@@ -77,22 +80,61 @@ def test_labels_with_dollar_signs_draw_every_evaluate_and_analyze_picture(tmp_pa
     table = {"mAP@0.1": 75.7, "mAP@0.5": 45.3}
     assert_png(plot_map_vs_tiou({classes[0]: table, classes[1]: table}, tmp_path / "map.png", title=classes[1]))
     assert_png(plot_per_class_ap(classes, np.array([0.2, 0.5, 0.9]), tmp_path / "ap.png", title=classes[0]))
-    assert_png(plot_timeline(video, gt_segments=[[1.0, 2.0]], predictions=[], cas=np.zeros(5), snippet_seconds=0.64,
-                             path=tmp_path / "timeline.png"))
+    assert_png(
+        plot_timeline(
+            video,
+            gt_segments=[[1.0, 2.0]],
+            predictions=[],
+            cas=np.zeros(5),
+            snippet_seconds=0.64,
+            path=tmp_path / "timeline.png",
+        )
+    )
     rng = np.random.default_rng(0)
     m = 30
-    assert_png(plot_score_scatter(tiou=rng.random(m), inner=rng.random(m), oic=rng.random(m),
-                                  label_index=np.arange(m) % 3, classes=classes, pearson={"inner": 0.1, "oic": 0.5},
-                                  overlapping={"inner": 0.2, "oic": 0.6}, paper={"inner": 0.0, "oic": 0.4},
-                                  path=tmp_path / "scatter.png"))
+    assert_png(
+        plot_score_scatter(
+            tiou=rng.random(m),
+            inner=rng.random(m),
+            oic=rng.random(m),
+            label_index=np.arange(m) % 3,
+            classes=classes,
+            pearson={"inner": 0.1, "oic": 0.5},
+            overlapping={"inner": 0.2, "oic": 0.6},
+            paper={"inner": 0.0, "oic": 0.4},
+            path=tmp_path / "scatter.png",
+        )
+    )
     q = rng.random((20, 4))  # (T, C+1)
     labels = np.zeros((20, 3), dtype=np.uint8)
     labels[3:8, 1] = 1
-    assert_png(plot_search_sequence(video, instances=[(0, 1.0, 3.0), (2, 5.0, 7.0)], points=[(0, 2.0), (2, 6.0)],
-                                    first=labels, first_step=10, final=labels, final_step=100, q=q, q_seconds=0.64,
-                                    snippet_seconds=0.64, classes=classes, path=tmp_path / "sequence.png"))
-    view = ModelView(name="run $\\foo$", detections=[{"label_index": 1, "score": 0.9, "segment": [1.0, 4.0]}], q=q,
-                     q_seconds=0.64)
+    assert_png(
+        plot_search_sequence(
+            video,
+            instances=[(0, 1.0, 3.0), (2, 5.0, 7.0)],
+            points=[(0, 2.0), (2, 6.0)],
+            first=labels,
+            first_step=10,
+            final=labels,
+            final_step=100,
+            q=q,
+            q_seconds=0.64,
+            snippet_seconds=0.64,
+            classes=classes,
+            path=tmp_path / "sequence.png",
+        )
+    )
+    view = ModelView(
+        name="run $\\foo$", detections=[{"label_index": 1, "score": 0.9, "segment": [1.0, 4.0]}], q=q, q_seconds=0.64
+    )
     for instances in ([(0, 1.0, 3.0)], None):
-        assert_png(plot_comparison(video, instances=instances, views=[view, view], classes=classes, threshold=0.1,
-                                   path=tmp_path / f"comparison_{instances is None}.png"))
+        assert_png(
+            plot_comparison(
+                video,
+                instances=instances,
+                views=[view, view],
+                classes=classes,
+                threshold=0.1,
+                path=tmp_path / f"comparison_{instances is None}.png",
+            )
+        )

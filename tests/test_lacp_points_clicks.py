@@ -21,17 +21,25 @@ GTEA_KEPT_INSIDE = [364, 361, 363, 366]
 BEOID_KEPT_INSIDE = [563, 589, 567, 571]
 
 
-def _check_annotator(folder: Path, annotator: int, expected: tuple[int, int, int, int, int], instances: int,
-                     kept_inside: int) -> float:
+def _check_annotator(
+    folder: Path, annotator: int, expected: tuple[int, int, int, int, int], instances: int, kept_inside: int
+) -> float:
     ann = sfnet_annotations(folder)
     inst = train_instances(ann)
     assert len(inst) == instances
     files = click_files(folder)
     assert len(files) == 4
-    frames, clicked, stats, _ = assign_clicks(inst, ann, np.random.default_rng(0), manual_files=files,
-                                              annotator=annotator)
+    frames, clicked, stats, _ = assign_clicks(
+        inst, ann, np.random.default_rng(0), manual_files=files, annotator=annotator
+    )
     clicks, assigned, inside, absent, unclicked = expected
-    assert (stats.clicks, stats.assigned, stats.inside, stats.absent_class_clicks, stats.unclicked_instances) == expected
+    assert (
+        stats.clicks,
+        stats.assigned,
+        stats.inside,
+        stats.absent_class_clicks,
+        stats.unclicked_instances,
+    ) == expected
     assert stats.outside == assigned - inside and stats.inside_share == pytest.approx(inside / assigned)
     assert stats.unknown_video_clicks == 0 and stats.test_video_clicks == 0  # the files click training videos only
     assert stats.videos_per_file == [0] * annotator + [len(set(inst.video_id))] + [0] * (3 - annotator)
@@ -45,16 +53,18 @@ def _check_annotator(folder: Path, annotator: int, expected: tuple[int, int, int
 @needs_gtea
 @pytest.mark.parametrize("annotator", range(4))
 def test_gtea_clicks_land_inside_their_instances(annotator: int) -> None:
-    share = _check_annotator(GTEA, annotator, GTEA_CLICKS[annotator], instances=367,
-                             kept_inside=GTEA_KEPT_INSIDE[annotator])
+    share = _check_annotator(
+        GTEA, annotator, GTEA_CLICKS[annotator], instances=367, kept_inside=GTEA_KEPT_INSIDE[annotator]
+    )
     assert share == pytest.approx([0.9919, 0.9837, 0.9735, 0.9973][annotator], abs=1e-4)
 
 
 @needs_beoid
 @pytest.mark.parametrize("annotator", range(4))
 def test_beoid_clicks_land_inside_their_instances(annotator: int) -> None:
-    share = _check_annotator(BEOID, annotator, BEOID_CLICKS[annotator], instances=594,
-                             kept_inside=BEOID_KEPT_INSIDE[annotator])
+    share = _check_annotator(
+        BEOID, annotator, BEOID_CLICKS[annotator], instances=594, kept_inside=BEOID_KEPT_INSIDE[annotator]
+    )
     assert share == pytest.approx([0.9744, 0.9933, 0.9714, 0.9713][annotator], abs=1e-4)
 
 
@@ -62,8 +72,10 @@ def test_beoid_clicks_land_inside_their_instances(annotator: int) -> None:
 def test_random_annotator_is_seeded_and_spreads_over_the_four_files() -> None:
     ann = sfnet_annotations(GTEA)
     inst = train_instances(ann)
-    runs = [assign_clicks(inst, ann, np.random.default_rng(seed), manual_files=click_files(GTEA), annotator="random")
-            for seed in (7, 7)]
+    runs = [
+        assign_clicks(inst, ann, np.random.default_rng(seed), manual_files=click_files(GTEA), annotator="random")
+        for seed in (7, 7)
+    ]
     (frames_a, clicked_a, stats_a, _), (frames_b, clicked_b, stats_b, _) = runs
     assert np.array_equal(frames_a, frames_b) and np.array_equal(clicked_a, clicked_b) and stats_a == stats_b
     assert sum(stats_a.videos_per_file) == 21 and sum(n > 0 for n in stats_a.videos_per_file) >= 3

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 from lacp.points.formats import (
     LACP_COLUMNS,
     Click,
@@ -18,18 +17,30 @@ from lacp.points.formats import (
     read_sfnet_clicks,
     write_points_csv,
 )
-
+from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 
 
 def _annotations() -> dict:
     return {
         "database": {
-            "v1": {"subset": "train", "duration": 10.0, "fps": 25.0,
-                   "annotations": [{"segment": [1.0, 2.0], "label": "Jump"}]},
-            "v2": {"subset": "train", "duration": 8.0, "fps": 30.0,
-                   "annotations": [{"segment": [0.2, 0.5], "label": "Run"}]},
-            "t1": {"subset": "test", "duration": 5.0, "fps": 25.0,
-                   "annotations": [{"segment": [1.0, 2.0], "label": "Run"}]},
+            "v1": {
+                "subset": "train",
+                "duration": 10.0,
+                "fps": 25.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Jump"}],
+            },
+            "v2": {
+                "subset": "train",
+                "duration": 8.0,
+                "fps": 30.0,
+                "annotations": [{"segment": [0.2, 0.5], "label": "Run"}],
+            },
+            "t1": {
+                "subset": "test",
+                "duration": 5.0,
+                "fps": 25.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Run"}],
+            },
         },
         "classes": ["Jump", "Run"],
     }
@@ -121,8 +132,6 @@ def test_read_sfnet_clicks_errors(tmp_path, line, expected):
     with pytest.raises(PointFileError, match=r"m\.txt:3: ") as err:
         read_sfnet_clicks(path)
     assert expected in str(err.value)
-
-
 
 
 @needs_thumos

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from scipy import stats
 
-from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 from lacp.points.formats import Point, PointFileError, read_points_csv, write_points_csv
 from lacp.points.instances import InstanceError
 from lacp.points.report import point_report, point_stats, relative_positions
 from lacp.points.sampling import DISTRIBUTIONS, PointSet, Sampling, sample_points
+from tests.shared_data import THUMOS, needs_thumos, thumos_annotations
 
 
 def _sample(annotations: dict, **settings) -> PointSet:
@@ -25,9 +25,9 @@ def _sample(annotations: dict, **settings) -> PointSet:
     return sample_points(annotations, Sampling(**settings))
 
 
-
-def _synthetic(n_videos: int, per_video: int, *, seed: int = 7, min_len: float = 16.0, max_len: float = 40.0,
-               fps: float = 25.0) -> dict:
+def _synthetic(
+    n_videos: int, per_video: int, *, seed: int = 7, min_len: float = 16.0, max_len: float = 40.0, fps: float = 25.0
+) -> dict:
     """Train videos with `per_video` long, non-overlapping instances (400..1000 frames at 25 fps)."""
     rng = np.random.default_rng(seed)
     database = {}
@@ -35,28 +35,51 @@ def _synthetic(n_videos: int, per_video: int, *, seed: int = 7, min_len: float =
         t, anns = 1.0, []
         for _ in range(per_video):
             length = float(rng.uniform(min_len, max_len))
-            anns.append({"segment": [t, t + length], "label": ["A", "B"][int(rng.integers(2))],
-                         "salient": t + length * float(rng.uniform(0.3, 0.7))})
+            anns.append(
+                {
+                    "segment": [t, t + length],
+                    "label": ["A", "B"][int(rng.integers(2))],
+                    "salient": t + length * float(rng.uniform(0.3, 0.7)),
+                }
+            )
             t += length + 2.0
         database[f"v{v:03d}"] = {"subset": "train", "duration": t, "fps": fps, "annotations": anns}
-    database["test0"] = {"subset": "test", "duration": 10.0, "fps": fps,
-                         "annotations": [{"segment": [1.0, 5.0], "label": "A", "salient": 3.0}]}
+    database["test0"] = {
+        "subset": "test",
+        "duration": 10.0,
+        "fps": fps,
+        "annotations": [{"segment": [1.0, 5.0], "label": "A", "salient": 3.0}],
+    }
     return {"database": database, "classes": ["A", "B"]}
 
 
 def _small() -> dict:
     return {
         "database": {
-            "vb": {"subset": "train", "duration": 10.0, "fps": 30.0, "annotations": [
-                {"segment": [4.0, 5.0], "label": "Run", "salient": 4.5},
-                {"segment": [0.2, 0.5], "label": "Run", "salient": 0.3},
-            ]},
-            "va": {"subset": "train", "duration": 10.0, "fps": 25.0, "annotations": [
-                {"segment": [1.0, 2.0], "label": "Jump", "salient": 1.2},
-                {"segment": [1.0, 2.0], "label": "Run", "salient": 1.8},
-            ]},
-            "vt": {"subset": "test", "duration": 10.0, "fps": 25.0, "annotations": [
-                {"segment": [1.0, 2.0], "label": "Jump", "salient": 1.5}]},
+            "vb": {
+                "subset": "train",
+                "duration": 10.0,
+                "fps": 30.0,
+                "annotations": [
+                    {"segment": [4.0, 5.0], "label": "Run", "salient": 4.5},
+                    {"segment": [0.2, 0.5], "label": "Run", "salient": 0.3},
+                ],
+            },
+            "va": {
+                "subset": "train",
+                "duration": 10.0,
+                "fps": 25.0,
+                "annotations": [
+                    {"segment": [1.0, 2.0], "label": "Jump", "salient": 1.2},
+                    {"segment": [1.0, 2.0], "label": "Run", "salient": 1.8},
+                ],
+            },
+            "vt": {
+                "subset": "test",
+                "duration": 10.0,
+                "fps": 25.0,
+                "annotations": [{"segment": [1.0, 2.0], "label": "Jump", "salient": 1.5}],
+            },
         },
         "classes": ["Jump", "Run"],
     }
@@ -86,8 +109,17 @@ def test_uniform_relative_positions_pass_kolmogorov_smirnov():
 
 
 def test_uniform_reaches_both_ends_of_short_instances():
-    ann = {"database": {"v": {"subset": "train", "duration": 60.0, "fps": 10.0, "annotations": [
-        {"segment": [1.0 + 2 * i, 1.2 + 2 * i], "label": "A"} for i in range(25)]}}, "classes": ["A"]}
+    ann = {
+        "database": {
+            "v": {
+                "subset": "train",
+                "duration": 60.0,
+                "fps": 10.0,
+                "annotations": [{"segment": [1.0 + 2 * i, 1.2 + 2 * i], "label": "A"} for i in range(25)],
+            }
+        },
+        "classes": ["A"],
+    }
     frames = [p.point - p.start_frame for s in range(8) for p in _sample(ann, distribution="uniform", seed=s)]
     assert set(frames) == {0, 1, 2}  # frames 10..12 of a 0.2 s instance at 10 fps, inclusive
 
@@ -147,8 +179,17 @@ def test_drop_rate_removes_a_nested_share_and_keeps_other_points():
 
 
 def test_offset_noise_moves_points_outside_and_clips_to_video():
-    ann = {"database": {"v": {"subset": "train", "duration": 4.0, "fps": 25.0, "annotations": [
-        {"segment": [0.0, 0.4], "label": "A"}, {"segment": [3.6, 4.0], "label": "A"}] * 20}}, "classes": ["A"]}
+    ann = {
+        "database": {
+            "v": {
+                "subset": "train",
+                "duration": 4.0,
+                "fps": 25.0,
+                "annotations": [{"segment": [0.0, 0.4], "label": "A"}, {"segment": [3.6, 4.0], "label": "A"}] * 20,
+            }
+        },
+        "classes": ["A"],
+    }
     base = _sample(ann, distribution="center", seed=0)
     moved = _sample(ann, distribution="center", seed=0, offset_std=2.0)
     assert moved.summary.outside > 10 and base.summary.outside == 0
@@ -175,8 +216,11 @@ def test_min_instance_frames_skips_and_reports():
 def test_instance_shorter_than_one_frame_is_an_error_unless_skipped():
     ann = _small()
     ann["database"]["va"]["annotations"].append({"segment": [3.0, 3.01], "label": "Jump"})
-    with pytest.raises(InstanceError, match=r"video 'va' class 'Jump': instance \[3, 3.01\] s is shorter than one "
-                                              r"frame at 25 fps; set min_instance_frames >= 1"):
+    with pytest.raises(
+        InstanceError,
+        match=r"video 'va' class 'Jump': instance \[3, 3.01\] s is shorter than one "
+        r"frame at 25 fps; set min_instance_frames >= 1",
+    ):
         _sample(ann, distribution="uniform", seed=0, min_instance_frames=0)
     assert _sample(ann, distribution="uniform", seed=0, min_instance_frames=1).summary.skipped_short == 1
 
@@ -193,8 +237,10 @@ def test_overlapping_instances_get_one_point_each_and_are_reported():
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"distribution": "normal"}, "distribution\n  Input should be 'center', 'gaussian', 'uniform', 'beta', "
-                                     "'manual' or 'file'"),
+        (
+            {"distribution": "normal"},
+            "distribution\n  Input should be 'center', 'gaussian', 'uniform', 'beta', 'manual' or 'file'",
+        ),
         ({"seed": -1}, "seed\n  Input should be greater than or equal to 0"),
         ({"seed": 1.5}, "seed\n  Input should be a valid integer"),
         ({"sigma": 1.5}, "sigma\n  Input should be less than or equal to 1"),
@@ -219,14 +265,20 @@ def test_bad_settings_name_the_key_and_the_allowed_values(kwargs, expected):
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda a: a["database"]["va"]["annotations"].append({"segment": [1, 2], "label": "Swim"}),
-         "video 'va' class 'Swim': label not in 'classes'"),
-        (lambda a: a["database"]["va"]["annotations"].append({"segment": [2, 1], "label": "Jump"}),
-         r"video 'va' class 'Jump': segment must satisfy 0 <= start < end, got \[2.0, 1.0\]"),
+        (
+            lambda a: a["database"]["va"]["annotations"].append({"segment": [1, 2], "label": "Swim"}),
+            "video 'va' class 'Swim': label not in 'classes'",
+        ),
+        (
+            lambda a: a["database"]["va"]["annotations"].append({"segment": [2, 1], "label": "Jump"}),
+            r"video 'va' class 'Jump': segment must satisfy 0 <= start < end, got \[2.0, 1.0\]",
+        ),
         (lambda a: a["database"]["va"].update(fps=0), "video 'va': 'fps' .* must be a number > 0"),
         (lambda a: a["database"]["va"].update(subset="validation"), "video 'va': subset must be 'train' or 'test'"),
-        (lambda a: a["database"]["va"]["annotations"][0].pop("salient"),
-         "video 'va' class 'Jump': instance .* has no 'salient' time"),
+        (
+            lambda a: a["database"]["va"]["annotations"][0].pop("salient"),
+            "video 'va' class 'Jump': instance .* has no 'salient' time",
+        ),
     ],
 )
 def test_bad_annotations_name_video_and_class(edit, expected):
@@ -239,8 +291,12 @@ def test_bad_annotations_name_video_and_class(edit, expected):
 def test_manual_emulation_jitters_around_salient_inside_the_instance():
     ann = _synthetic(50, 20)
     result = _sample(ann, distribution="manual", seed=6, manual_jitter_s=0.5)
-    salient = {(vid, round(a["segment"][0] * 25)): a["salient"]
-               for vid, e in ann["database"].items() if e["subset"] == "train" for a in e["annotations"]}
+    salient = {
+        (vid, round(a["segment"][0] * 25)): a["salient"]
+        for vid, e in ann["database"].items()
+        if e["subset"] == "train"
+        for a in e["annotations"]
+    }
     err = np.array([p.time - salient[(p.video_id, p.start_frame)] for p in result])
     assert len(err) == 1000 and abs(err.mean()) < 0.05
     # normal jitter 0.5 s plus frame rounding (uniform, 1/25 s wide): std sqrt(0.25 + 0.04**2 / 12)
@@ -288,8 +344,10 @@ def test_manual_annotator_choice_is_fixed_or_seeded(tmp_path):
     files = _click_files(tmp_path)
     second = _sample(_small(), distribution="manual", manual_files=files, annotator=1, seed=0)
     assert [(p.video_id, p.class_name, p.point) for p in second] == [("va", "Jump", 28), ("vb", "Run", 9)]
-    draws = {tuple(_sample(_small(), distribution="manual", manual_files=files, seed=s).summary.manual
-                   .videos_per_file) for s in range(12)}
+    draws = {
+        tuple(_sample(_small(), distribution="manual", manual_files=files, seed=s).summary.manual.videos_per_file)
+        for s in range(12)
+    }
     assert draws == {(2, 0), (1, 1), (0, 2)}
     a = _sample(_small(), distribution="manual", manual_files=files, seed=3)
     assert a == _sample(_small(), distribution="manual", manual_files=files, seed=3)
@@ -312,8 +370,11 @@ def test_file_distribution_reads_points_back(tmp_path):
 
 
 def test_point_report_writes_histogram_and_hand_computed_stats(tmp_path):
-    points = [Point("va", "Jump", 0, 0, 10, 5, 0.2), Point("va", "Run", 1, 0, 10, 10, 0.4),
-              Point("vb", "Run", 1, 10, 20, 25, 25 / 30)]  # relative 0.5, 1.0, 1.5
+    points = [
+        Point("va", "Jump", 0, 0, 10, 5, 0.2),
+        Point("va", "Run", 1, 0, 10, 10, 0.4),
+        Point("vb", "Run", 1, 10, 20, 25, 25 / 30),
+    ]  # relative 0.5, 1.0, 1.5
     written = point_report(points, _small(), tmp_path / "r" / "h.png", tmp_path / "r" / "s.json")
     saved = json.loads((tmp_path / "r" / "s.json").read_text())
     assert saved == written == point_stats(points, _small())
@@ -346,8 +407,10 @@ def test_released_thumos_gaussian_points_spread_and_default_sigma():
     released = read_points_csv(THUMOS / "point_labels_gaussian.csv", ann)
     rel = relative_positions(released)
     offset = np.array([p.point - (p.start_frame + p.stop_frame) / 2 for p in released])
-    print(f"\nreleased: relative mean {rel.mean():.4f} std {rel.std():.4f}; "
-          f"offset from centre {offset.mean():.2f} +- {offset.std():.2f} frames")
+    print(
+        f"\nreleased: relative mean {rel.mean():.4f} std {rel.std():.4f}; "
+        f"offset from centre {offset.mean():.2f} +- {offset.std():.2f} frames"
+    )
     assert rel.std() == pytest.approx(0.0347, abs=0.0005)
     assert offset.mean() == pytest.approx(-1.51, abs=0.01) and offset.std() == pytest.approx(1.06, abs=0.01)
     ours = _sample(ann, distribution="gaussian", seed=0)
@@ -364,10 +427,12 @@ def test_released_manual_clicks_map_onto_ground_truth(annotator):
     files = [str(THUMOS / f"manual_THUMOS{i}.txt") for i in range(1, 5)]
     result = _sample(ann, distribution="manual", manual_files=files, annotator=annotator, seed=0)
     m = result.summary.manual
-    print(f"\nmanual_THUMOS{annotator + 1}: {m.clicks} clicks on training videos, {m.assigned} assigned, "
-          f"inside share {m.inside_share:.4f}, outside {m.outside} (mean {m.outside_mean_s:.2f} s, "
-          f"max {m.outside_max_s:.2f} s), duplicates {m.duplicate_clicks}, absent class {m.absent_class_clicks}, "
-          f"unknown video {m.unknown_video_clicks}, unclicked instances {m.unclicked_instances}, points {len(result)}")
+    print(
+        f"\nmanual_THUMOS{annotator + 1}: {m.clicks} clicks on training videos, {m.assigned} assigned, "
+        f"inside share {m.inside_share:.4f}, outside {m.outside} (mean {m.outside_mean_s:.2f} s, "
+        f"max {m.outside_max_s:.2f} s), duplicates {m.duplicate_clicks}, absent class {m.absent_class_clicks}, "
+        f"unknown video {m.unknown_video_clicks}, unclicked instances {m.unclicked_instances}, points {len(result)}"
+    )
     assert m.inside_share > 0.95
     assert m.unclicked_instances < 0.06 * 3007
     assert len(result) + m.unclicked_instances == 3007

@@ -82,16 +82,24 @@ def test_zero_threshold_needs_positive_values_and_nms_merges_duplicates():
     # Threshold 0 takes strictly positive positions: [1..3]; thresholds 0 and 0.2 give the same run
     # [1..3] twice (and 0.2 nothing else) -> NMS keeps one copy.
     q = np.stack([[0.0, 0.3, 0.4, 0.3, 0.0, 0.0], np.ones(6)], axis=1)
-    out = generate_proposals(q, config=LITERAL, video_score=np.array([0.0]), upsample=1, snippet_seconds=0.5,
-                             cas_thresholds=[0.0, 0.2], act_thresholds=[])
+    out = generate_proposals(
+        q,
+        config=LITERAL,
+        video_score=np.array([0.0]),
+        upsample=1,
+        snippet_seconds=0.5,
+        cas_thresholds=[0.0, 0.2],
+        act_thresholds=[],
+    )
     assert as_tuples(out) == [(0, round(1 / 3, 10), 0.5, 2.0)]
 
 
 def test_times_use_upsampled_step():
     q = np.zeros((4, 2))
     q[1:3, 0] = 1.0
-    out = generate_proposals(q, config=LITERAL, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[],
-                             snippet_seconds=16 / 25)
+    out = generate_proposals(
+        q, config=LITERAL, video_score=np.array([1.0]), cas_thresholds=[0.5], act_thresholds=[], snippet_seconds=16 / 25
+    )
     # Upsampled CAS >= 0.5 from x = 0.5 (i = 12) to x = 2.5 (i = 60); u = 16 / 600 s.
     assert len(out) == 1
     np.testing.assert_allclose(out[0]["segment"], [12 * 16 / 600, 61 * 16 / 600])
@@ -141,9 +149,11 @@ def reference_proposals(q, video_score, *, faithful):
         extra = 1.0 if faithful else 0.0
         kept = []
         for score, s, e in found:
-            def iou(k, s=s, e=e):
+
+            def iou(k, s=s, e=e, extra=extra):
                 inter = max(0.0, min(e, k[2]) - max(s, k[1]) + extra)
                 return inter / ((e - s + extra) + (k[2] - k[1] + extra) - inter)
+
             if all(iou(k) < 0.7 for k in kept):
                 kept.append((score, s, e))
         out += [(c, round(score, 10), round(s, 10), round(e, 10)) for score, s, e in kept]
@@ -159,7 +169,9 @@ def test_matches_loop_reference_on_random_video(faithful):
     background = 1 - smooth(rng.random(t)).clip(0, 1)
     q = np.concatenate([p * (1 - background[:, None]), background[:, None]], axis=1)
     scores = np.array([0.7, 0.2, 0.55])
-    got = as_tuples(generate_proposals(q, config=DetectionConfig(faithful=faithful), video_score=scores, snippet_seconds=16 / 25))
+    got = as_tuples(
+        generate_proposals(q, config=DetectionConfig(faithful=faithful), video_score=scores, snippet_seconds=16 / 25)
+    )
     assert len(got) > 10
     assert got == reference_proposals(q, scores, faithful=faithful)
 

@@ -16,26 +16,32 @@ def test_search_candidates_are_the_runs_of_each_column():
     dense[7:10, 0] = 1
     dense[0, 1] = 1
     found = search_candidates(dense, snippet_seconds=U)
-    assert [(k.class_index, k.start, k.end) for k in found] == [
-        (0, 2 * U, 5 * U), (0, 7 * U, 10 * U), (1, 0.0, 1 * U)]
+    assert [(k.class_index, k.start, k.end) for k in found] == [(0, 2 * U, 5 * U), (0, 7 * U, 10 * U), (1, 0.0, 1 * U)]
 
 
 def test_each_point_takes_the_best_containing_candidate_of_its_class():
     candidates = [
         Candidate(0, 1.0, 4.0, 0.5),
-        Candidate(0, 1.5, 3.0, 0.9),   # best for the point at 2.0
+        Candidate(0, 1.5, 3.0, 0.9),  # best for the point at 2.0
         Candidate(1, 1.0, 6.0, 0.99),  # other class: never taken by a class-0 point
         Candidate(0, 8.0, 9.0, 0.2),
     ]
     found, counts = instances_from_candidates([(2.0, 0), (8.5, 0)], candidates, snippet_seconds=U, duration=20.0)
     assert found == [PseudoInstance(0, 1.5, 3.0, 2.0), PseudoInstance(0, 8.0, 9.0, 8.5)]
     assert (counts.points, counts.instances, counts.contained, counts.fallback, counts.split, counts.merged) == (
-        2, 2, 2, 0, 0, 0)
+        2,
+        2,
+        2,
+        0,
+        0,
+        0,
+    )
 
 
 def test_a_point_no_candidate_contains_keeps_its_snippet():
-    found, counts = instances_from_candidates([(3.3, 1)], [Candidate(1, 0.0, 1.0, 1.0)], snippet_seconds=U,
-                                              duration=20.0)
+    found, counts = instances_from_candidates(
+        [(3.3, 1)], [Candidate(1, 0.0, 1.0, 1.0)], snippet_seconds=U, duration=20.0
+    )
     # 3.3 s lies in snippet floor(3.3 / 0.64) = 5: [3.2, 3.84)
     assert found == [PseudoInstance(1, pytest.approx(5 * U), pytest.approx(6 * U), 3.3)]
     assert counts.fallback == 1 and counts.contained == 0
@@ -44,8 +50,9 @@ def test_a_point_no_candidate_contains_keeps_its_snippet():
 def test_two_points_in_one_candidate_are_split_between_them():
     # one merged proposal [2, 10] holds points at 3 and 5: the middle of the overlap (6) is
     # clipped to [3, 5], so the split is at 5 - the second instance starts at its own point
-    found, counts = instances_from_candidates([(5.0, 0), (3.0, 0)], [Candidate(0, 2.0, 10.0, 1.0)],
-                                              snippet_seconds=U, duration=20.0)
+    found, counts = instances_from_candidates(
+        [(5.0, 0), (3.0, 0)], [Candidate(0, 2.0, 10.0, 1.0)], snippet_seconds=U, duration=20.0
+    )
     assert found == [PseudoInstance(0, 2.0, 5.0, 3.0), PseudoInstance(0, 5.0, 10.0, 5.0)]
     assert counts.split == 1
 
@@ -59,9 +66,12 @@ def test_overlapping_candidates_are_cut_in_the_middle_of_the_overlap():
 
 
 def test_duplicate_points_share_one_instance_and_are_counted():
-    found, counts = instances_from_candidates([(2.0, 0), (2.0, 0), (2.5, 1)],
-                                              [Candidate(0, 1.0, 3.0, 1.0), Candidate(1, 2.0, 4.0, 1.0)],
-                                              snippet_seconds=U, duration=20.0)
+    found, counts = instances_from_candidates(
+        [(2.0, 0), (2.0, 0), (2.5, 1)],
+        [Candidate(0, 1.0, 3.0, 1.0), Candidate(1, 2.0, 4.0, 1.0)],
+        snippet_seconds=U,
+        duration=20.0,
+    )
     assert found == [PseudoInstance(0, 1.0, 3.0, 2.0), PseudoInstance(1, 2.0, 4.0, 2.5)]  # classes may overlap
     assert (counts.points, counts.instances, counts.merged) == (3, 2, 1)
 

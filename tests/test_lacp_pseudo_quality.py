@@ -18,8 +18,9 @@ def test_quality_by_hand():
     # video b: class 1 instance [0, 3] s -> snippets 0..2, found exactly
     dense_b = np.zeros((5, 2), dtype=np.uint8)
     dense_b[0:3, 1] = 1
-    got = pseudo_label_quality({"a": dense_a, "b": dense_b, "c": dense_a},
-                               {"a": [(0, 2.0, 8.0)], "b": [(1, 0.0, 3.0)]}, snippet_seconds=1.0)
+    got = pseudo_label_quality(
+        {"a": dense_a, "b": dense_b, "c": dense_a}, {"a": [(0, 2.0, 8.0)], "b": [(1, 0.0, 3.0)]}, snippet_seconds=1.0
+    )
     assert got["pseudo_instances"] == 2
     # a: best run [4, 6) s -> tIoU 2 / 6, length ratio 2 / 6; b: tIoU 1, ratio 1
     assert got["pseudo_iou"] == pytest.approx((2 / 6 + 1) / 2)

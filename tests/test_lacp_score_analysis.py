@@ -60,10 +60,12 @@ def test_pearson_and_spearman_exact() -> None:
 
 
 def test_correlations_overall_and_per_class() -> None:
-    proposals = ScoredProposals(label_index=np.array([0, 0, 0, 1, 1]),
-                                tiou=np.array([0.1, 0.5, 0.9, 0.2, 0.8]),
-                                inner=np.array([0.5, 0.4, 0.6, 0.3, 0.3]),
-                                oic=np.array([0.0, 0.2, 0.4, 0.1, 0.5]))
+    proposals = ScoredProposals(
+        label_index=np.array([0, 0, 0, 1, 1]),
+        tiou=np.array([0.1, 0.5, 0.9, 0.2, 0.8]),
+        inner=np.array([0.5, 0.4, 0.6, 0.3, 0.3]),
+        oic=np.array([0.0, 0.2, 0.4, 0.1, 0.5]),
+    )
     out = correlations(proposals, classes=["a", "b"])
     assert out["proposals"] == 5
     assert out["pearson_oic"] == pytest.approx(pearson(proposals.oic, proposals.tiou))
@@ -73,10 +75,12 @@ def test_correlations_overall_and_per_class() -> None:
 
 
 def test_overlapping_correlations_leave_out_the_proposals_at_tiou_zero() -> None:
-    proposals = ScoredProposals(label_index=np.zeros(5, dtype=np.int64),
-                                tiou=np.array([0.0, 0.0, 0.2, 0.5, 0.8]),
-                                inner=np.array([0.9, 0.1, 0.3, 0.2, 0.4]),
-                                oic=np.array([0.5, 0.0, 0.1, 0.2, 0.3]))
+    proposals = ScoredProposals(
+        label_index=np.zeros(5, dtype=np.int64),
+        tiou=np.array([0.0, 0.0, 0.2, 0.5, 0.8]),
+        inner=np.array([0.9, 0.1, 0.3, 0.2, 0.4]),
+        oic=np.array([0.5, 0.0, 0.1, 0.2, 0.3]),
+    )
     out = correlations(proposals, classes=["a"])
     assert out["overlapping"] == 3 and out["per_class"]["a"]["overlapping"] == 3
     assert out["pearson_oic_overlapping"] == pytest.approx(pearson([0.1, 0.2, 0.3], [0.2, 0.5, 0.8]))

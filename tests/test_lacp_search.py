@@ -49,9 +49,7 @@ def _naive_oic(curve: np.ndarray, start: int, end: int, outer: str) -> float:
 
 
 def _naive_objective(q_c: np.ndarray, labels: np.ndarray, outer: str) -> float:
-    scores = [
-        _naive_oic(q_c if label == 1 else 1.0 - q_c, start, end, outer) for label, start, end in _runs(labels)
-    ]
+    scores = [_naive_oic(q_c if label == 1 else 1.0 - q_c, start, end, outer) for label, start, end in _runs(labels)]
     return float(np.mean(scores))
 
 
@@ -284,8 +282,10 @@ def test_floor_truncates_a_six_snippet_action_that_released_and_ceil_cover() -> 
     q_c[4:10] = [0.7, 0.8, 0.9, 0.9, 0.8, 0.7]
     q_c[[3, 10]] = 0.0
     point, background = _mask(16, [6]), _mask(16, [1, 14])
-    found = {outer: search_class(q_c, point, background, method="exact", outer=outer)
-             for outer in ("floor", "released", "ceil")}
+    found = {
+        outer: search_class(q_c, point, background, method="exact", outer=outer)
+        for outer in ("floor", "released", "ceil")
+    }
     # floor: a 2-snippet span has no outer region, so its plain mean 0.9 wins
     assert found["floor"].starts.tolist() == [0, 6, 8]
     assert found["floor"].objective == pytest.approx(0.6792, abs=1e-4)
@@ -293,6 +293,7 @@ def test_floor_truncates_a_six_snippet_action_that_released_and_ceil_cover() -> 
     assert found["released"].starts.tolist() == [0, 3, 10]
     # ceil: the action exactly
     assert found["ceil"].starts.tolist() == [0, 4, 10]
-    labels = dense_pseudo_labels(q_c[:, None].repeat(2, axis=1), point[:, None], background,
-                                 method="exact", outer="ceil")
+    labels = dense_pseudo_labels(
+        q_c[:, None].repeat(2, axis=1), point[:, None], background, method="exact", outer="ceil"
+    )
     assert np.flatnonzero(labels[:, 0]).tolist() == [4, 5, 6, 7, 8, 9]

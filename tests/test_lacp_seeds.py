@@ -24,24 +24,43 @@ def _rows(act: np.ndarray) -> dict[int, list[int]]:
 def test_every_rule_on_one_curve():
     # points: class 0 at 5, class 1 at 12, class 0 at 13 (adjacent), classes 0+1 at 17
     points = _points(20, 2, [(5, 0), (12, 1), (13, 0), (17, 0), (17, 1)])
-    q_bg = np.array([
-        0.97, 0.50, 0.96, 0.05, 0.02,        # 0-4 left: seeds 0, 2 -> bg 0..2; walk takes 4, 3
-        0.30,                                # 5 point
-        0.08, 0.50, 0.96, 0.30, 0.97, 0.09,  # 6-11 gap: seeds 8, 10 -> bg 8..10; walks 6 | 11
-        0.40, 0.40,                          # 12, 13 adjacent points: nothing between
-        0.10, 0.60, 0.96,                    # 14-16 gap: one seed -> only argmax 16; walk 14
-        0.50,                                # 17 point of two classes
-        0.03, 0.90,                          # 18-19 right: no seed -> argmax 19 to the end
-    ])
+    q_bg = np.array(
+        [
+            0.97,
+            0.50,
+            0.96,
+            0.05,
+            0.02,  # 0-4 left: seeds 0, 2 -> bg 0..2; walk takes 4, 3
+            0.30,  # 5 point
+            0.08,
+            0.50,
+            0.96,
+            0.30,
+            0.97,
+            0.09,  # 6-11 gap: seeds 8, 10 -> bg 8..10; walks 6 | 11
+            0.40,
+            0.40,  # 12, 13 adjacent points: nothing between
+            0.10,
+            0.60,
+            0.96,  # 14-16 gap: one seed -> only argmax 16; walk 14
+            0.50,  # 17 point of two classes
+            0.03,
+            0.90,  # 18-19 right: no seed -> argmax 19 to the end
+        ]
+    )
     bg, act = select_seeds(q_bg, points)
     assert np.flatnonzero(bg).tolist() == [0, 1, 2, 8, 9, 10, 16, 19]
     assert _rows(act) == {
-        3: [0], 4: [0], 5: [0],           # walk left from the first point, stopped by bg 2
-        6: [0],                           # walk right from 5 stops at 7 (q_bg 0.5)
-        11: [1],                          # walk left from 12 stops at bg 10
-        12: [1], 13: [0],
-        14: [0],                          # q_bg 0.10 <= 0.1 passes; 15 fails
-        17: [0, 1], 18: [0, 1],           # a two-class point passes both classes on
+        3: [0],
+        4: [0],
+        5: [0],  # walk left from the first point, stopped by bg 2
+        6: [0],  # walk right from 5 stops at 7 (q_bg 0.5)
+        11: [1],  # walk left from 12 stops at bg 10
+        12: [1],
+        13: [0],
+        14: [0],  # q_bg 0.10 <= 0.1 passes; 15 fails
+        17: [0, 1],
+        18: [0, 1],  # a two-class point passes both classes on
     }
 
 
@@ -118,5 +137,7 @@ def test_batch_background_seeds_match_per_video_and_skip_padding():
     for b, length in enumerate([6, 4]):
         alone, _ = select_seeds(q[b, :length, -1].numpy(), points[b, :length].numpy())
         np.testing.assert_array_equal(seeds[b, :length].numpy(), alone)
-    assert seeds.tolist() == [[True, False, False, False, True, True],  # seed 0; from seed 4
-                              [True, False, False, True, False, False]]  # argmax 0; seed 3
+    assert seeds.tolist() == [
+        [True, False, False, False, True, True],  # seed 0; from seed 4
+        [True, False, False, True, False, False],
+    ]  # argmax 0; seed 3

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from detector.config import InferenceConfig
 from features.store import FeatureStoreWriter
 from lacp.metrics import load_ground_truth
 from lacp.proposals import DetectionConfig
 from lacp.splits import SPLIT_FILE, read_split, validation_split, write_split
-from detector.config import InferenceConfig
 from sources.annotations import write_annotations
 from stages import evaluate, train
 
@@ -87,10 +87,27 @@ def test_split_file_round_trips_and_bad_files_name_file_and_key(tmp_path: Path) 
 
 ANNOTATIONS = {
     "database": {
-        **{vid: {"subset": "train", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [0.5, 1.5], "label": label}]}
-           for vid, label in [("t1", "jump"), ("t2", "run"), ("t3", "run"), ("t4", "jump"), ("t5", "run")]},
-        "e1": {"subset": "test", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [0.5, 2.0], "label": "jump"}]},
-        "e2": {"subset": "test", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [1.0, 2.5], "label": "run"}]},
+        **{
+            vid: {
+                "subset": "train",
+                "duration": 3.0,
+                "fps": 25.0,
+                "annotations": [{"segment": [0.5, 1.5], "label": label}],
+            }
+            for vid, label in [("t1", "jump"), ("t2", "run"), ("t3", "run"), ("t4", "jump"), ("t5", "run")]
+        },
+        "e1": {
+            "subset": "test",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [0.5, 2.0], "label": "jump"}],
+        },
+        "e2": {
+            "subset": "test",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [1.0, 2.5], "label": "run"}],
+        },
     },
     "classes": ["jump", "run"],
 }
@@ -107,18 +124,36 @@ def write_tiny_inputs(tmp_path: Path) -> dict[str, Path]:
     """annotations.json, a seeded feature store (12 snippets per video) and points.csv under tmp_path."""
     write_annotations(tmp_path / "dataset" / "annotations.json", ANNOTATIONS)
     rng = np.random.default_rng(0)
-    attrs = {"fps": 25, "snippet": 16, "stride": 16, "crop": 32, "backbone": "test", "weights_sha256": "-",
-             "flow_method": "-", "flow_init": "-", "excluded_videos": "{}"}
+    attrs = {
+        "fps": 25,
+        "snippet": 16,
+        "stride": 16,
+        "crop": 32,
+        "backbone": "test",
+        "weights_sha256": "-",
+        "flow_method": "-",
+        "flow_init": "-",
+        "excluded_videos": "{}",
+    }
     writer = FeatureStoreWriter(tmp_path / "features.h5", attrs=attrs)
     for vid in ANNOTATIONS["database"]:
         feats = rng.random((12, 2048), dtype=np.float32)  # (T, 2048): rgb | flow
         writer.write(vid, rgb=feats[:, :1024], flow=feats[:, 1024:], frames=190, source_fps=25.0)
     writer.finalize()
-    rows = [f"{e['annotations'][0]['label']},{ANNOTATIONS['classes'].index(e['annotations'][0]['label'])},12,37,{vid},25"
-            for vid, e in ANNOTATIONS["database"].items() if e["subset"] == "train"]
+    rows = [
+        f"{e['annotations'][0]['label']},{ANNOTATIONS['classes'].index(e['annotations'][0]['label'])},12,37,{vid},25"
+        for vid, e in ANNOTATIONS["database"].items()
+        if e["subset"] == "train"
+    ]
     (tmp_path / "points").mkdir()
-    (tmp_path / "points" / "points.csv").write_text("class,class_index,start_frame,stop_frame,video_id,point\n" + "\n".join(rows) + "\n")
-    return {"dataset_dir": tmp_path / "dataset", "features": tmp_path / "features.h5", "points_dir": tmp_path / "points"}
+    (tmp_path / "points" / "points.csv").write_text(
+        "class,class_index,start_frame,stop_frame,video_id,point\n" + "\n".join(rows) + "\n"
+    )
+    return {
+        "dataset_dir": tmp_path / "dataset",
+        "features": tmp_path / "features.h5",
+        "points_dir": tmp_path / "points",
+    }
 
 
 @pytest.fixture
@@ -129,8 +164,14 @@ def tiny_inputs(tmp_path: Path) -> dict[str, Path]:
 def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: dict[str, Path], tmp_path: Path) -> None:
     params = train.TrainParams(steps=2, batch=2, search_every=2, checkpoint_every=0, device="cpu", validation_share=0.4)
     model_dir = tmp_path / "model"
-    summary = train.run(params, detection=DetectionConfig(), **tiny_inputs, model_dir=model_dir, log_dir=tmp_path / "log",
-                        pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    summary = train.run(
+        params,
+        detection=DetectionConfig(),
+        **tiny_inputs,
+        model_dir=model_dir,
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "pseudo_labels.h5",
+    )
     split = json.loads((model_dir / SPLIT_FILE).read_text())
     assert split["share"] == 0.4 and split["seed"] == 0 and len(split["validation"]) == 2
     assert sorted(split["train"] + split["validation"]) == ["t1", "t2", "t3", "t4", "t5"]
@@ -138,13 +179,26 @@ def test_train_holds_out_the_split_and_evaluate_reports_val_keys(tiny_inputs: di
     assert summary["videos"] == 3 and summary["validation_videos"] == 2
 
     def evaluated() -> dict:
-        evaluate.run(evaluate.EvaluateParams(timelines=0, device="cpu"), detection=DetectionConfig(),
-                     inference=InferenceConfig(), dataset_dir=tiny_inputs["dataset_dir"],
-                     features=tiny_inputs["features"], model_dir=model_dir, out_dir=tmp_path / "eval")
+        evaluate.run(
+            evaluate.EvaluateParams(timelines=0, device="cpu"),
+            detection=DetectionConfig(),
+            inference=InferenceConfig(),
+            dataset_dir=tiny_inputs["dataset_dir"],
+            features=tiny_inputs["features"],
+            model_dir=model_dir,
+            out_dir=tmp_path / "eval",
+        )
         return json.loads((tmp_path / "eval" / "metrics.json").read_text())
 
     metrics = evaluated()
-    test_keys = {*(f"mAP@0.{i}" for i in range(1, 8)), "mAP@0.1-0.5", "mAP@0.3-0.7", "mAP@0.1-0.7", "accuracy", "videos"}
+    test_keys = {
+        *(f"mAP@0.{i}" for i in range(1, 8)),
+        "mAP@0.1-0.5",
+        "mAP@0.3-0.7",
+        "mAP@0.1-0.7",
+        "accuracy",
+        "videos",
+    }
     assert test_keys | {"selection"} | {f"val_{k}" for k in test_keys} == set(metrics)
     assert metrics["videos"] == 2 and metrics["val_videos"] == 2
     assert 0 <= metrics["val_mAP@0.1-0.7"] <= 1 and 0 <= metrics["val_accuracy"] <= 1

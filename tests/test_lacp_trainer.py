@@ -42,15 +42,20 @@ def _seed_search(items):
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(steps=6, batch=3, feature_dim=D, embed_dim=16, search_every=2,
-                checkpoint_every=0, device="cpu", seed=3)
+    base = dict(steps=6, batch=3, feature_dim=D, embed_dim=16, search_every=2, checkpoint_every=0, device="cpu", seed=3)
     return TrainConfig(**{**base, **overrides})
 
 
 def _run(tmp_path=None, **overrides):
     videos, features = _dataset()
-    return train(videos=videos, get_features=features, num_classes=C,
-                 config=_config(**overrides), checkpoint_dir=tmp_path, search_fn=_seed_search)
+    return train(
+        videos=videos,
+        get_features=features,
+        num_classes=C,
+        config=_config(**overrides),
+        checkpoint_dir=tmp_path,
+        search_fn=_seed_search,
+    )
 
 
 def _losses(result) -> list[list[float]]:
@@ -65,19 +70,16 @@ def _assert_same_state(a: dict, b: dict) -> None:
 
 def test_one_step_lowers_the_loss_on_a_fixed_batch():
     videos, features = _dataset()
-    batch = collate([load_sample(v, get_features=features.__getitem__, num_classes=C,
-                                 feature_dim=D) for v in videos])
+    batch = collate([load_sample(v, get_features=features.__getitem__, num_classes=C, feature_dim=D) for v in videos])
     torch.manual_seed(0)
     net = LACPNet(num_classes=C, feature_dim=D, embed_dim=16, dropout=0.0)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     seeds = torch.zeros(batch.mask.shape, dtype=torch.bool)
     seeds[:, 0] = True
-    pseudo = [np.asarray(p, np.uint8) for p in
-              (batch.points[b, : int(n)].numpy() for b, n in enumerate(batch.lengths))]
+    pseudo = [np.asarray(p, np.uint8) for p in (batch.points[b, : int(n)].numpy() for b, n in enumerate(batch.lengths))]
 
     def loss() -> torch.Tensor:
-        return lacp_loss(net(batch.features, batch.mask), batch, seeds, pseudo,
-                         rng=np.random.default_rng(0)).total
+        return lacp_loss(net(batch.features, batch.mask), batch, seeds, pseudo, rng=np.random.default_rng(0)).total
 
     before = loss()
     optimizer.zero_grad()
@@ -122,8 +124,14 @@ def test_search_log_leaves_training_bit_identical_and_logs_every_search(tmp_path
         return {"pseudo_share": float(np.mean([v.mean() for v in labels.values()]))}
 
     plain = _run()
-    logged = train(videos=videos, get_features=features, num_classes=C, config=_config(),
-                   search_fn=_seed_search, search_log=search_log)
+    logged = train(
+        videos=videos,
+        get_features=features,
+        num_classes=C,
+        config=_config(),
+        search_fn=_seed_search,
+        search_log=search_log,
+    )
     _assert_same_state(plain.state_dict, logged.state_dict)
     assert _losses(plain) == _losses(logged)
     # searches at steps 2, 4, 6 (search_every 2): one logged value each, none elsewhere
@@ -156,8 +164,7 @@ def test_search_schedule_and_completeness_terms():
         return _seed_search(items)
 
     videos, features = _dataset()
-    result = train(videos=videos, get_features=features, num_classes=C,
-                   config=_config(steps=5), search_fn=search)
+    result = train(videos=videos, get_features=features, num_classes=C, config=_config(steps=5), search_fn=search)
     assert calls == [6, 6]  # after steps 2 and 4, over all six videos
     assert [row["search_seconds"] > 0 for row in result.log] == [False, True, False, True, False]
     assert [row["loss_score"] > 0 for row in result.log] == [False, False, True, True, True]
@@ -179,8 +186,15 @@ def test_num_segments_resamples_each_step_and_indexes_the_full_grid_labels(monke
     real_loss = trainer.lacp_loss
 
     def recording_loss(out, batch, bg_seeds, pseudo, **kwargs):
-        seen.append((batch.video_ids, batch.features.numpy().copy(), batch.points.numpy().copy(),
-                     batch.lengths.tolist(), None if pseudo is None else [p.copy() for p in pseudo]))
+        seen.append(
+            (
+                batch.video_ids,
+                batch.features.numpy().copy(),
+                batch.points.numpy().copy(),
+                batch.lengths.tolist(),
+                None if pseudo is None else [p.copy() for p in pseudo],
+            )
+        )
         return real_loss(out, batch, bg_seeds, pseudo, **kwargs)
 
     def search(items):
@@ -239,8 +253,13 @@ def test_released_label_delay_waits_for_the_loader_rebuild():
     videos, features = _dataset(num_videos=12)
     used = {}
     for delay in ("none", "released"):
-        result = train(videos=videos, get_features=features, num_classes=C,
-                       config=_config(steps=10, label_delay=delay), search_fn=_seed_search)
+        result = train(
+            videos=videos,
+            get_features=features,
+            num_classes=C,
+            config=_config(steps=10, label_delay=delay),
+            search_fn=_seed_search,
+        )
         used[delay] = [row["loss_score"] > 0 for row in result.log]
     assert used["none"] == [False, False] + [True] * 8
     assert used["released"] == [False] * 4 + [True] * 6
@@ -253,8 +272,9 @@ def test_point_only_baseline_never_searches():
         raise AssertionError("the baseline must not search")
 
     videos, features = _dataset()
-    result = train(videos=videos, get_features=features, num_classes=C,
-                   config=_config(completeness=False), search_fn=search)
+    result = train(
+        videos=videos, get_features=features, num_classes=C, config=_config(completeness=False), search_fn=search
+    )
     assert all(row["loss_score"] == 0 and row["loss_feat"] == 0 for row in result.log)
     assert result.pseudo_labels == {}
 
@@ -275,9 +295,14 @@ def test_features_are_streamed_and_progress_reported():
         reads.append(vid)
         return features[vid]
 
-    train(videos=videos, get_features=get_features, num_classes=C, config=_config(steps=3),
-          on_progress=lambda step, total, row: progress.append((step, total, row["step"])),
-          search_fn=_seed_search)
+    train(
+        videos=videos,
+        get_features=get_features,
+        num_classes=C,
+        config=_config(steps=3),
+        on_progress=lambda step, total, row: progress.append((step, total, row["step"])),
+        search_fn=_seed_search,
+    )
     assert len(reads) == 3 * 3 + 6  # batch of 3 per step + every video for the search
     assert progress == [(1, 3, 1), (2, 3, 2), (3, 3, 3)]
 
@@ -285,9 +310,14 @@ def test_features_are_streamed_and_progress_reported():
 def test_select_best_on_test_returns_the_best_evaluated_weights():
     metrics = {2: 0.5, 4: 0.9, 6: 0.1}
     videos, features = _dataset()
-    best = train(videos=videos, get_features=features, num_classes=C,
-                 config=_config(eval_every=2, select_best_on_test=True),
-                 search_fn=_seed_search, evaluate_fn=lambda model, step: metrics[step])
+    best = train(
+        videos=videos,
+        get_features=features,
+        num_classes=C,
+        config=_config(eval_every=2, select_best_on_test=True),
+        search_fn=_seed_search,
+        evaluate_fn=lambda model, step: metrics[step],
+    )
     assert best.selection.startswith("best on test (step 4")
     assert [row.get("eval_metric") for row in best.log] == [None, 0.5, None, 0.9, None, 0.1]
     _assert_same_state(best.state_dict, _run(steps=4).state_dict)
@@ -298,16 +328,20 @@ def test_select_best_on_test_returns_the_best_evaluated_weights():
 def test_bad_search_result_names_the_video():
     videos, features = _dataset()
     with pytest.raises(ValueError, match="video_0"):
-        train(videos=videos, get_features=features, num_classes=C, config=_config(steps=2),
-              search_fn=lambda items: [np.zeros((1, C), np.uint8) for _ in items])
+        train(
+            videos=videos,
+            get_features=features,
+            num_classes=C,
+            config=_config(steps=2),
+            search_fn=lambda items: [np.zeros((1, C), np.uint8) for _ in items],
+        )
 
 
 def test_bad_features_name_the_video():
     videos, features = _dataset()
     features["video_2"] = np.zeros((5, D + 1), np.float32)
     with pytest.raises(ValueError, match="video_2"):
-        train(videos=videos, get_features=features, num_classes=C,
-              config=_config(steps=3, batch=6, completeness=False))
+        train(videos=videos, get_features=features, num_classes=C, config=_config(steps=3, batch=6, completeness=False))
 
 
 def test_batch_indices_cover_each_epoch_once():
@@ -320,24 +354,29 @@ def test_batch_indices_cover_each_epoch_once():
 
 def test_point_matrix_by_hand():
     # 30 fps: snippet = floor(f * 25 / 480); f=0 -> 0, 19 -> 0 (0.99), 20 -> 1, 96 -> 5
-    got = point_matrix(frames=np.array([0, 19, 20, 96, 10_000]), classes=np.array([0, 1, 1, 2, 0]),
-                       fps=30.0, num_snippets=6, num_classes=3)
+    got = point_matrix(
+        frames=np.array([0, 19, 20, 96, 10_000]),
+        classes=np.array([0, 1, 1, 2, 0]),
+        fps=30.0,
+        num_snippets=6,
+        num_classes=3,
+    )
     expected = np.zeros((6, 3), bool)
     expected[[0, 0, 1, 5, 5], [0, 1, 1, 2, 0]] = True  # 10000 clipped to T-1 = 5
     np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="clip_7"):
-        point_matrix(frames=np.array([1]), classes=np.array([3]), fps=30.0, num_snippets=4,
-                     num_classes=3, video_id="clip_7")
+        point_matrix(
+            frames=np.array([1]), classes=np.array([3]), fps=30.0, num_snippets=4, num_classes=3, video_id="clip_7"
+        )
     with pytest.raises(ValueError, match="fps"):
-        point_matrix(frames=np.array([1]), classes=np.array([0]), fps=0.0, num_snippets=4,
-                     num_classes=3)
+        point_matrix(frames=np.array([1]), classes=np.array([0]), fps=0.0, num_snippets=4, num_classes=3)
 
 
 def test_collate_pads_with_zeros():
-    samples = [VideoSample("a", np.ones((2, 2), np.float32), np.eye(2, dtype=bool),
-                           np.array([1, 1], np.float32)),
-               VideoSample("b", np.full((3, 2), 2.0, np.float32), np.zeros((3, 2), bool),
-                           np.array([0, 1], np.float32))]
+    samples = [
+        VideoSample("a", np.ones((2, 2), np.float32), np.eye(2, dtype=bool), np.array([1, 1], np.float32)),
+        VideoSample("b", np.full((3, 2), 2.0, np.float32), np.zeros((3, 2), bool), np.array([0, 1], np.float32)),
+    ]
     batch = collate(samples)
     assert batch.video_ids == ["a", "b"]
     assert batch.lengths.tolist() == [2, 3]
@@ -361,15 +400,19 @@ def test_snippet_index_matches_the_released_thumos_points():
 def test_default_search_is_lacp_search():
     pytest.importorskip("lacp.search")
     videos, features = _dataset()
-    result = train(videos=videos, get_features=features, num_classes=C,
-                   config=_config(steps=3, search_method="exact"))
+    result = train(videos=videos, get_features=features, num_classes=C, config=_config(steps=3, search_method="exact"))
     assert result.log[2]["loss_score"] > 0
     for video in videos:
         labels = result.pseudo_labels[video.video_id]
         assert labels.dtype == np.uint8
         # classes without points stay all zero; every point snippet is labelled action
-        points = point_matrix(frames=video.point_frames, classes=video.point_classes,
-                              fps=video.fps, num_snippets=len(labels), num_classes=C)
+        points = point_matrix(
+            frames=video.point_frames,
+            classes=video.point_classes,
+            fps=video.fps,
+            num_snippets=len(labels),
+            num_classes=C,
+        )
         assert not labels[:, ~points.any(axis=0)].any()
         assert labels[points].all()
 

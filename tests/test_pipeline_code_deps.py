@@ -59,7 +59,11 @@ def test_closure_follows_function_level_and_relative_imports_and_skips_type_chec
     (tmp_path / "lacp" / "helper.py").write_text("")
     (tmp_path / "core" / "typing_only.py").write_text("")
     assert stage_closure(tmp_path, "demo") == {
-        "stages/__init__.py", "stages/demo.py", "lacp/__init__.py", "lacp/late.py", "lacp/helper.py",
+        "stages/__init__.py",
+        "stages/demo.py",
+        "lacp/__init__.py",
+        "lacp/late.py",
+        "lacp/helper.py",
     }
 
 
@@ -84,9 +88,11 @@ def test_a_write_failing_half_way_leaves_dvc_yaml_as_it_was(tmp_path: Path) -> N
     stale = tmp_path / "dvc.yaml"
     stale.write_text((REPO / "dvc.yaml").read_text().replace("      - lacp/points/formats.py\n", "", 1))
     before = stale.read_bytes()
-    result = run_with_file_size_limit("from pathlib import Path\nfrom pipeline.code_deps import write_code_deps",
-                                      f"write_code_deps(Path({str(REPO)!r}), Path({str(stale)!r}))",
-                                      file_size_limit=len(before) // 2)  # a full disk half-way through
+    result = run_with_file_size_limit(
+        "from pathlib import Path\nfrom pipeline.code_deps import write_code_deps",
+        f"write_code_deps(Path({str(REPO)!r}), Path({str(stale)!r}))",
+        file_size_limit=len(before) // 2,
+    )  # a full disk half-way through
     assert result.returncode == 1 and f"File too large: '{stale}'" in result.stderr, result.stderr[-2000:]
     assert stale.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["dvc.yaml"]  # no temporary file left

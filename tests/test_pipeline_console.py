@@ -20,8 +20,15 @@ def test_format_seconds() -> None:
 
 
 def test_format_summary_keeps_numbers_and_short_words() -> None:
-    summary = {"videos": 6, "failed": 0, "rate": 0.123456, "source": "synthetic", "ok": True,
-               "sha256": "df62c0e9576ae0ce3179f0dc550e489fed4801da", "table": {"a": 1}}
+    summary = {
+        "videos": 6,
+        "failed": 0,
+        "rate": 0.123456,
+        "source": "synthetic",
+        "ok": True,
+        "sha256": "df62c0e9576ae0ce3179f0dc550e489fed4801da",
+        "table": {"a": 1},
+    }
     assert format_summary(summary) == "videos 6, failed 0, rate 0.1235, source synthetic"
 
 
@@ -59,7 +66,7 @@ def test_bar_mode_draws_tqdm_to_stderr(monkeypatch, capsys) -> None:
 
 def test_relay_copies_bytes_and_yields_what_a_person_saw() -> None:
     read, write = os.pipe()
-    os.write(write, "Running stage 'x':\ntrain:  50%|#   | 1/2\rtrain: 100%|####| 2/2\n\x1b[32mdone\x1b[0m\nlast".encode())
+    os.write(write, b"Running stage 'x':\ntrain:  50%|#   | 1/2\rtrain: 100%|####| 2/2\n\x1b[32mdone\x1b[0m\nlast")
     os.close(write)
     out = io.StringIO()
     with os.fdopen(read, "rb", buffering=0) as stream:
@@ -92,7 +99,11 @@ def test_a_per_video_stage_prints_start_progress_and_end_lines(tmp_path: Path, p
     env.pop(console.VERBOSE_ENV, None)
     run = lambda *argv: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "pipeline", "--params", str(params), *argv],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run("run", "prepare").returncode == 0
     done = run("run", "decode")
@@ -100,8 +111,13 @@ def test_a_per_video_stage_prints_start_progress_and_end_lines(tmp_path: Path, p
     out = done.stdout + done.stderr
     lines = out.splitlines()
     assert lines[0] == "[decode] started"
-    assert re.fullmatch(r"\[decode\] done in \d+\.\d s: videos 6, decoded 6, skipped 0, failed 0, missing_sources 0, frames_out \d+", lines[-1])
-    progress = [line for line in lines if re.fullmatch(r"\[decode\] \d/6 videos \(\d+%\), [\d.]+ video/s, ETA .+", line)]
+    assert re.fullmatch(
+        r"\[decode\] done in \d+\.\d s: videos 6, decoded 6, skipped 0, failed 0, missing_sources 0, frames_out \d+",
+        lines[-1],
+    )
+    progress = [
+        line for line in lines if re.fullmatch(r"\[decode\] \d/6 videos \(\d+%\), [\d.]+ video/s, ETA .+", line)
+    ]
     assert len(progress) == 5  # 1/6 ... 5/6: every tenth of six videos is a video
     assert "Finished in state" not in out and "Beginning flow run" not in out
     assert done.stdout == ""  # human lines go to stderr; stdout stays for data (`--json`)

@@ -57,10 +57,7 @@ def runner_params(root: Path, runner: str, *, address: str = "") -> Params:
 def tasks_done(client: Client) -> int:
     """How many tasks the cluster's workers have finished so far."""
     return client.run_on_scheduler(
-        lambda dask_scheduler: sum(
-            p.state_counts.get("memory", 0)
-            for p in dask_scheduler.task_prefixes.values()
-        )
+        lambda dask_scheduler: sum(p.state_counts.get("memory", 0) for p in dask_scheduler.task_prefixes.values())
     )
 
 
@@ -79,19 +76,11 @@ def both_runs(tmp_path_factory, prefect_harness) -> Runs:
     run_stage("prepare", base)
     run_stage("weights", base)
     params = {runner: runner_params(root, runner) for runner in RUNNERS}
-    summaries = {
-        "threads": {stage: run_stage(stage, params["threads"]) for stage in PER_VIDEO}
-    }
-    summaries["dask"] = {
-        "decode": run_stage("decode", params["dask"])
-    }  # a local cluster of its own
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    summaries = {"threads": {stage: run_stage(stage, params["threads"]) for stage in PER_VIDEO}}
+    summaries["dask"] = {"decode": run_stage("decode", params["dask"])}  # a local cluster of its own
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         shared = runner_params(root, "dask", address=cluster.scheduler_address)
-        summaries["dask"] |= {
-            stage: run_stage(stage, shared) for stage in ("flow", "extract")
-        }
+        summaries["dask"] |= {stage: run_stage(stage, shared) for stage in ("flow", "extract")}
         with Client(cluster) as client:
             dask_tasks = tasks_done(client)
     return Runs(params=params, summaries=summaries, dask_tasks=dask_tasks)
@@ -107,35 +96,24 @@ def test_dask_runner_is_a_local_two_process_cluster():
         "threads_per_worker": 1,
         "processes": True,
     }
-    remote = make_task_runner(
-        PipelineParams(task_runner="dask", dask_address="tcp://10.0.0.1:8786")
-    )
+    remote = make_task_runner(PipelineParams(task_runner="dask", dask_address="tcp://10.0.0.1:8786"))
     assert remote.address == "tcp://10.0.0.1:8786"
 
 
 def test_plan_functions_and_results_pickle_by_reference(both_runs):
     """What Dask ships to its workers: the plan's partial (plain pickle, no closures) and results."""
     params = both_runs.params["dask"]
-    plan = decode.plan(
-        params.decode, dataset_dir=params.paths.dataset, out_dir=params.paths.decoded
-    )
+    plan = decode.plan(params.decode, dataset_dir=params.paths.dataset, out_dir=params.paths.decoded)
     process = pickle.loads(pickle.dumps(plan.process))
-    assert (
-        process.func is decode.decode_one
-        and process.keywords["params"] == params.decode
-    )
-    result = VideoResult(
-        video_id="v", ok=False, info={"frames_out": 3}, reason="too short"
-    )
+    assert process.func is decode.decode_one and process.keywords["params"] == params.decode
+    result = VideoResult(video_id="v", ok=False, info={"frames_out": 3}, reason="too short")
     assert pickle.loads(pickle.dumps(result)) == result
 
 
 def test_same_summaries(both_runs):
     threads, dask = (both_runs.summaries[r] for r in RUNNERS)
     assert threads == dask
-    assert (
-        both_runs.dask_tasks == 12
-    )  # 6 flow + 6 extract videos ran on the Dask workers
+    assert both_runs.dask_tasks == 12  # 6 flow + 6 extract videos ran on the Dask workers
     assert dask["decode"]["decoded"] == 6 and dask["decode"]["failed"] == 0
     assert dask["flow"]["computed"] == 6
     assert dask["extract"]["extracted"] == 6
@@ -160,18 +138,14 @@ def test_same_flow_and_features(both_runs):
             h5py.File(pt.paths.flow / f"{vid}.h5", "r") as ft,
             h5py.File(pd.paths.flow / f"{vid}.h5", "r") as fd,
         ):
-            np.testing.assert_array_equal(
-                ft["flow"][()], fd["flow"][()], err_msg=vid
-            )  # (N, H, W, 2)
+            np.testing.assert_array_equal(ft["flow"][()], fd["flow"][()], err_msg=vid)  # (N, H, W, 2)
     with (
         h5py.File(pt.paths.features, "r") as ht,
         h5py.File(pd.paths.features, "r") as hd,
     ):
         assert dict(ht.attrs) == dict(hd.attrs)
         for modality in ("rgb", "flow"):
-            assert (
-                sorted(ht[modality]) == sorted(hd[modality]) and len(ht[modality]) == 6
-            )
+            assert sorted(ht[modality]) == sorted(hd[modality]) and len(ht[modality]) == 6
             for vid in ht[modality]:
                 a, b = ht[modality][vid], hd[modality][vid]  # (T, 1024)
                 assert dict(a.attrs) == dict(b.attrs)

@@ -75,7 +75,10 @@ def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run
     folder's records (its post-processing and its LACP copy's), each overridable by a flag."""
     selftrained = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu")
     assert selftrained.kind == "detector"
-    assert selftrained.settings == {**run.detection.lacp().model_dump(), "detector": run.detection.detector.model_dump()}
+    assert selftrained.settings == {
+        **run.detection.lacp().model_dump(),
+        "detector": run.detection.detector.model_dump(),
+    }
     sources = read_video_paths(run.paths.dataset)
     evaluated = json.loads((run.paths.selftrain_evaluation / "predictions.json").read_text())["results"]
     assert sum(map(len, evaluated.values())) > 0
@@ -86,13 +89,18 @@ def test_detect_applies_the_self_trained_detector_as_evaluate_selftrain_does(run
             assert selftrained.classes[g["label_index"]] == w["label"]
             assert g["score"] == pytest.approx(w["score"], abs=1e-5)
             assert g["segment"] == pytest.approx(w["segment"], abs=1e-5)
-    overridden = load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu",
-                               overrides={"r_act": 4, "detector": {"max_segments": 1}})
+    overridden = load_detector(
+        run.paths.selftrain_model,
+        weights_dir=run.paths.weights,
+        device="cpu",
+        overrides={"r_act": 4, "detector": {"max_segments": 1}},
+    )
     assert overridden.predictor.inference.max_segments == 1 and overridden.predictor.scorer.config.r_act == 4
     assert overridden.settings["detector"]["max_segments"] == 1 and overridden.settings["r_act"] == 4
     with pytest.raises(ModelFolderError, match="--max-segments set the self-trained detector's post-processing"):
-        load_detector(run.paths.model, weights_dir=run.paths.weights, device="cpu",
-                      overrides={"detector": {"max_segments": 1}})
+        load_detector(
+            run.paths.model, weights_dir=run.paths.weights, device="cpu", overrides={"detector": {"max_segments": 1}}
+        )
 
 
 def test_another_frame_rate_agrees_to_one_snippet(run, detector, tmp_path):
@@ -128,12 +136,22 @@ def test_bad_files_are_named_with_their_reason_and_the_good_one_is_detected(run,
     folder = _bad_folder(run, tmp_path)
     good = next(p.stem for p in folder.iterdir() if p.stem not in ("empty", "notes", "readme"))
     env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    argv = [sys.executable, "-m", "pipeline", "--params", str(run.paths.model.parent.parent / "params.yaml"), "detect",
-            str(folder), "--device", "cpu"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "--params",
+        str(run.paths.model.parent.parent / "params.yaml"),
+        "detect",
+        str(folder),
+        "--device",
+        "cpu",
+    ]
     for strict, status in ((False, 0), (True, 1)):
         out = tmp_path / f"detections_{strict}.json"
-        done = subprocess.run(argv + ["--out", str(out)] + ["--strict"] * strict, cwd=REPO, env=env,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            argv + ["--out", str(out)] + ["--strict"] * strict, cwd=REPO, env=env, capture_output=True, text=True
+        )
         assert done.returncode == status, done.stderr[-3000:]
         document = json.loads(out.read_text())
         assert {"version", "results", "external_data"} <= set(document)  # what the ActivityNet evaluator requires
@@ -147,8 +165,9 @@ def test_bad_files_are_named_with_their_reason_and_the_good_one_is_detected(run,
 
 
 def test_results_document_is_activitynet_results(run, detector, tmp_path):
-    results = detect([Path(sorted(read_video_paths(run.paths.dataset).values())[0])], detector, threshold=0.0,
-                     say=lambda line: None)
+    results = detect(
+        [Path(sorted(read_video_paths(run.paths.dataset).values())[0])], detector, threshold=0.0, say=lambda line: None
+    )
     document = results_document(results, detector)
     assert document["version"] == "VERSION 1.3"
     assert set(document["external_data"]) == {"used", "details"}
@@ -181,6 +200,7 @@ def _edited_model(run, tmp_path: Path, edit) -> Path:
 
 def _recorded(section: str, **changes):
     """An edit for `_edited_model`: the recorded `<section>_params` JSON with `changes`."""
+
     def edit(meta):
         key = f"{section}_params"
         meta["features"][key] = json.dumps({**json.loads(meta["features"][key]), **changes})
@@ -190,8 +210,9 @@ def _recorded(section: str, **changes):
 
 def test_refuses_a_flow_method_it_cannot_compute(run, tmp_path):
     with pytest.raises(ModelFolderError, match=r"'flow_params.method' = 'raft'"):
-        load_detector(_edited_model(run, tmp_path, _recorded("flow", method="raft")), weights_dir=run.paths.weights,
-                      device="cpu")
+        load_detector(
+            _edited_model(run, tmp_path, _recorded("flow", method="raft")), weights_dir=run.paths.weights, device="cpu"
+        )
 
 
 def test_refuses_other_i3d_weights(run, tmp_path):
@@ -204,12 +225,14 @@ def test_refuses_other_i3d_weights(run, tmp_path):
 
 def test_refuses_a_model_folder_without_feature_record(run, tmp_path):
     with pytest.raises(ModelFolderError, match="no feature record"):
-        load_detector(_edited_model(run, tmp_path, lambda meta: meta.pop("features")), weights_dir=run.paths.weights,
-                      device="cpu")
+        load_detector(
+            _edited_model(run, tmp_path, lambda meta: meta.pop("features")), weights_dir=run.paths.weights, device="cpu"
+        )
 
 
 def test_refuses_features_not_made_by_the_stages(run, tmp_path):
     """A model trained on imported .npy features: no decode or flow settings to remake them with."""
+
     def imported(meta):
         for key in ("decode_params", "flow_params"):
             meta["features"].pop(key)
@@ -220,6 +243,7 @@ def test_refuses_features_not_made_by_the_stages(run, tmp_path):
 
 def test_detect_takes_its_settings_from_the_record(run, tmp_path):
     """Whatever params.yaml says, the decode, flow and extract settings are the record's."""
+
     def crop(meta):
         meta["features"]["crop"] = 48
         _recorded("decode", short_side=80)(meta)
@@ -231,8 +255,9 @@ def test_detect_takes_its_settings_from_the_record(run, tmp_path):
 def test_refuses_a_record_that_contradicts_itself(run, tmp_path):
     """flow_params says tvl1 where flow_method says dis: the remade attrs differ, named."""
     with pytest.raises(ModelFolderError, match=r"'flow_method' = 'dis \(bound 20.0\)', but detect would make 'tvl1"):
-        load_detector(_edited_model(run, tmp_path, _recorded("flow", method="tvl1")), weights_dir=run.paths.weights,
-                      device="cpu")
+        load_detector(
+            _edited_model(run, tmp_path, _recorded("flow", method="tvl1")), weights_dir=run.paths.weights, device="cpu"
+        )
 
 
 def test_detect_twice_into_one_out_keeps_both_runs_videos(run, tmp_path):
@@ -240,8 +265,17 @@ def test_detect_twice_into_one_out_keeps_both_runs_videos(run, tmp_path):
     misspelt file adds its failure and keeps both; running A again replaces A's entry only."""
     sources = sorted(read_video_paths(run.paths.dataset).values())[:2]
     out = tmp_path / "detections.json"
-    argv = ["detect", "--model", str(run.paths.model), "--weights", str(run.paths.weights), "--device", "cpu",
-            "--out", str(out)]
+    argv = [
+        "detect",
+        "--model",
+        str(run.paths.model),
+        "--weights",
+        str(run.paths.weights),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert cli_main([*argv, sources[0]]) == 0
     first = json.loads(out.read_text())
     assert cli_main([*argv, sources[1]]) == 0
@@ -267,14 +301,23 @@ def test_an_out_file_of_another_model_or_not_of_detect_is_refused_without_force(
     """Nothing is overwritten without --force: a results file of another model folder or other
     detection settings, or a file detect did not write, is refused before any video runs,
     byte for byte as it was; --force replaces it."""
-    document = {"version": "VERSION 1.3", "external_data": {}, "failed": {}, "results": {"old": []},
-                "videos": {"old": {}}, "model": {"folder": str(detector.model_dir), "detection": detector.settings}}
+    document = {
+        "version": "VERSION 1.3",
+        "external_data": {},
+        "failed": {},
+        "results": {"old": []},
+        "videos": {"old": {}},
+        "model": {"folder": str(detector.model_dir), "detection": detector.settings},
+    }
     out = tmp_path / "detections.json"
     out.write_text(json.dumps(document))
     assert earlier_results(out, detector) == document
     other_folder = dataclasses.replace(detector, model_dir=tmp_path / "other-model")
-    with pytest.raises(ResultsFileError, match=rf"{out}: holds the results of 1 video\(s\) made with model folder "
-                                               rf".*this run uses .*other-model.*--force"):
+    with pytest.raises(
+        ResultsFileError,
+        match=rf"{out}: holds the results of 1 video\(s\) made with model folder "
+        rf".*this run uses .*other-model.*--force",
+    ):
         earlier_results(out, other_folder)
     other_settings = dataclasses.replace(detector, settings={**detector.settings, "nms_tiou": 0.3})
     with pytest.raises(ResultsFileError, match="made with detection settings"):
@@ -285,16 +328,34 @@ def test_an_out_file_of_another_model_or_not_of_detect_is_refused_without_force(
         earlier_results(predictions, detector)
 
     before = out.read_bytes()
-    argv = ["detect", str(tmp_path / "none.mp4"), "--model", str(run.paths.model), "--weights",
-            str(run.paths.weights), "--device", "cpu", "--out", str(out), "--nms-tiou", "0.3"]
+    argv = [
+        "detect",
+        str(tmp_path / "none.mp4"),
+        "--model",
+        str(run.paths.model),
+        "--weights",
+        str(run.paths.weights),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--nms-tiou",
+        "0.3",
+    ]
     assert cli_main(argv) == 2 and out.read_bytes() == before
     assert cli_main([*argv, "--force"]) == 0
     assert list(json.loads(out.read_text())["failed"]) == ["none"] and json.loads(out.read_text())["results"] == {}
 
 
-@pytest.mark.parametrize(("section", "key", "value"), [
-    ("decode", "fps", 100_000), (None, "crop", 100_000), (None, "snippet", 2**20), ("flow", "tvl1_torch_batch", 10**6),
-])
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("decode", "fps", 100_000),
+        (None, "crop", 100_000),
+        (None, "snippet", 2**20),
+        ("flow", "tvl1_torch_batch", 10**6),
+    ],
+)
 def test_recorded_sizes_above_their_limit_are_refused_before_decoding(run, tmp_path, section, key, value):
     """fps 100000 would decode a 10-minute video into 60 M frames: the model folder is refused when
     it loads, naming the setting and the limit, before any video is touched."""
@@ -314,8 +375,19 @@ def test_unknown_detection_key_is_named(run, tmp_path):
 
 def test_model_folder_records_features_detection_and_version(run):
     meta = read_model_meta(run.paths.model)
-    for key in ("fps", "snippet", "stride", "frame_step", "crop", "precision", "compute_dtype", "weights_sha256",
-                "flow_method", "decode_params", "flow_params"):
+    for key in (
+        "fps",
+        "snippet",
+        "stride",
+        "frame_step",
+        "crop",
+        "precision",
+        "compute_dtype",
+        "weights_sha256",
+        "flow_method",
+        "decode_params",
+        "flow_params",
+    ):
         assert key in meta["features"], key
     assert json.loads(meta["features"]["decode_params"])["fps"] == run.decode.fps
     assert json.loads(meta["features"]["flow_params"])["method"] == run.flow.method
@@ -347,12 +419,22 @@ def test_evaluate_selftrain_refuses_a_detector_folder_whose_records_differ(run):
     from lacp.proposals import DetectionConfig
     from stages.evaluate import check_recorded_detection
 
-    check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(), inference=run.detection.detector)
-    with pytest.raises(ValueError, match=r"selftrain/model\.json records .*detection\.detector\.nms_sigma is 0\.5 "
-                                         r"there, 0\.3 in the params\. The selftrain stage"):
-        check_recorded_detection(run.paths.selftrain_model, detection=run.detection.lacp(),
-                                 inference=InferenceConfig(nms_sigma=0.3))
-    with pytest.raises(ValueError, match=r"selftrain/lacp/model\.json records .*detection\.r_act is 8 there, 4 in "
-                                         r"the params\. The train stage"):
-        check_recorded_detection(run.paths.selftrain_model, detection=DetectionConfig(r_act=4),
-                                 inference=run.detection.detector)
+    check_recorded_detection(
+        run.paths.selftrain_model, detection=run.detection.lacp(), inference=run.detection.detector
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"selftrain/model\.json records .*detection\.detector\.nms_sigma is 0\.5 "
+        r"there, 0\.3 in the params\. The selftrain stage",
+    ):
+        check_recorded_detection(
+            run.paths.selftrain_model, detection=run.detection.lacp(), inference=InferenceConfig(nms_sigma=0.3)
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"selftrain/lacp/model\.json records .*detection\.r_act is 8 there, 4 in "
+        r"the params\. The train stage",
+    ):
+        check_recorded_detection(
+            run.paths.selftrain_model, detection=DetectionConfig(r_act=4), inference=run.detection.detector
+        )

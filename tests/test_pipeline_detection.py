@@ -26,15 +26,24 @@ def _tiny_params(root: Path, **detection):
     """params.yaml's values with a 2-step training on `write_tiny_inputs`' files under `root`, and
     `detection` overriding the section's keys (what `-S detection.<key>=...` does to params.yaml)."""
     inputs = write_tiny_inputs(root)
-    paths = {"dataset": inputs["dataset_dir"], "features": inputs["features"], "points": inputs["points_dir"],
-             "model": root / "model", "train_log": root / "log", "pseudo_labels": root / "pseudo_labels.h5",
-             "evaluation": root / "eval"}
-    return load_params(REPO / "params.yaml", overrides={
-        "paths": {k: str(v) for k, v in paths.items()},
-        "train": {"steps": 2, "batch": 2, "search_every": 2, "checkpoint_every": 0, "device": "cpu"},
-        "evaluate": {"timelines": 0, "device": "cpu"},
-        "detection": detection,
-    })
+    paths = {
+        "dataset": inputs["dataset_dir"],
+        "features": inputs["features"],
+        "points": inputs["points_dir"],
+        "model": root / "model",
+        "train_log": root / "log",
+        "pseudo_labels": root / "pseudo_labels.h5",
+        "evaluation": root / "eval",
+    }
+    return load_params(
+        REPO / "params.yaml",
+        overrides={
+            "paths": {k: str(v) for k, v in paths.items()},
+            "train": {"steps": 2, "batch": 2, "search_every": 2, "checkpoint_every": 0, "device": "cpu"},
+            "evaluate": {"timelines": 0, "device": "cpu"},
+            "detection": detection,
+        },
+    )
 
 
 def test_an_override_reaches_train_evaluate_and_detect(tmp_path: Path) -> None:
@@ -49,8 +58,9 @@ def test_an_override_reaches_train_evaluate_and_detect(tmp_path: Path) -> None:
 
     config, _, settings = detection_settings(params.paths.model, kind="lacp", overrides={})
     assert config.class_threshold == 0.3 and settings == recorded
-    config, _, settings = detection_settings(params.paths.model, kind="lacp",
-                                             overrides={"class_threshold": 0.6, "faithful": False})
+    config, _, settings = detection_settings(
+        params.paths.model, kind="lacp", overrides={"class_threshold": 0.6, "faithful": False}
+    )
     assert (config.class_threshold, config.faithful, config.r_act) == (0.6, False, 8)
     assert settings == {**recorded, "class_threshold": 0.6, "faithful": False}
 
@@ -60,10 +70,15 @@ def test_evaluate_refuses_a_folder_whose_record_differs_from_the_params(tmp_path
     both values and the model.json, before anything is written."""
     params = _tiny_params(tmp_path, class_threshold=0.3)
     STAGES["train"](params, lambda step, steps, row: None)
-    default = load_params(REPO / "params.yaml", overrides={"paths": params.paths.model_dump(mode="json"),
-                                                           "evaluate": {"timelines": 0, "device": "cpu"}})
-    with pytest.raises(ValueError, match=r"model\.json records other detection settings than the params: "
-                                         r"detection\.class_threshold is 0\.3 there, 0\.5 in the params"):
+    default = load_params(
+        REPO / "params.yaml",
+        overrides={"paths": params.paths.model_dump(mode="json"), "evaluate": {"timelines": 0, "device": "cpu"}},
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"model\.json records other detection settings than the params: "
+        r"detection\.class_threshold is 0\.3 there, 0\.5 in the params",
+    ):
         STAGES["evaluate"](default, lambda step, steps, row: None)
     assert not (params.paths.evaluation / "metrics.json").exists()
 
@@ -80,13 +95,45 @@ def test_detect_refuses_settings_the_folder_does_not_use_and_names_a_bad_flag(tm
 def test_detect_has_a_flag_for_every_key_of_the_section() -> None:
     """Each LACP key and each detector key is a flag; unset flags override nothing."""
     parser = build_parser()
-    args = parser.parse_args(["detect", "v.mp4", "--r-act", "4", "--class-threshold", "0.3", "--nms-tiou", "0.5",
-                              "--no-faithful", "--score-threshold", "0.01", "--pre-nms-topk", "50", "--min-length",
-                              "0.1", "--nms-sigma", "0.3", "--min-score", "0.01", "--max-segments", "20"])
+    args = parser.parse_args(
+        [
+            "detect",
+            "v.mp4",
+            "--r-act",
+            "4",
+            "--class-threshold",
+            "0.3",
+            "--nms-tiou",
+            "0.5",
+            "--no-faithful",
+            "--score-threshold",
+            "0.01",
+            "--pre-nms-topk",
+            "50",
+            "--min-length",
+            "0.1",
+            "--nms-sigma",
+            "0.3",
+            "--min-score",
+            "0.01",
+            "--max-segments",
+            "20",
+        ]
+    )
     assert detection_overrides(args) == {
-        "r_act": 4, "class_threshold": 0.3, "nms_tiou": 0.5, "faithful": False,
-        "detector": {"score_threshold": 0.01, "pre_nms_topk": 50, "min_length": 0.1, "nms_sigma": 0.3,
-                     "min_score": 0.01, "max_segments": 20}}
+        "r_act": 4,
+        "class_threshold": 0.3,
+        "nms_tiou": 0.5,
+        "faithful": False,
+        "detector": {
+            "score_threshold": 0.01,
+            "pre_nms_topk": 50,
+            "min_length": 0.1,
+            "nms_sigma": 0.3,
+            "min_score": 0.01,
+            "max_segments": 20,
+        },
+    }
     assert set(DetectionConfig.model_fields) | set(InferenceConfig.model_fields) <= set(vars(args))
     assert detection_overrides(parser.parse_args(["detect", "v.mp4"])) == {}
 
@@ -102,8 +149,9 @@ def test_dvc_yaml_lists_the_detection_keys_for_exactly_the_stages_that_take_them
         module = importlib.import_module(f"stages.{STAGE_MODULES[name]}")
         takes = set(inspect.signature(module.run).parameters) if hasattr(module, "run") else set()
         listed = {p for p in stages[name].get("params", []) if isinstance(p, str) and p.startswith("detection")}
-        wanted = ((lacp_keys if "detection" in takes else set())
-                  | ({"detection.detector"} if "inference" in takes else set()))
+        wanted = (lacp_keys if "detection" in takes else set()) | (
+            {"detection.detector"} if "inference" in takes else set()
+        )
         if "detection" in listed:
             assert wanted, f"{name} lists detection but takes none of it"
         else:

@@ -24,16 +24,29 @@ pytestmark = pytest.mark.slow
 def _user_folder(root: Path) -> tuple[Path, Path, dict]:
     """Tiny rendered videos in `root/videos` and their gt.json (THUMOS'14 style, no fps)."""
     s = TINY["dataset"]["synthetic"]
-    spec = SyntheticSpec(num_train=s["num_train"], num_test=s["num_test"], num_classes=s["num_classes"], width=s["width"],
-                         height=s["height"], duration_s=tuple(s["duration_s"]), instance_duration_s=tuple(s["instance_duration_s"]),
-                         seed=5)
+    spec = SyntheticSpec(
+        num_train=s["num_train"],
+        num_test=s["num_test"],
+        num_classes=s["num_classes"],
+        width=s["width"],
+        height=s["height"],
+        duration_s=tuple(s["duration_s"]),
+        instance_duration_s=tuple(s["instance_duration_s"]),
+        seed=5,
+    )
     plan = plan_dataset(spec)
     for video in plan:
         render_video(video, root / "videos" / f"{video.video_id}.mp4", spec=spec)
     annotations = dataset_annotations(plan, spec)
-    gt = {"database": {vid: {"subset": e["subset"], "annotations": [{"segment": a["segment"], "label": a["label"]}
-                                                                      for a in e["annotations"]]}
-                       for vid, e in annotations["database"].items()}}
+    gt = {
+        "database": {
+            vid: {
+                "subset": e["subset"],
+                "annotations": [{"segment": a["segment"], "label": a["label"]} for a in e["annotations"]],
+            }
+            for vid, e in annotations["database"].items()
+        }
+    }
     (root / "gt.json").write_text(json.dumps(gt, indent=1))
     return root / "videos", root / "gt.json", {"spec": spec, "plan": plan}
 
@@ -87,7 +100,9 @@ def test_user_inputs_rerun_exactly_what_depends_on_them(tmp_path: Path, dvc_env:
     render_video(video, videos / f"{video.video_id}.mp4", spec=spec)
     replaced = run_checked([py, "-m", "dvc", "repro"], repo, dvc_env)
     assert {"prepare", "decode"} <= _stages_run(replaced)
-    decoded = re.search(r"\[decode\] done in [^:]+: videos (\d+), decoded (\d+), skipped (\d+)", replaced.stdout + replaced.stderr)
+    decoded = re.search(
+        r"\[decode\] done in [^:]+: videos (\d+), decoded (\d+), skipped (\d+)", replaced.stdout + replaced.stderr
+    )
     assert decoded, replaced.stdout[-2000:]
     total, redone, skipped = map(int, decoded.groups())
     assert (redone, skipped) == (1, total - 1)
@@ -102,7 +117,9 @@ def test_a_stage_refuses_an_input_dvc_yaml_does_not_track(tmp_path: Path) -> Non
     raw["points"].update(distribution="file", file="my_points.csv")
     params_file.write_text(yaml.safe_dump(raw))
     dvc_yaml = tmp_path / "dvc.yaml"
-    dvc_yaml.write_text(yaml.safe_dump({"stages": {"points": {"cmd": "x", "deps": ["${paths.dataset}/annotations.json"]}}}))
+    dvc_yaml.write_text(
+        yaml.safe_dump({"stages": {"points": {"cmd": "x", "deps": ["${paths.dataset}/annotations.json"]}}})
+    )
     with pytest.raises(ValueError, match=r"stage 'points' reads \['my_points.csv'\].*code-deps --write"):
         check_input_deps("points", load_params(params_file), dvc_yaml)
     dvc_yaml.write_text(yaml.safe_dump({"stages": {"points": {"cmd": "x", "deps": ["my_points.csv"]}}}))

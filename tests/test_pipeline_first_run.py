@@ -40,8 +40,9 @@ def test_first_repro_with_an_empty_prefect_home_under_load(tmp_path: Path) -> No
     for spinner in spinners:
         spinner.start()
     try:
-        done = subprocess.run([sys.executable, "-m", "pipeline", "repro"], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=1800
+        )
     finally:
         for spinner in spinners:
             spinner.kill()

@@ -11,6 +11,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from pipeline import cli
+from pipeline.code_deps import input_deps
 from pipeline.params import load_params
 from pipeline.presets import (
     PRESET_DIR,
@@ -20,7 +21,6 @@ from pipeline.presets import (
     preset_set_args,
     schema_keys,
 )
-from pipeline.code_deps import input_deps
 from sources.annotations import read_gt_json
 from sources.synthetic import SyntheticSpec
 from tests.conftest import REPO
@@ -94,11 +94,17 @@ DATASET_PRESETS = {  # name: (tIoU thresholds of its protocol, train.num_segment
     "thumos14": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"train": "train", "test": "test"}),
     "gtea": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"training": "train", "validation": "test"}),
     "beoid": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], 0, {"training": "train", "validation": "test"}),
-    "activitynet13": ([0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95], 50,
-                      {"training": "train", "validation": "test", "testing": "skip"}),
+    "activitynet13": (
+        [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
+        50,
+        {"training": "train", "validation": "test", "testing": "skip"},
+    ),
 }
-SHARED_SUBSET_COUNTS = {"thumos14": {"train": 200, "test": 210}, "gtea": {"train": 21, "test": 7},
-                        "beoid": {"train": 46, "test": 12}}
+SHARED_SUBSET_COUNTS = {
+    "thumos14": {"train": 200, "test": 210},
+    "gtea": {"train": 21, "test": 7},
+    "beoid": {"train": 46, "test": 12},
+}
 
 
 def _inputs_and_sections(params_path: Path) -> tuple[dict, dict]:
@@ -164,11 +170,27 @@ def test_activitynet_preset_reads_the_official_layout(tmp_path: Path, params_cop
     subsets = dict(load_params(params_copy).dataset.directory.subsets)
     entry = {"duration": 120.5, "resolution": "1280x720", "url": "https://www.youtube.com/watch?v=x"}
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"version": "VERSION 1.3", "taxonomy": [], "database": {
-        "-abc": {**entry, "subset": "training", "annotations": [{"segment": [1.0, 9.5], "label": "Long jump"}]},
-        "xyz": {**entry, "subset": "validation", "annotations": [{"segment": [3.0, 40.0], "label": "Polishing shoes"}]},
-        "tst": {**entry, "subset": "testing", "annotations": []},
-    }}))
+    gt.write_text(
+        json.dumps(
+            {
+                "version": "VERSION 1.3",
+                "taxonomy": [],
+                "database": {
+                    "-abc": {
+                        **entry,
+                        "subset": "training",
+                        "annotations": [{"segment": [1.0, 9.5], "label": "Long jump"}],
+                    },
+                    "xyz": {
+                        **entry,
+                        "subset": "validation",
+                        "annotations": [{"segment": [3.0, 40.0], "label": "Polishing shoes"}],
+                    },
+                    "tst": {**entry, "subset": "testing", "annotations": []},
+                },
+            }
+        )
+    )
     ann = read_gt_json(gt, subsets=subsets)
     assert {vid: v["subset"] for vid, v in ann["database"].items()} == {"-abc": "train", "xyz": "test"}
     assert ann["database"]["xyz"]["duration"] == 120.5 and "fps" not in ann["database"]["xyz"]
@@ -241,7 +263,8 @@ def test_bad_value_and_unknown_preset_are_named(tmp_path: Path, params_copy: Pat
 def test_cli_preset_prints_changes_and_lists(params_copy: Path, capsys: pytest.CaptureFixture[str]):
     assert cli.main(["--params", str(params_copy), "preset", "released"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # the defaults follow the recipe except the loader's label delay (docs/USAGE.md "Defaults, the released recipe, ...")
+    # the defaults follow the recipe except the loader's label delay
+    # (docs/USAGE.md "Defaults, the released recipe, ...")
     assert lines == ["train.label_delay: none -> released"]
     assert cli.main(["--params", str(params_copy), "preset", "--list"]) == 0
     listed = capsys.readouterr().out

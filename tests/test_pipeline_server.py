@@ -25,9 +25,7 @@ from tests.conftest import REPO, tiny_params_file
 
 pytestmark = pytest.mark.slow
 
-SERVER_START_TIMEOUT_S = (
-    90  # ~20 s on two busy cores; the margin is for a loaded CI machine
-)
+SERVER_START_TIMEOUT_S = 90  # ~20 s on two busy cores; the margin is for a loaded CI machine
 STAGE_TIMEOUT_S = 300
 SERVE_TIMEOUT_S = 60
 
@@ -42,9 +40,7 @@ def free_port() -> int:
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """This environment without any PREFECT_* setting, plus a private PREFECT_HOME and `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra
-    )
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra)
     return env
 
 
@@ -70,9 +66,7 @@ def wait_healthy(api: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(
-                f"prefect server exited with code {proc.returncode}; its log ends:\n{log_tail(log)}"
-            )
+            pytest.fail(f"prefect server exited with code {proc.returncode}; its log ends:\n{log_tail(log)}")
         try:
             if httpx.get(f"{api}/health", timeout=2).status_code == 200:
                 return
@@ -102,9 +96,7 @@ def server(tmp_path_factory) -> Iterator[str]:
         str(port),
     ]
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_healthy(api, proc, log)
         yield api
@@ -128,9 +120,7 @@ def run_cli(args: list[str], *, env: dict[str, str]) -> dict[str, Any]:
         timeout=STAGE_TIMEOUT_S,
     )
     if done.returncode != 0:
-        pytest.fail(
-            f"python -m pipeline {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
-        )
+        pytest.fail(f"python -m pipeline {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -144,19 +134,9 @@ def api_filter(api: str, what: str, body: dict[str, Any]) -> list[dict[str, Any]
 def test_stage_flow_runs_tasks_and_artifacts_reach_the_server(server, tmp_path):
     params_file = tiny_params_file(tmp_path)
     env = client_env(server, tmp_path / "home")
-    assert (
-        run_cli(["--params", str(params_file), "run", "prepare", "--json"], env=env)[
-            "train_videos"
-        ]
-        == 4
-    )
-    assert (
-        run_cli(["--params", str(params_file), "run", "decode", "--json"], env=env)["decoded"]
-        == 6
-    )
-    videos = sorted(
-        json.loads((tmp_path / "data" / "dataset" / "videos.json").read_text())
-    )
+    assert run_cli(["--params", str(params_file), "run", "prepare", "--json"], env=env)["train_videos"] == 4
+    assert run_cli(["--params", str(params_file), "run", "decode", "--json"], env=env)["decoded"] == 6
+    videos = sorted(json.loads((tmp_path / "data" / "dataset" / "videos.json").read_text()))
 
     runs = api_filter(server, "flow_runs", {"flows": {"name": {"any_": ["decode"]}}})
     assert len(runs) == 1
@@ -164,30 +144,20 @@ def test_stage_flow_runs_tasks_and_artifacts_reach_the_server(server, tmp_path):
     assert run["state_type"] == "COMPLETED" and "lacp" in run["tags"]
     assert run["parameters"]["name"] == "decode"
 
-    tasks = api_filter(
-        server, "task_runs", {"flow_runs": {"id": {"any_": [run["id"]]}}}
-    )
+    tasks = api_filter(server, "task_runs", {"flow_runs": {"id": {"any_": [run["id"]]}}})
     assert sorted(t["name"] for t in tasks) == [f"decode-{vid}" for vid in videos]
     assert {t["state_type"] for t in tasks} == {"COMPLETED"}
 
     artifacts = {
-        a["key"]: a
-        for a in api_filter(
-            server, "artifacts", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
-        )
+        a["key"]: a for a in api_filter(server, "artifacts", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
     }
     assert set(artifacts) == {"decode-progress", "decode-summary"}
-    assert (
-        artifacts["decode-progress"]["type"] == "progress"
-        and float(artifacts["decode-progress"]["data"]) == 100.0
-    )
+    assert artifacts["decode-progress"]["type"] == "progress" and float(artifacts["decode-progress"]["data"]) == 100.0
     summary = artifacts["decode-summary"]["data"]
     rows = json.loads(summary) if isinstance(summary, str) else summary
     assert {r["key"]: r["value"] for r in rows}["decoded"] == "6"
 
-    prepare = api_filter(
-        server, "flow_runs", {"flows": {"name": {"any_": ["prepare"]}}}
-    )
+    prepare = api_filter(server, "flow_runs", {"flows": {"name": {"any_": ["prepare"]}}})
     assert [r["state_type"] for r in prepare] == ["COMPLETED"]
 
 
@@ -207,13 +177,9 @@ def test_serve_registers_repro_and_study_deployments(server, tmp_path):
         deployments: dict[str, dict[str, Any]] = {}
         while set(deployments) != {"repro", "study"}:
             if proc.poll() is not None:
-                pytest.fail(
-                    f"`python -m pipeline serve` exited with code {proc.returncode}:\n{log_tail(log)}"
-                )
+                pytest.fail(f"`python -m pipeline serve` exited with code {proc.returncode}:\n{log_tail(log)}")
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"no repro/study deployments after {SERVE_TIMEOUT_S} s; serve log ends:\n{log_tail(log)}"
-                )
+                pytest.fail(f"no repro/study deployments after {SERVE_TIMEOUT_S} s; serve log ends:\n{log_tail(log)}")
             time.sleep(1)
             deployments = {d["name"]: d for d in api_filter(server, "deployments", {})}
     finally:
@@ -235,7 +201,4 @@ def test_serve_registers_repro_and_study_deployments(server, tmp_path):
         "title",
     }
     flows = {f["id"]: f["name"] for f in api_filter(server, "flows", {})}
-    assert (
-        flows[deployments["repro"]["flow_id"]] == "repro"
-        and flows[deployments["study"]["flow_id"]] == "study"
-    )
+    assert flows[deployments["repro"]["flow_id"]] == "repro" and flows[deployments["study"]["flow_id"]] == "study"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.study import (
-    departure_points,
     METRIC_KEYS,
     collect_metrics,
+    departure_points,
     experiment_argv,
     grid_points,
     markdown_table,
@@ -40,8 +40,14 @@ def test_grid_expansion_and_labels():
 
 def test_departures_study_is_the_defaults_the_preset_and_each_key_alone():
     points = departure_points("released")
-    keys = ["train.oic_outer", "train.search_method", "train.feat_last_class_only", "train.video_end",
-            "train.label_delay", "detection.faithful"]
+    keys = [
+        "train.oic_outer",
+        "train.search_method",
+        "train.feat_last_class_only",
+        "train.video_end",
+        "train.label_delay",
+        "detection.faithful",
+    ]
     assert list(points)[:2] == ["defaults", "released preset"]
     assert points["defaults"] == {}
     assert sorted(points["released preset"]) == sorted(keys)
@@ -57,10 +63,18 @@ def test_bad_grid_entry_is_explained():
 
 
 def test_experiment_argv_sets_seeds_and_copies_inputs():
-    argv = experiment_argv({"points.distribution": "manual"}, 2, name="s-001", extra=["train.steps=10"], copy=["clicks.txt"])
+    argv = experiment_argv(
+        {"points.distribution": "manual"}, 2, name="s-001", extra=["train.steps=10"], copy=["clicks.txt"]
+    )
     assert argv[1:6] == ["exp", "run", "--temp", "--name", "s-001"]
     joined = " ".join(argv)
-    for item in ("-S points.distribution=manual", "-S points.seed=2", "-S train.seed=2", "-S train.steps=10", "-C clicks.txt"):
+    for item in (
+        "-S points.distribution=manual",
+        "-S points.seed=2",
+        "-S train.seed=2",
+        "-S train.steps=10",
+        "-C clicks.txt",
+    ):
         assert item in joined
 
 
@@ -68,7 +82,13 @@ def _exp(name: str, map05: float) -> dict:
     return {
         "rev": "abc",
         "name": name,
-        "data": {"metrics": {"metrics/eval/metrics.json": {"data": {"mAP@0.5": map05, "selection": "final step", "per_class_ap": {"a": [1.0]}}}}},
+        "data": {
+            "metrics": {
+                "metrics/eval/metrics.json": {
+                    "data": {"mAP@0.5": map05, "selection": "final step", "per_class_ap": {"a": [1.0]}}
+                }
+            }
+        },
     }
 
 
@@ -92,15 +112,29 @@ def test_the_self_trained_detector_metrics_stay_apart_and_make_the_ablation_row(
     from pipeline.study import LACP_ROW, SELFTRAIN_ROW, with_selftrain_row
 
     def exp(name: str, lacp: float, detector: float) -> dict:
-        return {"name": name, "data": {"metrics": {
-            "metrics/eval/metrics.json": {"data": {"mAP@0.5": lacp}},
-            "metrics/eval_selftrain/metrics.json": {"data": {"mAP@0.5": detector}}}}}
+        return {
+            "name": name,
+            "data": {
+                "metrics": {
+                    "metrics/eval/metrics.json": {"data": {"mAP@0.5": lacp}},
+                    "metrics/eval_selftrain/metrics.json": {"data": {"mAP@0.5": detector}},
+                }
+            },
+        }
 
-    shown = [{"rev": "HEAD", "name": "main", "data": {"metrics": {}},
-              "experiments": [{"revs": [exp("a-000", 0.4, 0.5)]}, {"revs": [exp("a-001", 0.6, 0.8)]},
-                              {"revs": [exp("a-002", 0.3, 0.1)]}]}]
-    found = collect_metrics(shown, {"a-000", "a-001", "a-002"},
-                            selftrain_metrics="metrics/eval_selftrain/metrics.json")
+    shown = [
+        {
+            "rev": "HEAD",
+            "name": "main",
+            "data": {"metrics": {}},
+            "experiments": [
+                {"revs": [exp("a-000", 0.4, 0.5)]},
+                {"revs": [exp("a-001", 0.6, 0.8)]},
+                {"revs": [exp("a-002", 0.3, 0.1)]},
+            ],
+        }
+    ]
+    found = collect_metrics(shown, {"a-000", "a-001", "a-002"}, selftrain_metrics="metrics/eval_selftrain/metrics.json")
     assert found["a-000"] == {"mAP@0.5": 0.4, "selftrain/mAP@0.5": 0.5}
     runs = {(LACP_ROW, 0): found["a-000"], (LACP_ROW, 1): found["a-001"], ("baseline", 0): found["a-002"]}
     runs, labels = with_selftrain_row(runs, ["baseline", LACP_ROW])
@@ -113,7 +147,7 @@ def test_the_self_trained_detector_metrics_stay_apart_and_make_the_ablation_row(
 
 def test_summary_over_seeds_and_outputs(tmp_path: Path):
     def metrics(v: float) -> dict[str, float]:
-        return {k: v for k in METRIC_KEYS}
+        return dict.fromkeys(METRIC_KEYS, v)
 
     runs = {("center", 0): metrics(0.5), ("center", 1): metrics(0.7), ("uniform", 0): metrics(0.3)}
     rows = summarise(runs, ["center", "uniform"])
@@ -134,8 +168,10 @@ def test_summary_over_seeds_and_outputs(tmp_path: Path):
 
 
 def test_markdown_table_shows_ratios_as_ratios_and_missing_metrics_as_a_dash():
-    runs = {("lacp", 0): {k: 0.5 for k in METRIC_KEYS} | {"pseudo_length_ratio": 1.04},
-            ("baseline", 0): {k: 0.25 for k in METRIC_KEYS if not k.startswith("pseudo_")}}
+    runs = {
+        ("lacp", 0): dict.fromkeys(METRIC_KEYS, 0.5) | {"pseudo_length_ratio": 1.04},
+        ("baseline", 0): {k: 0.25 for k in METRIC_KEYS if not k.startswith("pseudo_")},
+    }
     table = markdown_table(summarise(runs, ["lacp", "baseline"]))
     lacp, baseline = (line for line in table.splitlines() if line.startswith(("| lacp", "| baseline")))
     assert lacp.endswith("| 50.0 ± 0.0 | 50.0 ± 0.0 | 1.04 ± 0.00 |")
@@ -147,6 +183,7 @@ ACTIVITYNET_TIOU = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
 def test_columns_follow_the_thresholds_in_the_metrics(tmp_path: Path):
     """ActivityNet-style metrics.json (mAP@0.5 ... mAP@0.95, mAP@0.5-0.95): the table and plot use those."""
+
     def metrics(offset: float) -> dict[str, float]:
         values = {f"mAP@{t:g}": 0.6 - t / 2 + offset for t in ACTIVITYNET_TIOU}  # 0.35 at 0.5 ... 0.125 at 0.95
         values["mAP@0.5-0.95"] = 0.25 + offset
@@ -154,10 +191,19 @@ def test_columns_follow_the_thresholds_in_the_metrics(tmp_path: Path):
 
     runs = {("n50", 0): metrics(0.0), ("n50", 1): metrics(0.02), ("n100", 0): metrics(0.1)}
     assert metric_keys(run_thresholds(runs.values())) == [
-        *(f"mAP@{t:g}" for t in ACTIVITYNET_TIOU), "mAP@0.5-0.95", "accuracy", "val_mAP@0.5-0.95", "val_accuracy",
-        "pseudo_iou", "pseudo_coverage", "pseudo_length_ratio"]
+        *(f"mAP@{t:g}" for t in ACTIVITYNET_TIOU),
+        "mAP@0.5-0.95",
+        "accuracy",
+        "val_mAP@0.5-0.95",
+        "val_accuracy",
+        "pseudo_iou",
+        "pseudo_coverage",
+        "pseudo_length_ratio",
+    ]
     rows = summarise(runs, ["n50", "n100"])
-    assert rows[0]["mAP@0.95 mean"] == pytest.approx(0.135) and rows[0]["mAP@0.95 std"] == pytest.approx(0.0141421, rel=1e-5)
+    assert rows[0]["mAP@0.95 mean"] == pytest.approx(0.135) and rows[0]["mAP@0.95 std"] == pytest.approx(
+        0.0141421, rel=1e-5
+    )
     assert rows[0]["mAP@0.5-0.95 mean"] == pytest.approx(0.26) and rows[1]["mAP@0.5-0.95 mean"] == pytest.approx(0.35)
     assert "mAP@0.1 mean" not in rows[0] and "mAP@0.1-0.7 mean" not in rows[0]
     table = markdown_table(rows)
@@ -173,7 +219,7 @@ def test_columns_follow_the_thresholds_in_the_metrics(tmp_path: Path):
 
 
 def test_thumos_style_metrics_keep_the_default_columns():
-    runs = {("a", 0): {k: 0.5 for k in METRIC_KEYS} | {"mAP@0.1-0.5": 0.4}, ("b", 0): {"mAP@0.3": 0.2}}
+    runs = {("a", 0): dict.fromkeys(METRIC_KEYS, 0.5) | {"mAP@0.1-0.5": 0.4}, ("b", 0): {"mAP@0.3": 0.2}}
     assert run_thresholds(runs.values()) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     assert metric_keys(run_thresholds(runs.values())) == METRIC_KEYS
     assert run_thresholds([{"accuracy": 0.5}]) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # no threshold: the default
@@ -206,7 +252,11 @@ def test_two_key_grid_gets_cross_tables_of_map_at_05_and_the_average(tmp_path: P
 
 def study_rows(value: float) -> list[dict]:
     """The summary rows of a two-run, two-seed study whose every metric is about `value`."""
-    runs = {(label, seed): {k: value + 0.1 * seed for k in METRIC_KEYS} for label in ("center", "uniform") for seed in (0, 1)}
+    runs = {
+        (label, seed): dict.fromkeys(METRIC_KEYS, value + 0.1 * seed)
+        for label in ("center", "uniform")
+        for seed in (0, 1)
+    }
     return summarise(runs, ["center", "uniform"])
 
 
@@ -218,7 +268,8 @@ def test_a_write_failing_half_way_leaves_the_earlier_study_as_it_was(tmp_path: P
     before = digest(study)
     new = write_outputs(study_rows(0.5), tmp_path / "new")  # what the new study writes
     result = run_with_file_size_limit(
-        "from pathlib import Path\nfrom pipeline.study import write_outputs\nfrom tests.test_pipeline_study import study_rows",
+        "from pathlib import Path\nfrom pipeline.study import write_outputs\n"
+        "from tests.test_pipeline_study import study_rows",
         f"write_outputs(study_rows(0.5), Path({str(study)!r}))",
         file_size_limit=new["markdown"].stat().st_size // 2,  # a full disk half-way through study.md
     )

@@ -15,10 +15,11 @@ import logging
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import av
 import h5py
@@ -26,22 +27,21 @@ import numpy as np
 import pytest
 import torch
 
+from core.files import sha256_file, write_json
+from detector.config import InferenceConfig
 from features.flow import FlowReader
 from features.i3d import I3D
 from features.store import FeatureStoreError, FeatureStoreWriter
 from features.video import read_decoded_frames
-from core.files import sha256_file
 from features.weights import flow_from_rgb, save_state_dict
 from lacp.model import LACPNet
 from lacp.model_io import save_model
 from lacp.points.formats import PointFileError
 from lacp.proposals import DetectionConfig
-from detector.config import InferenceConfig
 from sources.annotations import AnnotationError, write_annotations
 from sources.directory import DatasetError
 from stages import decode, evaluate, extract, points, prepare, train
 from stages import flow as flow_stage
-from core.files import write_json
 from stages.common import run_plan
 from tests.conftest import REPO
 from tests.videos import expected_hold_indices, frame_levels, write_audio_only, write_indexed_video
@@ -114,7 +114,10 @@ DECODE_CASES: dict[str, tuple[Callable[[Path], None] | None, str | None]] = {
         lambda p: (write_noise_video(p, 40), cut(p, lambda d: len(d) // 2)),
         "not a readable video container",
     ),
-    "truncated_in_index": (make_truncated_in_index, "no video stream (streams found: data; a truncated file, or not a video?)"),
+    "truncated_in_index": (
+        make_truncated_in_index,
+        "no video stream (streams found: data; a truncated file, or not a video?)",
+    ),
     "shorter_than_a_snippet": (
         lambda p: write_indexed_video(p, list(range(5)), time_base=Fraction(1, 25)),
         "too short: 5 frames at 25 fps, expected at least 16 (one snippet)",
@@ -159,9 +162,17 @@ def decoded(tmp_path_factory) -> dict[str, Any]:
     write_json(dataset / "videos.json", {vid: f"videos/{vid}.mp4" for vid in DECODE_CASES})
     out = root / "decoded"
     with captured("stages.common") as messages:
-        summary = run_plan(decode.plan(decode.DecodeParams(short_side=48, preset="ultrafast"), dataset_dir=dataset, out_dir=out))
-    return {"root": root, "dataset": dataset, "out": out, "summary": summary, "messages": messages,
-            "manifest": json.loads((out / "manifest.json").read_text())}
+        summary = run_plan(
+            decode.plan(decode.DecodeParams(short_side=48, preset="ultrafast"), dataset_dir=dataset, out_dir=out)
+        )
+    return {
+        "root": root,
+        "dataset": dataset,
+        "out": out,
+        "summary": summary,
+        "messages": messages,
+        "manifest": json.loads((out / "manifest.json").read_text()),
+    }
 
 
 @pytest.mark.parametrize("vid", sorted(DECODE_CASES))
@@ -182,7 +193,9 @@ def test_decode_reports_each_bad_video_by_id(decoded, vid: str):
 def test_decode_finishes_the_good_videos(decoded):
     out, manifest, summary = decoded["out"], decoded["manifest"], decoded["summary"]
     assert summary["decoded"] == len(GOOD) and summary["failed"] == len(DECODE_CASES) - len(GOOD)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json"] + [f"{v}{s}" for v in GOOD for s in (".mp4", ".json")])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json"] + [f"{v}{s}" for v in GOOD for s in (".mp4", ".json")]
+    )
     assert manifest["videos"]["good"]["frames_out"] == 25  # 30 frames at 30 fps = 1 s
     # 4K: decoded and resized to short side 48, aspect kept, every frame
     row = manifest["videos"]["uhd_4k"]
@@ -223,7 +236,10 @@ def test_4k_decode_runs_in_bounded_memory(decoded, tmp_path: Path):
     long = decoded["dataset"] / "videos" / "uhd_4k.mp4"  # 32 frames
     done = subprocess.run(
         [sys.executable, "-c", UHD_MEMORY, str(short), str(long), str(tmp_path / "out.mp4")],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth_mib"]
@@ -236,8 +252,15 @@ def random_i3d_weights(folder: Path) -> None:
     rgb = I3D(in_channels=3).state_dict()
     save_state_dict(rgb, folder / "rgb.pt")
     save_state_dict(flow_from_rgb(rgb), folder / "flow.pt")
-    write_json(folder / "weights.json", {"rgb_source": "random (test)", "flow_init": "cross_modality",
-                                         "rgb_sha256": sha256_file(folder / "rgb.pt"), "flow_sha256": sha256_file(folder / "flow.pt")})
+    write_json(
+        folder / "weights.json",
+        {
+            "rgb_source": "random (test)",
+            "flow_init": "cross_modality",
+            "rgb_sha256": sha256_file(folder / "rgb.pt"),
+            "flow_sha256": sha256_file(folder / "flow.pt"),
+        },
+    )
 
 
 @pytest.mark.slow
@@ -254,8 +277,15 @@ def test_unreadable_flow_file_fails_its_video_in_extract(decoded, tmp_path: Path
 
     store = tmp_path / "features.h5"
     with captured("stages.common") as messages:
-        summary = run_plan(extract.plan(extract.ExtractParams(crop=32, batch=4, device="cpu"), decoded_dir=decoded["out"],
-                                        flow_dir=flow_dir, weights_dir=tmp_path / "weights", out_path=store))
+        summary = run_plan(
+            extract.plan(
+                extract.ExtractParams(crop=32, batch=4, device="cpu"),
+                decoded_dir=decoded["out"],
+                flow_dir=flow_dir,
+                weights_dir=tmp_path / "weights",
+                out_path=store,
+            )
+        )
     assert summary["extracted"] == len(GOOD) - 1 and summary["failed"] == 1
     [message] = [m for m in messages if m.startswith("video 'variable_rate': ")]
     assert f"{flow_dir / 'variable_rate.h5'}" in message and "truncated or not an HDF5 file" in message
@@ -297,30 +327,50 @@ def _gt(change: Callable[[dict], None]) -> str:
 
 # case -> (gt.json text, expected error type, expected message parts)
 GT_CASES: dict[str, tuple[str, type[Exception], list[str]]] = {
-    "missing_subset": (_gt(lambda g: g["database"]["b"].pop("subset")), AnnotationError, ["video 'b'", "missing key 'subset'"]),
-    "missing_annotations": (_gt(lambda g: g["database"]["a"].pop("annotations")), AnnotationError, ["video 'a'", "missing key 'annotations'"]),
+    "missing_subset": (
+        _gt(lambda g: g["database"]["b"].pop("subset")),
+        AnnotationError,
+        ["video 'b'", "missing key 'subset'"],
+    ),
+    "missing_annotations": (
+        _gt(lambda g: g["database"]["a"].pop("annotations")),
+        AnnotationError,
+        ["video 'a'", "missing key 'annotations'"],
+    ),
     "missing_label": (
         _gt(lambda g: g["database"]["a"]["annotations"][0].pop("label")),
-        AnnotationError, ["video 'a' annotation 0", "missing key 'label'"],
+        AnnotationError,
+        ["video 'a' annotation 0", "missing key 'label'"],
     ),
     "end_before_start": (
         _gt(lambda g: g["database"]["a"]["annotations"][0].update(segment=[0.5, 0.1])),
-        AnnotationError, ["video 'a' annotation 0", "end 0.1 is before start 0.5"],
+        AnnotationError,
+        ["video 'a' annotation 0", "end 0.1 is before start 0.5"],
     ),
-    "unknown_subset": (_gt(lambda g: g["database"]["b"].update(subset="val")), AnnotationError, ["video 'b'", "unknown subset 'val'"]),
+    "unknown_subset": (
+        _gt(lambda g: g["database"]["b"].update(subset="val")),
+        AnnotationError,
+        ["video 'b'", "unknown subset 'val'"],
+    ),
     "duplicate_video_id": (
         '{"database": {"a": {"subset": "train", "annotations": []}, "a": {"subset": "test", "annotations": []}}}',
-        AnnotationError, ["key 'database'", "duplicate video id(s) 'a'"],
+        AnnotationError,
+        ["key 'database'", "duplicate video id(s) 'a'"],
     ),
     "id_with_separator": (
-        _gt(lambda g: g["database"].update({"sub/a": g["database"].pop("a")})), AnnotationError, ["video id 'sub/a'", "contains '/'"],
+        _gt(lambda g: g["database"].update({"sub/a": g["database"].pop("a")})),
+        AnnotationError,
+        ["video id 'sub/a'", "contains '/'"],
     ),
     "id_with_dotdot": (
-        _gt(lambda g: g["database"].update({"..a": g["database"].pop("a")})), AnnotationError, ["video id '..a'", "contains '..'"],
+        _gt(lambda g: g["database"].update({"..a": g["database"].pop("a")})),
+        AnnotationError,
+        ["video id '..a'", "contains '..'"],
     ),
     "video_not_on_disk": (
         _gt(lambda g: g["database"].update(c={"subset": "train", "annotations": []})),
-        DatasetError, ["1 of 3 annotated videos not found", ": c"],
+        DatasetError,
+        ["1 of 3 annotated videos not found", ": c"],
     ),
 }
 
@@ -334,7 +384,9 @@ def video_folder(tmp_path_factory) -> Path:
 
 
 def _directory_params(video_dir: Path, gt: Path) -> prepare.DatasetParams:
-    return prepare.DatasetParams(source="directory", directory=prepare.DirectoryParams(video_dir=str(video_dir), gt_json=str(gt)))
+    return prepare.DatasetParams(
+        source="directory", directory=prepare.DirectoryParams(video_dir=str(video_dir), gt_json=str(gt))
+    )
 
 
 @pytest.mark.parametrize("case", sorted(GT_CASES))
@@ -348,13 +400,20 @@ def test_bad_gt_json_stops_prepare_naming_file_video_and_key(video_folder: Path,
     assert str(gt if error is AnnotationError else video_folder) in message
     for part in parts:
         assert part in message
-    assert not (tmp_path / "dataset" / "annotations.json").exists() and not (tmp_path / "dataset" / "videos.json").exists()
+    assert (
+        not (tmp_path / "dataset" / "annotations.json").exists() and not (tmp_path / "dataset" / "videos.json").exists()
+    )
 
 
 def test_segments_beyond_the_video_are_clipped_with_a_warning(video_folder: Path, tmp_path: Path, caplog):
     gt = tmp_path / "gt.json"
-    gt.write_text(_gt(lambda g: g["database"]["a"]["annotations"].extend(
-        [{"segment": [0.5, 9.0], "label": "jump"}, {"segment": [5.0, 6.0], "label": "jump"}])))
+    gt.write_text(
+        _gt(
+            lambda g: g["database"]["a"]["annotations"].extend(
+                [{"segment": [0.5, 9.0], "label": "jump"}, {"segment": [5.0, 6.0], "label": "jump"}]
+            )
+        )
+    )
     with caplog.at_level(logging.WARNING):
         summary = prepare.run(_directory_params(video_folder, gt), out_dir=tmp_path / "dataset")
     assert "2 segment(s) extend past the end of their video: 1 clipped, 1 dropped" in caplog.text
@@ -368,11 +427,36 @@ def test_segments_beyond_the_video_are_clipped_with_a_warning(video_folder: Path
 
 ANNOTATIONS = {
     "database": {
-        "t1": {"subset": "train", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [0.5, 1.5], "label": "jump"}]},
-        "t2": {"subset": "train", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [1.0, 2.0], "label": "run"}]},
-        "t3": {"subset": "train", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [0.2, 1.0], "label": "run"}]},
-        "e1": {"subset": "test", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [0.5, 2.0], "label": "jump"}]},
-        "e2": {"subset": "test", "duration": 3.0, "fps": 25.0, "annotations": [{"segment": [1.0, 2.5], "label": "run"}]},
+        "t1": {
+            "subset": "train",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [0.5, 1.5], "label": "jump"}],
+        },
+        "t2": {
+            "subset": "train",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [1.0, 2.0], "label": "run"}],
+        },
+        "t3": {
+            "subset": "train",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [0.2, 1.0], "label": "run"}],
+        },
+        "e1": {
+            "subset": "test",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [0.5, 2.0], "label": "jump"}],
+        },
+        "e2": {
+            "subset": "test",
+            "duration": 3.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [1.0, 2.5], "label": "run"}],
+        },
     },
     "classes": ["jump", "run"],
 }
@@ -381,8 +465,14 @@ GOOD_POINTS = "jump,0,12,37,t1,25\nrun,1,25,50,t2,30\nrun,1,5,25,t3,10\n"
 
 POINT_CASES = {
     "point_for_unknown_video": ("jump,0,12,37,ghost,25\n", "video 'ghost' is not in the annotations"),
-    "unknown_class": ("dance,0,12,37,t1,25\n", "class 'dance' (video 't1') is not one of the annotation classes ['jump', 'run']"),
-    "point_on_a_test_video": ("jump,0,12,37,e1,25\n", "video 'e1' is a 'test' video; points may only label training videos"),
+    "unknown_class": (
+        "dance,0,12,37,t1,25\n",
+        "class 'dance' (video 't1') is not one of the annotation classes ['jump', 'run']",
+    ),
+    "point_on_a_test_video": (
+        "jump,0,12,37,e1,25\n",
+        "video 'e1' is a 'test' video; points may only label training videos",
+    ),
 }
 
 
@@ -399,8 +489,12 @@ def test_bad_points_file_stops_the_points_stage_naming_file_and_line(dataset_dir
     csv_file = tmp_path / "given.csv"
     csv_file.write_text(POINTS_HEADER + GOOD_POINTS + row)
     with pytest.raises(PointFileError) as err:
-        points.run(points.PointsParams(distribution="file", file=str(csv_file)), dataset_dir=dataset_dir,
-                   out_dir=tmp_path / "points", report_dir=tmp_path / "report")
+        points.run(
+            points.PointsParams(distribution="file", file=str(csv_file)),
+            dataset_dir=dataset_dir,
+            out_dir=tmp_path / "points",
+            report_dir=tmp_path / "report",
+        )
     assert str(err.value) == f"{csv_file}:5: {expected}"  # header is line 1, the bad row line 5
     assert not (tmp_path / "points" / "points.csv").exists()
 
@@ -439,8 +533,17 @@ def test_bad_params_stop_the_cli_before_any_stage_runs(tmp_path: Path, capsys, c
 def write_store(path: Path, videos: list[str], *, excluded: dict[str, str]) -> None:
     """A feature store with 12 seeded snippets per video; `excluded` = videos failed upstream."""
     rng = np.random.default_rng(0)
-    attrs = {"fps": 25, "snippet": 16, "stride": 16, "crop": 32, "backbone": "test", "weights_sha256": "-",
-             "flow_method": "-", "flow_init": "-", "excluded_videos": json.dumps(excluded)}
+    attrs = {
+        "fps": 25,
+        "snippet": 16,
+        "stride": 16,
+        "crop": 32,
+        "backbone": "test",
+        "weights_sha256": "-",
+        "flow_method": "-",
+        "flow_init": "-",
+        "excluded_videos": json.dumps(excluded),
+    }
     writer = FeatureStoreWriter(path, attrs=attrs)
     for vid in videos:
         feats = rng.random((12, 2048), dtype=np.float32)
@@ -455,26 +558,54 @@ def run_train(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str, An
     points_dir = tmp_path / "points"
     points_dir.mkdir(exist_ok=True)
     (points_dir / "points.csv").write_text(POINTS_HEADER + GOOD_POINTS)
-    return train.run(TRAIN, detection=DetectionConfig(), dataset_dir=dataset_dir, features=features,
-                     points_dir=points_dir,
-                     model_dir=tmp_path / "model", log_dir=tmp_path / "log",
-                     pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    return train.run(
+        TRAIN,
+        detection=DetectionConfig(),
+        dataset_dir=dataset_dir,
+        features=features,
+        points_dir=points_dir,
+        model_dir=tmp_path / "model",
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "pseudo_labels.h5",
+    )
 
 
 def run_evaluate(dataset_dir: Path, features: Path, tmp_path: Path) -> dict[str, Any]:
     torch.manual_seed(0)
-    save_model(tmp_path / "model", LACPNet(num_classes=2).state_dict(), classes=["jump", "run"],
-               feature_dim=2048, embed_dim=2048, dropout=0.7)
-    return evaluate.run(evaluate.EvaluateParams(timelines=1, device="cpu"), detection=DetectionConfig(),
-                        inference=InferenceConfig(), dataset_dir=dataset_dir, features=features,
-                        model_dir=tmp_path / "model", out_dir=tmp_path / "eval")
+    save_model(
+        tmp_path / "model",
+        LACPNet(num_classes=2).state_dict(),
+        classes=["jump", "run"],
+        feature_dim=2048,
+        embed_dim=2048,
+        dropout=0.7,
+    )
+    return evaluate.run(
+        evaluate.EvaluateParams(timelines=1, device="cpu"),
+        detection=DetectionConfig(),
+        inference=InferenceConfig(),
+        dataset_dir=dataset_dir,
+        features=features,
+        model_dir=tmp_path / "model",
+        out_dir=tmp_path / "eval",
+    )
 
 
 # case -> (stage, stored videos, videos failed upstream, expected error or None)
 STORE_CASES: dict[str, tuple[str, list[str], dict[str, str], str | None]] = {
-    "train_video_missing": ("train", ["t1", "t2", "e1", "e2"], {}, "no features for 1 training video(s) named in the annotations: t3 (rerun the extract stage)"),
+    "train_video_missing": (
+        "train",
+        ["t1", "t2", "e1", "e2"],
+        {},
+        "no features for 1 training video(s) named in the annotations: t3 (rerun the extract stage)",
+    ),
     "train_video_failed_upstream": ("train", ["t1", "t2", "e1", "e2"], {"t3": "too short"}, None),
-    "test_video_missing": ("evaluate", ["t1", "t2", "t3", "e1"], {}, "no features for 1 test video(s) named in the annotations: e2 (rerun the extract stage)"),
+    "test_video_missing": (
+        "evaluate",
+        ["t1", "t2", "t3", "e1"],
+        {},
+        "no features for 1 test video(s) named in the annotations: e2 (rerun the extract stage)",
+    ),
     "test_video_failed_upstream": ("evaluate", ["t1", "t2", "t3", "e1"], {"e2": "corrupt"}, None),
 }
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -19,14 +20,25 @@ import pytest
 import torch
 import yaml
 
-from pipeline.stage_table import STAGES
 from pipeline.params import Params, load_params, merge
-from stages.common import VideoPlan, run_plan
+from pipeline.stage_table import STAGES
 from stages.artifacts import read_training_log
+from stages.common import VideoPlan, run_plan
 from tests.conftest import tiny_params_file
 
-STAGE_ORDER = ["prepare", "decode", "flow", "weights", "extract", "points", "train", "evaluate", "pseudo", "selftrain",
-               "evaluate_selftrain"]
+STAGE_ORDER = [
+    "prepare",
+    "decode",
+    "flow",
+    "weights",
+    "extract",
+    "points",
+    "train",
+    "evaluate",
+    "pseudo",
+    "selftrain",
+    "evaluate_selftrain",
+]
 
 # Over tests/conftest.py TINY: CPU everywhere, 32 px crops (I3D costs a quarter of TINY's 64 px).
 RELIABILITY = {
@@ -34,6 +46,7 @@ RELIABILITY = {
     "train": {"device": "cpu"},
     "evaluate": {"device": "cpu"},
 }
+
 
 def reliability_params_file(root: Path) -> Path:
     """params.yaml of the tiny set with RELIABILITY merged over it, every path under `root`."""
@@ -43,7 +56,9 @@ def reliability_params_file(root: Path) -> Path:
     return path
 
 
-def run_stage_directly(name: str, params: Params, progress: Callable[[int, int, dict], None] | None = None) -> dict[str, Any]:
+def run_stage_directly(
+    name: str, params: Params, progress: Callable[[int, int, dict], None] | None = None
+) -> dict[str, Any]:
     """One stage without Prefect: the flow's stage function, its plan executed serially."""
     out = STAGES[name](params, progress or (lambda step, steps, row: None))
     return run_plan(out) if isinstance(out, VideoPlan) else out
@@ -142,7 +157,9 @@ def test_every_intermediate_artifact_is_identical(two_runs, artifact: str):
         assert len(names) == 6 and names == _files(b.decoded, "*.mp4")
         for name in names:
             assert (a.decoded / name).read_bytes() == (b.decoded / name).read_bytes(), name
-        assert json.loads((a.decoded / "manifest.json").read_text()) == json.loads((b.decoded / "manifest.json").read_text())
+        assert json.loads((a.decoded / "manifest.json").read_text()) == json.loads(
+            (b.decoded / "manifest.json").read_text()
+        )
     elif artifact == "flow":
         names = _files(a.flow, "*.h5")
         assert len(names) == 6 and names == _files(b.flow, "*.h5")

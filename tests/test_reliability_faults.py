@@ -37,11 +37,20 @@ from tests.conftest import REPO, tiny_params_file
 
 KILLED = 137  # the exit status of the injected kill (a shell's for SIGKILL)
 # root's read-only folder: the child in a mount namespace of its own where the folder ($0) is read-only
-READ_ONLY_BIND = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"']
+READ_ONLY_BIND = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    'mount --bind -o ro "$0" "$0" && exec "$@"',
+]
 
 # Smaller than tests/conftest.py TINY: three short videos give earlier artifacts to keep.
-FAULTS = {"dataset": {"synthetic": {"num_train": 2, "num_test": 1, "duration_s": [2.0, 3.0],
-                                    "instances_per_video": [1, 1]}}}
+FAULTS = {
+    "dataset": {"synthetic": {"num_train": 2, "num_test": 1, "duration_s": [2.0, 3.0], "instances_per_video": [1, 1]}}
+}
 OLD_POINTS = {"points": {"distribution": "center"}}  # the earlier points run that a rerun replaces
 TRAIN = {"steps": 2, "batch": 2, "search_every": 2, "checkpoint_every": 1, "device": "cpu", "validation_share": 0}
 
@@ -87,26 +96,40 @@ def run_stage(stage: str, params_file: Path) -> None:
         from stages import decode
         from stages.common import run_plan
 
-        run_plan(decode.plan(decode.DecodeParams(**raw["decode"]), dataset_dir=paths["dataset"], out_dir=paths["decoded"]))
+        run_plan(
+            decode.plan(decode.DecodeParams(**raw["decode"]), dataset_dir=paths["dataset"], out_dir=paths["decoded"])
+        )
     elif stage == "points":
         from stages import points
 
-        points.run(points.PointsParams(**raw["points"]), dataset_dir=paths["dataset"], out_dir=paths["points"],
-                   report_dir=paths["points_report"])
+        points.run(
+            points.PointsParams(**raw["points"]),
+            dataset_dir=paths["dataset"],
+            out_dir=paths["points"],
+            report_dir=paths["points_report"],
+        )
     elif stage == "train":
         from lacp.proposals import DetectionConfig
         from stages import train
 
         root = params_file.parent
-        train.run(train.TrainParams(**TRAIN), detection=DetectionConfig(), dataset_dir=root / "dataset",
-                  features=root / "features.h5", points_dir=root / "points", model_dir=paths["model"], log_dir=paths["train_log"],
-                  pseudo_labels_path=paths["pseudo_labels"])
+        train.run(
+            train.TrainParams(**TRAIN),
+            detection=DetectionConfig(),
+            dataset_dir=root / "dataset",
+            features=root / "features.h5",
+            points_dir=root / "points",
+            model_dir=paths["model"],
+            log_dir=paths["train_log"],
+            pseudo_labels_path=paths["pseudo_labels"],
+        )
     else:
         raise ValueError(f"run_stage: unknown stage {stage!r}, expected decode, points or train")
 
 
-def run_child(stage: str, params_file: Path, *, file_size_limit: int = 0, kill_at: str = "",
-              read_only: Path | None = None) -> subprocess.CompletedProcess:
+def run_child(
+    stage: str, params_file: Path, *, file_size_limit: int = 0, kill_at: str = "", read_only: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run `stage` in a child process under one fault (module docstring).
 
     Args:
@@ -115,8 +138,14 @@ def run_child(stage: str, params_file: Path, *, file_size_limit: int = 0, kill_a
         read_only: a folder the child cannot write (mode 0555 for the run; for root
             `READ_ONLY_BIND`, and the test skips where root cannot mount).
     """
-    spec = {"repo": str(REPO), "stage": stage, "params": str(params_file), "file_size_limit": file_size_limit,
-            "kill_at": kill_at, "killed": KILLED}
+    spec = {
+        "repo": str(REPO),
+        "stage": stage,
+        "params": str(params_file),
+        "file_size_limit": file_size_limit,
+        "kill_at": kill_at,
+        "killed": KILLED,
+    }
     argv = [sys.executable, "-c", CHILD, json.dumps(spec)]
     as_root = read_only is not None and os.geteuid() == 0
     if as_root:
@@ -126,8 +155,14 @@ def run_child(stage: str, params_file: Path, *, file_size_limit: int = 0, kill_a
     elif read_only is not None:
         read_only.chmod(0o555)
     try:
-        result = subprocess.run(argv, cwd=REPO, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            argv,
+            cwd=REPO,
+            env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         if read_only is not None and not as_root:
             read_only.chmod(0o755)
@@ -139,17 +174,28 @@ def run_child(stage: str, params_file: Path, *, file_size_limit: int = 0, kill_a
 def run_with_file_size_limit(setup: str, act: str, *, file_size_limit: int) -> subprocess.CompletedProcess:
     """Run Python `setup`, then `act` with writes limited to `file_size_limit` bytes per file (a
     write past it fails half-way, as on a full disk), in a child with the checkout on its path."""
-    code = (f"import resource, signal, sys\nsys.path.insert(0, {str(REPO)!r})\n{setup}\n"
-            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit}))\n{act}\n")
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
-                          capture_output=True, text=True, timeout=300)
+    code = (
+        f"import resource, signal, sys\nsys.path.insert(0, {str(REPO)!r})\n{setup}\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit}))\n{act}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def digest(root: Path) -> dict[str, str]:
     """relative path -> SHA-256 of every file under `root`."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def params_file(root: Path, overlay: dict[str, Any] | None = None) -> Path:
@@ -158,7 +204,9 @@ def params_file(root: Path, overlay: dict[str, Any] | None = None) -> Path:
 
     root.mkdir(parents=True, exist_ok=True)
     path = tiny_params_file(root)
-    path.write_text(yaml.safe_dump(merge(merge(yaml.safe_load(path.read_text()), FAULTS), overlay or {}), sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(merge(merge(yaml.safe_load(path.read_text()), FAULTS), overlay or {}), sort_keys=False)
+    )
     return path
 
 
@@ -195,10 +243,16 @@ def outputs(stage: str, reference: Path) -> dict[str, str]:
     """What the faulted run writes, first to last: role -> path relative to the run's folder."""
     if stage == "decode":
         vid = victim(reference)
-        return {"data": f"data/decoded/{vid}.mp4", "marker": f"data/decoded/{vid}.json",
-                "manifest": "data/decoded/manifest.json"}
-    return {"data": "data/points/points.csv", "marker": "metrics/points/relative_position.png",
-            "report": "metrics/points/report.json"}
+        return {
+            "data": f"data/decoded/{vid}.mp4",
+            "marker": f"data/decoded/{vid}.json",
+            "manifest": "data/decoded/manifest.json",
+        }
+    return {
+        "data": "data/points/points.csv",
+        "marker": "metrics/points/relative_position.png",
+        "report": "metrics/points/report.json",
+    }
 
 
 def earlier_state(stage: str, world: Path, reference: Path, name: str) -> Path:
@@ -243,7 +297,9 @@ def test_a_write_failing_half_way_names_the_file_and_changes_nothing(stage: str,
 
 
 @pytest.mark.parametrize("stage", ["decode", "points"])
-def test_a_kill_before_the_marking_write_leaves_whole_files_and_reruns(stage: str, world: Path, reference: Path) -> None:
+def test_a_kill_before_the_marking_write_leaves_whole_files_and_reruns(
+    stage: str, world: Path, reference: Path
+) -> None:
     root = earlier_state(stage, world, reference, f"kill-{stage}")
     written = outputs(stage, reference)
     before = digest(root)
@@ -251,8 +307,9 @@ def test_a_kill_before_the_marking_write_leaves_whole_files_and_reruns(stage: st
     assert result.returncode == KILLED, result.stderr[-2000:]
     after = digest(root)
     assert after[written["data"]] == digest(reference)[written["data"]]  # the data file is whole
-    assert {p: h for p, h in after.items() if p != written["data"]} == {p: h for p, h in before.items()
-                                                                       if p != written["data"]}
+    assert {p: h for p, h in after.items() if p != written["data"]} == {
+        p: h for p, h in before.items() if p != written["data"]
+    }
     assert_clean_rerun(stage, root, reference)
 
 

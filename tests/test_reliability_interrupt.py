@@ -18,8 +18,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -118,7 +118,9 @@ def finished(folder: Path, suffix: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"*{suffix}") if not p.name.startswith(".tmp-"))
 
 
-def kill_part_way(stage: str, params_file: Path, env: dict[str, str], ready: Callable[[], bool], *, delay: float, log: Path) -> None:
+def kill_part_way(
+    stage: str, params_file: Path, env: dict[str, str], ready: Callable[[], bool], *, delay: float, log: Path
+) -> None:
     """Run the stage's CLI; SIGKILL its process group as soon as `ready()` holds."""
     argv = [sys.executable, "-c", SLOWED_CLI, stage, str(delay), "--params", str(params_file), "run", stage]
     with log.open("wb") as out:
@@ -127,7 +129,9 @@ def kill_part_way(stage: str, params_file: Path, env: dict[str, str], ready: Cal
             deadline = time.monotonic() + 300
             while not ready():
                 if proc.poll() is not None:
-                    pytest.fail(f"`run {stage}` exited ({proc.returncode}) before the kill point:\n{log.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"`run {stage}` exited ({proc.returncode}) before the kill point:\n{log.read_text()[-3000:]}"
+                    )
                 if time.monotonic() > deadline:
                     pytest.fail(f"`run {stage}` did not reach the kill point in 300 s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.02)
@@ -142,7 +146,14 @@ def test_decode_killed_then_rerun(tmp_path: Path, reference: Params, cli_env):
     params_file, params = workspace(tmp_path, reference, ["dataset"])
     out, ref = params.paths.decoded, reference.paths.decoded
 
-    kill_part_way("decode", params_file, cli_env, lambda: bool(finished(out, ".mp4") and temp_files(out)), delay=0.01, log=tmp_path / "cli.log")
+    kill_part_way(
+        "decode",
+        params_file,
+        cli_env,
+        lambda: bool(finished(out, ".mp4") and temp_files(out)),
+        delay=0.01,
+        log=tmp_path / "cli.log",
+    )
 
     # part of the work is done; nothing half-written at a final name
     assert temp_files(out), "the kill should land while a video is being written"
@@ -165,7 +176,14 @@ def test_flow_killed_then_rerun(tmp_path: Path, reference: Params, cli_env):
     params_file, params = workspace(tmp_path, reference, ["decoded"])
     out, ref = params.paths.flow, reference.paths.flow
 
-    kill_part_way("flow", params_file, cli_env, lambda: bool(finished(out, ".h5") and temp_files(out)), delay=0.01, log=tmp_path / "cli.log")
+    kill_part_way(
+        "flow",
+        params_file,
+        cli_env,
+        lambda: bool(finished(out, ".h5") and temp_files(out)),
+        delay=0.01,
+        log=tmp_path / "cli.log",
+    )
 
     assert temp_files(out), "the kill should land while a flow file is being written"
     done = finished(out, ".h5")
@@ -188,7 +206,14 @@ def test_extract_killed_then_rerun(tmp_path: Path, reference: Params, cli_env):
     store = params.paths.features
     parts = store.with_name(store.name + ".parts")
 
-    kill_part_way("extract", params_file, cli_env, lambda: parts.is_dir() and bool(finished(parts, ".h5")), delay=0.3, log=tmp_path / "cli.log")
+    kill_part_way(
+        "extract",
+        params_file,
+        cli_env,
+        lambda: parts.is_dir() and bool(finished(parts, ".h5")),
+        delay=0.3,
+        log=tmp_path / "cli.log",
+    )
 
     done = finished(parts, ".h5")
     assert 1 <= len(done) < VIDEOS and not store.exists()
@@ -230,6 +255,11 @@ def test_train_killed_then_resumes_from_checkpoint(tmp_path: Path, reference: Pa
     ours, theirs = read_training_log(params.paths.train_log), read_training_log(reference.paths.train_log)
     assert sorted(ours) == sorted(theirs) and all(sorted(ours[k]) == sorted(theirs[k]) for k in ours)  # every step
     for name in ours:
-        np.testing.assert_allclose([ours[name][s] for s in sorted(ours[name])],
-                                   [theirs[name][s] for s in sorted(theirs[name])], rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            [ours[name][s] for s in sorted(ours[name])],
+            [theirs[name][s] for s in sorted(theirs[name])],
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg=name,
+        )
     assert not resume.exists() and not temp_files(model)

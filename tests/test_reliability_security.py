@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lacp.model_io import load_model, save_model
-from lacp.model import LACPNet
-from lacp.proposals import DetectionConfig
 from detector.config import InferenceConfig
+from lacp.model import LACPNet
+from lacp.model_io import load_model, save_model
+from lacp.proposals import DetectionConfig
 from sources.annotations import write_annotations
 from stages import evaluate, weights
 from tests.conftest import REPO
@@ -32,7 +32,7 @@ TEST_DIRS = ("tests",)
 RESTRICTED_UNPICKLER = REPO / "features" / "weights.py"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parsed(dirs: tuple[str, ...]) -> list[tuple[Path, ast.Module]]:
     """Every Python file under the given top-level folders, parsed."""
     files = sorted(p for d in dirs for p in (REPO / d).rglob("*.py"))
@@ -87,8 +87,19 @@ def test_every_torch_load_passes_weights_only_true():
 
 # Deserialisers that can run code from the data they read (pickle and what is built on it).
 UNSAFE_LOADERS = {
-    "pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads", "dill.load", "dill.loads",
-    "joblib.load", "pandas.read_pickle", "pd.read_pickle", "yaml.load", "yaml.unsafe_load", "yaml.full_load",
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "_pickle.load",
+    "_pickle.loads",
+    "dill.load",
+    "dill.loads",
+    "joblib.load",
+    "pandas.read_pickle",
+    "pd.read_pickle",
+    "yaml.load",
+    "yaml.unsafe_load",
+    "yaml.full_load",
 }
 
 
@@ -97,12 +108,19 @@ def test_no_pickle_loading_outside_the_restricted_unpickler():
     through features/weights.py's allow-list unpickler; numpy never loads pickled arrays."""
     found = [f"{f}:{line} {name}" for f, line, name, _ in calls(SOURCE_DIRS) if name in UNSAFE_LOADERS]
     assert not found, f"unrestricted deserialisation: {found}"
-    numpy_pickles = [f"{f}:{line}" for f, line, name, c in calls(SOURCE_DIRS)
-                     if name in ("np.load", "numpy.load") and switched_on(c, "allow_pickle")]
+    numpy_pickles = [
+        f"{f}:{line}"
+        for f, line, name, c in calls(SOURCE_DIRS)
+        if name in ("np.load", "numpy.load") and switched_on(c, "allow_pickle")
+    ]
     assert not numpy_pickles, f"np.load with allow_pickle: {numpy_pickles}"
     # the one unpickler: a pickle.Unpickler subclass that overrides find_class (its allow-list)
     tree = ast.parse(RESTRICTED_UNPICKLER.read_text())
-    unpicklers = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and any(dotted(b) == "pickle.Unpickler" for b in n.bases)]
+    unpicklers = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef) and any(dotted(b) == "pickle.Unpickler" for b in n.bases)
+    ]
     assert len(unpicklers) == 1
     methods = {m.name for m in unpicklers[0].body if isinstance(m, ast.FunctionDef)}
     assert "find_class" in methods
@@ -112,7 +130,9 @@ def test_no_shell_anywhere():
     """No subprocess call with shell=True (or a computed shell=), and no os.system / os.popen."""
     shell = [f"{f}:{line}" for f, line, _, c in calls(SOURCE_DIRS + TEST_DIRS) if switched_on(c, "shell")]
     assert not shell, f"shell= in: {shell}"
-    system = [f"{f}:{line} {name}" for f, line, name, _ in calls(SOURCE_DIRS + TEST_DIRS) if name in ("os.system", "os.popen")]
+    system = [
+        f"{f}:{line} {name}" for f, line, name, _ in calls(SOURCE_DIRS + TEST_DIRS) if name in ("os.system", "os.popen")
+    ]
     assert not system, f"shell commands: {system}"
     assert any(name.startswith("subprocess.") for _, _, name, _ in calls(SOURCE_DIRS))  # the scan sees subprocess calls
 
@@ -132,8 +152,11 @@ def test_prefect_server_binds_to_loopback():
 def test_referenced_tests_exist():
     import tests.test_features_weights as covered
 
-    for name in ("test_safe_unpickle_refuses_os_system", "test_fetch_refuses_sdist_with_wrong_hash",
-                 "test_fetch_refuses_checkpoint_with_wrong_hash"):
+    for name in (
+        "test_safe_unpickle_refuses_os_system",
+        "test_fetch_refuses_sdist_with_wrong_hash",
+        "test_fetch_refuses_checkpoint_with_wrong_hash",
+    ):
         assert callable(getattr(covered, name, None)), name
 
 
@@ -150,7 +173,14 @@ class RunsCode:
 @pytest.mark.parametrize("damage", ["runs_code", "truncated"])
 def test_bad_model_file_is_refused_by_the_evaluate_stage(tmp_path: Path, damage: str):
     model_dir, marker = tmp_path / "model", tmp_path / "code-ran"
-    save_model(model_dir, LACPNet(num_classes=2).state_dict(), classes=["jump", "run"], feature_dim=2048, embed_dim=2048, dropout=0.7)
+    save_model(
+        model_dir,
+        LACPNet(num_classes=2).state_dict(),
+        classes=["jump", "run"],
+        feature_dim=2048,
+        embed_dim=2048,
+        dropout=0.7,
+    )
     load_model(model_dir)  # the honest file loads
     if damage == "runs_code":
         torch.save({"embedding.weight": RunsCode(marker)}, model_dir / "model.pt")
@@ -159,14 +189,30 @@ def test_bad_model_file_is_refused_by_the_evaluate_stage(tmp_path: Path, damage:
         data = (model_dir / "model.pt").read_bytes()
         (model_dir / "model.pt").write_bytes(data[: len(data) // 3])
         reason = "torch.load with weights_only=True: "
-    write_annotations(tmp_path / "dataset" / "annotations.json", {
-        "database": {"e1": {"subset": "test", "duration": 2.0, "fps": 25.0, "annotations": [{"segment": [0.5, 1.0], "label": "run"}]}},
-        "classes": ["jump", "run"],
-    })
+    write_annotations(
+        tmp_path / "dataset" / "annotations.json",
+        {
+            "database": {
+                "e1": {
+                    "subset": "test",
+                    "duration": 2.0,
+                    "fps": 25.0,
+                    "annotations": [{"segment": [0.5, 1.0], "label": "run"}],
+                }
+            },
+            "classes": ["jump", "run"],
+        },
+    )
     with pytest.raises(ValueError) as err:
-        evaluate.run(evaluate.EvaluateParams(device="cpu"), detection=DetectionConfig(), inference=InferenceConfig(),
-                     dataset_dir=tmp_path / "dataset", features=tmp_path / "features.h5",
-                     model_dir=model_dir, out_dir=tmp_path / "eval")
+        evaluate.run(
+            evaluate.EvaluateParams(device="cpu"),
+            detection=DetectionConfig(),
+            inference=InferenceConfig(),
+            dataset_dir=tmp_path / "dataset",
+            features=tmp_path / "features.h5",
+            model_dir=model_dir,
+            out_dir=tmp_path / "eval",
+        )
     message = str(err.value)
     assert message.startswith(f"{model_dir / 'model.pt'}: cannot be loaded as a tensor-only state_dict")
     assert reason in message

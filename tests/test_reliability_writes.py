@@ -105,7 +105,13 @@ def write_target(call: ast.Call) -> tuple[str, ast.AST | None] | None:
         if mode is None or not OPEN_WRITE_MODES & set(mode):
             return None
         return f"Path.open({mode!r})", call.func.value
-    if isinstance(call.func, ast.Attribute) and last in ("write_text", "write_bytes", "touch", "symlink_to", "hardlink_to"):
+    if isinstance(call.func, ast.Attribute) and last in (
+        "write_text",
+        "write_bytes",
+        "touch",
+        "symlink_to",
+        "hardlink_to",
+    ):
         return f"Path.{last}", call.func.value
     if isinstance(call.func, ast.Attribute) and last in ("rename", "replace") and name.split(".")[0] == "os":
         return f"{name}", _arg(call, 1, "dst")
@@ -154,16 +160,23 @@ def _unwrap(node: ast.AST | None) -> ast.AST | None:
 class _FunctionScan:
     """The writes and the calls (for parameter sinks) of one function body."""
 
-    def __init__(self, file: str, qualname: str, fn: ast.FunctionDef | ast.AsyncFunctionDef | None, body: list[ast.stmt]):
+    def __init__(
+        self, file: str, qualname: str, fn: ast.FunctionDef | ast.AsyncFunctionDef | None, body: list[ast.stmt]
+    ):
         self.file, self.qualname = file, qualname
         self.params: list[str] = []
         if fn is not None:
             args = fn.args
             self.params = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
-        self.memory = {t.id for node in ast.walk(ast.Module(body=body, type_ignores=[]))
-                       if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                       and _dotted(node.value.func) in MEMORY_FACTORIES
-                       for t in node.targets if isinstance(t, ast.Name)}
+        self.memory = {
+            t.id
+            for node in ast.walk(ast.Module(body=body, type_ignores=[]))
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and _dotted(node.value.func) in MEMORY_FACTORIES
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
         self.writes: list[Write] = []
         self.calls: list[tuple[ast.Call, frozenset[str]]] = []  # every call, with the atomic names in scope
         for stmt in body:
@@ -230,7 +243,9 @@ def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncF
     return out
 
 
-def scan(root: Path, packages: tuple[str, ...] = SCANNED) -> tuple[list[Write], list[tuple[_FunctionScan, ast.Call, frozenset[str]]], dict]:
+def scan(
+    root: Path, packages: tuple[str, ...] = SCANNED
+) -> tuple[list[Write], list[tuple[_FunctionScan, ast.Call, frozenset[str]]], dict]:
     """Every write in `packages` under `root`, every call, and each function's parameters."""
     writes: list[Write] = []
     calls: list = []
@@ -251,8 +266,9 @@ def scan(root: Path, packages: tuple[str, ...] = SCANNED) -> tuple[list[Write], 
     return writes, calls, signatures
 
 
-def offenders(root: Path, packages: tuple[str, ...] = SCANNED,
-              allowed: dict[tuple[str, str], str] | None = None) -> tuple[list[str], set[tuple[str, str]]]:
+def offenders(
+    root: Path, packages: tuple[str, ...] = SCANNED, allowed: dict[tuple[str, str], str] | None = None
+) -> tuple[list[str], set[tuple[str, str]]]:
     """The writes that break the rule, as "file:line: ..." lines, and the allow-list entries used.
 
     A write to a parameter makes its function a sink; each call of a sink (matched by name)
@@ -301,21 +317,31 @@ def offenders(root: Path, packages: tuple[str, ...] = SCANNED,
             if kind == "param":
                 todo.append((f"{scanned.file}:{scanned.qualname}", caller_param))
             elif kind == "other":
-                report(scanned.file, call.lineno, scanned.qualname,
-                       f"passes a path that is not an atomic_path temporary to {where} ({param!r} is written)")
+                report(
+                    scanned.file,
+                    call.lineno,
+                    scanned.qualname,
+                    f"passes a path that is not an atomic_path temporary to {where} ({param!r} is written)",
+                )
         if callers == 0:
             origin = sinks.get(sink)
             file, function = where.split(":", 1)
-            report(file, origin.line if origin else 0, function,
-                   f"writes its parameter {param!r}, and no caller shows it is an atomic_path temporary")
+            report(
+                file,
+                origin.line if origin else 0,
+                function,
+                f"writes its parameter {param!r}, and no caller shows it is an atomic_path temporary",
+            )
     return bad, used
 
 
 def test_every_write_goes_through_the_atomic_writer_or_is_allowed() -> None:
     assert {"core", "features", "sources", "lacp", "stages", "pipeline"} <= set(SCANNED)
     bad, used = offenders(REPO)
-    assert bad == [], ("writes outside core.files.atomic_path (route them through it, or add them to ALLOWED "
-                       "with the reason):\n" + "\n".join(bad))
+    assert bad == [], (
+        "writes outside core.files.atomic_path (route them through it, or add them to ALLOWED "
+        "with the reason):\n" + "\n".join(bad)
+    )
     assert set(ALLOWED) == used, f"ALLOWED entries that match no write any more: {sorted(set(ALLOWED) - used)}"
 
 
@@ -325,21 +351,24 @@ def _scan_source(tmp_path: Path, source: str) -> list[str]:
     return offenders(tmp_path, ("pkg",), allowed={})[0]
 
 
-@pytest.mark.parametrize("write", [
-    "Path(p).write_text('x')",
-    "open(p, 'w').write('x')",
-    "open(p, mode='ab')",
-    "np.save(p, a)",
-    "torch.save(a, p)",
-    "h5py.File(p, 'a')",
-    "fig.savefig(p)",
-    "shutil.copyfile(a, p)",
-    "json.dump(a, open(p, 'w'))",
-    "os.rename(a, p)",
-    "p.open('w')",
-    "Path('x').replace(p)",
-    "frame.to_csv(p)",
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        "Path(p).write_text('x')",
+        "open(p, 'w').write('x')",
+        "open(p, mode='ab')",
+        "np.save(p, a)",
+        "torch.save(a, p)",
+        "h5py.File(p, 'a')",
+        "fig.savefig(p)",
+        "shutil.copyfile(a, p)",
+        "json.dump(a, open(p, 'w'))",
+        "os.rename(a, p)",
+        "p.open('w')",
+        "Path('x').replace(p)",
+        "frame.to_csv(p)",
+    ],
+)
 def test_the_scan_names_each_direct_write_with_its_line(tmp_path: Path, write: str) -> None:
     found = _scan_source(tmp_path, f"import os\n\n\ndef save(a, fig, frame):\n    p = Path('out')\n    {write}\n")
     assert found and all(line.startswith("pkg/mod.py:6: save: ") for line in found), found
@@ -374,8 +403,10 @@ def test_a_helper_writing_its_parameter_is_checked_at_each_call_site(tmp_path: P
         "def bad(out):\n"
         "    decode('a', out / 'x.mp4')\n"
     )
-    assert _scan_source(tmp_path, source) == ["pkg/mod.py:9: bad: passes a path that is not an atomic_path "
-                                              "temporary to pkg/mod.py:decode ('dst' is written)"]
+    assert _scan_source(tmp_path, source) == [
+        "pkg/mod.py:9: bad: passes a path that is not an atomic_path temporary to pkg/mod.py:decode ('dst' is written)"
+    ]
     lonely = "def _encode(dst):\n    av.open(str(dst), mode='w')\n"
-    assert _scan_source(tmp_path, lonely) == ["pkg/mod.py:2: _encode: writes its parameter 'dst', and no caller "
-                                              "shows it is an atomic_path temporary"]
+    assert _scan_source(tmp_path, lonely) == [
+        "pkg/mod.py:2: _encode: writes its parameter 'dst', and no caller shows it is an atomic_path temporary"
+    ]

@@ -19,7 +19,6 @@ from sources.annotations import (
     validate_annotations,
     write_annotations,
 )
-
 from tests.shared_data import BEOID, GTEA, SFNET_SUBSETS, needs_beoid, needs_gtea
 
 SHARED = Path(__file__).parents[2] / "shared"
@@ -77,8 +76,18 @@ def test_fps_and_durations_arguments(tmp_path: Path) -> None:
     path = _write(tmp_path, _gt({"b": GOOD_VIDEO, "a": {**GOOD_VIDEO, "subset": "test"}}))
     ann = read_gt_json(path, fps=25, durations={"a": 10, "b": 20.5})
     assert ann["database"] == {
-        "a": {"subset": "test", "duration": 10.0, "fps": 25.0, "annotations": [{"segment": [1.5, 3.0], "label": "Jump"}]},
-        "b": {"subset": "train", "duration": 20.5, "fps": 25.0, "annotations": [{"segment": [1.5, 3.0], "label": "Jump"}]},
+        "a": {
+            "subset": "test",
+            "duration": 10.0,
+            "fps": 25.0,
+            "annotations": [{"segment": [1.5, 3.0], "label": "Jump"}],
+        },
+        "b": {
+            "subset": "train",
+            "duration": 20.5,
+            "fps": 25.0,
+            "annotations": [{"segment": [1.5, 3.0], "label": "Jump"}],
+        },
     }
     assert ann["classes"] == ["Jump"]
     with pytest.raises(AnnotationError, match="video 'b' has no 'fps'"):
@@ -97,11 +106,16 @@ def test_subset_mapping(tmp_path: Path) -> None:
 
 def test_skip_subset_leaves_its_videos_out(tmp_path: Path) -> None:
     """ActivityNet's unannotated `testing` subset: mapped to skip, its videos are not read at all."""
-    path = _write(tmp_path, _gt({
-        "a": {**GOOD_VIDEO, "subset": "training"},
-        "b": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "Throw"}]},
-        "c": {"subset": "testing", "annotations": [{"segment": [0, 1], "label": "Other"}], "duration": "bad"},
-    }))
+    path = _write(
+        tmp_path,
+        _gt(
+            {
+                "a": {**GOOD_VIDEO, "subset": "training"},
+                "b": {"subset": "validation", "annotations": [{"segment": [0, 1], "label": "Throw"}]},
+                "c": {"subset": "testing", "annotations": [{"segment": [0, 1], "label": "Other"}], "duration": "bad"},
+            }
+        ),
+    )
     ann = read_gt_json(path, subsets={"training": "train", "validation": "test", "testing": "skip"})
     assert {vid: v["subset"] for vid, v in ann["database"].items()} == {"a": "train", "b": "test"}
     assert ann["classes"] == ["Jump", "Throw"]  # classes of the kept videos only
@@ -111,11 +125,16 @@ def test_skip_subset_leaves_its_videos_out(tmp_path: Path) -> None:
 
 def test_per_video_fps_and_num_frames(tmp_path: Path) -> None:
     """GTEA/BEOID layout: fps and num_frames per video; num_frames / fps is the duration when none is given."""
-    path = _write(tmp_path, _gt({
-        "with_duration": {**GOOD_VIDEO, "fps": 15, "num_frames": 1168, "duration": 77.8},
-        "frames_only": {**GOOD_VIDEO, "fps": 30, "num_frames": "1534"},
-        "no_fps": {**GOOD_VIDEO, "num_frames": 100},
-    }))
+    path = _write(
+        tmp_path,
+        _gt(
+            {
+                "with_duration": {**GOOD_VIDEO, "fps": 15, "num_frames": 1168, "duration": 77.8},
+                "frames_only": {**GOOD_VIDEO, "fps": 30, "num_frames": "1534"},
+                "no_fps": {**GOOD_VIDEO, "num_frames": 100},
+            }
+        ),
+    )
     db = read_gt_json(path)["database"]
     assert db["with_duration"]["fps"] == 15.0 and db["with_duration"]["duration"] == 77.8  # duration wins
     assert db["frames_only"]["fps"] == 30.0 and db["frames_only"]["duration"] == pytest.approx(1534 / 30)
@@ -123,11 +142,14 @@ def test_per_video_fps_and_num_frames(tmp_path: Path) -> None:
     assert read_gt_json(path, fps=25)["database"]["frames_only"]["duration"] == pytest.approx(1534 / 25)
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (0, r"key 'num_frames': expected a positive number, got 0"),
-    (12.5, r"key 'num_frames': expected a whole number of frames, got 12.5"),
-    ("many", r"key 'num_frames': expected a number, got 'many'"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, r"key 'num_frames': expected a positive number, got 0"),
+        (12.5, r"key 'num_frames': expected a whole number of frames, got 12.5"),
+        ("many", r"key 'num_frames': expected a number, got 'many'"),
+    ],
+)
 def test_bad_num_frames_names_file_video_and_key(tmp_path: Path, value, message: str) -> None:
     path = _write(tmp_path, _gt({"v1": {**GOOD_VIDEO, "fps": 15, "num_frames": value}}))
     with pytest.raises(AnnotationError, match=rf"gt.json: video 'v1' {message}"):
@@ -135,8 +157,9 @@ def test_bad_num_frames_names_file_video_and_key(tmp_path: Path, value, message:
 
 
 def _instances_per_class(ann: dict, subset: str) -> collections.Counter:
-    return collections.Counter(a["label"] for v in ann["database"].values() if v["subset"] == subset
-                               for a in v["annotations"])
+    return collections.Counter(
+        a["label"] for v in ann["database"].values() if v["subset"] == subset for a in v["annotations"]
+    )
 
 
 @needs_gtea
@@ -176,8 +199,14 @@ def test_real_beoid_gt() -> None:
     [
         ({"v1": {"annotations": []}}, r"video 'v1'.*missing key 'subset'"),
         ({"v1": {"subset": "train"}}, r"video 'v1'.*missing key 'annotations'"),
-        ({"v1": {"subset": "train", "annotations": [{"label": "Jump"}]}}, r"video 'v1' annotation 0.*missing key 'segment'"),
-        ({"v1": {"subset": "train", "annotations": [{"segment": [1, 2]}]}}, r"video 'v1' annotation 0.*missing key 'label'"),
+        (
+            {"v1": {"subset": "train", "annotations": [{"label": "Jump"}]}},
+            r"video 'v1' annotation 0.*missing key 'segment'",
+        ),
+        (
+            {"v1": {"subset": "train", "annotations": [{"segment": [1, 2]}]}},
+            r"video 'v1' annotation 0.*missing key 'label'",
+        ),
         (
             {"v1": {"subset": "train", "annotations": [{"segment": ["5.0", "4.0"], "label": "Jump"}]}},
             r"video 'v1' annotation 0 key 'segment': end 4.0 is before start 5.0",
@@ -232,7 +261,10 @@ def test_ids_that_collide_with_stage_files_are_refused(tmp_path: Path, vid: str,
     fps = _write(tmp_path, json.dumps({vid: 25}), "fps.json")
     with pytest.raises(AnnotationError, match=message):
         read_fps_dict(fps)
-    project = {"database": {vid: {"subset": "test", "duration": 5.0, "fps": 25.0, "annotations": []}}, "classes": ["Jump"]}
+    project = {
+        "database": {vid: {"subset": "test", "duration": 5.0, "fps": 25.0, "annotations": []}},
+        "classes": ["Jump"],
+    }
     with pytest.raises(AnnotationError, match=message):
         validate_annotations(project, where="annotations.json")
 
@@ -278,7 +310,9 @@ def _project(segments: list[list[float]], *, duration: float = 10.0) -> dict:
                 "subset": "test",
                 "duration": duration,
                 "fps": 30.0,
-                "annotations": [{"segment": s, "label": "Jump", "salient": s[0] + 0.5 * (s[1] - s[0])} for s in segments],
+                "annotations": [
+                    {"segment": s, "label": "Jump", "salient": s[0] + 0.5 * (s[1] - s[0])} for s in segments
+                ],
             }
         },
         "classes": ["Jump"],
@@ -324,8 +358,14 @@ def test_write_and_read_annotations(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (lambda a: a["database"]["v1"]["annotations"][0].update(label="Run"), "label 'Run' is not in 'classes'"),
-        (lambda a: a["database"]["v1"]["annotations"][0].update(salient=9.0), r"salient time 9.0 is outside \[2.0, 5.0\]"),
-        (lambda a: a["database"]["v1"]["annotations"][0].update(segment=[2.0, 12.0]), "end 12.0 is after the video end 10.0"),
+        (
+            lambda a: a["database"]["v1"]["annotations"][0].update(salient=9.0),
+            r"salient time 9.0 is outside \[2.0, 5.0\]",
+        ),
+        (
+            lambda a: a["database"]["v1"]["annotations"][0].update(segment=[2.0, 12.0]),
+            "end 12.0 is after the video end 10.0",
+        ),
         (lambda a: a["database"]["v1"].update(subset="validation"), "'validation' is not one of"),
         (lambda a: a["database"]["v1"].pop("fps"), "missing key 'fps'"),
         (lambda a: a.update(classes=["b", "a"]), "must be sorted"),

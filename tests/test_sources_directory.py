@@ -46,8 +46,13 @@ def test_prepare_small_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     gt = _gt_file(
         tmp_path,
         {
-            "vid_a": {"subset": "validation", "annotations": [{"segment": ["0.2", "0.5"], "label": "Jump"},
-                                                             {"segment": ["0.8", "1.5"], "label": "Jump"}]},
+            "vid_a": {
+                "subset": "validation",
+                "annotations": [
+                    {"segment": ["0.2", "0.5"], "label": "Jump"},
+                    {"segment": ["0.8", "1.5"], "label": "Jump"},
+                ],
+            },
             "vid_b": {"subset": "test", "annotations": [{"segment": [0.5, 1.0], "label": "Throw"}]},
         },
     )
@@ -103,8 +108,10 @@ def test_real_gtea_gt_through_the_directory_source(tmp_path: Path) -> None:
     ann, videos = prepare_directory(folder, GTEA / "gt.json", subsets=SFNET_SUBSETS, allow_missing=True)
     db = ann["database"]
     assert sorted(videos) == ["S1_Cheese_C1", "S1_Tea_C1"]
-    assert {vid: (v["subset"], v["fps"]) for vid, v in db.items()} == {"S1_Cheese_C1": ("train", 15.0),
-                                                                        "S1_Tea_C1": ("test", 15.0)}
+    assert {vid: (v["subset"], v["fps"]) for vid, v in db.items()} == {
+        "S1_Cheese_C1": ("train", 15.0),
+        "S1_Tea_C1": ("test", 15.0),
+    }
     assert len(ann["classes"]) == 7
 
 
@@ -131,12 +138,12 @@ def test_real_gt_reports_missing_thumos_videos(tmp_path: Path) -> None:
     assert "video_test_0000006, video_test_0000007," in message and "... and 388 more" in message
     assert "video_test_0000004," not in message and "video_validation_0000051" not in message
 
-    ann, videos = prepare_directory(
-        folder, THUMOS / "gt.json", fps_json=THUMOS / "fps_dict.json", allow_missing=True
-    )
+    ann, videos = prepare_directory(folder, THUMOS / "gt.json", fps_json=THUMOS / "fps_dict.json", allow_missing=True)
     assert sorted(videos) == ["video_test_0000004", "video_validation_0000051"]
     db = ann["database"]
-    assert db["video_validation_0000051"]["subset"] == "train" and db["video_validation_0000051"]["duration"] == pytest.approx(4.0)
+    assert db["video_validation_0000051"]["subset"] == "train" and db["video_validation_0000051"][
+        "duration"
+    ] == pytest.approx(4.0)
     assert db["video_validation_0000051"]["fps"] == 30.0  # from fps_dict.json, not the container's 25
     assert len(ann["classes"]) == 20  # the dataset's class list is kept
 
@@ -166,8 +173,11 @@ def test_empty_folder_looks_unreachable(tmp_path: Path) -> None:
     (tmp_path / "v").mkdir()
     ann = {"subset": "train", "annotations": [{"segment": [0, 1], "label": "Jump"}]}
     gt = _gt_file(tmp_path, {"a": ann, "b": ann})
-    with pytest.raises(DatasetError, match=r"2 of 2 annotated videos not found .*: a, b\. Not one is there: the "
-                                           r"folder looks unreachable \(an unmounted drive or share"):
+    with pytest.raises(
+        DatasetError,
+        match=r"2 of 2 annotated videos not found .*: a, b\. Not one is there: the "
+        r"folder looks unreachable \(an unmounted drive or share",
+    ):
         prepare_directory(tmp_path / "v", gt)
 
 

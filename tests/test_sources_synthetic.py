@@ -140,7 +140,11 @@ def test_annotations_deterministic_and_consistent() -> None:
 
 def test_class_offset_selects_classes_and_keeps_the_default_dataset() -> None:
     assert [c.name for c in SyntheticSpec(num_classes=5, class_offset=5).classes] == [
-        "ShakeStripes", "EightChecker", "SweepBar", "WobbleStar", "SwingCrescent",
+        "ShakeStripes",
+        "EightChecker",
+        "SweepBar",
+        "WobbleStar",
+        "SwingCrescent",
     ]
     spec = SyntheticSpec()
     assert spec.class_offset == 0 and spec.classes == CLASS_LIBRARY[:4]
@@ -168,8 +172,18 @@ def test_envelope_values() -> None:
 def _single(cls_name: str, spec: SyntheticSpec) -> SyntheticVideo:
     """A 4 s video with one 3 s instance in the middle of the frame (peak at half way)."""
     inst = SyntheticInstance(
-        label=cls_name, start_frame=15, end_frame=105, peak=0.5, cx=48.0, cy=48.0, radius=10.0,
-        amplitude=18.0, cycles_per_s=1.0, rgb=(1.0, 0.9, 0.2), angle=0.3, direction=1,
+        label=cls_name,
+        start_frame=15,
+        end_frame=105,
+        peak=0.5,
+        cx=48.0,
+        cy=48.0,
+        radius=10.0,
+        amplitude=18.0,
+        cycles_per_s=1.0,
+        rgb=(1.0, 0.9, 0.2),
+        angle=0.3,
+        direction=1,
     )
     return SyntheticVideo("synth_test_0000", "test", 0, 120, (inst,))
 

@@ -47,21 +47,42 @@ def test_score_proposals_pairs_each_candidate_with_its_best_same_class_tiou(tmp_
     # v1: class 0 active on snippets 10..19, ground truth class 0 at exactly those snippets and
     # class 1 elsewhere; v2: class 1 active, but its only instance is of class 0 (tIoU 0)
     videos = {"v1": _video(40, {0: (10, 20)}), "v2": _video(30, {1: (5, 15)})}
-    writer = FeatureStoreWriter(tmp_path / "f.h5", attrs={"crop": 112, "backbone": "t", "weights_sha256": "-",
-                                                         "flow_method": "-", "flow_init": "-", **RELEASED_GRID.as_attrs()})
+    writer = FeatureStoreWriter(
+        tmp_path / "f.h5",
+        attrs={
+            "crop": 112,
+            "backbone": "t",
+            "weights_sha256": "-",
+            "flow_method": "-",
+            "flow_init": "-",
+            **RELEASED_GRID.as_attrs(),
+        },
+    )
     for vid, feats in videos.items():
         writer.write(vid, rgb=feats[:, :1024], flow=feats[:, 1024:], frames=16 * len(feats), source_fps=25.0)
     writer.finalize()
-    annotations = {"classes": ["a", "b"], "database": {
-        "v1": {"subset": "test", "fps": 25.0, "annotations": [{"label": "a", "segment": [10 * SS, 20 * SS]},
-                                                               {"label": "b", "segment": [30 * SS, 35 * SS]}]},
-        "v2": {"subset": "test", "fps": 25.0, "annotations": [{"label": "a", "segment": [5 * SS, 15 * SS]}]}}}
+    annotations = {
+        "classes": ["a", "b"],
+        "database": {
+            "v1": {
+                "subset": "test",
+                "fps": 25.0,
+                "annotations": [
+                    {"label": "a", "segment": [10 * SS, 20 * SS]},
+                    {"label": "b", "segment": [30 * SS, 35 * SS]},
+                ],
+            },
+            "v2": {"subset": "test", "fps": 25.0, "annotations": [{"label": "a", "segment": [5 * SS, 15 * SS]}]},
+        },
+    }
     detection = DetectionConfig()
     model, cpu = TwoClassScores(), torch.device("cpu")
     with FeatureStore(tmp_path / "f.h5") as store:
         got = analyze.score_proposals(model, store, ["v1", "v2"], annotations, detection, cpu, num_segments=0)
-        found = {vid: video_candidates(model, store[vid], detection, cpu, num_segments=0, snippet_seconds=SS)
-                 for vid in videos}
+        found = {
+            vid: video_candidates(model, store[vid], detection, cpu, num_segments=0, snippet_seconds=SS)
+            for vid in videos
+        }
     m1 = len(found["v1"].inner)
     assert len(got.tiou) == m1 + len(found["v2"].inner) and m1 > 1
     assert set(got.label_index[:m1].tolist()) == {0} and set(got.label_index[m1:].tolist()) == {1}
@@ -74,15 +95,21 @@ def test_score_proposals_pairs_each_candidate_with_its_best_same_class_tiou(tmp_
 
 
 def test_metrics_table_and_report_on_hand_made_proposals(tmp_path: Path) -> None:
-    proposals = ScoredProposals(label_index=np.array([0, 0, 0, 1, 1, 1]),
-                                tiou=np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8]),
-                                inner=np.array([0.5, 0.4, 0.6, 0.3, 0.3, 0.35]),
-                                oic=np.array([0.0, 0.2, 0.4, 0.1, 0.3, 0.5]))
+    proposals = ScoredProposals(
+        label_index=np.array([0, 0, 0, 1, 1, 1]),
+        tiou=np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8]),
+        inner=np.array([0.5, 0.4, 0.6, 0.3, 0.3, 0.35]),
+        oic=np.array([0.0, 0.2, 0.4, 0.1, 0.3, 0.5]),
+    )
     from lacp.score_analysis import correlations
 
     found = correlations(proposals, classes=["a", "b"])
-    quality = {"iou": {10: 0.25, 20: 0.5}, "coverage": {10: 0.4, 20: 0.7}, "precision": {10: 0.9, 20: 0.8},
-               "length_ratio": {10: 0.5, 20: 0.9}}
+    quality = {
+        "iou": {10: 0.25, 20: 0.5},
+        "coverage": {10: 0.4, 20: 0.7},
+        "precision": {10: 0.9, 20: 0.8},
+        "length_ratio": {10: 0.5, 20: 0.9},
+    }
     metrics = analyze.metrics_table(found, quality)
     # oic: 0, .2, .4, .1, .3, .5 against tIoU .1, .5, .9, .2, .6, .8
     assert metrics["pearson_oic"] == pytest.approx(pearson(proposals.oic, proposals.tiou), abs=1e-15)
@@ -116,14 +143,26 @@ def test_the_stage_on_the_tiny_dataset(tmp_path: Path) -> None:
     from tests.test_lacp_splits import write_tiny_inputs
 
     inputs = write_tiny_inputs(tmp_path)
-    train.run(train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu"), detection=DetectionConfig(),
-              **inputs, model_dir=tmp_path / "model", log_dir=tmp_path / "log",
-              pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    train.run(
+        train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu"),
+        detection=DetectionConfig(),
+        **inputs,
+        model_dir=tmp_path / "model",
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "pseudo_labels.h5",
+    )
     out = tmp_path / "analysis"
-    summary = analyze.run(analyze.AnalyzeParams(sequence_videos=2, device="cpu"), detection=DetectionConfig(),
-                          dataset_dir=inputs["dataset_dir"],
-                          features=inputs["features"], model_dir=tmp_path / "model", points_dir=inputs["points_dir"],
-                          pseudo_labels=tmp_path / "pseudo_labels.h5", train_log=tmp_path / "log", out_dir=out)
+    summary = analyze.run(
+        analyze.AnalyzeParams(sequence_videos=2, device="cpu"),
+        detection=DetectionConfig(),
+        dataset_dir=inputs["dataset_dir"],
+        features=inputs["features"],
+        model_dir=tmp_path / "model",
+        points_dir=inputs["points_dir"],
+        pseudo_labels=tmp_path / "pseudo_labels.h5",
+        train_log=tmp_path / "log",
+        out_dir=out,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     with (out / "scatter_oic.csv").open() as fh:  # every proposal drawn (fewer than scatter_points)
         rows = list(csv.DictReader(fh))
@@ -133,9 +172,10 @@ def test_the_stage_on_the_tiny_dataset(tmp_path: Path) -> None:
     log = json.loads((tmp_path / "log" / "metrics.json").read_text())
     assert metrics["pseudo_iou_last_search"] == pytest.approx(log["pseudo_iou"], abs=1e-6)
     assert (metrics["first_search_step"], metrics["last_search_step"]) == (2, 4)
-    assert sorted(p.name for p in (out / "sequences").iterdir()) == [f"{v}.png" for v in
-                                                                     analyze.sequence_videos(json.loads(
-                                                                         (tmp_path / "model" / "split.json").read_text())["train"], 2)]
+    assert sorted(p.name for p in (out / "sequences").iterdir()) == [
+        f"{v}.png"
+        for v in analyze.sequence_videos(json.loads((tmp_path / "model" / "split.json").read_text())["train"], 2)
+    ]
     for name in ("scoring_variants.png", "pseudo_quality.png", "scatter_inner.csv", "correlations.csv", "report.md"):
         assert (out / name).stat().st_size > 0, name
     assert summary["report"] == str(out / "report.md")

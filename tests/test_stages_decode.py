@@ -28,7 +28,10 @@ def dataset(tmp_path: Path) -> Path:
     write_indexed_video(vids / "short.mp4", list(range(5)), time_base=Fraction(1, 25))
     (vids / "empty.mp4").write_bytes(b"")
     (vids / "text.mp4").write_text("not a video\n")
-    write_json(root / "videos.json", {v: f"videos/{v}.mp4" for v in ["good_a", "good_b", "short", "empty", "text"]} | {"gone": "videos/gone.mp4"})
+    write_json(
+        root / "videos.json",
+        {v: f"videos/{v}.mp4" for v in ["good_a", "good_b", "short", "empty", "text"]} | {"gone": "videos/gone.mp4"},
+    )
     return root
 
 
@@ -44,10 +47,17 @@ def test_failures_are_reported_and_the_rest_finishes(dataset: Path, tmp_path: Pa
     assert "too short: 5 frames" in failed["short"]
     assert "empty file" in failed["empty"]
     assert "not a readable video" in failed["text"]
-    assert failed["gone"] == (f"source file not found: {dataset / 'videos' / 'gone.mp4'} "
-                              "(restore it, or reconnect its folder, and rerun)")
+    assert failed["gone"] == (
+        f"source file not found: {dataset / 'videos' / 'gone.mp4'} (restore it, or reconnect its folder, and rerun)"
+    )
     assert summary["decoded"] == 2 and summary["failed"] == 4 and summary["missing_sources"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["good_a.json", "good_a.mp4", "good_b.json", "good_b.mp4", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good_a.json",
+        "good_a.mp4",
+        "good_b.json",
+        "good_b.mp4",
+        "manifest.json",
+    ]
 
 
 def test_rerun_skips_finished_videos_and_params_change_redoes_them(dataset: Path, tmp_path: Path):
@@ -142,16 +152,22 @@ def test_a_missing_source_keeps_its_video_and_stops_training(dataset: Path, tmp_
     assert _outputs(out) == before
     assert summary["skipped"] == 1 and summary["failed"] == 5 and summary["missing_sources"] == 2  # good_a, gone
     failed = json.loads((out / "manifest.json").read_text())["failed"]
-    assert failed["good_a"] == (f"source file not found: {dataset / 'videos' / 'good_a.mp4'}; its decoded video of "
-                                "an earlier run is kept (restore it, or reconnect its folder, and rerun)")
+    assert failed["good_a"] == (
+        f"source file not found: {dataset / 'videos' / 'good_a.mp4'}; its decoded video of "
+        "an earlier run is kept (restore it, or reconnect its folder, and rerun)"
+    )
 
     store = _Store(["good_b"], failed)  # extract records decode's failures as the store's excluded videos
     with pytest.raises(ValueError) as err:
         available_videos(store, ["good_a", "good_b"], features=tmp_path / "features.h5", what="training")
-    assert str(err.value).startswith(f"{tmp_path / 'features.h5'}: 1 training video(s) have no features because "
-                                     f"decode could not find their source: good_a (first: {failed['good_a']})")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'features.h5'}: 1 training video(s) have no features because "
+        f"decode could not find their source: good_a (first: {failed['good_a']})"
+    )
     with caplog.at_level(logging.WARNING):
-        assert available_videos(store, ["good_b", "short"], features=tmp_path / "features.h5", what="test") == ["good_b"]
+        assert available_videos(store, ["good_b", "short"], features=tmp_path / "features.h5", what="test") == [
+            "good_b"
+        ]
     assert "1 test video(s) failed upstream and are left out: short" in caplog.text
 
     moved.rename(dataset / "videos" / "good_a.mp4")
@@ -165,8 +181,9 @@ def test_extreme_video_fails_alone(tmp_path: Path):
     root = tmp_path / "dataset"
     (root / "videos").mkdir(parents=True)
     write_indexed_video(root / "videos" / "good.mp4", list(range(20)), time_base=Fraction(1, 25))
-    write_indexed_video(root / "videos" / "strip.mp4", list(range(20)), time_base=Fraction(1, 25), size=(16, 4096),
-                        lossless=False)
+    write_indexed_video(
+        root / "videos" / "strip.mp4", list(range(20)), time_base=Fraction(1, 25), size=(16, 4096), lossless=False
+    )
     write_json(root / "videos.json", {"good": "videos/good.mp4", "strip": "videos/strip.mp4"})
     out = tmp_path / "decoded"
     stage = plan(DecodeParams(short_side=128), dataset_dir=root, out_dir=out)

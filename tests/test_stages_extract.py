@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.files import atomic_path, sha256_file, write_json
 from features.flow import FlowSettings, compute_flow, read_flow, write_flow
 from features.i3d import I3D
 from features.snippets import iter_snippet_batches, preprocess_flow, preprocess_rgb
-from core.files import atomic_path, sha256_file, write_json
 from features.store import FILE_ATTR_KEYS, FeatureStore, FeatureStoreWriter
 from features.video import DecodeSettings, decode_to_mp4, read_decoded_frames
 from features.weights import save_state_dict
@@ -79,11 +79,14 @@ def test_streamed_features_equal_the_whole_video_path(inputs):
     frames = read_decoded_frames(inputs["decoded"] / f"{VID}.mp4")  # (90, 64, 86, 3)
     with FeatureStore(FeatureStoreWriter(out, attrs=_attrs()).finalize()) as store:
         got = store[VID]  # (6, 2048)
-    rgb = stream_features(rgb_model, iter_snippet_batches(frames, transform=functools.partial(
-        preprocess_rgb, short_side=None, crop=64), **cut))
+    rgb = stream_features(
+        rgb_model,
+        iter_snippet_batches(frames, transform=functools.partial(preprocess_rgb, short_side=None, crop=64), **cut),
+    )
     flow_u8, _ = read_flow(inputs["flow"] / f"{VID}.h5")
-    flow = stream_features(flow_model, iter_snippet_batches(flow_u8, transform=functools.partial(
-        preprocess_flow, crop=64), **cut))
+    flow = stream_features(
+        flow_model, iter_snippet_batches(flow_u8, transform=functools.partial(preprocess_flow, crop=64), **cut)
+    )
     assert got.shape == (6, 2048) and np.abs(got).max() > 0
     np.testing.assert_array_equal(got[:, :1024], rgb)
     np.testing.assert_array_equal(got[:, 1024:], flow)
@@ -91,7 +94,9 @@ def test_streamed_features_equal_the_whole_video_path(inputs):
 
 def test_a_decoded_video_shorter_than_its_manifest_is_a_video_error(inputs, tmp_path):
     _write_flow_of_length(inputs, tmp_path, 96)
-    with pytest.raises(VideoError, match=r"video 'clip': .*clip.mp4: ends after 90 frames, expected 96.*rerun the decode stage"):
+    with pytest.raises(
+        VideoError, match=r"video 'clip': .*clip.mp4: ends after 90 frames, expected 96.*rerun the decode stage"
+    ):
         _extract({**inputs, "flow": tmp_path}, tmp_path / "f.h5", frames_out=96)
 
 
@@ -135,19 +140,37 @@ def _stage_inputs(inputs: dict[str, Path], root: Path, *, ok: list[str], failed:
     _write_manifests(dirs, ok=ok, failed=failed)
     for name in ("rgb", "flow"):
         shutil.copyfile(inputs["weights"] / f"{name}.pt", dirs["weights_dir"] / f"{name}.pt")
-    write_json(dirs["weights_dir"] / "weights.json", {"flow_init": "test", **{
-        f"{name}_sha256": sha256_file(dirs["weights_dir"] / f"{name}.pt") for name in ("rgb", "flow")}})
+    write_json(
+        dirs["weights_dir"] / "weights.json",
+        {
+            "flow_init": "test",
+            **{f"{name}_sha256": sha256_file(dirs["weights_dir"] / f"{name}.pt") for name in ("rgb", "flow")},
+        },
+    )
     return {**dirs, "out_path": root / "features.h5"}
 
 
 def _write_manifests(dirs: dict[str, Path], *, ok: list[str], failed: dict[str, str]) -> None:
     """The decode and flow manifests: `ok` decoded and flowed, `failed` failed in decode."""
-    write_json(dirs["decoded_dir"] / "manifest.json", {
-        "fps": 25, "params": DecodeParams().model_dump(), "failed": failed,
-        "videos": {v: {"frames_out": SHORT, "source_fps": 25.0} for v in ok}})
-    write_json(dirs["flow_dir"] / "manifest.json", {
-        "method": "dis", "bound": 20.0, "params": recorded_params(FlowParams()), "failed": {},
-        "videos": {v: {"frames": SHORT} for v in ok}})
+    write_json(
+        dirs["decoded_dir"] / "manifest.json",
+        {
+            "fps": 25,
+            "params": DecodeParams().model_dump(),
+            "failed": failed,
+            "videos": {v: {"frames_out": SHORT, "source_fps": 25.0} for v in ok},
+        },
+    )
+    write_json(
+        dirs["flow_dir"] / "manifest.json",
+        {
+            "method": "dis",
+            "bound": 20.0,
+            "params": recorded_params(FlowParams()),
+            "failed": {},
+            "videos": {v: {"frames": SHORT} for v in ok},
+        },
+    )
 
 
 def _interrupted(plan: extract.VideoPlan, *, after: int) -> extract.VideoPlan:
@@ -218,8 +241,10 @@ def test_a_part_made_from_another_input_is_computed_again(short, tmp_path):
 
 def test_extract_sweeps_its_own_temporaries_and_no_other_stages(tmp_path):
     out = tmp_path / "features.h5"
-    attrs = {**{k: 1 for k in FILE_ATTR_KEYS}, "excluded_videos": "{}"}
-    FeatureStoreWriter(out, attrs=attrs).write("a", rgb=np.ones((2, 1024)), flow=np.ones((2, 1024)), frames=32, source_fps=25.0)
+    attrs = {**dict.fromkeys(FILE_ATTR_KEYS, 1), "excluded_videos": "{}"}
+    FeatureStoreWriter(out, attrs=attrs).write(
+        "a", rgb=np.ones((2, 1024)), flow=np.ones((2, 1024)), frames=32, source_fps=25.0
+    )
     names = {}
     for target in ("features.h5", "pseudo_labels.h5"):  # a killed write of each: its temporary's real name
         with atomic_path(tmp_path / target) as tmp:
@@ -227,11 +252,14 @@ def test_extract_sweeps_its_own_temporaries_and_no_other_stages(tmp_path):
         (tmp_path / names[target]).write_bytes(b"in flight")
 
     extract.finish([VideoResult("a", ok=True)], out_path=out, attrs=attrs)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.h5", "pseudo_labels.h5", names["pseudo_labels.h5"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["features.h5", "pseudo_labels.h5", names["pseudo_labels.h5"]]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # rerunning after a finished extraction: the finished store's videos are reused
+
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     with FeatureStore(path) as store:

@@ -45,7 +45,9 @@ def test_a_resumed_run_rewrites_the_whole_log(tmp_path: Path) -> None:
     first = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)
     for row in rows[:4]:  # killed after step 4; the checkpoint was written at step 3
         first.log(row)
-    resumed = TrainingLog(tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS)  # the rerun logs steps 4 and 5 only ...
+    resumed = TrainingLog(
+        tmp_path, loss_terms=LOSS_COLUMNS, pseudo_terms=PSEUDO_COLUMNS
+    )  # the rerun logs steps 4 and 5 only ...
     for row in rows[3:]:
         resumed.log(row)
     resumed.finish(rows)  # ... and ends with the checkpoint's whole log
@@ -66,9 +68,14 @@ def test_train_logs_pseudo_label_quality_at_every_search_and_keeps_first_and_las
 
     inputs = write_tiny_inputs(tmp_path)
     params = train.TrainParams(steps=4, batch=2, search_every=2, checkpoint_every=0, device="cpu", validation_share=0)
-    summary = train.run(params, detection=DetectionConfig(), **inputs, model_dir=tmp_path / "model",
-                        log_dir=tmp_path / "log",
-                        pseudo_labels_path=tmp_path / "pseudo_labels.h5")
+    summary = train.run(
+        params,
+        detection=DetectionConfig(),
+        **inputs,
+        model_dir=tmp_path / "model",
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "pseudo_labels.h5",
+    )
     log = read_training_log(tmp_path / "log")
     assert sorted(log["pseudo/iou"]) == [2, 4]  # the search steps only
     record = read_search_record(tmp_path / "pseudo_labels.h5")
@@ -116,12 +123,20 @@ def test_a_finished_run_removes_only_its_own_checkpoints(tmp_path: Path) -> None
     other.mkdir(parents=True)
     (other / "checkpoint.pt").write_bytes(b"another run's checkpoint")
     params = _train_params()
-    own = resume / run_key(f"{params.fingerprint()}:r_act={DetectionConfig().r_act}",  # the key train.run makes
-                           [inputs["points_dir"] / "points.csv", inputs["features"]])
+    own = resume / run_key(
+        f"{params.fingerprint()}:r_act={DetectionConfig().r_act}",  # the key train.run makes
+        [inputs["points_dir"] / "points.csv", inputs["features"]],
+    )
     seen: list[bool] = []  # this run's checkpoint (written every step) exists from step 2 on
-    train.run(params, detection=DetectionConfig(), **inputs, model_dir=model_dir, log_dir=tmp_path / "log",
-              pseudo_labels_path=tmp_path / "p.h5",
-              on_progress=lambda step, steps, row: seen.append((own / "checkpoint.pt").is_file()))
+    train.run(
+        params,
+        detection=DetectionConfig(),
+        **inputs,
+        model_dir=model_dir,
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "p.h5",
+        on_progress=lambda step, steps, row: seen.append((own / "checkpoint.pt").is_file()),
+    )
     assert seen == [False, True]
     assert not own.exists()
     assert (other / "checkpoint.pt").read_bytes() == b"another run's checkpoint"
@@ -150,8 +165,14 @@ def test_model_pt_and_checkpoints_are_on_disk_before_model_json_names_them(tmp_p
     monkeypatch.setattr(os, "fsync", recorded_fsync)
     monkeypatch.setattr(os, "replace", recorded_replace)
     model_dir = tmp_path / "model"
-    train.run(_train_params(), detection=DetectionConfig(), **inputs, model_dir=model_dir, log_dir=tmp_path / "log",
-              pseudo_labels_path=tmp_path / "p.h5")
+    train.run(
+        _train_params(),
+        detection=DetectionConfig(),
+        **inputs,
+        model_dir=model_dir,
+        log_dir=tmp_path / "log",
+        pseudo_labels_path=tmp_path / "p.h5",
+    )
     renames = [(i, e[1], Path(e[2]).name) for i, e in enumerate(events) if e[0] == "replace"]
     vouched = [(i, tmp) for i, tmp, name in renames if name in ("model.pt", "checkpoint.pt")]
     assert len(vouched) == 3  # model.pt and the checkpoints of steps 1 and 2

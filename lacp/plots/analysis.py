@@ -64,11 +64,15 @@ def plot_score_scatter(
     for ax, (name, values) in zip(axes, (("inner", inner), ("oic", oic))):
         for c in present:
             at = label_index == c
-            ax.scatter(tiou[at], values[at], s=7, alpha=0.45, color=class_color(c), label=plain_text(classes[c]),
-                       linewidths=0)
+            ax.scatter(
+                tiou[at], values[at], s=7, alpha=0.45, color=class_color(c), label=plain_text(classes[c]), linewidths=0
+            )
         title = "inner score (mean CAS inside)" if name == "inner" else "outer-inner contrast (OIC)"
-        ax.set_title(f"{title}\nPearson r = {pearson[name]:.2f} here ({overlapping[name]:.2f} where tIoU > 0), "
-                     f"{paper[name]:.2f} in the paper", fontsize=10)
+        ax.set_title(
+            f"{title}\nPearson r = {pearson[name]:.2f} here ({overlapping[name]:.2f} where tIoU > 0), "
+            f"{paper[name]:.2f} in the paper",
+            fontsize=10,
+        )
         ax.set_xlabel("best tIoU with a same-class ground-truth instance")
         ax.set_ylabel("inner score" if name == "inner" else "OIC")
         ax.set_xlim(-0.02, 1.02)
@@ -79,15 +83,18 @@ def plot_score_scatter(
     return save_figure(figure, path)
 
 
-def _span_row(ax, y: float, spans: Sequence[tuple[int, float, float]], *, height: float = 0.7, alpha: float = 0.85) -> None:
+def _span_row(
+    ax, y: float, spans: Sequence[tuple[int, float, float]], *, height: float = 0.7, alpha: float = 0.85
+) -> None:
     for c, start, end in spans:
         ax.broken_barh([(start, end - start)], (y - height / 2, height), color=class_color(c), alpha=alpha)
 
 
 def _label_spans(labels: np.ndarray, snippet_seconds: float) -> list[tuple[int, float, float]]:
     """(class, start s, end s) of each run of ones of each column of (T, C) labels."""
-    return [(c, a * snippet_seconds, b * snippet_seconds)
-            for c in range(labels.shape[1]) for a, b in _runs(labels[:, c])]
+    return [
+        (c, a * snippet_seconds, b * snippet_seconds) for c in range(labels.shape[1]) for a, b in _runs(labels[:, c])
+    ]
 
 
 def plot_search_sequence(
@@ -123,13 +130,20 @@ def plot_search_sequence(
     Returns:
         The path written.
     """
-    shown = sorted({c for c, _, _ in instances} | {c for c, _ in points}
-                   | {c for lab in (first, final) if lab is not None for c in np.flatnonzero(lab.any(axis=0)).tolist()})
+    shown = sorted(
+        {c for c, _, _ in instances}
+        | {c for c, _ in points}
+        | {c for lab in (first, final) if lab is not None for c in np.flatnonzero(lab.any(axis=0)).tolist()}
+    )
     end = max(q.shape[0] * q_seconds, max((e for _, _, e in instances), default=0.0))
     figure = new_figure(11.0, 5.2)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.3, 1]})
-    rows = ["ground truth", "points", f"first search (step {first_step})" if first is not None else "first search (none)",
-            f"last search (step {final_step})" if final is not None else "last search (none)"]
+    rows = [
+        "ground truth",
+        "points",
+        f"first search (step {first_step})" if first is not None else "first search (none)",
+        f"last search (step {final_step})" if final is not None else "last search (none)",
+    ]
     ys = [3.0, 2.0, 1.0, 0.0]
     _span_row(top, ys[0], instances)
     for c, t in points:
@@ -170,8 +184,11 @@ def plot_pseudo_quality(curves: Mapping[str, Mapping[int, float]], path: str | P
     """
     figure = new_figure(8.0, 4.8)
     ax = figure.subplots()
-    names = {"iou": "mean IoU of the best pseudo span per instance", "coverage": "share of GT snippets labelled",
-             "precision": "share of pseudo-action snippets inside GT"}
+    names = {
+        "iou": "mean IoU of the best pseudo span per instance",
+        "coverage": "share of GT snippets labelled",
+        "precision": "share of pseudo-action snippets inside GT",
+    }
     for key, text in names.items():
         if key in curves and curves[key]:
             steps = sorted(curves[key])
@@ -184,8 +201,13 @@ def plot_pseudo_quality(curves: Mapping[str, Mapping[int, float]], path: str | P
     if curves.get("length_ratio"):
         right = ax.twinx()
         steps = sorted(curves["length_ratio"])
-        line = right.plot(steps, [curves["length_ratio"][s] for s in steps], color="0.35", linestyle="--",
-                          label="length ratio: best span / instance (right)")
+        line = right.plot(
+            steps,
+            [curves["length_ratio"][s] for s in steps],
+            color="0.35",
+            linestyle="--",
+            label="length ratio: best span / instance (right)",
+        )
         right.set_ylabel("length ratio (1 = the instance's length)")
         right.set_ylim(0, max(2.0, 1.1 * max(curves["length_ratio"].values())))
         right.axhline(1.0, color="0.6", linewidth=0.8)
@@ -253,7 +275,9 @@ def plot_comparison(
     shown = f"score >= {threshold:g}, best {lanes} at most, one per lane"
     video_id = plain_text(video_id)
     if truth:
-        axes[0].set_title(f"{video_id}: ground truth, then each model's detections ({shown}) above its CAS", fontsize=10)
+        axes[0].set_title(
+            f"{video_id}: ground truth, then each model's detections ({shown}) above its CAS", fontsize=10
+        )
         _span_row(axes[0], 0.5, instances)
         axes[0].set_yticks([0.5], labels=["ground truth"])
         axes[0].set_ylim(0, 1)
@@ -261,7 +285,7 @@ def plot_comparison(
         axes[0].set_title(f"{video_id}: detections ({shown}) above the CAS of each detected class", fontsize=10)
     lane = 0.16  # height of one detection lane, in CAS units
     drawn_classes = set(gt_classes)
-    for ax, view in zip(axes[int(truth):], views):
+    for ax, view in zip(axes[int(truth) :], views):
         kept = sorted((d for d in view.detections if float(d["score"]) >= threshold), key=lambda d: -float(d["score"]))
         for i, d in enumerate(kept[:lanes]):
             s, e = (float(x) for x in d["segment"])
@@ -274,19 +298,33 @@ def plot_comparison(
         for c in gt_classes:
             ax.plot(times, view.q[:, c], color=class_color(c), linewidth=1.2)
         for c in sorted({int(d["label_index"]) for d in kept[:lanes]} - set(gt_classes)):  # false classes: dashed
-            ax.plot(times, view.q[:, c], color=class_color(c), linewidth=1.0 + 0.2 * (not truth),
-                    linestyle="--" if truth else "-")
+            ax.plot(
+                times,
+                view.q[:, c],
+                color=class_color(c),
+                linewidth=1.0 + 0.2 * (not truth),
+                linestyle="--" if truth else "-",
+            )
         for _, s, e in instances:
             ax.axvspan(s, e, color="0.85", alpha=0.4, zorder=0)
         ax.set_ylim(-0.02, 1.1 + lanes * lane)
-        ax.set_yticks([0.0, 0.5, 1.0, 1.1 + lanes * lane / 2],
-                      labels=["0", "0.5", "1", f"{min(len(kept), lanes)} of {len(kept)} det."])
+        ax.set_yticks(
+            [0.0, 0.5, 1.0, 1.1 + lanes * lane / 2],
+            labels=["0", "0.5", "1", f"{min(len(kept), lanes)} of {len(kept)} det."],
+        )
         ax.set_ylabel(f"{plain_text(view.name)}\nCAS", fontsize=9)
         ax.grid(alpha=0.25)
     axes[-1].set_xlim(0, end)
     axes[-1].set_xlabel("time (s)")
     legend = [Patch(color=class_color(c), label=plain_text(classes[c])) for c in sorted(drawn_classes)]
-    figure.legend(handles=legend, fontsize=8, loc="lower center", ncol=min(6, len(legend)), title="class (bars and CAS)",
-                  title_fontsize=8, frameon=False)
+    figure.legend(
+        handles=legend,
+        fontsize=8,
+        loc="lower center",
+        ncol=min(6, len(legend)),
+        title="class (bars and CAS)",
+        title_fontsize=8,
+        frameon=False,
+    )
     figure.tight_layout(rect=(0, 0.5 / figure.get_figheight(), 1, 1))  # the bottom half inch: the legend
     return save_figure(figure, path)

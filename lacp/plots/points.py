@@ -28,8 +28,13 @@ def plot_relative_positions(rel: np.ndarray, *, title: str, path: str | Path) ->
     fig = new_figure(6, 3.5)
     ax = fig.add_subplot()
     ax.axvspan(0, 1, color="0.9", label="instance")
-    ax.hist(np.clip(rel, lo, hi), bins=80, range=(lo, hi), color="tab:blue",
-            label=f"{len(rel)} points" + (f" ({beyond} beyond the axis, in the edge bins)" if beyond else ""))
+    ax.hist(
+        np.clip(rel, lo, hi),
+        bins=80,
+        range=(lo, hi),
+        color="tab:blue",
+        label=f"{len(rel)} points" + (f" ({beyond} beyond the axis, in the edge bins)" if beyond else ""),
+    )
     if len(rel):
         ax.axvline(float(np.mean(rel)), color="tab:red", lw=1, label=f"mean {np.mean(rel):.3f}, std {np.std(rel):.3f}")
     ax.set_title(plain_text(f"{title}: relative position in the instance"))

@@ -29,8 +29,9 @@ class StudyCurve:
     std: np.ndarray
 
 
-def plot_study(curves: Sequence[StudyCurve], *, tiou: np.ndarray, points: dict[str, dict[str, str]], title: str,
-               path: str | Path) -> Path:
+def plot_study(
+    curves: Sequence[StudyCurve], *, tiou: np.ndarray, points: dict[str, dict[str, str]], title: str, path: str | Path
+) -> Path:
     """Draw every run's mAP curve with its spread shaded, and write the PNG atomically.
 
     Args:

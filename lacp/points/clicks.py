@@ -101,8 +101,12 @@ def assign_clicks(
         grouped: dict[str, list[Click]] = {}
         for click in read_sfnet_clicks(path):
             if click.class_name not in classes:
-                raise PointFileError(path, click.line, f"class '{click.class_name}' (video '{click.video_id}') "
-                                     f"is not one of the annotation classes {sorted(classes)}")
+                raise PointFileError(
+                    path,
+                    click.line,
+                    f"class '{click.class_name}' (video '{click.video_id}') "
+                    f"is not one of the annotation classes {sorted(classes)}",
+                )
             grouped.setdefault(click.video_id, []).append(click)
         by_file.append(grouped)
     videos = np.unique(inst.video_id)  # sorted training videos
@@ -111,10 +115,19 @@ def assign_clicks(
     else:
         choice = np.full(len(videos), int(annotator))
     files_in_use = sorted(set(choice.tolist()))
-    unknown = [f"{files[f].name}:{c.line} {v}" for f in files_in_use for v, cs in by_file[f].items()
-               if v not in database for c in cs]
-    test_clicks = sum(len(cs) for f in files_in_use for v, cs in by_file[f].items()
-                      if v in database and database[v].get("subset") != "train")
+    unknown = [
+        f"{files[f].name}:{c.line} {v}"
+        for f in files_in_use
+        for v, cs in by_file[f].items()
+        if v not in database
+        for c in cs
+    ]
+    test_clicks = sum(
+        len(cs)
+        for f in files_in_use
+        for v, cs in by_file[f].items()
+        if v in database and database[v].get("subset") != "train"
+    )
 
     frames = np.zeros(len(inst), np.int64)
     best = np.full(len(inst), np.inf)  # (N,) distance of the kept click, inf = none yet

@@ -154,8 +154,10 @@ def read_points_csv(path: str | Path, annotations: Mapping[str, Any]) -> list[Po
         extra = [c for c in header if c not in POINTS_COLUMNS]
         if missing or extra:
             raise PointFileError(
-                path, 1, f"header must hold the columns {list(LACP_COLUMNS)} (+ optional 'time'); "
-                f"missing {missing}, unknown {extra}"
+                path,
+                1,
+                f"header must hold the columns {list(LACP_COLUMNS)} (+ optional 'time'); "
+                f"missing {missing}, unknown {extra}",
             )
         col = {name: header.index(name) for name in header}
         points = []
@@ -180,21 +182,29 @@ def _point_from_fields(
     if vid not in database:
         raise PointFileError(path, line, f"video '{vid}' is not in the annotations")
     if database[vid].get("subset") != "train":
-        raise PointFileError(path, line, f"video '{vid}' is a '{database[vid].get('subset')}' video; "
-                             "points may only label training videos")
+        raise PointFileError(
+            path,
+            line,
+            f"video '{vid}' is a '{database[vid].get('subset')}' video; points may only label training videos",
+        )
     if name not in class_index:
-        raise PointFileError(path, line, f"class '{name}' (video '{vid}') is not one of the annotation "
-                             f"classes {sorted(class_index)}")
+        raise PointFileError(
+            path, line, f"class '{name}' (video '{vid}') is not one of the annotation classes {sorted(class_index)}"
+        )
     index = _parse_int(path, line, "class_index", fields[col["class_index"]])
     if index != class_index[name]:
-        raise PointFileError(path, line, f"class_index {index} of class '{name}' should be {class_index[name]} "
-                             "(the index in the sorted class list)")
+        raise PointFileError(
+            path,
+            line,
+            f"class_index {index} of class '{name}' should be {class_index[name]} (the index in the sorted class list)",
+        )
     start = _parse_int(path, line, "start_frame", fields[col["start_frame"]])
     stop = _parse_int(path, line, "stop_frame", fields[col["stop_frame"]])
     point = _parse_int(path, line, "point", fields[col["point"]])
     if not 0 <= start < stop:
-        raise PointFileError(path, line, f"video '{vid}' class '{name}': expected 0 <= start_frame < stop_frame, "
-                             f"got {start}, {stop}")
+        raise PointFileError(
+            path, line, f"video '{vid}' class '{name}': expected 0 <= start_frame < stop_frame, got {start}, {stop}"
+        )
     if point < 0:
         raise PointFileError(path, line, f"video '{vid}' class '{name}': point must be >= 0, got {point}")
     if "time" in col:

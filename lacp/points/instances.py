@@ -57,8 +57,11 @@ class Instances:
 
 
 def finite(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
         and math.isfinite(float(value))
+    )
 
 
 def train_instances(annotations: Mapping[str, Any]) -> Instances:
@@ -79,8 +82,9 @@ def train_instances(annotations: Mapping[str, Any]) -> Instances:
     if len(set(classes)) != len(classes):
         raise InstanceError("*", f"'classes' must not repeat a name: {classes}")
     index_of = {name: i for i, name in enumerate(classes)}
-    cols: dict[str, list[Any]] = {k: [] for k in ("video_id", "class_name", "class_index", "start_s", "end_s",
-                                                  "fps", "duration", "salient")}
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("video_id", "class_name", "class_index", "start_s", "end_s", "fps", "duration", "salient")
+    }
     for vid, entry in annotations["database"].items():
         subset = entry.get("subset")
         if subset not in ("train", "test"):

@@ -47,14 +47,24 @@ def point_stats(points: PointSet | Sequence[Point], annotations: Mapping[str, An
         "videos": len({p.video_id for p in rows}),
         "train_instances": n_train,
         "coverage": len(rows) / n_train if n_train else None,
-        "relative_position": {"mean": stat(np.mean), "std": stat(np.std), "median": stat(np.median),
-                              "min": stat(np.min), "max": stat(np.max)},
+        "relative_position": {
+            "mean": stat(np.mean),
+            "std": stat(np.std),
+            "median": stat(np.median),
+            "min": stat(np.min),
+            "max": stat(np.max),
+        },
         "inside_share": stat(lambda r: ((r >= 0) & (r <= 1)).mean()),
     }
     if isinstance(points, PointSet):
         s = points.summary
-        stats.update(distribution=s.distribution, dropped=s.dropped, skipped_short=s.skipped_short,
-                     unlabelled=s.unlabelled, overlapping=s.overlapping)
+        stats.update(
+            distribution=s.distribution,
+            dropped=s.dropped,
+            skipped_short=s.skipped_short,
+            unlabelled=s.unlabelled,
+            overlapping=s.overlapping,
+        )
     return stats
 
 

@@ -100,10 +100,12 @@ class Sampling(Config):
     min_instance_frames: int = Field(1, ge=0)
 
     @model_validator(mode="after")
-    def _complete(self) -> "Sampling":
+    def _complete(self) -> Sampling:
         if isinstance(self.annotator, int) and self.manual_files and self.annotator >= len(self.manual_files):
-            raise ValueError(f"annotator {self.annotator} must be 'random' or an index in "
-                             f"0..{len(self.manual_files) - 1} ({len(self.manual_files)} manual_files given)")
+            raise ValueError(
+                f"annotator {self.annotator} must be 'random' or an index in "
+                f"0..{len(self.manual_files) - 1} ({len(self.manual_files)} manual_files given)"
+            )
         if self.distribution == "file" and not self.file:
             raise ValueError("distribution 'file' needs file (a points CSV in the LACP format)")
         return self
@@ -216,9 +218,13 @@ def _sample_frames(
     missing = np.flatnonzero(np.isnan(inst.salient))
     if missing.size:
         i = int(missing[0])
-        raise InstanceError(str(inst.video_id[i]), f"instance [{inst.start_s[i]:g}, {inst.end_s[i]:g}] s has no "
-                              "'salient' time to emulate a click from; pass manual_files (SF-Net clicks) "
-                              "for real data", str(inst.class_name[i]))
+        raise InstanceError(
+            str(inst.video_id[i]),
+            f"instance [{inst.start_s[i]:g}, {inst.end_s[i]:g}] s has no "
+            "'salient' time to emulate a click from; pass manual_files (SF-Net clicks) "
+            "for real data",
+            str(inst.class_name[i]),
+        )
     t = np.clip(inst.salient + manual_jitter_s * rng.standard_normal(n), inst.start_s, inst.end_s)
     return np.clip(np.rint(t * inst.fps).astype(np.int64), inst.start_frame, inst.stop_frame)
 
@@ -228,8 +234,9 @@ def _file_rows(points_file: str | Path, annotations: Mapping[str, Any]) -> tuple
     points = read_points_csv(points_file, annotations)
     database = annotations["database"]
     fps = np.array([float(database[p.video_id]["fps"]) for p in points], dtype=np.float64)
-    duration = np.array([float(d) if finite(d := database[p.video_id].get("duration")) else math.nan
-                         for p in points], dtype=np.float64)
+    duration = np.array(
+        [float(d) if finite(d := database[p.video_id].get("duration")) else math.nan for p in points], dtype=np.float64
+    )
     start = np.array([p.start_frame for p in points], dtype=np.int64)
     stop = np.array([p.stop_frame for p in points], dtype=np.int64)
     inst = Instances(
@@ -251,8 +258,10 @@ def _add_offsets(inst: Instances, frames: np.ndarray, noise: np.ndarray, offset_
     """Move each point by `offset_std * noise` seconds, clipped to its video. Returns (N,) int64."""
     no_duration = np.flatnonzero(np.isnan(inst.duration))
     if no_duration.size:
-        raise InstanceError(str(inst.video_id[no_duration[0]]), "'duration' is needed to clip offset noise "
-                              "(offset_std > 0) to the video")
+        raise InstanceError(
+            str(inst.video_id[no_duration[0]]),
+            "'duration' is needed to clip offset noise (offset_std > 0) to the video",
+        )
     t = np.clip(frames / inst.fps + offset_std * noise, 0.0, inst.duration)
     last = np.maximum(np.ceil(inst.duration * inst.fps).astype(np.int64) - 1, 0)
     return np.clip(np.rint(t * inst.fps).astype(np.int64), 0, last)
@@ -285,26 +294,43 @@ def sample_points(annotations: Mapping[str, Any], sampling: Sampling | None = No
     elif distribution == "manual" and sampling.manual_files:
         inst = gt
         frames, labelled, manual, click_examples = assign_clicks(
-            inst, annotations, annot_rng, manual_files=sampling.manual_files, annotator=sampling.annotator)
+            inst, annotations, annot_rng, manual_files=sampling.manual_files, annotator=sampling.annotator
+        )
         examples.update(click_examples)
         examples["unclicked_instances"] = [inst.name(i) for i in np.flatnonzero(~labelled)[:EXAMPLES]]
     else:
         inst = gt
-        frames = _sample_frames(inst, pos_rng, distribution=distribution, sigma=sampling.sigma, beta_a=sampling.beta_a,
-                                beta_b=sampling.beta_b, manual_jitter_s=sampling.manual_jitter_s)
+        frames = _sample_frames(
+            inst,
+            pos_rng,
+            distribution=distribution,
+            sigma=sampling.sigma,
+            beta_a=sampling.beta_a,
+            beta_b=sampling.beta_b,
+            manual_jitter_s=sampling.manual_jitter_s,
+        )
         labelled = np.ones(len(inst), bool)
         if distribution == "manual":
-            manual = ManualStats(source="salient", clicks=len(inst), assigned=len(inst), inside=len(inst),
-                                 jitter_s=float(sampling.manual_jitter_s))
+            manual = ManualStats(
+                source="salient",
+                clicks=len(inst),
+                assigned=len(inst),
+                inside=len(inst),
+                jitter_s=float(sampling.manual_jitter_s),
+            )
 
     length = inst.stop_frame - inst.start_frame  # (N,)
     short = length < min_instance_frames
     sub_frame = np.flatnonzero(~short & (length < 1))
     if sub_frame.size:
         i = int(sub_frame[0])
-        raise InstanceError(str(inst.video_id[i]), f"instance [{inst.start_s[i]:g}, {inst.end_s[i]:g}] s is shorter "
-                              f"than one frame at {inst.fps[i]:g} fps; set min_instance_frames >= 1 to skip such "
-                              "instances", str(inst.class_name[i]))
+        raise InstanceError(
+            str(inst.video_id[i]),
+            f"instance [{inst.start_s[i]:g}, {inst.end_s[i]:g}] s is shorter "
+            f"than one frame at {inst.fps[i]:g} fps; set min_instance_frames >= 1 to skip such "
+            "instances",
+            str(inst.class_name[i]),
+        )
     examples["skipped_short"] = [inst.name(i) for i in np.flatnonzero(short)[:EXAMPLES]]
 
     noise = offset_rng.standard_normal(len(inst))  # (N,) drawn for every row: stable streams
@@ -320,8 +346,15 @@ def sample_points(annotations: Mapping[str, Any], sampling: Sampling | None = No
     order = order_rows(rows.video_id, rows.start_frame, rows.class_index, rows.stop_frame, frames)
     rows, frames = rows.take(order), frames[order]
     points = tuple(
-        Point(str(rows.video_id[i]), str(rows.class_name[i]), int(rows.class_index[i]), int(rows.start_frame[i]),
-              int(rows.stop_frame[i]), int(frames[i]), float(frames[i] / rows.fps[i]))
+        Point(
+            str(rows.video_id[i]),
+            str(rows.class_name[i]),
+            int(rows.class_index[i]),
+            int(rows.start_frame[i]),
+            int(rows.stop_frame[i]),
+            int(frames[i]),
+            float(frames[i] / rows.fps[i]),
+        )
         for i in range(len(rows))
     )
     overlap = _overlapping(gt)
@@ -340,5 +373,3 @@ def sample_points(annotations: Mapping[str, Any], sampling: Sampling | None = No
         manual=manual,
     )
     return PointSet(points=points, summary=summary)
-
-

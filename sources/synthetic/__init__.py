@@ -54,6 +54,7 @@ __all__ = [
     "render_videos",
 ]
 
+
 def render_videos(
     video_dir: Path,
     *,

@@ -202,9 +202,7 @@ def _draw_scene(scene: _Scene, t: np.ndarray, spec: SyntheticSpec) -> np.ndarray
     return frames
 
 
-def _draw_instance(
-    frames: np.ndarray, first: int, inst: SyntheticInstance, cls: ActionClass, track: _Track
-) -> None:
+def _draw_instance(frames: np.ndarray, first: int, inst: SyntheticInstance, cls: ActionClass, track: _Track) -> None:
     """Alpha-blend an instance into the chunk ``frames`` (F, H, W, 3) that starts at frame ``first``."""
     lo = max(inst.start_frame, first)
     hi = min(inst.end_frame, first + len(frames))
@@ -227,9 +225,7 @@ def _draw_instance(
     frames[f] += cover[..., None] * (paint - frames[f])
 
 
-def render_frames(
-    video: SyntheticVideo, spec: SyntheticSpec, *, with_instances: bool = True
-) -> Iterator[np.ndarray]:
+def render_frames(video: SyntheticVideo, spec: SyntheticSpec, *, with_instances: bool = True) -> Iterator[np.ndarray]:
     """Render a planned video in chunks.
 
     Args:
@@ -268,8 +264,9 @@ def render_video(video: SyntheticVideo, path: Path, *, spec: SyntheticSpec) -> N
     rate = Fraction(spec.fps).limit_denominator(1001)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = add_h264_stream(container, width=spec.width, height=spec.height, rate=rate,
-                                     crf=spec.crf, preset=spec.preset)
+            stream = add_h264_stream(
+                container, width=spec.width, height=spec.height, rate=rate, crf=spec.crf, preset=spec.preset
+            )
             index = 0
             for chunk in render_frames(video, spec):
                 for image in chunk:

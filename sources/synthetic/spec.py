@@ -101,7 +101,7 @@ class SyntheticSettings(Config):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SyntheticSettings":
+    def _consistent(self) -> SyntheticSettings:
         if self.width % 2 or self.height % 2:
             raise ValueError(f"width and height must be even (H.264 4:2:0), got {self.width}x{self.height}")
         if self.class_offset + self.num_classes > len(CLASS_LIBRARY):
