@@ -96,8 +96,10 @@ def run(*, rev: str, venv: Path | None, work: Path) -> dict[str, Any]:
     env.pop("PREFECT_API_URL", None)
     stages: dict[str, float] = {}
     started = time.monotonic()
+    # with a given venv, make must not reinstall the project into it (pointing it at this clone)
+    command = ["make", "run"] + (["-o", ".venv/.installed"] if venv is not None else [])
     with subprocess.Popen(
-        ["make", "run"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
