@@ -34,7 +34,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +52,11 @@ from detector.model import DetectorNet
 from detector.targets import assign_targets
 from features.timegrid import TimeGrid
 from lacp.batching import FeatureSource, feature_getter
+from lacp.trainer import ProgressFn, record_step
 
 __all__ = ["CHECKPOINT_NAME", "DetectorTrainResult", "batch_videos", "learning_rate", "train_detector"]
 
 CHECKPOINT_NAME = "detector_checkpoint.pt"
-
-ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -233,12 +232,8 @@ def train_detector(
                 "positives": positives,
                 "seconds": time.perf_counter() - started,
             }
-            state.log.append(row)
-            state.step = step
-            if on_progress is not None:
-                on_progress(step, config.steps, row)
-            due = config.checkpoint_every and step % config.checkpoint_every == 0
-            if checkpoint is not None and (due or step == config.steps):
+            due = record_step(state, row, step=step, config=config, on_progress=on_progress)
+            if checkpoint is not None and due:
                 _save_checkpoint(
                     checkpoint,
                     model=model,

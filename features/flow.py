@@ -36,7 +36,6 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 import cv2
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from core.closing import Closing
 from core.config import Config
 from features.store import atomic_h5_file, open_hdf5
 from features.tvl1 import TVL1Settings, TVL1Solver, tvl1_flow
@@ -401,7 +401,7 @@ def write_flow(
     return write_flow_frames(path, iter(flow_u8), method=method, bound=bound, compression=compression, params=params)
 
 
-class FlowReader:
+class FlowReader(Closing):
     """Lazy read access to a flow file; slicing reads only the requested frames.
 
     Args:
@@ -472,17 +472,6 @@ class FlowReader:
     def close(self) -> None:
         """Close the underlying file."""
         self._h5.close()
-
-    def __enter__(self) -> FlowReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_flow(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:

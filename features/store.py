@@ -46,12 +46,12 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import h5py
 import numpy as np
 
+from core.closing import Closing
 from core.files import TMP_PREFIX, atomic_path, write_bytes_atomic
 from features.timegrid import TimeGrid
 
@@ -427,7 +427,7 @@ class FeatureStoreWriter:
         return self.out
 
 
-class FeatureStore:
+class FeatureStore(Closing):
     """Read-only access to a feature store, one video at a time.
 
     Use as a context manager: ``with FeatureStore(path) as fs: x = fs[vid]  # (T, 2048)``.
@@ -463,17 +463,6 @@ class FeatureStore:
             raise FeatureStoreError(f"feature store {self.path}: videos present in only one of rgb/flow: {odd}")
         self._videos = sorted(rgb)
         self._video_set = frozenset(rgb)
-
-    def __enter__(self) -> FeatureStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the underlying file."""

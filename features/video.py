@@ -38,6 +38,7 @@ import av
 import numpy as np
 from pydantic import Field
 
+from core.closing import Closing
 from core.config import Config
 
 MAX_ASPECT_RATIO = 8.0
@@ -419,7 +420,7 @@ def iter_decoded_frames(path: Path) -> Iterator[np.ndarray]:
         yield frame.to_ndarray(format="rgb24")
 
 
-class DecodedFrames:
+class DecodedFrames(Closing):
     """A decoded video's RGB frames as a forward-only, sliceable sequence in bounded memory.
 
     ``frames[lo:hi]`` returns the (hi - lo, H, W, 3) uint8 frames lo..hi-1, decoding on demand;
@@ -495,12 +496,6 @@ class DecodedFrames:
         """Stop decoding and release the file."""
         self._stream.close()
         self._window.clear()
-
-    def __enter__(self) -> DecodedFrames:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_decoded_frames(path: Path) -> np.ndarray:

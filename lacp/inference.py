@@ -165,16 +165,7 @@ def score_video(
     return ScoredVideo(q=q, video_score=video_scores(p[:, : model.num_classes], r_act=config.r_act), seconds=seconds)
 
 
-def video_candidates(
-    model: LACPNet,
-    features: np.ndarray,
-    config: DetectionConfig,
-    device: torch.device,
-    *,
-    num_segments: int,
-    snippet_seconds: float,
-) -> Candidates:
+def video_candidates(scored: ScoredVideo, config: DetectionConfig) -> Candidates:
     """Every proposal of one video before NMS (`lacp.proposals.candidate_proposals`), made from
-    the same network outputs and settings as `predict`'s detections."""
-    scored = score_video(model, features, config, device, num_segments=num_segments, snippet_seconds=snippet_seconds)
+    the network outputs `score_video` gave and the same settings as `predict`'s detections."""
     return candidate_proposals(scored.q, config=config, snippet_seconds=scored.seconds, video_score=scored.video_score)

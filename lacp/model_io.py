@@ -211,6 +211,28 @@ def check_recorded_settings(recorded: BaseModel, given: BaseModel, *, where: Pat
         )
 
 
+def read_checked_meta(model_dir: Path, detection: DetectionConfig) -> dict[str, Any]:
+    """An LACP folder's model.json, after refusing it when its recorded detection settings differ
+    from `detection` (`check_recorded_settings`: the stages that apply the params' section).
+
+    Args:
+        model_dir: an LACP model folder (train's, or the copy a detector folder fuses with).
+        detection: the params' detection section, LACP's keys.
+
+    Returns:
+        The record (`read_model_meta`).
+    """
+    meta = read_model_meta(model_dir)
+    check_recorded_settings(
+        DetectionConfig(**meta["detection"]),
+        detection,
+        where=Path(model_dir) / "model.json",
+        section="detection",
+        writer="train",
+    )
+    return meta
+
+
 def load_model(model_dir: Path, *, device: torch.device | str = "cpu") -> LACPNet:
     """Rebuild the network from model.json and load model.pt (weights only), in eval mode.
 

@@ -50,6 +50,8 @@ from typing import Literal
 
 import numpy as np
 
+from core.closing import Closing
+
 Method = Literal["exact", "beam"]
 OuterMode = Literal["floor", "ceil", "released"]
 VideoItem = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -465,7 +467,7 @@ def _search_chunk(
     ]
 
 
-class SearchPool:
+class SearchPool(Closing):
     """A reusable process pool for search_videos (spawning workers costs far more than a search).
 
     Use as a context manager, or call close(). Training keeps one open across searches.
@@ -502,12 +504,6 @@ class SearchPool:
     def close(self) -> None:
         """Stop the worker processes."""
         self._executor.shutdown()
-
-    def __enter__(self) -> SearchPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _split(items: list[VideoItem], parts: int) -> list[list[VideoItem]]:

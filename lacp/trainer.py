@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -271,6 +271,48 @@ def batch_indices(step: int, *, num_videos: int, batch: int, seed: int) -> np.nd
     return order[position * batch : (position + 1) * batch]
 
 
+class StepState(Protocol):
+    """What `record_step` updates in a trainer's running state."""
+
+    step: int
+    log: list[dict[str, float]]
+
+
+class StepSchedule(Protocol):
+    """What `record_step` reads of a trainer's config."""
+
+    steps: int
+    checkpoint_every: int
+
+
+def record_step(
+    state: StepState,
+    row: dict[str, float],
+    *,
+    step: int,
+    config: StepSchedule,
+    on_progress: ProgressFn | None,
+) -> bool:
+    """A finished step's bookkeeping, shared by LACP's and the detector's trainers: log its row,
+    report it, and say whether a checkpoint is due after it.
+
+    Args:
+        state: the trainer's running state (its log and last step).
+        row: the step's log row.
+        step: the step just finished (1-based).
+        config: the run's `steps` and `checkpoint_every` (0: a checkpoint only after the last step).
+        on_progress: called with (step, config.steps, row), when given.
+
+    Returns:
+        Whether a checkpoint is due: every `checkpoint_every` steps and after the last.
+    """
+    state.log.append(row)
+    state.step = step
+    if on_progress is not None:
+        on_progress(step, config.steps, row)
+    return bool(config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps
+
+
 def train(
     *,
     videos: Sequence[VideoItem],
@@ -432,12 +474,8 @@ def train(
                 if config.select_best_on_test and metric > state.best_metric:
                     state.best_metric, state.best_step = metric, step
                     state.best_state = _cpu_state(model)
-            state.log.append(row)
-            state.step = step
-            if on_progress is not None:
-                on_progress(step, config.steps, row)
-            due = config.checkpoint_every and step % config.checkpoint_every == 0
-            if checkpoint is not None and (due or step == config.steps):
+            due = record_step(state, row, step=step, config=config, on_progress=on_progress)
+            if checkpoint is not None and due:
                 _save_checkpoint(
                     checkpoint,
                     model=model,

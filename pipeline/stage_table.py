@@ -11,16 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lacp.trainer import ProgressFn
 from pipeline.params import Params
 from stages import analyze, decode, evaluate, extract, points, prepare, pseudo, selftrain, train, weights
 from stages import flow as flow_stage
+from stages.artifacts import LacpRun
 from stages.common import VideoPlan
 
-StepProgress = Callable[[int, int, dict[str, float]], None]  # (step, steps, log row)
+
+def lacp_run(p: Params) -> LacpRun:
+    """Where the params put the trained LACP run's artifacts (the stages after train read them)."""
+    return LacpRun(
+        dataset_dir=p.paths.dataset,
+        features=p.paths.features,
+        model_dir=p.paths.model,
+        points_dir=p.paths.points,
+        pseudo_labels=p.paths.pseudo_labels,
+    )
+
 
 # Stage name -> what it runs. DVC (dvc.yaml) owns the order; this is only a lookup. Each stage gets its
 # own section, and the stages that make detections the `detection` section too (dvc.yaml lists it for them).
-STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] = {
+STAGES: dict[str, Callable[[Params, ProgressFn], dict[str, Any] | VideoPlan]] = {
     "prepare": lambda p, _: prepare.run(p.dataset, out_dir=p.paths.dataset, workers=p.pipeline.max_workers),
     "decode": lambda p, _: decode.plan(p.decode, dataset_dir=p.paths.dataset, out_dir=p.paths.decoded),
     "flow": lambda p, _: flow_stage.plan(p.flow, decoded_dir=p.paths.decoded, out_dir=p.paths.flow),
@@ -58,22 +70,14 @@ STAGES: dict[str, Callable[[Params, StepProgress], dict[str, Any] | VideoPlan]] 
     "analyze": lambda p, _: analyze.run(
         p.analyze,
         detection=p.detection.lacp(),
-        dataset_dir=p.paths.dataset,
-        features=p.paths.features,
-        model_dir=p.paths.model,
-        points_dir=p.paths.points,
-        pseudo_labels=p.paths.pseudo_labels,
+        lacp_run=lacp_run(p),
         train_log=p.paths.train_log,
         out_dir=p.paths.analysis,
     ),
     "pseudo": lambda p, _: pseudo.run(
         p.pseudo,
         detection=p.detection.lacp(),
-        dataset_dir=p.paths.dataset,
-        features=p.paths.features,
-        model_dir=p.paths.model,
-        points_dir=p.paths.points,
-        pseudo_labels=p.paths.pseudo_labels,
+        lacp_run=lacp_run(p),
         out_dir=p.paths.pseudo,
         report_dir=p.paths.pseudo_report,
     ),

@@ -39,7 +39,7 @@ from core.device import resolve_device
 from core.files import atomic_path, write_json
 from features.store import FeatureStore
 from lacp.inference import score_video, video_candidates
-from lacp.model_io import check_recorded_settings, load_model, read_model_meta
+from lacp.model_io import load_model, read_checked_meta
 from lacp.plots.analysis import plot_pseudo_quality, plot_score_scatter, plot_search_sequence
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig
@@ -47,7 +47,7 @@ from lacp.pseudo_quality import PSEUDO_COLUMNS
 from lacp.score_analysis import PAPER_PEARSON, ScoredProposals, best_tiou, correlations
 from lacp.search_record import read_search_record
 from lacp.splits import read_split
-from stages.artifacts import available_videos, ground_truth_instances, read_annotations, read_training_log
+from stages.artifacts import LacpRun, available_videos, ground_truth_instances, read_annotations, read_training_log
 from stages.common import StageParams
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,10 @@ def score_proposals(
     snippet_seconds = store.time_grid.seconds_per_snippet
     parts = []
     for vid in videos:
-        found = video_candidates(
+        scored = score_video(
             model, store[vid], detection, device, num_segments=num_segments, snippet_seconds=snippet_seconds
         )
+        found = video_candidates(scored, detection)
         gt = ground_truth_instances(annotations, [vid])[vid]
         gt_segments = np.array([[s, e] for _, s, e in gt]).reshape(-1, 2)
         gt_labels = np.array([c for c, _, _ in gt], dtype=np.int64)
@@ -126,11 +127,7 @@ def run(
     params: AnalyzeParams,
     *,
     detection: DetectionConfig,
-    dataset_dir: Path,
-    features: Path,
-    model_dir: Path,
-    points_dir: Path,
-    pseudo_labels: Path,
+    lacp_run: LacpRun,
     train_log: Path,
     out_dir: Path,
 ) -> dict[str, Any]:
@@ -140,11 +137,7 @@ def run(
         params: the `analyze` params section.
         detection: the params' detection section, LACP's keys (the model folder's record must
             equal it, as evaluate's does).
-        dataset_dir: prepare's output (annotations.json).
-        features: the HDF5 feature store.
-        model_dir: train's model folder.
-        points_dir: the points stage's output (points.csv).
-        pseudo_labels: train's searched pseudo labels (`lacp.search_record`).
+        lacp_run: the trained LACP run's artifacts (`stages.artifacts.LacpRun`).
         train_log: train's log folder (the pseudo-label quality per search).
         out_dir: where the metrics, plots and pictures go.
 
@@ -154,26 +147,19 @@ def run(
     """
     # 1. inputs
     out_dir = Path(out_dir)
-    annotations = read_annotations(dataset_dir)
+    annotations = read_annotations(lacp_run.dataset_dir)
     classes = annotations["classes"]
     device = resolve_device(params.device)
-    model = load_model(model_dir, device=device)
-    meta = read_model_meta(model_dir)
-    check_recorded_settings(
-        DetectionConfig(**meta["detection"]),
-        detection,
-        where=Path(model_dir) / "model.json",
-        section="detection",
-        writer="train",
-    )
+    meta = read_checked_meta(lacp_run.model_dir, detection)
+    model = load_model(lacp_run.model_dir, device=device)
     num_segments = meta["num_segments"]
-    record = read_search_record(pseudo_labels)
+    record = read_search_record(lacp_run.pseudo_labels)
     quality = search_quality(train_log)
     test = sorted(v for v, e in annotations["database"].items() if e["subset"] == "test")
 
-    with FeatureStore(features) as store:
+    with FeatureStore(lacp_run.features) as store:
         # 2. scoring variants on the test videos
-        videos = available_videos(store, test, features=Path(features), what="test")
+        videos = available_videos(store, test, features=Path(lacp_run.features), what="test")
         analysed = sample(
             score_proposals(model, store, videos, annotations, detection, device, num_segments=num_segments),
             params.max_proposals,
@@ -183,10 +169,10 @@ def run(
         drawn = sample(analysed, params.scatter_points, seed=params.seed)
 
         # 3. optimal sequences of a few training videos, with the trained model's CAS
-        trained = [v for v in read_split(model_dir).train if v in store]
+        trained = [v for v in read_split(lacp_run.model_dir).train if v in store]
         pictured = sequence_videos(trained, params.sequence_videos)
         points: dict[str, list[tuple[int, float]]] = {v: [] for v in pictured}
-        for point in read_points_csv(Path(points_dir) / "points.csv", annotations):
+        for point in read_points_csv(Path(lacp_run.points_dir) / "points.csv", annotations):
             if point.video_id in points:
                 points[point.video_id].append((point.class_index, float(point.time)))
         snippet_seconds = store.time_grid.seconds_per_snippet

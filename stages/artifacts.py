@@ -56,6 +56,25 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class LacpRun:
+    """Where a trained LACP run's artifacts are, as the stages after train (analyze, pseudo) read them.
+
+    Attributes:
+        dataset_dir: prepare's output (annotations.json).
+        features: the HDF5 feature store.
+        model_dir: train's model folder (the model and its split).
+        points_dir: the points stage's output (points.csv).
+        pseudo_labels: train's search record (`lacp.search_record`: the first and the last search's labels).
+    """
+
+    dataset_dir: Path
+    features: Path
+    model_dir: Path
+    points_dir: Path
+    pseudo_labels: Path
+
+
 def read_annotations(dataset_dir: Path) -> dict[str, Any]:
     """The prepared dataset's `annotations.json`, validated (`sources.annotations`).
 

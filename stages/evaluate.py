@@ -38,7 +38,7 @@ from lacp.metrics import (
     load_ground_truth,
     summary_table,
 )
-from lacp.model_io import check_recorded_settings, read_model_meta
+from lacp.model_io import check_recorded_settings, read_checked_meta
 from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import DetectionConfig, to_results_json
 from lacp.splits import SPLIT_FILE, read_split
@@ -103,13 +103,7 @@ def check_recorded_detection(model_dir: Path, *, detection: DetectionConfig, inf
         if meta["video_scores"] != "lacp":
             return
         lacp_dir = model_dir / VIDEO_SCORER
-    check_recorded_settings(
-        DetectionConfig(**read_model_meta(lacp_dir)["detection"]),
-        detection,
-        where=lacp_dir / "model.json",
-        section="detection",
-        writer="train",
-    )
+    read_checked_meta(lacp_dir, detection)
 
 
 def subset_metrics(

@@ -30,7 +30,7 @@ from core.device import resolve_device
 from core.files import write_json
 from features.store import FeatureStore
 from lacp.inference import score_video
-from lacp.model_io import check_recorded_settings, load_model, read_model_meta
+from lacp.model_io import load_model, read_checked_meta
 from lacp.points.formats import read_points_csv
 from lacp.proposals import DetectionConfig, generate_proposals
 from lacp.pseudo_instances import (
@@ -44,7 +44,7 @@ from lacp.pseudo_instances import (
 from lacp.pseudo_quality import pseudo_label_quality
 from lacp.search_record import read_search_record
 from lacp.splits import read_split
-from stages.artifacts import PSEUDO_GT_FILE, available_videos, ground_truth_instances, read_annotations
+from stages.artifacts import PSEUDO_GT_FILE, LacpRun, available_videos, ground_truth_instances, read_annotations
 from stages.common import StageParams
 
 
@@ -88,11 +88,7 @@ def run(
     params: PseudoParams,
     *,
     detection: DetectionConfig,
-    dataset_dir: Path,
-    features: Path,
-    model_dir: Path,
-    points_dir: Path,
-    pseudo_labels: Path,
+    lacp_run: LacpRun,
     out_dir: Path,
     report_dir: Path,
 ) -> dict[str, Any]:
@@ -102,11 +98,7 @@ def run(
         params: the `pseudo` params section.
         detection: the params' detection section, LACP's keys (`source: proposals`; the model
             folder's record must equal it, as evaluate's does).
-        dataset_dir: prepare's output (annotations.json).
-        features: the HDF5 feature store.
-        model_dir: train's output (the LACP model and its split).
-        points_dir: the points stage's output (points.csv).
-        pseudo_labels: train's search record (`source: search`).
+        lacp_run: the trained LACP run's artifacts (`stages.artifacts.LacpRun`).
         out_dir: where pseudo_gt.json goes.
         report_dir: where metrics.json goes (DVC metrics, committed with the run).
 
@@ -115,14 +107,16 @@ def run(
         quality (`pseudo_iou`, ...).
     """
     # 1. inputs: the videos LACP trained on and their points
-    annotations = read_annotations(dataset_dir)
+    annotations = read_annotations(lacp_run.dataset_dir)
     database = annotations["database"]
     points: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for point in read_points_csv(Path(points_dir) / "points.csv", annotations):
+    for point in read_points_csv(Path(lacp_run.points_dir) / "points.csv", annotations):
         points[point.video_id].append((point.time, point.class_index))
     found = PseudoGroundTruth()
-    with FeatureStore(features) as store:
-        videos = available_videos(store, list(read_split(model_dir).train), features=Path(features), what="training")
+    with FeatureStore(lacp_run.features) as store:
+        videos = available_videos(
+            store, list(read_split(lacp_run.model_dir).train), features=Path(lacp_run.features), what="training"
+        )
         grid = store.time_grid
         lengths = {vid: int(store[vid].shape[0]) for vid in videos}
 
@@ -136,25 +130,18 @@ def run(
                 found.add(vid, truth, PseudoCounts(instances=len(truth)))
         else:
             if params.source == "search":
-                record = read_search_record(Path(pseudo_labels))
+                record = read_search_record(Path(lacp_run.pseudo_labels))
                 missing = [v for v in videos if v not in record.final]
                 if record.final_step == 0 or missing:
                     raise ValueError(
-                        f"{pseudo_labels}: no last-search pseudo labels for {len(missing) or len(videos)} "
+                        f"{lacp_run.pseudo_labels}: no last-search pseudo labels for {len(missing) or len(videos)} "
                         f"training video(s) (a run without searches, e.g. the point-only baseline?); "
                         f"use pseudo.source: proposals"
                     )
             else:
                 device = resolve_device(params.device)
-                model = load_model(model_dir, device=device)
-                meta = read_model_meta(model_dir)
-                check_recorded_settings(
-                    DetectionConfig(**meta["detection"]),
-                    detection,
-                    where=Path(model_dir) / "model.json",
-                    section="detection",
-                    writer="train",
-                )
+                meta = read_checked_meta(lacp_run.model_dir, detection)
+                model = load_model(lacp_run.model_dir, device=device)
             for vid in videos:
                 if params.source == "search":
                     candidates = search_candidates(record.final[vid], snippet_seconds=grid.seconds_per_snippet)

@@ -13,7 +13,7 @@ import torch
 
 from features.store import FeatureStore, FeatureStoreWriter
 from features.timegrid import RELEASED_GRID
-from lacp.inference import video_candidates
+from lacp.inference import score_video, video_candidates
 from lacp.proposals import DetectionConfig
 from lacp.score_analysis import ScoredProposals, pearson, spearman
 from stages import analyze
@@ -80,7 +80,9 @@ def test_score_proposals_pairs_each_candidate_with_its_best_same_class_tiou(tmp_
     with FeatureStore(tmp_path / "f.h5") as store:
         got = analyze.score_proposals(model, store, ["v1", "v2"], annotations, detection, cpu, num_segments=0)
         found = {
-            vid: video_candidates(model, store[vid], detection, cpu, num_segments=0, snippet_seconds=SS)
+            vid: video_candidates(
+                score_video(model, store[vid], detection, cpu, num_segments=0, snippet_seconds=SS), detection
+            )
             for vid in videos
         }
     m1 = len(found["v1"].inner)
@@ -140,6 +142,7 @@ def test_sample_and_sequence_videos_are_seeded_and_spread() -> None:
 
 def test_the_stage_on_the_tiny_dataset(tmp_path: Path) -> None:
     from stages import train
+    from stages.artifacts import LacpRun
     from tests.test_lacp_splits import write_tiny_inputs
 
     inputs = write_tiny_inputs(tmp_path)
@@ -155,11 +158,13 @@ def test_the_stage_on_the_tiny_dataset(tmp_path: Path) -> None:
     summary = analyze.run(
         analyze.AnalyzeParams(sequence_videos=2, device="cpu"),
         detection=DetectionConfig(),
-        dataset_dir=inputs["dataset_dir"],
-        features=inputs["features"],
-        model_dir=tmp_path / "model",
-        points_dir=inputs["points_dir"],
-        pseudo_labels=tmp_path / "pseudo_labels.h5",
+        lacp_run=LacpRun(
+            dataset_dir=inputs["dataset_dir"],
+            features=inputs["features"],
+            model_dir=tmp_path / "model",
+            points_dir=inputs["points_dir"],
+            pseudo_labels=tmp_path / "pseudo_labels.h5",
+        ),
         train_log=tmp_path / "log",
         out_dir=out,
     )
