@@ -69,9 +69,13 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def lock_md5(clone: Path) -> dict[str, str]:
-    """The md5 dvc.lock records for each file output of the clone's stages."""
-    stages = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+def committed_md5(clone: Path) -> dict[str, str]:
+    """The md5 the checked-out commit's dvc.lock records for each file output (what the run is
+    compared with: the revision's own record, before the run rewrites dvc.lock)."""
+    text = subprocess.run(
+        ["git", "show", "HEAD:dvc.lock"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout
+    stages = yaml.safe_load(text)["stages"]
     return {out["path"]: out["md5"] for stage in stages.values() for out in stage.get("outs", [])}
 
 
@@ -111,7 +115,7 @@ def run(*, rev: str, venv: Path | None, work: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"make run failed in {clone} (exit {proc.returncode}); its output is above")
     status = subprocess.run([str(clone / ".venv/bin/dvc"), "status", "--quiet"], cwd=clone, env=env)
-    recorded = lock_md5(clone)
+    recorded = committed_md5(clone)
     hashes = {path: md5_file(clone / path) for path in HASHED}
     return {
         "cpu": cpu_name(),
@@ -129,7 +133,7 @@ def run(*, rev: str, venv: Path | None, work: Path) -> dict[str, Any]:
         "make_run_s": round(total, 1),
         "stage_s": stages,
         "md5": hashes,
-        "md5_equal_to_dvc_lock": {p: recorded[p] == h for p, h in hashes.items() if p in recorded},
+        "md5_equal_to_committed_dvc_lock": {p: recorded[p] == h for p, h in hashes.items() if p in recorded},
         "dvc_status_clean": status.returncode == 0,
     }
 
