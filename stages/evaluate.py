@@ -49,6 +49,13 @@ from stages.predictors import load_predictor
 log = logging.getLogger(__name__)
 
 
+# what a model kind's kept score curves are (`stages.predictors`): the class's curve, then 1 - background
+CURVE_NAMES = {
+    "lacp": ("class activation", "actionness"),
+    "detector": ("detection coverage (the class's)", "detection coverage (any class)"),
+}
+
+
 class EvaluateParams(StageParams):
     tiou: list[float] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
     timelines: int = Field(4, ge=0)
@@ -204,6 +211,7 @@ def run(
         videos[: params.timelines],
         classes,
         snippet_seconds=timeline_seconds,
+        curve_names=CURVE_NAMES[model_kind(model_dir)],
     )
     write_report(out_dir, format_table(detection), videos[: params.timelines], validation_table=val_table)
     if metrics["selection"].startswith("best on test"):
@@ -222,9 +230,11 @@ def write_plots(
     classes,
     *,
     snippet_seconds: dict[str, float],
+    curve_names: tuple[str, str],
 ) -> None:
     """map_vs_tiou.csv/.png, per_class_ap.csv/.png and one timeline per chosen test video
-    (`snippet_seconds`: seconds per position of each of those videos' `scores`)."""
+    (`snippet_seconds`: seconds per position of each of those videos' `scores`; `curve_names`:
+    what the model's kept score curves are, `CURVE_NAMES`)."""
     with atomic_path(out_dir / "map_vs_tiou.csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["tiou", "map"])
@@ -249,6 +259,7 @@ def write_plots(
             actionness=1.0 - scores[vid][:, -1],
             snippet_seconds=snippet_seconds[vid],
             path=out_dir / "timelines" / f"{vid}.png",
+            curve_names=curve_names,
         )
 
 

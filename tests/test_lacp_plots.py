@@ -138,3 +138,12 @@ def test_labels_with_dollar_signs_draw_every_evaluate_and_analyze_picture(tmp_pa
                 path=tmp_path / f"comparison_{instances is None}.png",
             )
         )
+
+
+def test_detections_share_a_lane_only_where_they_do_not_overlap():
+    from lacp.plots.evaluation import detection_lanes
+
+    # best first: the second overlaps the first, the third fits beside the first, the fourth overlaps both lanes
+    segments = [(2.0, 5.0), (4.0, 6.0), (5.0, 7.0), (4.5, 5.5)]
+    assert detection_lanes(segments) == [0, 1, 0, 2]
+    assert detection_lanes([]) == []

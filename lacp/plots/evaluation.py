@@ -11,7 +11,7 @@ import numpy as np
 
 from lacp.plots.canvas import new_figure, plain_text, save_figure
 
-__all__ = ["plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
+__all__ = ["detection_lanes", "plot_map_vs_tiou", "plot_per_class_ap", "plot_timeline"]
 
 _THRESHOLD_KEY = re.compile(r"^mAP@(\d*\.?\d+)$")  # "mAP@0.5"; averages ("mAP@0.1-0.5") do not match
 
@@ -108,6 +108,26 @@ def plot_per_class_ap(
     return save_figure(figure, path)
 
 
+def detection_lanes(segments: Sequence[tuple[float, float]]) -> list[int]:
+    """The lane of each segment, in the given order: the first lane whose segments it does not overlap.
+
+    Args:
+        segments: (start, end) pairs, best first.
+
+    Returns:
+        One lane index per segment (0 for the first).
+    """
+    lanes: list[list[tuple[float, float]]] = []
+    found = []
+    for s, e in segments:
+        lane = next((i for i, taken in enumerate(lanes) if all(e <= a or s >= b for a, b in taken)), len(lanes))
+        if lane == len(lanes):
+            lanes.append([])
+        lanes[lane].append((s, e))
+        found.append(lane)
+    return found
+
+
 def plot_timeline(
     video_id: str,
     *,
@@ -118,8 +138,12 @@ def plot_timeline(
     path: str | Path,
     actionness: np.ndarray | None = None,
     top_k: int = 10,
+    curve_names: tuple[str, str] = ("class activation", "actionness"),
 ) -> Path:
     """Qualitative picture of one video: ground truth, detections and the activation curve.
+
+    Detections are drawn best first into the first lane where they overlap no other, so every
+    bar and its score stay readable.
 
     Args:
         video_id: shown in the title.
@@ -131,6 +155,8 @@ def plot_timeline(
         path: PNG to write.
         actionness: optional (T,) curve drawn with the CAS.
         top_k: draw only this many highest-scoring detections.
+        curve_names: the legend's names of `cas` and `actionness` (a detector's curves are its
+            detections' coverage, not a class activation).
 
     Returns:
         The path written.
@@ -140,19 +166,24 @@ def plot_timeline(
     shown = sorted(predictions, key=lambda p: -float(p["score"]))[:top_k]
     times = (np.arange(cas.size) + 0.5) * snippet_seconds
     end = max(cas.size * snippet_seconds, gt[:, 1].max(initial=0.0), max((p["segment"][1] for p in shown), default=0.0))
-    figure = new_figure(10.0, 4.0)
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
-    top.broken_barh([(s, e - s) for s, e in gt], (1.1, 0.8), color="tab:green", label="ground truth")
-    for p in shown:
+    lanes = detection_lanes([tuple(float(v) for v in p["segment"]) for p in shown])  # best first, no overlap in a lane
+    rows = max(lanes, default=-1) + 1
+    figure = new_figure(10.0, 3.4 + 0.3 * rows)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [0.6 + 0.4 * rows, 1.4]})
+    top.broken_barh([(s, e - s) for s, e in gt], (rows + 0.1, 0.8), color="tab:green", label="ground truth")
+    for p, lane in zip(shown, lanes):
         s, e = (float(v) for v in p["segment"])
-        top.broken_barh([(s, e - s)], (0.1, 0.8), color="tab:red", alpha=0.35)
-        top.text((s + e) / 2, 0.5, f"{float(p['score']):.2f}", ha="center", va="center", fontsize=7)
-    top.set_yticks([0.5, 1.5], labels=[f"top {len(shown)} detections", "ground truth"])
-    top.set_ylim(0, 2)
+        y = rows - 1 - lane  # the best detections' lane nearest the ground truth
+        top.broken_barh([(s, e - s)], (y + 0.1, 0.8), color="tab:red", alpha=0.35)
+        top.text((s + e) / 2, y + 0.5, f"{float(p['score']):.2f}", ha="center", va="center", fontsize=7)
+    ticks = [rows - 0.5, rows + 0.5] if rows else [rows + 0.5]
+    names = [f"top {len(shown)} detections", "ground truth"] if rows else ["ground truth"]
+    top.set_yticks(ticks, labels=names)
+    top.set_ylim(0, rows + 1)
     top.set_title(plain_text(video_id))
-    bottom.plot(times, cas, color="tab:blue", label="class activation")
+    bottom.plot(times, cas, color="tab:blue", label=curve_names[0])
     if actionness is not None:
-        bottom.plot(times, np.asarray(actionness, dtype=np.float64).reshape(-1), color="tab:gray", label="actionness")
+        bottom.plot(times, np.asarray(actionness, dtype=np.float64).reshape(-1), color="tab:gray", label=curve_names[1])
     for s, e in gt:
         bottom.axvspan(s, e, color="tab:green", alpha=0.12)
     bottom.set_xlim(0, end)
