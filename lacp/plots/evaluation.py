@@ -176,7 +176,7 @@ def plot_timeline(
         y = rows - 1 - lane  # the best detections' lane nearest the ground truth
         top.broken_barh([(s, e - s)], (y + 0.1, 0.8), color="tab:red", alpha=0.35)
         top.text((s + e) / 2, y + 0.5, f"{float(p['score']):.2f}", ha="center", va="center", fontsize=7)
-    ticks = [rows - 0.5, rows + 0.5] if rows else [rows + 0.5]
+    ticks = [rows / 2, rows + 0.5] if rows else [rows + 0.5]
     names = [f"top {len(shown)} detections", "ground truth"] if rows else ["ground truth"]
     top.set_yticks(ticks, labels=names)
     top.set_ylim(0, rows + 1)
