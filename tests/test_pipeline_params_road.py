@@ -232,3 +232,21 @@ def test_a_bad_value_is_refused_once_on_load_naming_the_key(overrides: dict, exp
     message = str(err.value)
     assert "1 invalid value(s)" in message.splitlines()[0]
     assert message.count(expected) == 1
+
+
+@pytest.mark.parametrize(
+    ("library_module", "settings", "reach"),
+    [
+        ("lacp.proposals", "DetectionConfig", lambda detection: detection.lacp()),  # what LACP's stages receive
+        ("detector.config", "InferenceConfig", lambda detection: detection.detector),  # what selftrain records
+    ],
+)
+def test_a_detection_setting_reaches_the_config_the_stages_receive(
+    monkeypatch: pytest.MonkeyPatch, library_module: str, settings: str, reach: Any
+) -> None:
+    library = _edited(monkeypatch, module=library_module, settings=settings)
+    params = _fresh(monkeypatch, module="pipeline.params")
+    section = {"dummy_knob": 3} if settings == "DetectionConfig" else {"detector": {"dummy_knob": 3}}
+    received = reach(params.DetectionParams.model_validate(section))
+    assert type(received) is getattr(library, settings)
+    assert received.dummy_knob == 3
