@@ -53,6 +53,7 @@ from detector.model_io import VIDEO_SCORER, read_detector_meta
 from features.store import FeatureStore, FeatureStoreWriter
 from lacp.model_io import feature_record, read_model_meta
 from lacp.plots.analysis import ModelView, plot_comparison
+from lacp.plots.canvas import CURVE_NAMES
 from lacp.proposals import DetectionConfig, to_results_json
 from pipeline.console import format_seconds
 from sources.directory import DEFAULT_EXTENSIONS
@@ -663,12 +664,18 @@ def results_document(
 def write_pictures(
     results: Sequence[VideoDetections], detector: Detector, out_dir: Path, *, threshold: float
 ) -> list[Path]:
-    """One timeline per detected video: its detections (best first) over the class activations."""
+    """One timeline per detected video: its detections (best first) over the model's score curves."""
     written = []
     for r in results:
         if not r.ok:
             continue
-        view = ModelView(name=detector.model_dir.name, detections=r.detections, q=r.q, q_seconds=r.q_seconds)
+        view = ModelView(
+            name=detector.model_dir.name,
+            detections=r.detections,
+            q=r.q,
+            q_seconds=r.q_seconds,
+            curve=CURVE_NAMES[detector.kind][0],
+        )
         written.append(
             plot_comparison(
                 r.name,

@@ -39,6 +39,7 @@ from lacp.metrics import (
     summary_table,
 )
 from lacp.model_io import check_recorded_settings, read_checked_meta
+from lacp.plots.canvas import CURVE_NAMES
 from lacp.plots.evaluation import plot_map_vs_tiou, plot_per_class_ap, plot_timeline
 from lacp.proposals import DetectionConfig, to_results_json
 from lacp.splits import SPLIT_FILE, read_split
@@ -47,13 +48,6 @@ from stages.common import StageParams
 from stages.predictors import load_predictor
 
 log = logging.getLogger(__name__)
-
-
-# what a model kind's kept score curves are (`stages.predictors`): the class's curve, then 1 - background
-CURVE_NAMES = {
-    "lacp": ("class activation", "actionness"),
-    "detector": ("detection coverage (the class's)", "detection coverage (any class)"),
-}
 
 
 class EvaluateParams(StageParams):

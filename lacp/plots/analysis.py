@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lacp.plots.canvas import class_color, new_figure, plain_text, save_figure
+from lacp.plots.canvas import CURVE_NAMES, class_color, new_figure, plain_text, save_figure
 
 __all__ = [
     "ModelView",
@@ -227,12 +227,15 @@ class ModelView:
         detections: {"label_index", "score", "segment": [s, e]} after NMS.
         q: (T, C+1) fused scores.
         q_seconds: seconds per row of `q`.
+        curve: what `q`'s class columns are, in the picture's words (`CURVE_NAMES`: LACP's class
+            activation, a detector's detection coverage).
     """
 
     name: str
     detections: Sequence[Mapping]
     q: np.ndarray
     q_seconds: float
+    curve: str = CURVE_NAMES["lacp"][0]
 
 
 def plot_comparison(
@@ -273,17 +276,18 @@ def plot_comparison(
     rows = [0.5] * truth + [2.2] * len(views)
     axes = np.atleast_1d(figure.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": rows}))
     shown = f"score >= {threshold:g}, best {lanes} at most, one per lane"
+    curves = " / ".join(dict.fromkeys(view.curve for view in views))  # e.g. "class activation / detection coverage"
     video_id = plain_text(video_id)
     if truth:
         axes[0].set_title(
-            f"{video_id}: ground truth, then each model's detections ({shown}) above its CAS", fontsize=10
+            f"{video_id}: ground truth, then each model's detections ({shown}) above its {curves}", fontsize=10
         )
         _span_row(axes[0], 0.5, instances)
         axes[0].set_yticks([0.5], labels=["ground truth"])
         axes[0].set_ylim(0, 1)
     else:
-        axes[0].set_title(f"{video_id}: detections ({shown}) above the CAS of each detected class", fontsize=10)
-    lane = 0.16  # height of one detection lane, in CAS units
+        axes[0].set_title(f"{video_id}: detections ({shown}) above the {curves} of each detected class", fontsize=10)
+    lane = 0.16  # height of one detection lane, in score units
     drawn_classes = set(gt_classes)
     for ax, view in zip(axes[int(truth) :], views):
         kept = sorted((d for d in view.detections if float(d["score"]) >= threshold), key=lambda d: -float(d["score"]))
@@ -312,7 +316,7 @@ def plot_comparison(
             [0.0, 0.5, 1.0, 1.1 + lanes * lane / 2],
             labels=["0", "0.5", "1", f"{min(len(kept), lanes)} of {len(kept)} det."],
         )
-        ax.set_ylabel(f"{plain_text(view.name)}\nCAS", fontsize=9)
+        ax.set_ylabel(f"{plain_text(view.name)}\n{view.curve}", fontsize=9)
         ax.grid(alpha=0.25)
     axes[-1].set_xlim(0, end)
     axes[-1].set_xlabel("time (s)")
@@ -322,7 +326,7 @@ def plot_comparison(
         fontsize=8,
         loc="lower center",
         ncol=min(6, len(legend)),
-        title="class (bars and CAS)",
+        title=f"class (bars and {curves})",
         title_fontsize=8,
         frameon=False,
     )

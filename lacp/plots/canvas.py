@@ -13,7 +13,15 @@ from typing import Any
 
 from core.files import write_bytes_atomic
 
-__all__ = ["class_color", "new_figure", "plain_text", "save_figure"]
+__all__ = ["CURVE_NAMES", "class_color", "new_figure", "plain_text", "save_figure"]
+
+# What a model kind's score curves are called in every picture (`stages.predictors` keeps them):
+# the class's curve, then 1 - background. A detector has no class activation: its curves are how
+# strongly its detections cover each snippet.
+CURVE_NAMES = {
+    "lacp": ("class activation", "actionness"),
+    "detector": ("detection coverage", "detection coverage, any class"),
+}
 
 
 def plain_text(text: str) -> str:
