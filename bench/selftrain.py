@@ -6,8 +6,10 @@ that seed:
 - `baseline`: LACP without the completeness losses (train.completeness false), the point-only baseline;
 - `lacp`: LACP (the params file's train section);
 - `selftrain_<source>`: the detector trained on `lacp`'s pseudo instances (pseudo.source; the
-  params file's selftrain section);
-- `ground_truth`: the same detector on the true training instances (the fully-supervised upper bound).
+  params file's selftrain section), its detections alone (`detection.detector.lacp_proposals` false);
+- `selftrain_<source>+lacp`: the same trained detector with LACP's proposals merged in (true);
+- `ground_truth`, `ground_truth+lacp`: the same detector on the true training instances (the
+  fully-supervised upper bound), scored both ways.
 Every model trains on the same training part of the split (train.validation_share) and is scored
 by the evaluate stage on the test videos and on the held-out validation videos.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -34,6 +37,7 @@ from typing import Any
 import torch
 
 from bench.machine import cpu_name
+from core.files import write_json
 from pipeline.params import Params, load_params
 from pipeline.stage_table import STAGES
 
@@ -87,34 +91,56 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
     metrics, eval_s = _stage("evaluate", lacp)
     found["lacp"] = {**metrics, "seconds_train": train_s, "seconds_evaluate": eval_s}
     for source in [r for r in rows if r in ("proposals", "search", "ground_truth")]:
-        params = _params(
-            base,
-            work,
-            seed=seed,
-            model="lacp",
-            overrides={
-                "pseudo": {"source": source},
-                "paths": {
-                    "pseudo": str(work / source / "pseudo"),
-                    "pseudo_report": str(work / source / "pseudo_report"),
-                    "selftrain_model": str(work / source / "selftrain"),
-                    "selftrain_log": str(work / source / "selftrain_log"),
-                    "selftrain_evaluation": str(work / source / "eval_selftrain"),
-                },
-            },
-        )
+        paths = {
+            "pseudo": str(work / source / "pseudo"),
+            "pseudo_report": str(work / source / "pseudo_report"),
+            "selftrain_model": str(work / source / "selftrain"),
+            "selftrain_log": str(work / source / "selftrain_log"),
+        }
+        params = _params(base, work, seed=seed, model="lacp", overrides={"pseudo": {"source": source}, "paths": paths})
         pseudo, pseudo_s = _stage("pseudo", params)
         _, selftrain_s = _stage("selftrain", params)
-        metrics, eval_s = _stage("evaluate_selftrain", params)
         name = "ground_truth" if source == "ground_truth" else f"selftrain_{source}"
-        found[name] = {
-            **metrics,
-            **{f"pseudo_{k}": v for k, v in pseudo.items() if k.startswith("pseudo_")},
-            "seconds_pseudo": pseudo_s,
-            "seconds_selftrain": selftrain_s,
-            "seconds_evaluate": eval_s,
-        }
+        for merged in (False, True):  # the detector alone, and with LACP's proposals merged in
+            setting = f"lacp_proposals-{str(merged).lower()}"
+            evaluated = _params(
+                base,
+                work,
+                seed=seed,
+                model="lacp",
+                overrides={
+                    "pseudo": {"source": source},
+                    "detection": {"detector": {"lacp_proposals": merged}},
+                    "paths": {
+                        **paths,
+                        "selftrain_model": str(_recorded_as(work / source / "selftrain", merged)),
+                        "selftrain_evaluation": str(work / source / f"eval_selftrain-{setting}"),
+                    },
+                },
+            )
+            metrics, eval_s = _stage("evaluate_selftrain", evaluated)
+            found[name + ("+lacp" if merged else "")] = {
+                **metrics,
+                **{f"pseudo_{k}": v for k, v in pseudo.items() if k.startswith("pseudo_")},
+                "seconds_pseudo": pseudo_s,
+                "seconds_selftrain": selftrain_s,
+                "seconds_evaluate": eval_s,
+            }
     return found
+
+
+def _recorded_as(folder: Path, merged: bool) -> Path:
+    """The trained detector folder if it records `detection.detector.lacp_proposals` = `merged`,
+    else a copy of it beside (`<folder>-lacp_proposals-<merged>`) whose model.json records that
+    value: one training scored both ways, the evaluate stage checking each record as always."""
+    meta = json.loads((folder / "model.json").read_text())
+    if meta["inference"].get("lacp_proposals") == merged:
+        return folder
+    copy = folder.with_name(f"{folder.name}-lacp_proposals-{str(merged).lower()}")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(folder, copy)
+    write_json(copy / "model.json", {**meta, "inference": {**meta["inference"], "lacp_proposals": merged}})
+    return copy
 
 
 def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:

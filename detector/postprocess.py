@@ -14,6 +14,10 @@ score (ties: the lower index) and multiply every other remaining score by
 exp(-tIoU(selected, other)^2 / sigma); segments whose score falls below `min_score` are
 dropped. tIoU uses lengths end - start. The selected scores never increase, so selecting at
 most `max_segments` per class loses nothing that step 4 would keep.
+
+`merge_detections` applies steps 3-4 once more to the union of several detection lists of one
+video (the detector's and LACP's proposals, `InferenceConfig.lacp_proposals`): where both hold
+a segment of an instance, the higher-scored one is kept and the other decayed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 
 from detector.config import InferenceConfig
 
-__all__ = ["decode_candidates", "soft_nms", "video_detections"]
+__all__ = ["decode_candidates", "merge_detections", "soft_nms", "video_detections"]
 
 
 def soft_nms(
@@ -134,3 +138,28 @@ def video_detections(
     segments = np.concatenate(kept_segments)
     order = np.argsort(-scores, kind="stable")[: config.max_segments]
     return classes[order], scores[order], segments[order]
+
+
+def merge_detections(*lists: list[dict], config: InferenceConfig) -> list[dict]:
+    """Steps 3-4 over the union of detection lists of one video.
+
+    Args:
+        *lists: detections `{"label_index", "score", "segment": [start, end]}`, all in the
+            same time unit.
+        config: nms_sigma, min_score, max_segments.
+
+    Returns:
+        The kept detections in that format, by descending (decayed) score; scores below
+        `min_score` (LACP's OIC scores may be negative) are dropped.
+    """
+    union = [d for detections in lists for d in detections]
+    if not union:
+        return []
+    classes = np.array([d["label_index"] for d in union], dtype=np.int64)  # (K,)
+    scores = np.array([d["score"] for d in union], dtype=np.float64)  # (K,)
+    segments = np.array([d["segment"] for d in union], dtype=np.float64).reshape(-1, 2)  # (K, 2)
+    labels, kept, kept_segments = video_detections(classes, scores, segments, config=config)
+    return [
+        {"label_index": int(c), "score": float(v), "segment": [float(a), float(b)]}
+        for c, v, (a, b) in zip(labels, kept, kept_segments)
+    ]

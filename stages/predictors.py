@@ -18,10 +18,11 @@ import torch
 from detector.config import InferenceConfig
 from detector.inference import detect_video, load_detector
 from detector.model_io import VIDEO_SCORER, load_detector_weights, read_detector_meta
+from detector.postprocess import merge_detections
 from features.store import FeatureStore
-from lacp.inference import predict, resampled_seconds, score_video
+from lacp.inference import ScoredVideo, predict, resampled_seconds, score_video
 from lacp.model_io import load_model, read_model_meta
-from lacp.proposals import DetectionConfig
+from lacp.proposals import DetectionConfig, generate_proposals
 from stages.artifacts import model_kind
 
 __all__ = ["DetectorPredictor", "LacpPredictor", "coverage_scores", "load_predictor"]
@@ -42,8 +43,8 @@ class LacpPredictor:
                 f"{model_dir}: model has {self.model.num_classes} classes, annotations have {len(classes)}"
             )
 
-    def video_score(self, features: np.ndarray, snippet_seconds: float) -> np.ndarray:
-        """(C,) the video-level class scores of one video's (T, D) features (`lacp.inference.score_video`)."""
+    def score(self, features: np.ndarray, snippet_seconds: float) -> ScoredVideo:
+        """The network's view of one video's (T, D) features (`lacp.inference.score_video`)."""
         return score_video(
             self.model,
             features,
@@ -51,7 +52,13 @@ class LacpPredictor:
             self.device,
             num_segments=self.num_segments,
             snippet_seconds=snippet_seconds,
-        ).video_score
+        )
+
+    def proposals(self, scored: ScoredVideo) -> list[dict]:
+        """The proposals `predict` gives for a video the network scored (`score`)."""
+        return generate_proposals(
+            scored.q, config=self.config, snippet_seconds=scored.seconds, video_score=scored.video_score
+        )
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
         snippet_seconds = store.time_grid.seconds_per_snippet
@@ -70,9 +77,11 @@ class LacpPredictor:
 class DetectorPredictor:
     """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the given
     post-processing, each score times the video-level score of its class from the LACP model in the
-    folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings); a video's predicted classes are
-    those whose video score (else best detection score) is at least `class_threshold` (else the
-    best one); the kept curves are `coverage_scores` (the detector has no CAS)."""
+    folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings), merged with that
+    model's own proposals when `lacp_proposals` (`detector.postprocess.merge_detections`); a
+    video's predicted classes are those whose video score (else best detection score) is at least
+    `class_threshold` (else the best one); the kept curves are `coverage_scores` (the detector has
+    no CAS)."""
 
     def __init__(
         self,
@@ -97,6 +106,11 @@ class DetectorPredictor:
         if meta["video_scores"] == "lacp":
             scorer_dir = Path(model_dir) / VIDEO_SCORER
             self.scorer = LacpPredictor(scorer_dir, config, device, classes=classes)
+        elif inference.lacp_proposals:
+            raise ValueError(
+                f"{model_dir}: detection.detector.lacp_proposals is true but the folder holds no LACP model"
+                " (selftrain.video_scores: none); set it to false"
+            )
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
         grid = store.time_grid
@@ -109,11 +123,14 @@ class DetectorPredictor:
                 for d in found:
                     best[d["label_index"]] = max(best[d["label_index"]], d["score"])
             else:
-                best = self.scorer.video_score(features, grid.seconds_per_snippet)  # (C,) LACP's video scores
+                scored = self.scorer.score(features, grid.seconds_per_snippet)
+                best = scored.video_score  # (C,) LACP's video scores
                 found = sorted(
                     ({**d, "score": d["score"] * float(best[d["label_index"]])} for d in found),
                     key=lambda d: -d["score"],
                 )
+                if self.inference.lacp_proposals:
+                    found = merge_detections(found, self.scorer.proposals(scored), config=self.inference)
             proposals[vid] = found
             class_sets[vid] = {int(c) for c in np.flatnonzero(best >= self.class_threshold)} or {int(best.argmax())}
             if vid in keep_scores:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from detector.config import InferenceConfig
-from detector.postprocess import decode_candidates, soft_nms, video_detections
+from detector.postprocess import decode_candidates, merge_detections, soft_nms, video_detections
 
 
 def test_soft_nms_decays_scores_by_hand():
@@ -80,3 +80,33 @@ def test_video_detections_run_soft_nms_per_class_and_keep_the_best():
     np.testing.assert_allclose(kept, [[0, 2], [0, 2], [0, 1]])
     labels, decayed, _ = video_detections(classes, scores, segments, config=InferenceConfig(max_segments=2))
     np.testing.assert_array_equal(labels, [0, 1])
+
+
+def test_merging_two_lists_keeps_the_better_bounded_segment_and_decays_the_other():
+    """Detector: class 0 [0, 10] (0.9), class 1 [20, 30] (0.5). LACP: class 0 [0, 8] (0.6),
+    class 0 [40, 50] (-0.2, a negative OIC score), class 1 [21, 30] (0.7).
+    Class 0: select [0, 10] (0.9); [0, 8] has tIoU 8/10 -> 0.6 e^(-0.64 / 0.5); -0.2 < min_score: dropped.
+    Class 1: select LACP's [21, 30] (0.7); the detector's [20, 30] has tIoU 9/10 -> 0.5 e^(-0.81 / 0.5).
+    All kept by descending score."""
+    detector = [
+        {"label_index": 0, "score": 0.9, "segment": [0.0, 10.0]},
+        {"label_index": 1, "score": 0.5, "segment": [20.0, 30.0]},
+    ]
+    lacp = [
+        {"label_index": 0, "score": 0.6, "segment": [0.0, 8.0]},
+        {"label_index": 0, "score": -0.2, "segment": [40.0, 50.0]},
+        {"label_index": 1, "score": 0.7, "segment": [21.0, 30.0]},
+    ]
+    merged = merge_detections(detector, lacp, config=InferenceConfig(nms_sigma=0.5, min_score=0.001))
+    assert [(d["label_index"], d["segment"]) for d in merged] == [
+        (0, [0.0, 10.0]),
+        (1, [21.0, 30.0]),
+        (0, [0.0, 8.0]),
+        (1, [20.0, 30.0]),
+    ]
+    np.testing.assert_allclose(
+        [d["score"] for d in merged], [0.9, 0.7, 0.6 * math.exp(-1.28), 0.5 * math.exp(-1.62)], rtol=1e-12
+    )
+    # max_segments cuts over all classes; nothing to merge is nothing
+    assert len(merge_detections(detector, lacp, config=InferenceConfig(max_segments=2))) == 2
+    assert merge_detections([], [], config=InferenceConfig()) == []
