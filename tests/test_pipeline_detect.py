@@ -438,3 +438,57 @@ def test_evaluate_selftrain_refuses_a_detector_folder_whose_records_differ(run):
         check_recorded_detection(
             run.paths.selftrain_model, detection=DetectionConfig(r_act=4), inference=run.detection.detector
         )
+
+
+def test_lacp_proposals_join_the_detectors_detections_and_need_the_lacp_copy(run, detector, tmp_path):
+    """`detection.detector.lacp_proposals` (the default): each detection of the self-trained folder
+    is one of the detector's own (`--no-lacp-proposals`) or one of LACP's proposals of the video,
+    never scored above what its source gave it; without the folder's LACP copy
+    (`video_scores: none`) the setting is refused, naming the way out."""
+    import shutil
+
+    from detector.config import InferenceConfig
+    from stages.predictors import DetectorPredictor
+
+    assert run.detection.detector.lacp_proposals
+    video = sorted(_evaluated(run))[0]
+    source = Path(read_video_paths(run.paths.dataset)[video])
+    merged = detect_video(
+        source, load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu"), work_dir=tmp_path
+    )
+    alone = detect_video(
+        source,
+        load_detector(
+            run.paths.selftrain_model,
+            weights_dir=run.paths.weights,
+            device="cpu",
+            overrides={"detector": {"lacp_proposals": False}},
+        ),
+        work_dir=tmp_path / "alone",
+    )
+    lacp = detect_video(source, detector, work_dir=tmp_path / "lacp")
+    assert merged.detections and alone.detections != merged.detections
+
+    def best_source_score(d, found):
+        scores = [
+            f["score"]
+            for f in found
+            if f["label_index"] == d["label_index"] and f["segment"] == pytest.approx(d["segment"], abs=1e-6)
+        ]
+        return max(scores, default=None)
+
+    for d in merged.detections:
+        given = [s for s in (best_source_score(d, alone.detections), best_source_score(d, lacp.detections)) if s]
+        assert given and d["score"] <= max(given) + 1e-6, d
+    folder = tmp_path / "no-lacp-copy"
+    shutil.copytree(run.paths.selftrain_model, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**meta, "video_scores": "none"}))
+    classes = meta["classes"]
+    with pytest.raises(
+        ValueError, match=r"no-lacp-copy: detection\.detector\.lacp_proposals is true .* set it to false"
+    ):
+        DetectorPredictor(folder, run.detection.lacp(), "cpu", classes=classes, inference=InferenceConfig())
+    DetectorPredictor(
+        folder, run.detection.lacp(), "cpu", classes=classes, inference=InferenceConfig(lacp_proposals=False)
+    )
