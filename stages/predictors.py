@@ -140,13 +140,14 @@ class DetectorPredictor:
 
 def coverage_scores(detections: list[dict], length: int, num_classes: int, snippet_seconds: float) -> np.ndarray:
     """(T, C+1) per snippet and class, the best score of a detection whose segment holds the
-    snippet's centre; the last column (background) is 1 - the best of them."""
+    snippet's centre; the last column (background) is 1 - the best of them, at least 0 (merged LACP
+    proposals score on LACP's scale, OIC plus 0.2 x the video score, which can pass 1)."""
     curves = np.zeros((length, num_classes + 1))  # (T, C+1)
     centres = (np.arange(length) + 0.5) * snippet_seconds  # (T,)
     for d in detections:
         inside = (centres >= d["segment"][0]) & (centres <= d["segment"][1])
         curves[inside, d["label_index"]] = np.maximum(curves[inside, d["label_index"]], d["score"])
-    curves[:, -1] = 1.0 - curves[:, :-1].max(axis=1)
+    curves[:, -1] = np.clip(1.0 - curves[:, :-1].max(axis=1), 0.0, None)
     return curves
 
 
