@@ -152,7 +152,8 @@ def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str,
                 k
                 for m in by_seed.values()
                 for k, v in m.items()
-                if isinstance(v, (int, float)) and k.startswith(("mAP@", "val_mAP@", "seconds_", "pseudo_"))
+                if isinstance(v, (int, float))
+                and k.startswith(("mAP@", "val_mAP@", "known_classes_mAP@", "seconds_", "pseudo_"))
             }
         )
         out[name] = {}
