@@ -182,8 +182,9 @@ class InferenceConfig(Config):
     # videos; 100 is ~30 per instance on the default ones, far past the last recall step).
     max_segments: int = Field(100, ge=1, description="detections kept per video")
     # With a folder that fuses LACP's video scores (`selftrain.video_scores: lacp`): LACP's own
-    # proposals of the video join the detector's (video-score-fused) detections, and one more
-    # per-class Soft-NMS with the settings above picks from both (`detector.postprocess.merge_detections`):
-    # each instance keeps whichever model bounds it better. False: the detector's detections alone.
-    # True: chosen on the validation videos of both synthetic families (docs/STUDIES.md).
+    # proposals of the video join the detector's detections, each score of both times the video
+    # score of its class, and one more per-class Soft-NMS with the settings above picks from both
+    # (`detector.postprocess.merge_detections`): each instance keeps whichever model bounds it
+    # better. False: the detector's detections alone. True: chosen on the validation videos of
+    # both synthetic families (docs/STUDIES.md).
     lacp_proposals: bool = Field(True, description="LACP's proposals join the detections before a last Soft-NMS")

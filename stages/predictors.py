@@ -78,7 +78,7 @@ class DetectorPredictor:
     """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the given
     post-processing, each score times the video-level score of its class from the LACP model in the
     folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings), merged with that
-    model's own proposals when `lacp_proposals` (`detector.postprocess.merge_detections`); a
+    model's own proposals, scored alike, when `lacp_proposals` (`detector.postprocess.merge_detections`); a
     video's predicted classes are those whose video score (else best detection score) is at least
     `class_threshold` (else the best one); the kept curves are `coverage_scores` (the detector has
     no CAS)."""
@@ -129,8 +129,12 @@ class DetectorPredictor:
                     ({**d, "score": d["score"] * float(best[d["label_index"]])} for d in found),
                     key=lambda d: -d["score"],
                 )
-                if self.inference.lacp_proposals:
-                    found = merge_detections(found, self.scorer.proposals(scored), config=self.inference)
+                if self.inference.lacp_proposals:  # LACP's proposals, their scores fused as the detector's
+                    lacp = [
+                        {**d, "score": d["score"] * float(best[d["label_index"]])}
+                        for d in self.scorer.proposals(scored)
+                    ]
+                    found = merge_detections(found, lacp, config=self.inference)
             proposals[vid] = found
             class_sets[vid] = {int(c) for c in np.flatnonzero(best >= self.class_threshold)} or {int(best.argmax())}
             if vid in keep_scores:
@@ -140,8 +144,8 @@ class DetectorPredictor:
 
 def coverage_scores(detections: list[dict], length: int, num_classes: int, snippet_seconds: float) -> np.ndarray:
     """(T, C+1) per snippet and class, the best score of a detection whose segment holds the
-    snippet's centre; the last column (background) is 1 - the best of them, at least 0 (merged LACP
-    proposals score on LACP's scale, OIC plus 0.2 x the video score, which can pass 1)."""
+    snippet's centre; the last column (background) is 1 - the best of them, at least 0 (a merged LACP
+    proposal's OIC-based score can pass 1)."""
     curves = np.zeros((length, num_classes + 1))  # (T, C+1)
     centres = (np.arange(length) + 0.5) * snippet_seconds  # (T,)
     for d in detections:
