@@ -144,14 +144,14 @@ class DetectorPredictor:
 
 def coverage_scores(detections: list[dict], length: int, num_classes: int, snippet_seconds: float) -> np.ndarray:
     """(T, C+1) per snippet and class, the best score of a detection whose segment holds the
-    snippet's centre; the last column (background) is 1 - the best of them, at least 0 (a merged LACP
-    proposal's OIC-based score can pass 1)."""
+    snippet's centre; the last column (background) is 1 - the best of them (below 0 where a merged
+    LACP proposal's OIC-based score passes 1), so 1 - background is the best over all classes."""
     curves = np.zeros((length, num_classes + 1))  # (T, C+1)
     centres = (np.arange(length) + 0.5) * snippet_seconds  # (T,)
     for d in detections:
         inside = (centres >= d["segment"][0]) & (centres <= d["segment"][1])
         curves[inside, d["label_index"]] = np.maximum(curves[inside, d["label_index"]], d["score"])
-    curves[:, -1] = np.clip(1.0 - curves[:, :-1].max(axis=1), 0.0, None)
+    curves[:, -1] = 1.0 - curves[:, :-1].max(axis=1)
     return curves
 
 
