@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from detector.config import InferenceConfig
 from lacp.proposals import DetectionConfig
@@ -116,6 +116,16 @@ class Params(StageParams):
     detection: DetectionParams
     detect: DetectParams
 
+    @model_validator(mode="after")
+    def _lacp_proposals_need_the_lacp_copy(self) -> Params:
+        # Refused here, before selftrain trains a folder that evaluate_selftrain could not apply.
+        if self.detection.detector.lacp_proposals and self.selftrain.video_scores == "none":
+            raise ValueError(
+                "detection.detector.lacp_proposals: true needs selftrain.video_scores: lacp (the proposals"
+                " come from the LACP model copied into the detector's folder); set one of the two"
+            )
+        return self
+
 
 class ParamsError(ValueError):
     """params.yaml is missing, not YAML, or does not match the schema."""
@@ -125,7 +135,9 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: {err.error_count()} invalid value(s)"]
     for e in err.errors():
         key = ".".join(str(part) for part in e["loc"])
-        if e["type"] == "extra_forbidden":
+        if not key:  # a check across sections names its keys itself
+            lines.append(f"  {e['msg']}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check the spelling against params.yaml's comments)")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")

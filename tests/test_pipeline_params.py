@@ -90,6 +90,20 @@ def test_directory_source_needs_its_paths(tmp_path: Path, raw: dict):
         load_params(_write(tmp_path, raw))
 
 
+def test_lacp_proposals_without_the_lacp_copy_are_refused_on_load(tmp_path: Path, raw: dict):
+    """The merge takes LACP's proposals from the LACP model copied into the detector's folder
+    (`selftrain.video_scores: lacp`): without it the params are refused before anything trains."""
+    raw["selftrain"]["video_scores"] = "none"
+    with pytest.raises(
+        ParamsError,
+        match=r"1 invalid value\(s\)\n  Value error, detection\.detector\.lacp_proposals: true needs "
+        r"selftrain\.video_scores: lacp .* set one of the two",
+    ):
+        load_params(_write(tmp_path, raw))
+    raw["detection"]["detector"]["lacp_proposals"] = False
+    assert load_params(_write(tmp_path, raw)).selftrain.video_scores == "none"
+
+
 def test_missing_and_malformed_files(tmp_path: Path):
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
