@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench.machine import REPO, cpu_name, work_folder
+from bench.machine import REPO, cpu_name, print_report, work_folder
 
 # artifacts whose bytes say the computation is unchanged (paths relative to the clone)
 HASHED = (
@@ -148,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with work_folder(args.work_dir, keep=args.keep, prefix="default-run-") as work:
         report = run(rev=args.rev, venv=args.venv, work=work)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    print_report(report, args.out, indent=2)
     return 0
 
 

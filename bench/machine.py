@@ -158,3 +158,12 @@ def work_folder(path: Path | None, *, keep: bool, prefix: str) -> Iterator[Path]
     finally:
         if not keep and path is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def print_report(report: Mapping[str, Any], out: Path | None = None, *, indent: int | None = 1) -> None:
+    """Print a benchmark's JSON object and, with `out`, also write it there (folders made)."""
+    text = json.dumps(report, indent=indent, default=str)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from bench.machine import cpu_name
+from bench.machine import cpu_name, print_report
 from core.files import write_json
 from pipeline.params import Params, load_params
 from pipeline.stage_table import STAGES
@@ -143,6 +143,11 @@ def _recorded_as(folder: Path, merged: bool) -> Path:
     return copy
 
 
+def results(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """The report's `summary` (`summarise`) and `runs` (name -> seed, as a string -> metrics)."""
+    return {"summary": summarise(runs), "runs": {n: {str(s): m for s, m in r.items()} for n, r in runs.items()}}
+
+
 def summarise(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
     """name -> key -> [mean, std] over seeds of every numeric mAP, pseudo-quality and seconds key."""
     out: dict[str, dict[str, list[float]]] = {}
@@ -194,19 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {seed} done: " + ", ".join(f"{n} {m[seed]['mAP@0.1-0.7']:.4f}" for n, m in runs.items()),
             file=sys.stderr,
         )
-    result = {
-        "cpu": cpu_name(),
-        "threads": torch.get_num_threads(),
-        "params": str(args.params),
-        "seeds": seeds,
-        "summary": summarise(runs),
-        "runs": {n: {str(s): m for s, m in r.items()} for n, r in runs.items()},
-    }
-    text = json.dumps(result, indent=1, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    result = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "params": str(args.params), "seeds": seeds}
+    print_report({**result, **results(runs)}, args.out)
     return 0
 
 

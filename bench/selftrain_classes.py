@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.selftrain import summarise
+from bench.machine import print_report
+from bench.selftrain import results
 from lacp.metrics import evaluate_detection, load_ground_truth
 from pipeline.params import load_params
 from stages.artifacts import read_annotations
@@ -81,17 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             path = folder / where / "predictions.json"
             if path.is_file():
                 runs.setdefault(row, {})[int(folder.name[4:])] = score_row(json.loads(path.read_text()), annotations)
-    result = {
-        "work": str(args.work),
-        "params": str(args.params),
-        "summary": summarise(runs),
-        "runs": {n: {str(s): m for s, m in r.items()} for n, r in runs.items()},
-    }
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    print_report({"work": str(args.work), "params": str(args.params), **results(runs)}, args.out)
     return 0
 
 

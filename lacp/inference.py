@@ -44,6 +44,7 @@ __all__ = [
     "score_video",
     "video_candidates",
     "video_outputs",
+    "video_proposals",
 ]
 
 
@@ -125,9 +126,7 @@ def predict(
         scored = score_video(
             model, store[vid], config, device, num_segments=num_segments, snippet_seconds=snippet_seconds
         )
-        proposals[vid] = generate_proposals(
-            scored.q, config=config, snippet_seconds=scored.seconds, video_score=scored.video_score
-        )
+        proposals[vid] = video_proposals(scored, config)
         class_sets[vid] = {int(i) for i in predicted_classes(scored.video_score, threshold=config.class_threshold)}
         if vid in keep:
             scores[vid] = scored.q
@@ -163,6 +162,12 @@ def score_video(
     features, seconds = resample_for_inference(features, num_segments, snippet_seconds)  # (T or N, D)
     p, q = video_outputs(model, features, device)  # (T or N, C+1) each
     return ScoredVideo(q=q, video_score=video_scores(p[:, : model.num_classes], r_act=config.r_act), seconds=seconds)
+
+
+def video_proposals(scored: ScoredVideo, config: DetectionConfig) -> list[dict]:
+    """The proposals of one video after NMS (`lacp.proposals.generate_proposals`), made from the
+    network outputs `score_video` gave: what `predict` returns for it."""
+    return generate_proposals(scored.q, config=config, snippet_seconds=scored.seconds, video_score=scored.video_score)
 
 
 def video_candidates(scored: ScoredVideo, config: DetectionConfig) -> Candidates:

@@ -20,9 +20,9 @@ from detector.inference import detect_video, load_detector
 from detector.model_io import VIDEO_SCORER, load_detector_weights, read_detector_meta
 from detector.postprocess import merge_detections
 from features.store import FeatureStore
-from lacp.inference import ScoredVideo, predict, resampled_seconds, score_video
+from lacp.inference import ScoredVideo, predict, resampled_seconds, score_video, video_proposals
 from lacp.model_io import load_model, read_model_meta
-from lacp.proposals import DetectionConfig, generate_proposals
+from lacp.proposals import DetectionConfig
 from stages.artifacts import model_kind
 
 __all__ = ["DetectorPredictor", "LacpPredictor", "coverage_scores", "load_predictor"]
@@ -52,12 +52,6 @@ class LacpPredictor:
             self.device,
             num_segments=self.num_segments,
             snippet_seconds=snippet_seconds,
-        )
-
-    def proposals(self, scored: ScoredVideo) -> list[dict]:
-        """The proposals `predict` gives for a video the network scored (`score`)."""
-        return generate_proposals(
-            scored.q, config=self.config, snippet_seconds=scored.seconds, video_score=scored.video_score
         )
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
@@ -125,21 +119,20 @@ class DetectorPredictor:
             else:
                 scored = self.scorer.score(features, grid.seconds_per_snippet)
                 best = scored.video_score  # (C,) LACP's video scores
-                found = sorted(
-                    ({**d, "score": d["score"] * float(best[d["label_index"]])} for d in found),
-                    key=lambda d: -d["score"],
-                )
+                found = sorted(_times_video_score(found, best), key=lambda d: -d["score"])
                 if self.inference.lacp_proposals:  # LACP's proposals, their scores fused as the detector's
-                    lacp = [
-                        {**d, "score": d["score"] * float(best[d["label_index"]])}
-                        for d in self.scorer.proposals(scored)
-                    ]
+                    lacp = _times_video_score(video_proposals(scored, self.scorer.config), best)
                     found = merge_detections(found, lacp, config=self.inference)
             proposals[vid] = found
             class_sets[vid] = {int(c) for c in np.flatnonzero(best >= self.class_threshold)} or {int(best.argmax())}
             if vid in keep_scores:
                 scores[vid] = coverage_scores(found, features.shape[0], self.num_classes, grid.seconds_per_snippet)
         return proposals, class_sets, scores, dict.fromkeys(scores, grid.seconds_per_snippet)
+
+
+def _times_video_score(detections: list[dict], video_score: np.ndarray) -> list[dict]:
+    """Each detection with its score times the (C,) video score of its class."""
+    return [{**d, "score": d["score"] * float(video_score[d["label_index"]])} for d in detections]
 
 
 def coverage_scores(detections: list[dict], length: int, num_classes: int, snippet_seconds: float) -> np.ndarray:
