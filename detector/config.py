@@ -181,6 +181,14 @@ class InferenceConfig(Config):
     # Detections kept per video, by score over all classes (the paper: 200 on THUMOS'14's long
     # videos; 100 is ~30 per instance on the default ones, far past the last recall step).
     max_segments: int = Field(100, ge=1, description="detections kept per video")
+    # Boundary voting at the last Soft-NMS (the merge's when `lacp_proposals`, else the detector's
+    # own): each kept segment's start and end become the score-weighted mean of its class's
+    # candidates there whose tIoU with it is at least this; 0 = off. ActionFormer votes at 0.7 on
+    # THUMOS'14; 0.6 was chosen on the validation videos of both synthetic families, where
+    # 0.5-0.7 tie (docs/STUDIES.md): voting averages the detector's and LACP's bounds of an instance.
+    voting_tiou: float = Field(
+        0.6, ge=0, le=1, description="kept segments average the boundaries of candidates with tIoU >= this (0: off)"
+    )
     # With a folder that fuses LACP's video scores (`selftrain.video_scores: lacp`): LACP's own
     # proposals of the video join the detector's detections, each score of both times the video
     # score of its class, and one more per-class Soft-NMS with the settings above picks from both

@@ -7,7 +7,10 @@
    distances d in stride units), clipped to the video's [0, T] snippets; segments not longer
    than `min_length` snippets are dropped.
 3. Per class, Gaussian Soft-NMS (`soft_nms`) over all levels' candidates together.
-4. The `max_segments` highest decayed scores over all classes are kept, by descending score.
+4. With `voting_tiou` > 0, each kept segment takes the score-weighted mean boundaries of its
+   class's candidates (their scores before Soft-NMS, negative ones weighing 0) whose tIoU with
+   it is at least `voting_tiou` (itself among them); its score is unchanged.
+5. The `max_segments` highest decayed scores over all classes are kept, by descending score.
 
 Soft-NMS (Bodla et al., 2017, Gaussian): repeatedly select the remaining segment of highest
 score (ties: the lower index) and multiply every other remaining score by
@@ -15,7 +18,7 @@ exp(-tIoU(selected, other)^2 / sigma); segments whose score falls below `min_sco
 dropped. tIoU uses lengths end - start. The selected scores never increase, so selecting at
 most `max_segments` per class loses nothing that step 4 would keep.
 
-`merge_detections` applies steps 3-4 once more to the union of several detection lists of one
+`merge_detections` applies steps 3-5 once more to the union of several detection lists of one
 video (the detector's and LACP's proposals, `InferenceConfig.lacp_proposals`): where both hold
 a segment of an instance, the higher-scored one is kept and the other decayed.
 """
@@ -26,7 +29,14 @@ import numpy as np
 
 from detector.config import InferenceConfig
 
-__all__ = ["decode_candidates", "merge_detections", "soft_nms", "video_detections"]
+__all__ = ["decode_candidates", "merge_detections", "soft_nms", "video_detections", "vote_boundaries"]
+
+
+def _tiou(segment: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """tIoU of one (2,) segment with each of (K, 2) segments (lengths end - start; 0 where the union is 0)."""
+    inter = np.clip(np.minimum(segment[1], segments[:, 1]) - np.maximum(segment[0], segments[:, 0]), 0.0, None)
+    union = (segment[1] - segment[0]) + (segments[:, 1] - segments[:, 0]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def soft_nms(
@@ -47,20 +57,37 @@ def soft_nms(
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
     remaining = np.asarray(scores, dtype=np.float64).copy()  # (K,)
     alive = remaining >= min_score  # (K,)
-    start, end = segments[:, 0], segments[:, 1]
-    lengths = end - start
     kept, kept_scores = [], []
     while alive.any() and len(kept) < max_keep:
         best = int(np.argmax(np.where(alive, remaining, -np.inf)))
         kept.append(best)
         kept_scores.append(remaining[best])
         alive[best] = False
-        inter = np.clip(np.minimum(end[best], end) - np.maximum(start[best], start), 0.0, None)  # (K,)
-        union = lengths[best] + lengths - inter
-        tiou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        tiou = _tiou(segments[best], segments)  # (K,)
         remaining = np.where(alive, remaining * np.exp(-(tiou**2) / sigma), remaining)
         alive &= remaining >= min_score
     return np.array(kept, dtype=np.int64), np.array(kept_scores, dtype=np.float64)
+
+
+def vote_boundaries(kept: np.ndarray, segments: np.ndarray, scores: np.ndarray, *, tiou: float) -> np.ndarray:
+    """Step 4: each kept segment's boundaries as the score-weighted mean of the candidates near it.
+
+    Args:
+        kept: (k, 2) the segments Soft-NMS selected.
+        segments: (K, 2) all candidates of the same class (the kept ones among them).
+        scores: (K,) their scores before Soft-NMS; negative ones weigh 0.
+        tiou: candidates with tIoU >= this with a kept segment vote on it.
+
+    Returns:
+        (k, 2) the voted segments; a kept segment no positive candidate votes on stays as it was.
+    """
+    weights = np.clip(np.asarray(scores, dtype=np.float64), 0.0, None)  # (K,)
+    voted = np.array(kept, dtype=np.float64).reshape(-1, 2)  # (k, 2)
+    for i, segment in enumerate(voted.copy()):
+        w = np.where(_tiou(segment, segments) >= tiou, weights, 0.0)  # (K,)
+        if w.sum() > 0:
+            voted[i] = (w[:, None] * segments).sum(axis=0) / w.sum()
+    return voted
 
 
 def decode_candidates(
@@ -111,13 +138,13 @@ def decode_candidates(
 def video_detections(
     classes: np.ndarray, scores: np.ndarray, segments: np.ndarray, *, config: InferenceConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 3-4: Soft-NMS per class, then the best `max_segments` over all classes.
+    """Steps 3-5: Soft-NMS per class (and boundary voting), then the best `max_segments` over all classes.
 
     Args:
         classes: (K,) class of each candidate.
         scores: (K,) probabilities.
         segments: (K, 2) segments.
-        config: nms_sigma, min_score, max_segments.
+        config: nms_sigma, min_score, voting_tiou, max_segments.
 
     Returns:
         classes (k,), decayed scores (k,) and segments (k, 2), by descending score (ties: the
@@ -129,9 +156,12 @@ def video_detections(
         index, decayed = soft_nms(
             segments[at], scores[at], sigma=config.nms_sigma, min_score=config.min_score, max_keep=config.max_segments
         )
+        kept = segments[at[index]].reshape(-1, 2)  # (k, 2)
+        if config.voting_tiou > 0:
+            kept = vote_boundaries(kept, segments[at], scores[at], tiou=config.voting_tiou)
         kept_classes.append(np.full(index.size, label, dtype=np.int64))
         kept_scores.append(decayed)
-        kept_segments.append(segments[at[index]].reshape(-1, 2))
+        kept_segments.append(kept)
     if not kept_classes:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 2))
     classes, scores = np.concatenate(kept_classes), np.concatenate(kept_scores)
@@ -141,7 +171,7 @@ def video_detections(
 
 
 def merge_detections(*lists: list[dict], config: InferenceConfig) -> list[dict]:
-    """Steps 3-4 over the union of detection lists of one video.
+    """Steps 3-5 over the union of detection lists of one video.
 
     Args:
         *lists: detections `{"label_index", "score", "segment": [start, end]}`, all in the

@@ -72,7 +72,8 @@ class DetectorPredictor:
     """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the given
     post-processing, each score times the video-level score of its class from the LACP model in the
     folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings), merged with that
-    model's own proposals, scored alike, when `lacp_proposals` (`detector.postprocess.merge_detections`); a
+    model's own proposals, scored alike, when `lacp_proposals` (`detector.postprocess.merge_detections`,
+    the only step then that votes boundaries, `voting_tiou`); a
     video's predicted classes are those whose video score (else best detection score) is at least
     `class_threshold` (else the best one); the kept curves are `coverage_scores` (the detector has
     no CAS)."""
@@ -88,6 +89,10 @@ class DetectorPredictor:
     ):
         meta, self.config, _ = read_detector_meta(model_dir)
         self.inference = inference
+        # Boundary voting belongs to the last Soft-NMS: the merge's when LACP's proposals join.
+        self.own_inference = (
+            inference.model_copy(update={"voting_tiou": 0.0}) if inference.lacp_proposals else inference
+        )
         if meta["classes"] != list(classes):
             raise ValueError(f"{model_dir}: model classes {meta['classes']} differ from the annotations' {classes}")
         self.model = load_detector(
@@ -111,7 +116,7 @@ class DetectorPredictor:
         proposals, class_sets, scores = {}, {}, {}
         for vid in videos:
             features = store[vid]  # (T, F)
-            found = detect_video(self.model, features, grid=grid, config=self.config, inference=self.inference)
+            found = detect_video(self.model, features, grid=grid, config=self.config, inference=self.own_inference)
             if self.scorer is None:
                 best = np.zeros(self.num_classes)  # (C,) best detection score per class
                 for d in found:

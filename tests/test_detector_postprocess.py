@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from detector.config import InferenceConfig
-from detector.postprocess import decode_candidates, merge_detections, soft_nms, video_detections
+from detector.postprocess import decode_candidates, merge_detections, soft_nms, video_detections, vote_boundaries
 
 
 def test_soft_nms_decays_scores_by_hand():
@@ -97,7 +97,8 @@ def test_merging_two_lists_keeps_the_better_bounded_segment_and_decays_the_other
         {"label_index": 0, "score": -0.2, "segment": [40.0, 50.0]},
         {"label_index": 1, "score": 0.7, "segment": [21.0, 30.0]},
     ]
-    merged = merge_detections(detector, lacp, config=InferenceConfig(nms_sigma=0.5, min_score=0.001))
+    no_voting = InferenceConfig(nms_sigma=0.5, min_score=0.001, voting_tiou=0.0)
+    merged = merge_detections(detector, lacp, config=no_voting)
     assert [(d["label_index"], d["segment"]) for d in merged] == [
         (0, [0.0, 10.0]),
         (1, [21.0, 30.0]),
@@ -110,3 +111,22 @@ def test_merging_two_lists_keeps_the_better_bounded_segment_and_decays_the_other
     # max_segments cuts over all classes; nothing to merge is nothing
     assert len(merge_detections(detector, lacp, config=InferenceConfig(max_segments=2))) == 2
     assert merge_detections([], [], config=InferenceConfig()) == []
+    # voting at 0.6: class 0's two kept segments both become (0.9 [0, 10] + 0.6 [0, 8]) / 1.5 =
+    # [0, 9.2]; class 1's become (0.7 [21, 30] + 0.5 [20, 30]) / 1.2; the scores are unchanged
+    voted = merge_detections(detector, lacp, config=no_voting.model_copy(update={"voting_tiou": 0.6}))
+    np.testing.assert_allclose([d["score"] for d in voted], [d["score"] for d in merged], rtol=1e-12)
+    np.testing.assert_allclose(
+        [d["segment"] for d in voted], [[0, 9.2], [(14.7 + 10) / 1.2, 30], [0, 9.2], [(14.7 + 10) / 1.2, 30]]
+    )
+
+
+def test_voting_weighs_candidates_by_score_within_the_tiou_and_ignores_negative_scores():
+    """Kept [0, 10]; candidates [0, 10] (0.9), [0, 8] (0.6, tIoU 0.8), [2, 10] (-0.5, tIoU 0.8),
+    [5, 15] (1.0, tIoU 1/3). At 0.6 only the first two vote: end (9 + 4.8) / 1.5 = 9.2; at 0.85
+    only the kept segment itself does; at 0.3 [5, 15] joins: (5, 9 + 4.8 + 15) / 2.5."""
+    kept = np.array([[0.0, 10.0]])
+    segments = np.array([[0.0, 10.0], [0.0, 8.0], [2.0, 10.0], [5.0, 15.0]])
+    scores = np.array([0.9, 0.6, -0.5, 1.0])
+    np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.6), [[0.0, 9.2]])
+    np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.85), [[0.0, 10.0]])
+    np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.3), [[2.0, 11.52]])

@@ -441,33 +441,30 @@ def test_evaluate_selftrain_refuses_a_detector_folder_whose_records_differ(run):
 
 
 def test_lacp_proposals_join_the_detectors_detections_and_need_the_lacp_copy(run, detector, tmp_path):
-    """`detection.detector.lacp_proposals` (the default): each detection of the self-trained folder
-    is one of the detector's own (`--no-lacp-proposals`) or one of LACP's proposals of the video,
-    never scored above what its source gave it; without the folder's LACP copy
-    (`video_scores: none`) the setting is refused, naming the way out."""
+    """`detection.detector.lacp_proposals` (the default): without voting, each detection of the
+    self-trained folder is one of the detector's own (`--no-lacp-proposals`) or one of LACP's
+    proposals of the video, never scored above what its source gave it; the default voting
+    (`voting_tiou` 0.6) moves boundaries only: the same labels and scores. Without the folder's
+    LACP copy (`video_scores: none`) the setting is refused, naming the way out."""
     import shutil
 
     from detector.config import InferenceConfig
     from stages.predictors import DetectorPredictor
 
-    assert run.detection.detector.lacp_proposals
+    assert run.detection.detector.lacp_proposals and run.detection.detector.voting_tiou == 0.6
     video = sorted(_evaluated(run))[0]
     source = Path(read_video_paths(run.paths.dataset)[video])
-    merged = detect_video(
-        source, load_detector(run.paths.selftrain_model, weights_dir=run.paths.weights, device="cpu"), work_dir=tmp_path
-    )
-    alone = detect_video(
-        source,
-        load_detector(
-            run.paths.selftrain_model,
-            weights_dir=run.paths.weights,
-            device="cpu",
-            overrides={"detector": {"lacp_proposals": False}},
-        ),
-        work_dir=tmp_path / "alone",
-    )
-    lacp = detect_video(source, detector, work_dir=tmp_path / "lacp")
-    assert merged.detections and alone.detections != merged.detections
+
+    def detections(name: str, **settings) -> list[dict]:
+        folder = run.paths.selftrain_model
+        found = load_detector(folder, weights_dir=run.paths.weights, device="cpu", overrides={"detector": settings})
+        return detect_video(source, found, work_dir=tmp_path / name).detections
+
+    voted = detections("voted")
+    merged = detections("merged", voting_tiou=0.0)
+    alone = detections("alone", lacp_proposals=False, voting_tiou=0.0)
+    lacp = detect_video(source, detector, work_dir=tmp_path / "lacp").detections
+    assert merged and alone != merged
 
     def best_source_score(d, found):
         scores = [
@@ -477,9 +474,11 @@ def test_lacp_proposals_join_the_detectors_detections_and_need_the_lacp_copy(run
         ]
         return max(scores, default=None)
 
-    for d in merged.detections:
-        given = [s for s in (best_source_score(d, alone.detections), best_source_score(d, lacp.detections)) if s]
+    for d in merged:
+        given = [s for s in (best_source_score(d, alone), best_source_score(d, lacp)) if s]
         assert given and d["score"] <= max(given) + 1e-6, d
+    assert [(d["label_index"], d["score"]) for d in voted] == [(d["label_index"], d["score"]) for d in merged]
+    assert [d["segment"] for d in voted] != [d["segment"] for d in merged]
     folder = tmp_path / "no-lacp-copy"
     shutil.copytree(run.paths.selftrain_model, folder)
     meta = json.loads((folder / "model.json").read_text())
