@@ -91,34 +91,20 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
     metrics, eval_s = _stage("evaluate", lacp)
     found["lacp"] = {**metrics, "seconds_train": train_s, "seconds_evaluate": eval_s}
     for source in [r for r in rows if r in ("proposals", "search", "ground_truth")]:
-        paths = {
-            "pseudo": str(work / source / "pseudo"),
-            "pseudo_report": str(work / source / "pseudo_report"),
-            "selftrain_model": str(work / source / "selftrain"),
-            "selftrain_log": str(work / source / "selftrain_log"),
-        }
-        params = _params(base, work, seed=seed, model="lacp", overrides={"pseudo": {"source": source}, "paths": paths})
+        params = _params(
+            base,
+            work,
+            seed=seed,
+            model="lacp",
+            overrides={"pseudo": {"source": source}, "paths": _source_paths(work, source)},
+        )
         pseudo, pseudo_s = _stage("pseudo", params)
         _, selftrain_s = _stage("selftrain", params)
         name = "ground_truth" if source == "ground_truth" else f"selftrain_{source}"
         for merged in (False, True):  # the detector alone, and with LACP's proposals merged in
-            setting = f"lacp_proposals-{str(merged).lower()}"
-            evaluated = _params(
-                base,
-                work,
-                seed=seed,
-                model="lacp",
-                overrides={
-                    "pseudo": {"source": source},
-                    "detection": {"detector": {"lacp_proposals": merged}},
-                    "paths": {
-                        **paths,
-                        "selftrain_model": str(_recorded_as(work / source / "selftrain", merged)),
-                        "selftrain_evaluation": str(work / source / f"eval_selftrain-{setting}"),
-                    },
-                },
+            metrics, eval_s = evaluate_detector(
+                base, work, seed=seed, source=source, inference={"lacp_proposals": merged}
             )
-            metrics, eval_s = _stage("evaluate_selftrain", evaluated)
             found[name + ("+lacp" if merged else "")] = {
                 **metrics,
                 **{f"pseudo_{k}": v for k, v in pseudo.items() if k.startswith("pseudo_")},
@@ -129,17 +115,56 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
     return found
 
 
-def _recorded_as(folder: Path, merged: bool) -> Path:
-    """The trained detector folder if it records `detection.detector.lacp_proposals` = `merged`,
-    else a copy of it beside (`<folder>-lacp_proposals-<merged>`) whose model.json records that
-    value: one training scored both ways, the evaluate stage checking each record as always."""
+def _source_paths(work: Path, source: str) -> dict[str, str]:
+    """Where one pseudo source's instances, detector and log go under a seed's folder."""
+    return {
+        "pseudo": str(work / source / "pseudo"),
+        "pseudo_report": str(work / source / "pseudo_report"),
+        "selftrain_model": str(work / source / "selftrain"),
+        "selftrain_log": str(work / source / "selftrain_log"),
+    }
+
+
+def evaluate_detector(
+    base: Path, work: Path, *, seed: int, source: str, inference: dict[str, Any]
+) -> tuple[dict[str, Any], float]:
+    """The evaluate_selftrain stage on a seed's trained detector of `source` with the post-processing
+    settings `inference` (`detection.detector` keys) in place of the params file's, from a copy of
+    the folder that records them (`recorded_as`): its metrics and wall seconds."""
+    evaluated = _params(
+        base,
+        work,
+        seed=seed,
+        model="lacp",
+        overrides={
+            "pseudo": {"source": source},
+            "detection": {"detector": inference},
+            "paths": {
+                **_source_paths(work, source),
+                "selftrain_model": str(recorded_as(work / source / "selftrain", inference)),
+                "selftrain_evaluation": str(work / source / f"eval_selftrain-{_setting(inference)}"),
+            },
+        },
+    )
+    return _stage("evaluate_selftrain", evaluated)
+
+
+def _setting(inference: dict[str, Any]) -> str:
+    """A folder-name suffix naming post-processing settings: `lacp_proposals-true-voting_tiou-0.6`."""
+    return "-".join(f"{k}-{str(v).lower()}" for k, v in inference.items())
+
+
+def recorded_as(folder: Path, inference: dict[str, Any]) -> Path:
+    """The trained detector folder if its model.json records the post-processing settings
+    `inference`, else a copy of it beside (`<folder>-<key>-<value>...`) that records them: one
+    training scored several ways, the evaluate stage checking each record as always."""
     meta = json.loads((folder / "model.json").read_text())
-    if meta["inference"].get("lacp_proposals") == merged:
+    if all(meta["inference"].get(k) == v for k, v in inference.items()):
         return folder
-    copy = folder.with_name(f"{folder.name}-lacp_proposals-{str(merged).lower()}")
+    copy = folder.with_name(f"{folder.name}-{_setting(inference)}")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(folder, copy)
-    write_json(copy / "model.json", {**meta, "inference": {**meta["inference"], "lacp_proposals": merged}})
+    write_json(copy / "model.json", {**meta, "inference": {**meta["inference"], **inference}})
     return copy
 
 
