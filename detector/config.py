@@ -187,7 +187,10 @@ class InferenceConfig(Config):
     # THUMOS'14; 0.6 was chosen on the validation videos of both synthetic families, where
     # 0.5-0.7 tie (docs/STUDIES.md): voting averages the detector's and LACP's bounds of an instance.
     voting_tiou: float = Field(
-        0.6, ge=0, le=1, description="kept segments average the boundaries of candidates with tIoU >= this (0: off)"
+        0.6,
+        ge=0,
+        le=1,
+        description="the last Soft-NMS's kept segments average the bounds of candidates with tIoU >= this (0: off)",
     )
     # With a folder that fuses LACP's video scores (`selftrain.video_scores: lacp`): LACP's own
     # proposals of the video join the detector's detections, each score of both times the video
