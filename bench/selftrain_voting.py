@@ -12,7 +12,7 @@ evaluate stage's metrics: test `mAP@...` and validation `val_mAP@...`) and `summ
 
 Run by hand, after `bench.selftrain` with the same params file:
     python -m bench.selftrain_voting --work /tmp/selftrain-bench [--params params.yaml]
-        [--values 0,0.3,0.4,0.5,0.6,0.7,0.8,0.9] [--out bench/results/selftrain-voting.json]
+        [--values 0,0.3,0.4,0.5,0.6,0.7,0.8,0.9] [--threads N] [--out bench/results/selftrain-voting.json]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from bench.machine import print_report
 from bench.selftrain import evaluate_detector, results
@@ -32,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, required=True, help="bench.selftrain's --work folder")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file it ran with")
     parser.add_argument("--values", default="0,0.3,0.4,0.5,0.6,0.7,0.8,0.9", help="voting_tiou values")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     values = [float(v) for v in args.values.split(",")]
     seeds = sorted(args.work.glob("seed*"), key=lambda p: int(p.name[4:]))
     if not seeds:
