@@ -185,7 +185,8 @@ class InferenceConfig(Config):
     # own): each kept segment's start and end become the score-weighted mean of its class's
     # candidates there whose tIoU with it is at least this; 0 = off. ActionFormer votes at 0.7 on
     # THUMOS'14; 0.6 was chosen on the validation videos of both synthetic families, where
-    # 0.5-0.7 tie (docs/STUDIES.md): voting averages the detector's and LACP's bounds of an instance.
+    # 0.5-0.7 tie (docs/STUDIES.md): voting averages the detector's and LACP's bounds of an instance;
+    # for the detector alone (`lacp_proposals` false) 0 is better there.
     voting_tiou: float = Field(
         0.6,
         ge=0,
