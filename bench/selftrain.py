@@ -83,7 +83,8 @@ def run_seed(base: Path, work: Path, *, seed: int, rows: list[str]) -> dict[str,
     lacp = _params(base, work, seed=seed, model="lacp", overrides={})
     _stage("points", lacp)
     if "baseline" in rows:
-        baseline = _params(base, work, seed=seed, model="baseline", overrides={"train": {"completeness": False}})
+        no_search = {"train": {"completeness": False}, "pseudo": {"source": "proposals"}}  # params refuse "search"
+        baseline = _params(base, work, seed=seed, model="baseline", overrides=no_search)
         _, train_s = _stage("train", baseline)
         metrics, eval_s = _stage("evaluate", baseline)
         found["baseline"] = {**metrics, "seconds_train": train_s, "seconds_evaluate": eval_s}

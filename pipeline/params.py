@@ -117,12 +117,18 @@ class Params(StageParams):
     detect: DetectParams
 
     @model_validator(mode="after")
-    def _lacp_proposals_need_the_lacp_copy(self) -> Params:
+    def _cross_section_settings_fit(self) -> Params:
         # Refused here, before selftrain trains a folder that evaluate_selftrain could not apply.
         if self.detection.detector.lacp_proposals and self.selftrain.video_scores == "none":
             raise ValueError(
                 "detection.detector.lacp_proposals: true needs selftrain.video_scores: lacp (the proposals"
                 " come from the LACP model copied into the detector's folder); set one of the two"
+            )
+        # Refused here, before train runs a model whose pseudo stage would then find no searches.
+        if not self.train.completeness and self.pseudo.source == "search":
+            raise ValueError(
+                "pseudo.source: search needs train.completeness: true (the point-only baseline runs no"
+                " search to take pseudo instances from); set pseudo.source: proposals or ground_truth"
             )
         return self
 

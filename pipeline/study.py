@@ -161,9 +161,14 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 
 
 def experiment_argv(point: dict[str, str], seed: int, *, name: str, extra: list[str], copy: list[str]) -> list[str]:
-    """argv of one study run (no shell)."""
+    """argv of one study run (no shell). A run without the completeness losses
+    (`train.completeness=false`) has no search to take pseudo instances from, so unless it names
+    `pseudo.source` the DAG's self-training reads its proposals (`pseudo.source=proposals`)."""
     argv = [dvc_executable(), "exp", "run", "--temp", "--name", name]
     settings = [f"{k}={v}" for k, v in point.items()]
+    given = dict(item.partition("=")[::2] for item in [*settings, *extra])
+    if given.get("train.completeness", "").lower() == "false" and "pseudo.source" not in given:
+        settings.append("pseudo.source=proposals")
     for item in [*settings, f"points.seed={seed}", f"train.seed={seed}", *extra]:
         argv += ["-S", item]
     for path in copy:

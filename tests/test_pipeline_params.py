@@ -104,6 +104,20 @@ def test_lacp_proposals_without_the_lacp_copy_are_refused_on_load(tmp_path: Path
     assert load_params(_write(tmp_path, raw)).selftrain.video_scores == "none"
 
 
+def test_searched_pseudo_instances_without_the_searches_are_refused_on_load(tmp_path: Path, raw: dict):
+    """The point-only baseline (`train.completeness: false`) runs no search, so `pseudo.source:
+    search` is refused before it trains, naming both keys and the way out; proposals load."""
+    raw["train"]["completeness"] = False
+    with pytest.raises(
+        ParamsError,
+        match=r"1 invalid value\(s\)\n  Value error, pseudo\.source: search needs train\.completeness: true "
+        r".* set pseudo\.source: proposals or ground_truth",
+    ):
+        load_params(_write(tmp_path, raw))
+    raw["pseudo"]["source"] = "proposals"
+    assert not load_params(_write(tmp_path, raw)).train.completeness
+
+
 def test_missing_and_malformed_files(tmp_path: Path):
     with pytest.raises(ParamsError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")

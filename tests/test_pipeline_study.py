@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.params import load_params
 from pipeline.study import (
+    ABLATION_POINTS,
     METRIC_KEYS,
     collect_metrics,
     departure_points,
@@ -55,6 +57,22 @@ def test_departures_study_is_the_defaults_the_preset_and_each_key_alone():
     assert sorted(k for p in alone.values() for k in p) == sorted(keys)  # one key each
     assert alone["train.oic_outer=released"] == {"train.oic_outer": "released"}
     assert alone["detection.faithful=true"] == {"detection.faithful": "true"}
+
+
+def test_a_run_without_completeness_takes_its_pseudo_instances_from_proposals():
+    """Every ablation row and both values of a completeness grid give params that load: the
+    baseline's run gets pseudo.source=proposals (it has no search), unless it names a source."""
+    for point in [*ABLATION_POINTS.values(), {"train.completeness": "false"}, {"train.completeness": "true"}]:
+        argv = experiment_argv(point, 0, name="s", extra=[], copy=[])
+        overrides: dict = {}
+        for item in [a for i, a in enumerate(argv) if i and argv[i - 1] == "-S"]:
+            key, _, value = item.partition("=")
+            section, _, field = key.partition(".")
+            overrides.setdefault(section, {})[field] = {"true": True, "false": False}.get(value, value)
+        params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", overrides=overrides)
+        assert params.pseudo.source == ("search" if params.train.completeness else "proposals")
+    named = experiment_argv({"train.completeness": "false"}, 0, name="s", extra=["pseudo.source=ground_truth"], copy=[])
+    assert "pseudo.source=proposals" not in named and "pseudo.source=ground_truth" in named
 
 
 def test_bad_grid_entry_is_explained():
