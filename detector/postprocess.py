@@ -86,7 +86,9 @@ def vote_boundaries(kept: np.ndarray, segments: np.ndarray, scores: np.ndarray, 
     for i, segment in enumerate(voted.copy()):
         w = np.where(_tiou(segment, segments) >= tiou, weights, 0.0)  # (K,)
         if w.sum() > 0:
-            voted[i] = (w[:, None] * segments).sum(axis=0) / w.sum()
+            voters = segments[w > 0]  # the mean lies within their bounds; the clip drops rounding past them
+            mean = (w[:, None] * segments).sum(axis=0) / w.sum()
+            voted[i] = np.clip(mean, voters.min(axis=0), voters.max(axis=0))
     return voted
 
 

@@ -130,3 +130,7 @@ def test_voting_weighs_candidates_by_score_within_the_tiou_and_ignores_negative_
     np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.6), [[0.0, 9.2]])
     np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.85), [[0.0, 10.0]])
     np.testing.assert_allclose(vote_boundaries(kept, segments, scores, tiou=0.3), [[2.0, 11.52]])
+    # equal bounds stay exactly equal: a weighted mean can round past them (a video's end, say)
+    ends = np.array([[0.1, 20.656165337407103]] * 3)
+    voted = vote_boundaries(ends[:1], ends, np.array([0.7536032992970298, 0.1023036762691485, 0.3]), tiou=0.6)
+    assert voted[0, 1] == 20.656165337407103 and voted[0, 0] == 0.1
