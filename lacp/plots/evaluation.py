@@ -50,7 +50,7 @@ def plot_map_vs_tiou(
         axes.plot(thresholds, values, marker="o", label=plain_text(name) if name else None)
         if len(runs) == 1:
             for x, y in zip(thresholds, values):
-                axes.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+                axes.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
     axes.set_xlabel("tIoU threshold")
     axes.set_ylabel("mAP")
     axes.set_title(plain_text(title))
