@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pydantic
+import pytest
+
 from bench.selftrain import recorded_as
+from bench.selftrain_postprocess import parse_value
 
 
 def test_recorded_as_copies_the_folder_only_when_its_record_differs(tmp_path):
@@ -28,3 +32,13 @@ def test_recorded_as_copies_the_folder_only_when_its_record_differs(tmp_path):
     (copy / "stale").write_text("from an earlier call")
     assert recorded_as(folder, {"lacp_proposals": True, "voting_tiou": 0.0}) == copy
     assert not (copy / "stale").exists()
+
+
+def test_a_sweep_reads_each_value_as_the_swept_field_takes_it():
+    """`bench.selftrain_postprocess --key K --values ...`: numbers for a number, true/false for a
+    flag, and a value the field refuses is refused naming the field."""
+    assert parse_value("voting_tiou", "0.6") == 0.6
+    assert parse_value("lacp_proposals", "true") is True
+    assert parse_value("lacp_proposals", " false") is False
+    with pytest.raises(pydantic.ValidationError, match="voting_tiou"):
+        parse_value("voting_tiou", "2")
