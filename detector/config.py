@@ -166,8 +166,9 @@ class InferenceConfig(Config):
 
     model_config = ConfigDict(allow_inf_nan=False)  # besides Config's: frozen, unknown keys refused
 
-    # Candidates below this class probability are dropped before decoding (the paper's 0.001).
-    score_threshold: float = Field(0.001, ge=0, description="candidates below this class probability are dropped")
+    # Candidates below this score (the class probability, fused with LACP's video score when the
+    # folder has one: `own_class_weight`) are dropped before decoding (the paper's 0.001).
+    score_threshold: float = Field(0.001, ge=0, description="candidates below this score are dropped")
     # At most this many (location, class) candidates per pyramid level, by probability (THUMOS'14's
     # level 0 has up to ~2,300 locations x 20 classes; a default video has ~60 locations x 4 classes).
     pre_nms_topk: int = Field(1000, ge=1, description="candidates kept per pyramid level before Soft-NMS")
@@ -200,3 +201,23 @@ class InferenceConfig(Config):
     # better. False: the detector's detections alone. True: chosen on the validation videos of
     # both synthetic families (docs/STUDIES.md).
     lacp_proposals: bool = Field(True, description="LACP's proposals join the detections before a last Soft-NMS")
+    # With a folder that fuses LACP's video scores (`selftrain.video_scores: lacp`), how the detector's
+    # class probabilities and LACP's video scores make a location's score for class c:
+    # best^(1 - w) * p_c^w * video_score_c, with p_c the location's probability of c, best its
+    # highest (its actionness) and w this weight. 1: the detector classifies (each class's own
+    # probability, ActionFormer's); 0: the detector only localises and LACP classifies
+    # (ActionFormer's recipe with an external video classifier). 0.25 was chosen on the validation
+    # videos of both synthetic families (docs/STUDIES.md): the detector, trained on a few dozen
+    # videos, tells classes apart worse than LACP on one and better on the other.
+    own_class_weight: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="a location's class-c score: best^(1-w) * p_c^w * LACP's video score of c (1: the detector's own)",
+    )
+
+    def settings_needing_lacp(self) -> list[str]:
+        """These settings that apply the LACP model a detector folder may carry (`selftrain.video_scores:
+        lacp`), each as `key: value`; none means the detector's detections stand alone."""
+        needing = ["lacp_proposals: true"] if self.lacp_proposals else []
+        return needing + ([f"own_class_weight: {self.own_class_weight:g}"] if self.own_class_weight < 1 else [])

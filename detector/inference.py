@@ -57,6 +57,7 @@ def detect_video(
     grid: TimeGrid,
     config: DetectorConfig,
     inference: InferenceConfig,
+    class_scores: np.ndarray | None = None,
 ) -> list[dict]:
     """Detections of one video.
 
@@ -66,6 +67,10 @@ def detect_video(
         grid: the features' time grid.
         config: the detector's sizes (num_levels).
         inference: decoding and Soft-NMS settings.
+        class_scores: (C,) another model's video-level class scores: each location's score for
+            class c becomes best^(1 - w) * p_c^w * class_scores[c], with p_c its probability of c,
+            best its highest and w `inference.own_class_weight` (0: the detector localises and the
+            other model classifies); None: the detector's own probabilities.
 
     Returns:
         `{"label_index": int, "score": float, "segment": [start_s, end_s]}` by descending score.
@@ -78,7 +83,11 @@ def detect_video(
     valid = out.mask[0].cpu().numpy()  # (N,)
     logits = out.cls_logits[0].double().cpu().numpy()[valid]  # (n, C)
     distances = out.regression[0].double().cpu().numpy()[valid]  # (n, 2)
-    probs = 1.0 / (1.0 + np.exp(-logits))
+    probs = 1.0 / (1.0 + np.exp(-logits))  # (n, C)
+    if class_scores is not None:
+        weight = inference.own_class_weight
+        best = probs.max(axis=1, keepdims=True)  # (n, 1)
+        probs = best ** (1.0 - weight) * probs**weight * np.asarray(class_scores, dtype=np.float64)[None, :]  # (n, C)
     candidates = decode_candidates(
         probs,
         distances,

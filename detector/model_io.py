@@ -68,8 +68,8 @@ def save_detector(
         features: the feature store's record (what `detect` remakes new videos' features with).
         pseudo_source: the instances' source (the pseudo stage's `source`).
         weights: which weights these are ("ema (decay d)" or "final step").
-        video_scores: "lacp" (detection scores times the video-level scores of the LACP model in
-            `VIDEO_SCORER/`) or "none".
+        video_scores: "lacp" (class probabilities fused with the video-level scores of the LACP
+            model in `VIDEO_SCORER/`, `InferenceConfig.own_class_weight`) or "none".
     """
     model_dir = Path(model_dir)
     buffer = io.BytesIO()

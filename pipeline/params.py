@@ -119,10 +119,12 @@ class Params(StageParams):
     @model_validator(mode="after")
     def _cross_section_settings_fit(self) -> Params:
         # Refused here, before selftrain trains a folder that evaluate_selftrain could not apply.
-        if self.detection.detector.lacp_proposals and self.selftrain.video_scores == "none":
+        needing = self.detection.detector.settings_needing_lacp()
+        if needing and self.selftrain.video_scores == "none":
             raise ValueError(
-                "detection.detector.lacp_proposals: true needs selftrain.video_scores: lacp (the proposals"
-                " come from the LACP model copied into the detector's folder); set one of the two"
+                f"detection.detector {', '.join(needing)} need selftrain.video_scores: lacp (they apply the"
+                " LACP model copied into the detector's folder); set it, or set lacp_proposals: false and"
+                " own_class_weight: 1"
             )
         # Refused here, before train runs a model whose pseudo stage would then find no searches.
         if not self.train.completeness and self.pseudo.source == "search":

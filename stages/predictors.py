@@ -70,8 +70,9 @@ class LacpPredictor:
 
 class DetectorPredictor:
     """The self-trained detector (`detector.inference`): its detections (Soft-NMS'd) with the given
-    post-processing, each score times the video-level score of its class from the LACP model in the
-    folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings), merged with that
+    post-processing, its class probabilities fused with the video-level scores of the LACP model in
+    the folder (`video_scores: lacp`, `stages.selftrain`; with the given LACP settings) before
+    decoding (`own_class_weight`, `detector.inference.detect_video`), merged with that
     model's own proposals, scored alike, when `lacp_proposals` (`detector.postprocess.merge_detections`,
     the only step then that votes boundaries, `voting_tiou`); a
     video's predicted classes are those whose video score (else best detection score) is at least
@@ -105,27 +106,35 @@ class DetectorPredictor:
         if meta["video_scores"] == "lacp":
             scorer_dir = Path(model_dir) / VIDEO_SCORER
             self.scorer = LacpPredictor(scorer_dir, config, device, classes=classes)
-        elif inference.lacp_proposals:
-            raise ValueError(
-                f"{model_dir}: detection.detector.lacp_proposals is true but the folder holds no LACP model"
-                " (selftrain.video_scores: none); set it to false"
-            )
+        else:
+            needing = inference.settings_needing_lacp()
+            if needing:
+                raise ValueError(
+                    f"{model_dir}: detection.detector {', '.join(needing)} need an LACP model, and the folder"
+                    " holds none (selftrain.video_scores: none); set lacp_proposals: false and own_class_weight: 1"
+                )
 
     def __call__(self, store: FeatureStore, videos: list[str], *, keep_scores: Collection[str] = ()):
         grid = store.time_grid
         proposals, class_sets, scores = {}, {}, {}
         for vid in videos:
             features = store[vid]  # (T, F)
-            found = detect_video(self.model, features, grid=grid, config=self.config, inference=self.own_inference)
-            if self.scorer is None:
+            scored = None if self.scorer is None else self.scorer.score(features, grid.seconds_per_snippet)
+            found = detect_video(
+                self.model,
+                features,
+                grid=grid,
+                config=self.config,
+                inference=self.own_inference,
+                class_scores=None if scored is None else scored.video_score,  # fused with LACP's (own_class_weight)
+            )
+            if scored is None:
                 best = np.zeros(self.num_classes)  # (C,) best detection score per class
                 for d in found:
                     best[d["label_index"]] = max(best[d["label_index"]], d["score"])
             else:
-                scored = self.scorer.score(features, grid.seconds_per_snippet)
                 best = scored.video_score  # (C,) LACP's video scores
-                found = sorted(_times_video_score(found, best), key=lambda d: -d["score"])
-                if self.inference.lacp_proposals:  # LACP's proposals, their scores fused as the detector's
+                if self.inference.lacp_proposals:  # LACP's proposals, each score times its class's video score
                     lacp = _times_video_score(video_proposals(scored, self.scorer.config), best)
                     found = merge_detections(found, lacp, config=self.inference)
             proposals[vid] = found

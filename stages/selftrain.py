@@ -11,10 +11,11 @@ hashing these params, the pseudo instances and the features); every loss term is
 through DVCLive (`loss/cls`, `loss/reg`, `loss/total`).
 
 Video-level scores (`video_scores: lacp`): the detector localises well but, trained on ~100
-instances, tells classes apart worse than LACP's video-level classifier; as ActionFormer does with
-an external video classifier on ActivityNet, each detection's score is multiplied by the video's
-LACP score of its class (`stages.predictors.DetectorPredictor`). The LACP model is copied into the
-folder (`lacp/`), so the folder stays self-contained for `python -m pipeline detect`.
+instances, may tell classes apart worse than LACP's video-level classifier; as ActionFormer does
+with an external video classifier on ActivityNet, its class probabilities are fused with the
+video's LACP scores (`detection.detector.own_class_weight`, `stages.predictors.DetectorPredictor`).
+The LACP model is copied into the folder (`lacp/`), so the folder stays self-contained for
+`python -m pipeline detect`.
 
 Outputs: the model folder (`detector.model_io`: model.pt, model.json with kind "detector",
 split.json, and `lacp/` with `video_scores: lacp`) and the training log.
@@ -49,8 +50,9 @@ class SelftrainParams(StageParams, DetectorSettings):
     key's type, default, check and reason), plus what only this stage reads."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # lacp: each detection's score times LACP's video-level score of its class (the LACP model is
-    # copied into the folder); none: the detector's own scores
+    # lacp: the detector's class probabilities fused with LACP's video-level scores
+    # (detection.detector.own_class_weight; the LACP model is copied into the folder); none: the
+    # detector's own scores
     video_scores: Literal["lacp", "none"] = "lacp"
 
     def config(self, *, feature_dim: int) -> DetectorConfig:

@@ -445,7 +445,8 @@ def test_lacp_proposals_join_the_detectors_detections_and_need_the_lacp_copy(run
     self-trained folder is one of the detector's own (`--no-lacp-proposals`) or one of LACP's
     proposals of the video, never scored above what its source gave it; the default voting
     (`voting_tiou` 0.6) moves boundaries only: the same labels and scores. Without the folder's
-    LACP copy (`video_scores: none`) the setting is refused, naming the way out."""
+    LACP copy (`video_scores: none`) the setting is refused, naming the way out, and so is
+    `own_class_weight` below 1."""
     import shutil
 
     from detector.config import InferenceConfig
@@ -485,9 +486,10 @@ def test_lacp_proposals_join_the_detectors_detections_and_need_the_lacp_copy(run
     (folder / "model.json").write_text(json.dumps({**meta, "video_scores": "none"}))
     classes = meta["classes"]
     with pytest.raises(
-        ValueError, match=r"no-lacp-copy: detection\.detector\.lacp_proposals is true .* set it to false"
+        ValueError,
+        match=r"no-lacp-copy: detection\.detector lacp_proposals: true, own_class_weight: 0\.25 need an LACP "
+        r"model, .* set lacp_proposals: false and own_class_weight: 1",
     ):
         DetectorPredictor(folder, run.detection.lacp(), "cpu", classes=classes, inference=InferenceConfig())
-    DetectorPredictor(
-        folder, run.detection.lacp(), "cpu", classes=classes, inference=InferenceConfig(lacp_proposals=False)
-    )
+    alone = InferenceConfig(lacp_proposals=False, own_class_weight=1.0)
+    DetectorPredictor(folder, run.detection.lacp(), "cpu", classes=classes, inference=alone)

@@ -90,18 +90,26 @@ def test_directory_source_needs_its_paths(tmp_path: Path, raw: dict):
         load_params(_write(tmp_path, raw))
 
 
-def test_lacp_proposals_without_the_lacp_copy_are_refused_on_load(tmp_path: Path, raw: dict):
-    """The merge takes LACP's proposals from the LACP model copied into the detector's folder
-    (`selftrain.video_scores: lacp`): without it the params are refused before anything trains."""
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [({"lacp_proposals": True}, "lacp_proposals: true"), ({"own_class_weight": 0.5}, "own_class_weight: 0.5")],
+)
+def test_settings_that_apply_the_lacp_copy_are_refused_on_load_without_it(
+    tmp_path: Path, raw: dict, setting: dict, named: str
+):
+    """The merge takes LACP's proposals, and own_class_weight below 1 LACP's video scores, from the
+    LACP model copied into the detector's folder (`selftrain.video_scores: lacp`): without it either
+    setting is refused before anything trains, named with its value and the way out."""
     raw["selftrain"]["video_scores"] = "none"
+    raw["detection"]["detector"].update(lacp_proposals=False, own_class_weight=1.0)
+    assert load_params(_write(tmp_path, raw)).selftrain.video_scores == "none"
+    raw["detection"]["detector"].update(setting)
     with pytest.raises(
         ParamsError,
-        match=r"1 invalid value\(s\)\n  Value error, detection\.detector\.lacp_proposals: true needs "
-        r"selftrain\.video_scores: lacp .* set one of the two",
+        match=rf"1 invalid value\(s\)\n  Value error, detection\.detector {named} need "
+        r"selftrain\.video_scores: lacp .* or set lacp_proposals: false and own_class_weight: 1",
     ):
         load_params(_write(tmp_path, raw))
-    raw["detection"]["detector"]["lacp_proposals"] = False
-    assert load_params(_write(tmp_path, raw)).selftrain.video_scores == "none"
 
 
 def test_searched_pseudo_instances_without_the_searches_are_refused_on_load(tmp_path: Path, raw: dict):
